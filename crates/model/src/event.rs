@@ -1,0 +1,70 @@
+//! Events: the one record of everything that happens to a message or recipient. The
+//! status API, webhooks, logs and metrics all read these, so they never disagree.
+
+use crate::{EventId, MessageId, TenantId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Accepted,
+    Rejected,
+    Suppressed,
+    Deferred,
+    Delivered,
+    Bounced,
+    Expired,
+    Cancelled,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 8] = [
+        Self::Accepted,
+        Self::Rejected,
+        Self::Suppressed,
+        Self::Deferred,
+        Self::Delivered,
+        Self::Bounced,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Suppressed => "suppressed",
+            Self::Deferred => "deferred",
+            Self::Delivered => "delivered",
+            Self::Bounced => "bounced",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event as stored and as shown by the API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub message_id: Option<MessageId>,
+    pub tenant_id: Option<TenantId>,
+    pub recipient: Option<String>,
+    /// Type-specific details (SMTP reply, remote host, client address, ...).
+    pub detail: serde_json::Value,
+}

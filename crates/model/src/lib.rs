@@ -1,0 +1,12 @@
+//! Mailroom's vocabulary: identifiers, addresses and domains, envelopes, per-recipient
+//! states and events. Pure data with validation; no I/O, no SMTP text, no SQL.
+
+pub mod address;
+pub mod event;
+pub mod id;
+pub mod state;
+
+pub use address::{Address, AddressError, Domain, parse_domain};
+pub use event::{Event, EventType};
+pub use id::{CredentialId, EventId, MessageId, TenantId, now_millis};
+pub use state::RecipientState;

@@ -1,0 +1,137 @@
+//! The in-memory directory: indexes over one consistent snapshot of tenants,
+//! credentials, allowlists and domains.
+
+use ipnet::IpNet;
+use mailroom_model::TenantId;
+use mailroom_store::{CredentialRecord, DirectorySnapshot, TenantRecord};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    tenants: HashMap<TenantId, TenantRecord>,
+    by_key_hash: HashMap<String, TenantId>,
+    credentials: HashMap<String, CredentialRecord>,
+    /// (network, tenant, TLS required), most specific prefix first.
+    allowlist: Vec<(IpNet, TenantId, bool)>,
+    /// domain name → (tenant, verified)
+    domains: HashMap<String, (TenantId, bool)>,
+}
+
+impl Directory {
+    pub fn build(s: DirectorySnapshot) -> Self {
+        let mut allowlist: Vec<(IpNet, TenantId, bool)> = s
+            .allowed_ips
+            .into_iter()
+            .filter_map(|a| {
+                a.cidr
+                    .parse::<IpNet>()
+                    .ok()
+                    .map(|net| (net.trunc(), a.tenant_id, a.require_tls))
+            })
+            .collect();
+        allowlist.sort_by_key(|(net, _, _)| std::cmp::Reverse(net.prefix_len()));
+        Self {
+            by_key_hash: s
+                .tenants
+                .iter()
+                .map(|t| (t.api_key_hash.clone(), t.id.clone()))
+                .collect(),
+            tenants: s.tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            credentials: s
+                .credentials
+                .into_iter()
+                .map(|c| (c.username.clone(), c))
+                .collect(),
+            allowlist,
+            domains: s
+                .domains
+                .into_iter()
+                .map(|d| (d.name, (d.tenant_id, d.verified)))
+                .collect(),
+        }
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Option<&TenantRecord> {
+        self.tenants.get(id)
+    }
+
+    pub fn tenant_by_key_hash(&self, hash: &str) -> Option<&TenantRecord> {
+        self.by_key_hash.get(hash).and_then(|id| self.tenants.get(id))
+    }
+
+    pub fn credential(&self, username: &str) -> Option<&CredentialRecord> {
+        self.credentials.get(username)
+    }
+
+    /// The most specific allowlist entry containing `ip`: (tenant, TLS required).
+    pub fn allowlist_match(&self, ip: IpAddr) -> Option<(&TenantId, bool)> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allowlist
+            .iter()
+            .find(|(net, _, _)| net.contains(&ip))
+            .map(|(_, t, tls)| (t, *tls))
+    }
+
+    /// A verified domain of `tenant` equal to `domain` or a parent of it.
+    pub fn sender_domain_allowed(&self, tenant: &TenantId, domain: &str) -> bool {
+        let mut candidate = domain;
+        loop {
+            if let Some((owner, verified)) = self.domains.get(candidate) {
+                return owner == tenant && *verified;
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => candidate = parent,
+                _ => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailroom_store::{AllowedIp, DomainRecord};
+
+    fn tenant(id: &TenantId, name: &str) -> TenantRecord {
+        TenantRecord {
+            id: id.clone(),
+            name: name.into(),
+            api_key_hash: format!("hash-{name}"),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn domains_allowlists_and_keys() {
+        let a = TenantId::generate();
+        let b = TenantId::generate();
+        let dir = Directory::build(DirectorySnapshot {
+            tenants: vec![tenant(&a, "a"), tenant(&b, "b")],
+            credentials: vec![],
+            allowed_ips: vec![
+                AllowedIp { tenant_id: a.clone(), cidr: "127.0.0.0/8".into(), require_tls: false },
+                AllowedIp { tenant_id: b.clone(), cidr: "127.0.0.2/32".into(), require_tls: true },
+            ],
+            domains: vec![
+                DomainRecord { name: "a.test".into(), tenant_id: a.clone(), verified: true, created_at: 0 },
+                DomainRecord { name: "pending.test".into(), tenant_id: a.clone(), verified: false, created_at: 0 },
+                DomainRecord { name: "b.test".into(), tenant_id: b.clone(), verified: true, created_at: 0 },
+            ],
+        });
+        assert!(dir.sender_domain_allowed(&a, "a.test"));
+        assert!(dir.sender_domain_allowed(&a, "mail.a.test"));
+        assert!(!dir.sender_domain_allowed(&a, "b.test"));
+        assert!(!dir.sender_domain_allowed(&a, "pending.test"));
+        assert!(!dir.sender_domain_allowed(&a, "other.test"));
+        assert!(!dir.sender_domain_allowed(&a, "test"));
+        assert_eq!(dir.allowlist_match("127.0.0.2".parse().unwrap()), Some((&b, true)));
+        assert_eq!(dir.allowlist_match("127.0.0.3".parse().unwrap()), Some((&a, false)));
+        assert_eq!(dir.allowlist_match("::ffff:127.0.0.3".parse().unwrap()), Some((&a, false)));
+        assert_eq!(dir.allowlist_match("10.0.0.1".parse().unwrap()), None);
+        assert_eq!(dir.tenant_by_key_hash("hash-b").map(|t| &t.id), Some(&b));
+    }
+}

@@ -1,0 +1,202 @@
+//! Who may send what: tenants, SMTP credentials, IP allowlists and sender domains,
+//! answered as verdicts. The directory of tenants is cached in memory (the SMTP hot
+//! path never queries the database) and reloaded after every change made through the
+//! API, so a revoked credential stops working at once.
+//!
+//! This crate never writes SMTP text or touches sockets: callers turn verdicts into
+//! replies.
+
+mod directory;
+mod limiter;
+pub mod secrets;
+
+pub use directory::Directory;
+pub use limiter::AuthLimiter;
+
+use mailroom_model::{Domain, TenantId};
+use mailroom_store::{DynStore, StoreError};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// The tenant a session or request acts for, and how it was established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantContext {
+    pub tenant_id: TenantId,
+    pub tenant_name: String,
+    pub via: Via,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// SMTP AUTH with this username.
+    Credential(String),
+    /// The client address is on the tenant's allowlist.
+    AllowedIp,
+    /// The tenant's API key.
+    ApiKey,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthVerdict {
+    Accepted(TenantContext),
+    Rejected,
+    /// Too many failures from this address recently.
+    LockedOut,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SenderVerdict {
+    Allowed,
+    /// The domain is not a verified sending domain of this tenant.
+    NotAuthorized(Domain),
+}
+
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// Failed AUTH attempts allowed per client address within `auth_window`.
+    pub auth_failures_per_ip: u32,
+    pub auth_window: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            auth_failures_per_ip: 10,
+            auth_window: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Policy {
+    store: DynStore,
+    directory: RwLock<Arc<Directory>>,
+    /// Successful (username, password) pairs, so a client that connects for every
+    /// message does not pay for argon2 each time. Keyed by a salted digest; emptied on
+    /// every directory reload, so revocation is immediate.
+    verified: Mutex<std::collections::HashMap<[u8; 32], TenantContext>>,
+    cache_salt: [u8; 32],
+    limiter: AuthLimiter,
+}
+
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
+impl Policy {
+    pub async fn load(store: DynStore, config: PolicyConfig) -> Result<Arc<Self>, StoreError> {
+        let snapshot = store.load_directory().await?;
+        Ok(Arc::new(Self {
+            store,
+            directory: RwLock::new(Arc::new(Directory::build(snapshot))),
+            verified: Mutex::new(Default::default()),
+            cache_salt: rand::random(),
+            limiter: AuthLimiter::new(config.auth_failures_per_ip, config.auth_window),
+        }))
+    }
+
+    /// Re-reads tenants, credentials, allowlists and domains from the store.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let snapshot = self.store.load_directory().await?;
+        let directory = Arc::new(Directory::build(snapshot));
+        *self.directory.write().expect("directory lock") = directory;
+        self.verified.lock().expect("cache lock").clear();
+        Ok(())
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("directory lock").clone()
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// Checks SMTP AUTH credentials. Argon2 runs on the blocking pool.
+    pub async fn authenticate(&self, ip: IpAddr, username: &str, password: &str) -> AuthVerdict {
+        if self.limiter.is_locked(ip) {
+            return AuthVerdict::LockedOut;
+        }
+        let key = secrets::cache_key(&self.cache_salt, username, password);
+        if let Some(ctx) = self.verified.lock().expect("cache lock").get(&key) {
+            return AuthVerdict::Accepted(ctx.clone());
+        }
+        let directory = self.directory();
+        let found = directory.credential(username).cloned();
+        let ok = match &found {
+            Some(cred) => {
+                let hash = cred.password_hash.clone();
+                let password = password.to_string();
+                tokio::task::spawn_blocking(move || secrets::verify_password(&password, &hash))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => {
+                // Spend the same time as a real check so usernames cannot be probed.
+                let password = password.to_string();
+                let _ = tokio::task::spawn_blocking(move || {
+                    secrets::verify_password(&password, secrets::DUMMY_HASH.as_str())
+                })
+                .await;
+                false
+            }
+        };
+        match (ok, found) {
+            (true, Some(cred)) => match directory.tenant(&cred.tenant_id) {
+                Some(tenant) => {
+                    let ctx = TenantContext {
+                        tenant_id: tenant.id.clone(),
+                        tenant_name: tenant.name.clone(),
+                        via: Via::Credential(username.to_string()),
+                    };
+                    let mut cache = self.verified.lock().expect("cache lock");
+                    if cache.len() >= VERIFIED_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(key, ctx.clone());
+                    self.limiter.record_success(ip);
+                    AuthVerdict::Accepted(ctx)
+                }
+                None => AuthVerdict::Rejected,
+            },
+            _ => {
+                self.limiter.record_failure(ip);
+                AuthVerdict::Rejected
+            }
+        }
+    }
+
+    /// The tenant whose allowlist holds `ip`, if the TLS condition is met.
+    /// Returns `Err(())` when the address is listed but only for TLS sessions.
+    pub fn allowlisted(&self, ip: IpAddr, tls: bool) -> Result<Option<TenantContext>, ()> {
+        let directory = self.directory();
+        match directory.allowlist_match(ip) {
+            None => Ok(None),
+            Some((_, true)) if !tls => Err(()),
+            Some((tenant_id, _)) => Ok(directory.tenant(tenant_id).map(|t| TenantContext {
+                tenant_id: t.id.clone(),
+                tenant_name: t.name.clone(),
+                via: Via::AllowedIp,
+            })),
+        }
+    }
+
+    /// Whether `tenant` may use `domain` as a sender domain (envelope or header): it
+    /// must be a verified domain of the tenant, or a subdomain of one.
+    pub fn check_sender_domain(&self, tenant: &TenantId, domain: &Domain) -> SenderVerdict {
+        if self.directory().sender_domain_allowed(tenant, domain.as_str()) {
+            SenderVerdict::Allowed
+        } else {
+            SenderVerdict::NotAuthorized(domain.clone())
+        }
+    }
+
+    /// The tenant owning an API key.
+    pub fn tenant_for_api_key(&self, key: &str) -> Option<TenantContext> {
+        let hash = secrets::hash_api_key(key);
+        let directory = self.directory();
+        directory.tenant_by_key_hash(&hash).map(|t| TenantContext {
+            tenant_id: t.id.clone(),
+            tenant_name: t.name.clone(),
+            via: Via::ApiKey,
+        })
+    }
+}

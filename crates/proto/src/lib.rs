@@ -1,0 +1,15 @@
+//! SMTP protocol code without I/O: command parsing, the reply catalogue, EHLO
+//! capabilities, SASL PLAIN/LOGIN decoding and the DATA/BDAT body receivers with
+//! dot-unstuffing and bare-CR/LF/NUL rejection. Sessions feed bytes in and write the
+//! bytes that come out; the same code serves the server, the tests and the fuzzers.
+
+pub mod body;
+pub mod command;
+pub mod ehlo;
+pub mod reply;
+pub mod sasl;
+
+pub use body::{BodyFault, BodyLimits, DataReceiver, DataStatus};
+pub use command::{Command, CommandError, DsnRet, MailParams, RcptParams, parse_command};
+pub use ehlo::Capabilities;
+pub use reply::Reply;

@@ -1,0 +1,338 @@
+//! The embedded SQLite backend: one database file in WAL mode with
+//! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
+//! reads and administrative writes, and the group-commit writer for messages.
+
+mod writer;
+
+use crate::*;
+use mailroom_model::{CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, now_millis};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: mpsc::Sender<writer::Job>,
+}
+
+/// How many enqueue requests may wait for the writer. When full, callers wait (their
+/// SMTP clients wait for the 250): backpressure, never an unbounded queue.
+const WRITER_QUEUE: usize = 4096;
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .disable_statement_logging();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "database"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let conn = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "database"))?;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer::run(conn, rx));
+        Ok(Self { pool, writer: tx })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn db(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::from_sqlx(e, what)
+}
+
+fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
+    TenantRecord {
+        id: TenantId::from_stored(r.get("id")),
+        name: r.get("name"),
+        api_key_hash: r.get("api_key_hash"),
+        created_at: r.get("created_at"),
+    }
+}
+
+fn credential_from_row(r: &sqlx::sqlite::SqliteRow) -> CredentialRecord {
+    CredentialRecord {
+        id: CredentialId::from_stored(r.get("id")),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        username: r.get("username"),
+        password_hash: r.get("password_hash"),
+        created_at: r.get("created_at"),
+    }
+}
+
+fn domain_from_row(r: &sqlx::sqlite::SqliteRow) -> DomainRecord {
+    DomainRecord {
+        name: r.get("name"),
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        verified: r.get("verified"),
+        created_at: r.get("created_at"),
+    }
+}
+
+fn allowed_from_row(r: &sqlx::sqlite::SqliteRow) -> AllowedIp {
+    AllowedIp {
+        tenant_id: TenantId::from_stored(r.get("tenant_id")),
+        cidr: r.get("cidr"),
+        require_tls: r.get("require_tls"),
+    }
+}
+
+fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<Event> {
+    let kind = EventType::parse(r.get::<&str, _>("type"))?;
+    let detail: String = r.get("detail");
+    Some(Event {
+        id: EventId::from_stored(r.get("id")),
+        kind,
+        at: r.get("at"),
+        message_id: r.get::<Option<String>, _>("message_id").map(MessageId::from_stored),
+        tenant_id: r.get::<Option<String>, _>("tenant_id").map(TenantId::from_stored),
+        recipient: r.get("recipient"),
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(writer::Job { message, done })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
+        let now = now_millis();
+        sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(t.id.as_str())
+            .bind(&t.name)
+            .bind(&t.api_key_hash)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db("tenant"))?;
+        Ok(TenantRecord {
+            id: t.id,
+            name: t.name,
+            api_key_hash: t.api_key_hash,
+            created_at: now,
+        })
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("tenant"))?;
+        Ok(rows.iter().map(tenant_from_row).collect())
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("tenant"))?;
+        Ok(row.as_ref().map(tenant_from_row))
+    }
+
+    async fn create_credential(&self, c: NewCredential) -> Result<CredentialRecord, StoreError> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO smtp_credentials (id, tenant_id, username, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.tenant_id.as_str())
+        .bind(&c.username)
+        .bind(&c.password_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("credential"))?;
+        Ok(CredentialRecord {
+            id: c.id,
+            tenant_id: c.tenant_id,
+            username: c.username,
+            password_hash: c.password_hash,
+            created_at: now,
+        })
+    }
+
+    async fn list_credentials(&self, tenant: &TenantId) -> Result<Vec<CredentialRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM smtp_credentials WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("credential"))?;
+        Ok(rows.iter().map(credential_from_row).collect())
+    }
+
+    async fn revoke_credential(&self, tenant: &TenantId, id: &CredentialId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM smtp_credentials WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db("credential"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_allowed_ips(&self, tenant: &TenantId, entries: &[AllowedIp]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("allowed ip"))?;
+        sqlx::query("DELETE FROM allowed_ips WHERE tenant_id = $1")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("allowed ip"))?;
+        for e in entries {
+            sqlx::query("INSERT INTO allowed_ips (tenant_id, cidr, require_tls) VALUES ($1, $2, $3)")
+                .bind(tenant.as_str())
+                .bind(&e.cidr)
+                .bind(e.require_tls)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("allowed ip"))?;
+        }
+        tx.commit().await.map_err(db("allowed ip"))
+    }
+
+    async fn list_allowed_ips(&self, tenant: &TenantId) -> Result<Vec<AllowedIp>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM allowed_ips WHERE tenant_id = $1 ORDER BY cidr")
+            .bind(tenant.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("allowed ip"))?;
+        Ok(rows.iter().map(allowed_from_row).collect())
+    }
+
+    async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
+        let now = now_millis();
+        sqlx::query("INSERT INTO domains (name, tenant_id, verified, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&d.name)
+            .bind(d.tenant_id.as_str())
+            .bind(d.verified)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db("domain"))?;
+        Ok(DomainRecord {
+            name: d.name,
+            tenant_id: d.tenant_id,
+            verified: d.verified,
+            created_at: now,
+        })
+    }
+
+    async fn list_domains(&self, tenant: Option<&TenantId>) -> Result<Vec<DomainRecord>, StoreError> {
+        let rows = match tenant {
+            Some(t) => sqlx::query("SELECT * FROM domains WHERE tenant_id = $1 ORDER BY name")
+                .bind(t.as_str())
+                .fetch_all(&self.pool)
+                .await,
+            None => sqlx::query("SELECT * FROM domains ORDER BY name").fetch_all(&self.pool).await,
+        }
+        .map_err(db("domain"))?;
+        Ok(rows.iter().map(domain_from_row).collect())
+    }
+
+    async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("directory"))?;
+        let tenants = sqlx::query("SELECT * FROM tenants").fetch_all(&mut *tx).await.map_err(db("tenant"))?;
+        let credentials = sqlx::query("SELECT * FROM smtp_credentials")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("credential"))?;
+        let allowed = sqlx::query("SELECT * FROM allowed_ips").fetch_all(&mut *tx).await.map_err(db("allowed ip"))?;
+        let domains = sqlx::query("SELECT * FROM domains").fetch_all(&mut *tx).await.map_err(db("domain"))?;
+        tx.commit().await.map_err(db("directory"))?;
+        Ok(DirectorySnapshot {
+            tenants: tenants.iter().map(tenant_from_row).collect(),
+            credentials: credentials.iter().map(credential_from_row).collect(),
+            allowed_ips: allowed.iter().map(allowed_from_row).collect(),
+            domains: domains.iter().map(domain_from_row).collect(),
+        })
+    }
+
+    async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
+        let Some(m) = sqlx::query(
+            "SELECT id, tenant_id, mail_from, rfc_message_id, size, received_at, source, client_ip, \
+             dsn_ret, dsn_envid FROM messages WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("message"))?
+        else {
+            return Ok(None);
+        };
+        let rcpts = sqlx::query("SELECT * FROM recipients WHERE message_id = $1 ORDER BY idx")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("recipient"))?;
+        let events = sqlx::query("SELECT * FROM events WHERE message_id = $1 ORDER BY seq")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("event"))?;
+        let events: Vec<Event> = events.iter().filter_map(event_from_row).collect();
+        let recipients = rcpts
+            .iter()
+            .map(|r| {
+                let address: String = r.get("address");
+                RecipientView {
+                    events: events.iter().filter(|e| e.recipient.as_deref() == Some(&address)).cloned().collect(),
+                    state: RecipientState::parse(r.get::<&str, _>("state")).unwrap_or(RecipientState::Queued),
+                    attempts: r.get("attempts"),
+                    next_attempt_at: r.get("next_attempt_at"),
+                    last_reply: r.get("last_reply"),
+                    dsn_notify: r.get("dsn_notify"),
+                    dsn_orcpt: r.get("dsn_orcpt"),
+                    updated_at: r.get("updated_at"),
+                    address,
+                }
+            })
+            .collect();
+        Ok(Some(MessageView {
+            id: MessageId::from_stored(m.get("id")),
+            tenant_id: TenantId::from_stored(m.get("tenant_id")),
+            mail_from: m.get("mail_from"),
+            rfc_message_id: m.get("rfc_message_id"),
+            size: m.get("size"),
+            received_at: m.get("received_at"),
+            source: m.get("source"),
+            client_ip: m.get("client_ip"),
+            dsn_ret: m.get("dsn_ret"),
+            dsn_envid: m.get("dsn_envid"),
+            recipients,
+        }))
+    }
+
+    async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("recipient"))?;
+        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+    }
+}

@@ -1,0 +1,150 @@
+//! The group-commit writer. Every `enqueue` from every session goes through one
+//! bounded channel to one task that owns one connection. The task takes whatever has
+//! queued up while the previous commit was being fsynced, writes it all in one
+//! transaction with multi-row INSERTs, commits (one fsync for the batch) and only then
+//! answers each caller. Under load batches grow by themselves; at rest a lone message
+//! is committed at once.
+
+use crate::{NewMessage, StoreError};
+use mailroom_model::{EventId, EventType};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+pub(crate) struct Job {
+    pub message: NewMessage,
+    pub done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Bounds on one batch: enough to amortise the fsync, small enough to keep latency
+/// and memory in check and to stay under SQLite's bound-parameter limit.
+const MAX_BATCH_MESSAGES: usize = 256;
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Rows per multi-row INSERT (recipient and event rows have ≤ 8 parameters).
+const ROWS_PER_INSERT: usize = 1000;
+
+pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.message.body.len();
+        batch.push(first);
+        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.message.body.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
+        match write_batch(&mut conn, &messages).await {
+            Ok(()) => {
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Ok(()));
+                }
+            }
+            Err(err) if batch.len() == 1 => {
+                let job = batch.pop().expect("one job");
+                let _ = job.done.send(Err(err));
+            }
+            Err(_) => {
+                // One bad message must not fail its neighbours: retry each alone.
+                for job in batch.drain(..) {
+                    let result = write_batch(&mut conn, &[&job.message]).await;
+                    let _ = job.done.send(result);
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx(e, "message");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(err)?;
+    let result = insert_all(conn, messages).await;
+    match result {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(|e| {
+            StoreError::from_sqlx(e, "message")
+        }),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn insert_all(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx(e, "message");
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
+         source, client_ip, dsn_ret, dsn_envid, smtputf8, body) ",
+    );
+    qb.push_values(messages, |mut b, m| {
+        b.push_bind(m.id.as_str())
+            .push_bind(m.tenant_id.as_str())
+            .push_bind(m.mail_from.as_str())
+            .push_bind(m.rfc_message_id.as_deref())
+            .push_bind(m.body.len() as i64)
+            .push_bind(m.received_at)
+            .push_bind(m.source)
+            .push_bind(m.client_ip.as_deref())
+            .push_bind(m.dsn_ret.as_deref())
+            .push_bind(m.dsn_envid.as_deref())
+            .push_bind(m.smtputf8)
+            .push_bind(m.body.as_slice());
+    });
+    qb.build().execute(&mut *conn).await.map_err(err)?;
+
+    struct Row<'a> {
+        m: &'a NewMessage,
+        idx: usize,
+        detail: String,
+        event_id: EventId,
+    }
+    let mut rows = Vec::new();
+    for m in messages {
+        let detail = m.accepted_detail.to_string();
+        for idx in 0..m.recipients.len() {
+            rows.push(Row {
+                m,
+                idx,
+                detail: detail.clone(),
+                event_id: EventId::generate(),
+            });
+        }
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
+             dsn_notify, dsn_orcpt, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            let rcpt = &r.m.recipients[r.idx];
+            b.push_bind(r.m.id.as_str())
+                .push_bind(r.idx as i64)
+                .push_bind(rcpt.address.as_str())
+                .push_bind(rcpt.domain.as_str())
+                .push_bind("queued")
+                .push_bind(r.m.received_at)
+                .push_bind(rcpt.dsn_notify.as_deref())
+                .push_bind(rcpt.dsn_orcpt.as_deref())
+                .push_bind(r.m.received_at);
+        });
+        qb.build().execute(&mut *conn).await.map_err(err)?;
+
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.event_id.as_str())
+                .push_bind(EventType::Accepted.as_str())
+                .push_bind(r.m.received_at)
+                .push_bind(r.m.id.as_str())
+                .push_bind(r.m.tenant_id.as_str())
+                .push_bind(r.m.recipients[r.idx].address.as_str())
+                .push_bind(r.detail.as_str());
+        });
+        qb.build().execute(&mut *conn).await.map_err(err)?;
+    }
+    Ok(())
+}
