@@ -1,0 +1,167 @@
+//! The one pipeline every submission goes through, whether SMTP or HTTP brought it:
+//! header checks and sender authorization on the `From:` header, trace headers
+//! (`Received:`), missing `Message-ID:`/`Date:`, then the durable enqueue. It returns
+//! the message id only after the store has committed the message.
+//!
+//! Ingest does not know which protocol carried the message beyond what goes into the
+//! `Received:` header; protocol front-ends map `IngestError` to their own replies.
+
+mod headers;
+
+use mailroom_model::{Address, Domain, MessageId, TenantId, now_millis};
+use mailroom_policy::{Policy, SenderVerdict, TenantContext, Via};
+use mailroom_store::{DynStore, NewMessage, NewRecipient, StoreError};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// How the message arrived, for the trace header and the `accepted` event.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Smtp {
+        helo: String,
+        client_ip: IpAddr,
+        /// Negotiated TLS version, if the session was encrypted.
+        tls: Option<String>,
+    },
+    Api {
+        client_ip: Option<IpAddr>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Recipient {
+    pub address: Address,
+    /// DSN NOTIFY= (RFC 3461), kept for the delivery side.
+    pub notify: Option<String>,
+    /// DSN ORCPT=.
+    pub orcpt: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub tenant: TenantContext,
+    pub mail_from: Address,
+    pub recipients: Vec<Recipient>,
+    /// The message as received (CRLF line endings, no dot-stuffing).
+    pub body: Vec<u8>,
+    pub origin: Origin,
+    pub dsn_ret: Option<String>,
+    pub dsn_envid: Option<String>,
+    pub smtputf8: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("message has no From header")]
+    MissingFrom,
+    #[error("message has more than one From header")]
+    MultipleFrom,
+    #[error("From header domain {0} is not authorized")]
+    FromNotAuthorized(Domain),
+    #[error("malformed header section: {0}")]
+    MalformedHeaders(&'static str),
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+}
+
+pub struct Ingest {
+    store: DynStore,
+    policy: Arc<Policy>,
+    /// This host's name, used in `Received:` and generated `Message-ID:`s.
+    hostname: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub id: MessageId,
+    pub rfc_message_id: Option<String>,
+}
+
+impl Ingest {
+    pub fn new(store: DynStore, policy: Arc<Policy>, hostname: String) -> Self {
+        Self {
+            store,
+            policy,
+            hostname,
+        }
+    }
+
+    pub async fn submit(&self, s: Submission) -> Result<Accepted, IngestError> {
+        let parsed = headers::inspect(&s.body)?;
+        for domain in &parsed.from_domains {
+            if let SenderVerdict::NotAuthorized(d) =
+                self.policy.check_sender_domain(&s.tenant.tenant_id, domain)
+            {
+                return Err(IngestError::FromNotAuthorized(d));
+            }
+        }
+        let id = MessageId::generate();
+        let now = now_millis();
+        let (body, rfc_message_id) =
+            headers::add_trace(&s, &parsed, &id, &self.hostname, now);
+        let (client_ip, source) = match &s.origin {
+            Origin::Smtp { client_ip, .. } => (Some(*client_ip), "smtp"),
+            Origin::Api { client_ip } => (*client_ip, "api"),
+        };
+        let recipients: Vec<String> = s.recipients.iter().map(|r| r.address.to_string()).collect();
+        let detail = serde_json::json!({
+            "source": source,
+            "client_ip": client_ip.map(|ip| ip.to_string()),
+            "auth": auth_label(&s.tenant),
+            "size": body.len(),
+            "rfc_message_id": rfc_message_id,
+            "helo": match &s.origin { Origin::Smtp { helo, .. } => Some(helo.clone()), Origin::Api { .. } => None },
+            "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
+        });
+        let size = body.len();
+        self.store
+            .enqueue(NewMessage {
+                id: id.clone(),
+                tenant_id: s.tenant.tenant_id.clone(),
+                mail_from: s.mail_from.to_string(),
+                rfc_message_id: rfc_message_id.clone(),
+                received_at: now,
+                source,
+                client_ip: client_ip.map(|ip| ip.to_string()),
+                dsn_ret: s.dsn_ret.clone(),
+                dsn_envid: s.dsn_envid.clone(),
+                smtputf8: s.smtputf8,
+                body,
+                recipients: s
+                    .recipients
+                    .iter()
+                    .map(|r| NewRecipient {
+                        address: r.address.to_string(),
+                        domain: r.address.domain().to_string(),
+                        dsn_notify: r.notify.clone(),
+                        dsn_orcpt: r.orcpt.clone(),
+                    })
+                    .collect(),
+                accepted_detail: detail,
+            })
+            .await?;
+        tracing::info!(
+            message_id = %id,
+            tenant = %s.tenant.tenant_name,
+            tenant_id = %s.tenant.tenant_id,
+            mail_from = %s.mail_from,
+            recipients = ?recipients,
+            size,
+            source,
+            "message accepted"
+        );
+        Ok(Accepted { id, rfc_message_id })
+    }
+
+    pub fn tenant_owns(&self, tenant: &TenantId, message_tenant: &TenantId) -> bool {
+        tenant == message_tenant
+    }
+}
+
+fn auth_label(t: &TenantContext) -> String {
+    match &t.via {
+        Via::Credential(user) => format!("smtp-auth:{user}"),
+        Via::AllowedIp => "allowed-ip".into(),
+        Via::ApiKey => "api-key".into(),
+    }
+}
