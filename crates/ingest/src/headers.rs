@@ -1,8 +1,8 @@
 //! Reading the header section (with mail-parser) and adding trace headers.
 
 use crate::{IngestError, Origin, Submission};
-use mailroom_model::{Domain, MessageId, parse_domain};
 use mail_parser::MessageParser;
+use mailroom_model::{Domain, MessageId, parse_domain};
 
 pub(crate) struct Inspected {
     pub from_domains: Vec<Domain>,
@@ -72,23 +72,35 @@ pub(crate) fn add_trace(
         .unwrap_or_else(chrono::Utc::now)
         .to_rfc2822();
     let (from_part, with) = match &s.origin {
-        Origin::Smtp { helo, client_ip, tls } => {
+        Origin::Smtp {
+            helo,
+            client_ip,
+            tls,
+        } => {
             let helo: String = helo
                 .chars()
                 .filter(|c| c.is_ascii_graphic() && *c != '(' && *c != ')')
                 .take(255)
                 .collect();
-            let with = match (tls.is_some(), matches!(s.tenant.via, mailroom_policy::Via::Credential(_))) {
+            let with = match (
+                tls.is_some(),
+                matches!(s.tenant.via, mailroom_policy::Via::Credential(_)),
+            ) {
                 (true, true) => "ESMTPSA",
                 (true, false) => "ESMTPS",
                 (false, true) => "ESMTPA",
                 (false, false) => "ESMTP",
             };
-            let tls = tls.as_deref().map(|v| format!(" ({v})")).unwrap_or_default();
+            let tls = tls
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default();
             (format!("from {helo} ([{client_ip}]){tls}\r\n\t"), with)
         }
         Origin::Api { client_ip } => {
-            let ip = client_ip.map(|ip| format!("from [{ip}]\r\n\t")).unwrap_or_default();
+            let ip = client_ip
+                .map(|ip| format!("from [{ip}]\r\n\t"))
+                .unwrap_or_default();
             (ip, "HTTP")
         }
     };
@@ -127,7 +139,10 @@ mod tests {
         assert_eq!(i.from_domains[0].as_str(), "acme.test");
         assert_eq!(i.message_id.as_deref(), Some("x@y"));
         assert!(!i.has_date);
-        assert!(matches!(inspect(b"Subject: x\r\n\r\nbody\r\n"), Err(IngestError::MissingFrom)));
+        assert!(matches!(
+            inspect(b"Subject: x\r\n\r\nbody\r\n"),
+            Err(IngestError::MissingFrom)
+        ));
         assert!(matches!(
             inspect(b"From: a@acme.test\r\nFrom: b@evil.test\r\n\r\nx\r\n"),
             Err(IngestError::MultipleFrom)

@@ -97,8 +97,7 @@ impl Ingest {
         }
         let id = MessageId::generate();
         let now = now_millis();
-        let (body, rfc_message_id) =
-            headers::add_trace(&s, &parsed, &id, &self.hostname, now);
+        let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
         let (client_ip, source) = match &s.origin {
             Origin::Smtp { client_ip, .. } => (Some(*client_ip), "smtp"),
             Origin::Api { client_ip } => (*client_ip, "api"),

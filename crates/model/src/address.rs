@@ -106,8 +106,23 @@ fn validate_local(local: &str) -> Result<(), AddressError> {
         let ok = ch.is_ascii_alphanumeric()
             || matches!(
                 ch,
-                '#' | '$' | '&' | '\'' | '*' | '+' | '-' | '/' | '=' | '?' | '^' | '_' | '`'
-                    | '{' | '|' | '}' | '~' | '.'
+                '#' | '$'
+                    | '&'
+                    | '\''
+                    | '*'
+                    | '+'
+                    | '-'
+                    | '/'
+                    | '='
+                    | '?'
+                    | '^'
+                    | '_'
+                    | '`'
+                    | '{'
+                    | '|'
+                    | '}'
+                    | '~'
+                    | '.'
             )
             || (!ch.is_ascii() && !ch.is_control() && !ch.is_whitespace());
         if !ok {
@@ -140,7 +155,11 @@ pub fn parse_domain(text: &str) -> Result<Domain, AddressError> {
         let ldh = label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if label.is_empty() || label.len() > 63 || !ldh || label.starts_with('-') || label.ends_with('-')
+        if label.is_empty()
+            || label.len() > 63
+            || !ldh
+            || label.starts_with('-')
+            || label.ends_with('-')
         {
             return Err(AddressError::BadDomain);
         }

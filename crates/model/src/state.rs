@@ -54,9 +54,11 @@ impl RecipientState {
     pub fn is_final(self) -> bool {
         match self {
             Self::Queued | Self::Deferred => false,
-            Self::Delivered | Self::Bounced | Self::Expired | Self::Cancelled | Self::Suppressed => {
-                true
-            }
+            Self::Delivered
+            | Self::Bounced
+            | Self::Expired
+            | Self::Cancelled
+            | Self::Suppressed => true,
         }
     }
 }

@@ -57,7 +57,9 @@ impl Directory {
     }
 
     pub fn tenant_by_key_hash(&self, hash: &str) -> Option<&TenantRecord> {
-        self.by_key_hash.get(hash).and_then(|id| self.tenants.get(id))
+        self.by_key_hash
+            .get(hash)
+            .and_then(|id| self.tenants.get(id))
     }
 
     pub fn credential(&self, username: &str) -> Option<&CredentialRecord> {
@@ -113,13 +115,36 @@ mod tests {
             tenants: vec![tenant(&a, "a"), tenant(&b, "b")],
             credentials: vec![],
             allowed_ips: vec![
-                AllowedIp { tenant_id: a.clone(), cidr: "127.0.0.0/8".into(), require_tls: false },
-                AllowedIp { tenant_id: b.clone(), cidr: "127.0.0.2/32".into(), require_tls: true },
+                AllowedIp {
+                    tenant_id: a.clone(),
+                    cidr: "127.0.0.0/8".into(),
+                    require_tls: false,
+                },
+                AllowedIp {
+                    tenant_id: b.clone(),
+                    cidr: "127.0.0.2/32".into(),
+                    require_tls: true,
+                },
             ],
             domains: vec![
-                DomainRecord { name: "a.test".into(), tenant_id: a.clone(), verified: true, created_at: 0 },
-                DomainRecord { name: "pending.test".into(), tenant_id: a.clone(), verified: false, created_at: 0 },
-                DomainRecord { name: "b.test".into(), tenant_id: b.clone(), verified: true, created_at: 0 },
+                DomainRecord {
+                    name: "a.test".into(),
+                    tenant_id: a.clone(),
+                    verified: true,
+                    created_at: 0,
+                },
+                DomainRecord {
+                    name: "pending.test".into(),
+                    tenant_id: a.clone(),
+                    verified: false,
+                    created_at: 0,
+                },
+                DomainRecord {
+                    name: "b.test".into(),
+                    tenant_id: b.clone(),
+                    verified: true,
+                    created_at: 0,
+                },
             ],
         });
         assert!(dir.sender_domain_allowed(&a, "a.test"));
@@ -128,9 +153,18 @@ mod tests {
         assert!(!dir.sender_domain_allowed(&a, "pending.test"));
         assert!(!dir.sender_domain_allowed(&a, "other.test"));
         assert!(!dir.sender_domain_allowed(&a, "test"));
-        assert_eq!(dir.allowlist_match("127.0.0.2".parse().unwrap()), Some((&b, true)));
-        assert_eq!(dir.allowlist_match("127.0.0.3".parse().unwrap()), Some((&a, false)));
-        assert_eq!(dir.allowlist_match("::ffff:127.0.0.3".parse().unwrap()), Some((&a, false)));
+        assert_eq!(
+            dir.allowlist_match("127.0.0.2".parse().unwrap()),
+            Some((&b, true))
+        );
+        assert_eq!(
+            dir.allowlist_match("127.0.0.3".parse().unwrap()),
+            Some((&a, false))
+        );
+        assert_eq!(
+            dir.allowlist_match("::ffff:127.0.0.3".parse().unwrap()),
+            Some((&a, false))
+        );
         assert_eq!(dir.allowlist_match("10.0.0.1".parse().unwrap()), None);
         assert_eq!(dir.tenant_by_key_hash("hash-b").map(|t| &t.id), Some(&b));
     }

@@ -182,7 +182,10 @@ impl Policy {
     /// Whether `tenant` may use `domain` as a sender domain (envelope or header): it
     /// must be a verified domain of the tenant, or a subdomain of one.
     pub fn check_sender_domain(&self, tenant: &TenantId, domain: &Domain) -> SenderVerdict {
-        if self.directory().sender_domain_allowed(tenant, domain.as_str()) {
+        if self
+            .directory()
+            .sender_domain_allowed(tenant, domain.as_str())
+        {
             SenderVerdict::Allowed
         } else {
             SenderVerdict::NotAuthorized(domain.clone())

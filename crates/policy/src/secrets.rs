@@ -68,7 +68,9 @@ pub fn hash_password(password: &str) -> String {
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(hash) => Argon2::default().verify_password(password.as_bytes(), &hash).is_ok(),
+        Ok(hash) => Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -271,14 +271,24 @@ mod tests {
     #[test]
     fn smuggling_variants_are_one_refused_message() {
         let fakes: [&[u8]; 10] = [
-            b"\n.\n", b"\n.\r\n", b"\r.\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r", b"\n.\r",
-            b"\r\n\x00.\r\n", b"\r.\r", b"\r\n.\r\r\n",
+            b"\n.\n",
+            b"\n.\r\n",
+            b"\r.\n",
+            b"\r.\r\n",
+            b"\r\n.\n",
+            b"\r\n.\r",
+            b"\n.\r",
+            b"\r\n\x00.\r\n",
+            b"\r.\r",
+            b"\r\n.\r\r\n",
         ];
         for fake in fakes {
             for step in [1, 5, 4096] {
                 let mut input = b"Subject: hi\r\n\r\nbody".to_vec();
                 input.extend_from_slice(fake);
-                input.extend_from_slice(b"MAIL FROM:<x@acme.test>\r\nRCPT TO:<y@example.net>\r\nDATA\r\nsmuggled\r\n");
+                input.extend_from_slice(
+                    b"MAIL FROM:<x@acme.test>\r\nRCPT TO:<y@example.net>\r\nDATA\r\nsmuggled\r\n",
+                );
                 input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
                 let (body, rest, done) = run(&input, step);
                 assert!(done, "{fake:?}");

@@ -12,12 +12,18 @@ pub enum Command {
     Mail(MailParams),
     Rcpt(RcptParams),
     Data,
-    Bdat { size: usize, last: bool },
+    Bdat {
+        size: usize,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
     StartTls,
-    Auth { mechanism: Mechanism, initial: Option<String> },
+    Auth {
+        mechanism: Mechanism,
+        initial: Option<String>,
+    },
     Vrfy,
     Expn,
     Help,
@@ -36,7 +42,6 @@ pub enum DsnRet {
     Full,
     Headers,
 }
-
 
 impl DsnRet {
     pub fn as_str(self) -> &'static str {
@@ -93,9 +98,7 @@ impl CommandError {
             CommandError::Unknown => reply::unknown_command(),
             CommandError::Syntax(usage) => reply::syntax(usage),
             CommandError::InvalidSender => reply::bad_sender_syntax("invalid address syntax"),
-            CommandError::InvalidRecipient => {
-                reply::bad_recipient_syntax("invalid address syntax")
-            }
+            CommandError::InvalidRecipient => reply::bad_recipient_syntax("invalid address syntax"),
             CommandError::Parameter(p) => reply::bad_parameter(p),
         }
     }
@@ -163,7 +166,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
                 notify.push("DELAY");
             }
             if notify.contains(&"NEVER") && notify.len() > 1 {
-                return Err(CommandError::Parameter("NOTIFY=NEVER with other values".into()));
+                return Err(CommandError::Parameter(
+                    "NOTIFY=NEVER with other values".into(),
+                ));
             }
             Command::Rcpt(RcptParams {
                 address: to.address.into_owned(),
@@ -216,9 +221,17 @@ mod tests {
 
     #[test]
     fn parses_the_submission_commands() {
-        assert_eq!(p("EHLO client.example\r\n"), Ok(Command::Ehlo("client.example".into())));
-        assert_eq!(p("ehlo client.example\r\n"), Ok(Command::Ehlo("client.example".into())));
-        let Ok(Command::Mail(m)) = p("MAIL FROM:<a@b.example> SIZE=1000 RET=HDRS ENVID=x1 BODY=8BITMIME SMTPUTF8\r\n") else {
+        assert_eq!(
+            p("EHLO client.example\r\n"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(
+            p("ehlo client.example\r\n"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        let Ok(Command::Mail(m)) =
+            p("MAIL FROM:<a@b.example> SIZE=1000 RET=HDRS ENVID=x1 BODY=8BITMIME SMTPUTF8\r\n")
+        else {
             panic!("mail")
         };
         assert_eq!(m.address, "a@b.example");
@@ -226,17 +239,40 @@ mod tests {
         assert_eq!(m.ret, Some(DsnRet::Headers));
         assert_eq!(m.envid.as_deref(), Some("x1"));
         assert!(m.smtputf8 && m.eight_bit);
-        let Ok(Command::Rcpt(r)) = p("RCPT TO:<c@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c@d.example\r\n") else {
+        let Ok(Command::Rcpt(r)) =
+            p("RCPT TO:<c@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c@d.example\r\n")
+        else {
             panic!("rcpt")
         };
         assert_eq!(r.address, "c@d.example");
         assert_eq!(r.notify.as_deref(), Some("SUCCESS,FAILURE"));
         // smtp-proto keeps the address and drops the "rfc822;" address type.
         assert_eq!(r.orcpt.as_deref(), Some("c@d.example"));
-        assert_eq!(p("MAIL FROM:<>\r\n").map(|c| matches!(c, Command::Mail(m) if m.address.is_empty())), Ok(true));
-        assert_eq!(p("BDAT 100 LAST\r\n"), Ok(Command::Bdat { size: 100, last: true }));
-        assert_eq!(p("AUTH PLAIN AGEAYg==\r\n"), Ok(Command::Auth { mechanism: Mechanism::Plain, initial: Some("AGEAYg==".into()) }));
-        assert_eq!(p("AUTH LOGIN\r\n"), Ok(Command::Auth { mechanism: Mechanism::Login, initial: None }));
+        assert_eq!(
+            p("MAIL FROM:<>\r\n").map(|c| matches!(c, Command::Mail(m) if m.address.is_empty())),
+            Ok(true)
+        );
+        assert_eq!(
+            p("BDAT 100 LAST\r\n"),
+            Ok(Command::Bdat {
+                size: 100,
+                last: true
+            })
+        );
+        assert_eq!(
+            p("AUTH PLAIN AGEAYg==\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Plain,
+                initial: Some("AGEAYg==".into())
+            })
+        );
+        assert_eq!(
+            p("AUTH LOGIN\r\n"),
+            Ok(Command::Auth {
+                mechanism: Mechanism::Login,
+                initial: None
+            })
+        );
         assert_eq!(p("STARTTLS\r\n"), Ok(Command::StartTls));
         assert_eq!(p("QUIT\r\n"), Ok(Command::Quit));
     }
@@ -247,12 +283,27 @@ mod tests {
             panic!("route")
         };
         assert_eq!(r.address, "user@other.example");
-        assert_eq!(p("MAIL FROM:<a@b.example>\n"), Err(CommandError::BadLineEnding));
-        assert_eq!(p("MAIL FROM:<a\0@b.example>\r\n"), Err(CommandError::BadLineEnding));
-        assert_eq!(p("MAIL FROM:<a@b.example>\rRCPT TO:<x@y.example>\r\n"), Err(CommandError::BadLineEnding));
+        assert_eq!(
+            p("MAIL FROM:<a@b.example>\n"),
+            Err(CommandError::BadLineEnding)
+        );
+        assert_eq!(
+            p("MAIL FROM:<a\0@b.example>\r\n"),
+            Err(CommandError::BadLineEnding)
+        );
+        assert_eq!(
+            p("MAIL FROM:<a@b.example>\rRCPT TO:<x@y.example>\r\n"),
+            Err(CommandError::BadLineEnding)
+        );
         assert_eq!(p("XYZZY\r\n"), Err(CommandError::Unknown));
-        assert!(matches!(p("MAIL FROM:<a@b.example> FOO=BAR\r\n"), Err(CommandError::Parameter(_))));
-        assert!(matches!(p("RCPT TO:<c@d.example> NOTIFY=NEVER,SUCCESS\r\n"), Err(CommandError::Parameter(_))));
+        assert!(matches!(
+            p("MAIL FROM:<a@b.example> FOO=BAR\r\n"),
+            Err(CommandError::Parameter(_))
+        ));
+        assert!(matches!(
+            p("RCPT TO:<c@d.example> NOTIFY=NEVER,SUCCESS\r\n"),
+            Err(CommandError::Parameter(_))
+        ));
         assert!(p("MAIL FROM:<a@b.example> BODY=BINARYMIME\r\n").is_err());
     }
 }

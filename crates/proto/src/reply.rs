@@ -81,7 +81,11 @@ pub fn too_many_connections() -> Reply {
     Reply::new(421, (4, 7, 0), "Too many connections, try again later")
 }
 pub fn too_many_connections_from_ip() -> Reply {
-    Reply::new(421, (4, 7, 0), "Too many connections from your address, try again later")
+    Reply::new(
+        421,
+        (4, 7, 0),
+        "Too many connections from your address, try again later",
+    )
 }
 pub fn shutting_down() -> Reply {
     Reply::new(421, (4, 3, 2), "Service shutting down, try again later")
@@ -90,7 +94,11 @@ pub fn timeout() -> Reply {
     Reply::new(421, (4, 4, 2), "Timeout, closing connection")
 }
 pub fn session_too_long() -> Reply {
-    Reply::new(421, (4, 4, 2), "Session lasted too long, closing connection")
+    Reply::new(
+        421,
+        (4, 4, 2),
+        "Session lasted too long, closing connection",
+    )
 }
 pub fn early_talker() -> Reply {
     Reply::new(554, (5, 5, 1), "Talking before the greeting is not allowed")
@@ -123,16 +131,28 @@ pub fn bad_sequence(text: &'static str) -> Reply {
     Reply::new(503, (5, 5, 1), text)
 }
 pub fn bad_parameter(param: impl std::fmt::Display) -> Reply {
-    Reply::new(555, (5, 5, 4), format!("Unsupported or invalid parameter {param}"))
+    Reply::new(
+        555,
+        (5, 5, 4),
+        format!("Unsupported or invalid parameter {param}"),
+    )
 }
 pub fn vrfy_no_disclosure() -> Reply {
-    Reply::new(252, (2, 5, 2), "Cannot verify addresses; send some mail and see")
+    Reply::new(
+        252,
+        (2, 5, 2),
+        "Cannot verify addresses; send some mail and see",
+    )
 }
 pub fn expn_refused() -> Reply {
     Reply::new(502, (5, 5, 1), "EXPN is not available")
 }
 pub fn help() -> Reply {
-    Reply::new(214, (2, 0, 0), "See RFC 5321; Mailroom accepts authenticated submission")
+    Reply::new(
+        214,
+        (2, 0, 0),
+        "See RFC 5321; Mailroom accepts authenticated submission",
+    )
 }
 pub fn too_many_errors() -> Reply {
     Reply::new(421, (4, 7, 0), "Too many errors, closing connection")
@@ -150,10 +170,18 @@ pub fn already_tls() -> Reply {
     Reply::new(503, (5, 5, 1), "TLS already active")
 }
 pub fn auth_requires_tls() -> Reply {
-    Reply::new(538, (5, 7, 11), "Encryption required for requested authentication mechanism")
+    Reply::new(
+        538,
+        (5, 7, 11),
+        "Encryption required for requested authentication mechanism",
+    )
 }
 pub fn auth_unsupported_mechanism() -> Reply {
-    Reply::new(504, (5, 5, 4), "Unrecognized authentication type; use PLAIN or LOGIN")
+    Reply::new(
+        504,
+        (5, 5, 4),
+        "Unrecognized authentication type; use PLAIN or LOGIN",
+    )
 }
 pub fn auth_already() -> Reply {
     Reply::new(503, (5, 5, 1), "Already authenticated")
@@ -177,7 +205,11 @@ pub fn auth_cancelled() -> Reply {
     Reply::new(501, (5, 7, 0), "Authentication cancelled")
 }
 pub fn auth_locked_out() -> Reply {
-    Reply::new(421, (4, 7, 0), "Too many failed authentication attempts, try again later")
+    Reply::new(
+        421,
+        (4, 7, 0),
+        "Too many failed authentication attempts, try again later",
+    )
 }
 pub fn auth_temp_failure() -> Reply {
     Reply::new(454, (4, 7, 0), "Temporary authentication failure")
@@ -226,10 +258,18 @@ pub fn sender_not_authorized(domain: &str) -> Reply {
     )
 }
 pub fn message_too_big_declared(limit: usize) -> Reply {
-    Reply::new(552, (5, 3, 4), format!("Message size exceeds fixed limit of {limit} bytes"))
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("Message size exceeds fixed limit of {limit} bytes"),
+    )
 }
 pub fn too_many_recipients(limit: usize) -> Reply {
-    Reply::new(452, (4, 5, 3), format!("Too many recipients (at most {limit} per message)"))
+    Reply::new(
+        452,
+        (4, 5, 3),
+        format!("Too many recipients (at most {limit} per message)"),
+    )
 }
 pub fn utf8_not_declared() -> Reply {
     Reply::new(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")
@@ -247,7 +287,11 @@ pub fn chunk_ok(size: usize) -> Reply {
     Reply::new(250, (2, 0, 0), format!("{size} octets received"))
 }
 pub fn message_too_big(limit: usize) -> Reply {
-    Reply::new(552, (5, 3, 4), format!("Message size exceeds fixed limit of {limit} bytes"))
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("Message size exceeds fixed limit of {limit} bytes"),
+    )
 }
 pub fn bare_line_ending() -> Reply {
     Reply::new(
@@ -267,7 +311,11 @@ pub fn text_line_too_long(limit: usize) -> Reply {
     )
 }
 pub fn data_and_bdat_mixed() -> Reply {
-    Reply::new(503, (5, 5, 1), "DATA and BDAT cannot be mixed in one transaction")
+    Reply::new(
+        503,
+        (5, 5, 1),
+        "DATA and BDAT cannot be mixed in one transaction",
+    )
 }
 pub fn header_sender_not_authorized(domain: &str) -> Reply {
     Reply::new(
@@ -286,7 +334,11 @@ pub fn storage_unavailable() -> Reply {
     Reply::new(451, (4, 3, 0), "Temporary storage failure, try again later")
 }
 pub fn storage_full() -> Reply {
-    Reply::new(452, (4, 3, 1), "Insufficient system storage, try again later")
+    Reply::new(
+        452,
+        (4, 3, 1),
+        "Insufficient system storage, try again later",
+    )
 }
 
 #[cfg(test)]
@@ -295,7 +347,10 @@ mod tests {
 
     #[test]
     fn single_and_multi_line_wire_forms() {
-        assert_eq!(auth_required().to_wire(), "530 5.7.0 Authentication required\r\n");
+        assert_eq!(
+            auth_required().to_wire(),
+            "530 5.7.0 Authentication required\r\n"
+        );
         let multi = Reply {
             code: 250,
             enhanced: None,

@@ -80,12 +80,21 @@ mod tests {
     fn plain_vectors() {
         assert_eq!(
             decode_plain(&b64(b"\0user\0pass")),
-            Ok(PlainCredentials { username: "user".into(), password: "pass".into() })
+            Ok(PlainCredentials {
+                username: "user".into(),
+                password: "pass".into()
+            })
         );
         assert!(decode_plain(&b64(b"user\0user\0pass")).is_ok());
-        assert_eq!(decode_plain(&b64(b"admin\0user\0pass")), Err(SaslError::AuthzidMismatch));
+        assert_eq!(
+            decode_plain(&b64(b"admin\0user\0pass")),
+            Err(SaslError::AuthzidMismatch)
+        );
         assert_eq!(decode_plain(&b64(b"\0user")), Err(SaslError::Malformed));
-        assert_eq!(decode_plain(&b64(b"\0user\0pass\0x")), Err(SaslError::Malformed));
+        assert_eq!(
+            decode_plain(&b64(b"\0user\0pass\0x")),
+            Err(SaslError::Malformed)
+        );
         assert_eq!(decode_plain("!!!notbase64"), Err(SaslError::Malformed));
         assert_eq!(decode_plain("*"), Err(SaslError::Cancelled));
         assert_eq!(decode_plain(&"A".repeat(5000)), Err(SaslError::Malformed));

@@ -30,8 +30,10 @@ pub trait Store: Send + Sync + 'static {
         &self,
         credential: NewCredential,
     ) -> Result<CredentialRecord, StoreError>;
-    async fn list_credentials(&self, tenant: &TenantId)
-    -> Result<Vec<CredentialRecord>, StoreError>;
+    async fn list_credentials(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<CredentialRecord>, StoreError>;
     /// Returns whether a credential was removed.
     async fn revoke_credential(
         &self,
@@ -48,8 +50,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_allowed_ips(&self, tenant: &TenantId) -> Result<Vec<AllowedIp>, StoreError>;
 
     async fn add_domain(&self, domain: NewDomain) -> Result<DomainRecord, StoreError>;
-    async fn list_domains(&self, tenant: Option<&TenantId>)
-    -> Result<Vec<DomainRecord>, StoreError>;
+    async fn list_domains(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<DomainRecord>, StoreError>;
 
     /// Everything the policy layer caches in memory, read in one go.
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError>;

@@ -5,7 +5,9 @@
 mod writer;
 
 use crate::*;
-use mailroom_model::{CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_model::{
+    CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, now_millis,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::path::Path;
@@ -102,8 +104,12 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<Event> {
         id: EventId::from_stored(r.get("id")),
         kind,
         at: r.get("at"),
-        message_id: r.get::<Option<String>, _>("message_id").map(MessageId::from_stored),
-        tenant_id: r.get::<Option<String>, _>("tenant_id").map(TenantId::from_stored),
+        message_id: r
+            .get::<Option<String>, _>("message_id")
+            .map(MessageId::from_stored),
+        tenant_id: r
+            .get::<Option<String>, _>("tenant_id")
+            .map(TenantId::from_stored),
         recipient: r.get("recipient"),
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
     })
@@ -122,14 +128,16 @@ impl Store for SqliteStore {
 
     async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
         let now = now_millis();
-        sqlx::query("INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(t.id.as_str())
-            .bind(&t.name)
-            .bind(&t.api_key_hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db("tenant"))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(&t.api_key_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("tenant"))?;
         Ok(TenantRecord {
             id: t.id,
             name: t.name,
@@ -178,7 +186,10 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn list_credentials(&self, tenant: &TenantId) -> Result<Vec<CredentialRecord>, StoreError> {
+    async fn list_credentials(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM smtp_credentials WHERE tenant_id = $1 ORDER BY id")
             .bind(tenant.as_str())
             .fetch_all(&self.pool)
@@ -187,7 +198,11 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(credential_from_row).collect())
     }
 
-    async fn revoke_credential(&self, tenant: &TenantId, id: &CredentialId) -> Result<bool, StoreError> {
+    async fn revoke_credential(
+        &self,
+        tenant: &TenantId,
+        id: &CredentialId,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM smtp_credentials WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
             .bind(id.as_str())
@@ -197,7 +212,11 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn set_allowed_ips(&self, tenant: &TenantId, entries: &[AllowedIp]) -> Result<(), StoreError> {
+    async fn set_allowed_ips(
+        &self,
+        tenant: &TenantId,
+        entries: &[AllowedIp],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("allowed ip"))?;
         sqlx::query("DELETE FROM allowed_ips WHERE tenant_id = $1")
             .bind(tenant.as_str())
@@ -205,13 +224,15 @@ impl Store for SqliteStore {
             .await
             .map_err(db("allowed ip"))?;
         for e in entries {
-            sqlx::query("INSERT INTO allowed_ips (tenant_id, cidr, require_tls) VALUES ($1, $2, $3)")
-                .bind(tenant.as_str())
-                .bind(&e.cidr)
-                .bind(e.require_tls)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("allowed ip"))?;
+            sqlx::query(
+                "INSERT INTO allowed_ips (tenant_id, cidr, require_tls) VALUES ($1, $2, $3)",
+            )
+            .bind(tenant.as_str())
+            .bind(&e.cidr)
+            .bind(e.require_tls)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("allowed ip"))?;
         }
         tx.commit().await.map_err(db("allowed ip"))
     }
@@ -227,14 +248,16 @@ impl Store for SqliteStore {
 
     async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
         let now = now_millis();
-        sqlx::query("INSERT INTO domains (name, tenant_id, verified, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&d.name)
-            .bind(d.tenant_id.as_str())
-            .bind(d.verified)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db("domain"))?;
+        sqlx::query(
+            "INSERT INTO domains (name, tenant_id, verified, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&d.name)
+        .bind(d.tenant_id.as_str())
+        .bind(d.verified)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("domain"))?;
         Ok(DomainRecord {
             name: d.name,
             tenant_id: d.tenant_id,
@@ -243,13 +266,22 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn list_domains(&self, tenant: Option<&TenantId>) -> Result<Vec<DomainRecord>, StoreError> {
+    async fn list_domains(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<DomainRecord>, StoreError> {
         let rows = match tenant {
-            Some(t) => sqlx::query("SELECT * FROM domains WHERE tenant_id = $1 ORDER BY name")
-                .bind(t.as_str())
-                .fetch_all(&self.pool)
-                .await,
-            None => sqlx::query("SELECT * FROM domains ORDER BY name").fetch_all(&self.pool).await,
+            Some(t) => {
+                sqlx::query("SELECT * FROM domains WHERE tenant_id = $1 ORDER BY name")
+                    .bind(t.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM domains ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+            }
         }
         .map_err(db("domain"))?;
         Ok(rows.iter().map(domain_from_row).collect())
@@ -257,13 +289,22 @@ impl Store for SqliteStore {
 
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("directory"))?;
-        let tenants = sqlx::query("SELECT * FROM tenants").fetch_all(&mut *tx).await.map_err(db("tenant"))?;
+        let tenants = sqlx::query("SELECT * FROM tenants")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("tenant"))?;
         let credentials = sqlx::query("SELECT * FROM smtp_credentials")
             .fetch_all(&mut *tx)
             .await
             .map_err(db("credential"))?;
-        let allowed = sqlx::query("SELECT * FROM allowed_ips").fetch_all(&mut *tx).await.map_err(db("allowed ip"))?;
-        let domains = sqlx::query("SELECT * FROM domains").fetch_all(&mut *tx).await.map_err(db("domain"))?;
+        let allowed = sqlx::query("SELECT * FROM allowed_ips")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("allowed ip"))?;
+        let domains = sqlx::query("SELECT * FROM domains")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("domain"))?;
         tx.commit().await.map_err(db("directory"))?;
         Ok(DirectorySnapshot {
             tenants: tenants.iter().map(tenant_from_row).collect(),
@@ -301,8 +342,13 @@ impl Store for SqliteStore {
             .map(|r| {
                 let address: String = r.get("address");
                 RecipientView {
-                    events: events.iter().filter(|e| e.recipient.as_deref() == Some(&address)).cloned().collect(),
-                    state: RecipientState::parse(r.get::<&str, _>("state")).unwrap_or(RecipientState::Queued),
+                    events: events
+                        .iter()
+                        .filter(|e| e.recipient.as_deref() == Some(&address))
+                        .cloned()
+                        .collect(),
+                    state: RecipientState::parse(r.get::<&str, _>("state"))
+                        .unwrap_or(RecipientState::Queued),
                     attempts: r.get("attempts"),
                     next_attempt_at: r.get("next_attempt_at"),
                     last_reply: r.get("last_reply"),
@@ -329,10 +375,12 @@ impl Store for SqliteStore {
     }
 
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("recipient"))?;
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("recipient"))?;
         Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
     }
 }

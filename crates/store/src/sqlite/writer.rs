@@ -58,14 +58,22 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>)
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    messages: &[&NewMessage],
+) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx(e, "message");
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(err)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
     let result = insert_all(conn, messages).await;
     match result {
-        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(|e| {
-            StoreError::from_sqlx(e, "message")
-        }),
+        Ok(()) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::from_sqlx(e, "message")),
         Err(e) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             Err(e)
@@ -73,7 +81,10 @@ async fn write_batch(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> R
     }
 }
 
-async fn insert_all(conn: &mut SqliteConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
+async fn insert_all(
+    conn: &mut SqliteConnection,
+    messages: &[&NewMessage],
+) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx(e, "message");
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \

@@ -1,0 +1,126 @@
+//! RFC 7807 problem responses. Every error the API returns has a status, a title, a
+//! human detail and, for validation errors, the name of the field that is wrong.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mailroom_store::StoreError;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct ApiError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank",
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request", detail);
+        e.field = Some(field.to_string());
+        e
+    }
+
+    pub fn bad_json(err: &serde_json::Error) -> Self {
+        // serde names the field between backticks ("missing field `name`").
+        let text = err.to_string();
+        let field = text.split('`').nth(1).map(str::to_string);
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "Malformed JSON body", text);
+        e.field = field;
+        e
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "a valid token is required: Authorization: Bearer <token>",
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("no such {what}"),
+        )
+    }
+
+    pub fn conflict(what: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("{what} already exists"),
+        )
+    }
+
+    pub fn storage(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Self::conflict(what),
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Full => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "Insufficient storage",
+                "storage is full; try again later",
+            ),
+            StoreError::Closed | StoreError::Database(_) => {
+                tracing::error!(error = %err, "storage error in API");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Storage unavailable",
+                    "temporary storage failure; try again later",
+                )
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::storage(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(&self)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Parses a JSON body, turning serde's complaint into a problem naming the field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))
+}

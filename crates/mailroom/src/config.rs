@@ -1,0 +1,366 @@
+//! Configuration: a TOML file (every key optional, every key documented in README),
+//! overridden by `MAILROOM_<SECTION>__<KEY>` environment variables, then validated.
+//! Errors name the key (and the file line, for syntax and type errors).
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Holds the SQLite database, the generated TLS certificate and the operator token.
+    pub data_dir: PathBuf,
+    /// Name in the SMTP greeting, EHLO reply, Received headers and generated Message-IDs.
+    pub hostname: String,
+    pub smtp: SmtpSection,
+    pub http: HttpSection,
+    pub tls: TlsSection,
+    pub storage: StorageSection,
+    pub log: LogSection,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    pub submission_listen: Vec<SocketAddr>,
+    pub implicit_tls_listen: Vec<SocketAddr>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_command_line: usize,
+    pub max_text_line: usize,
+    pub command_timeout_secs: u64,
+    pub session_timeout_secs: u64,
+    pub max_errors: u32,
+    pub max_auth_failures_per_session: u32,
+    pub auth_failures_per_ip: u32,
+    pub auth_lockout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain; when empty, a self-signed one is generated in data_dir/tls.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub backend: String,
+    /// Defaults to data_dir/mailroom.db.
+    pub sqlite_path: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./mailroom-data"),
+            hostname: "localhost".into(),
+            smtp: SmtpSection::default(),
+            http: HttpSection::default(),
+            tls: TlsSection::default(),
+            storage: StorageSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        let d = mailroom_smtpd::SmtpConfig::default();
+        Self {
+            submission_listen: vec!["127.0.0.1:2587".parse().expect("literal")],
+            implicit_tls_listen: vec!["127.0.0.1:2465".parse().expect("literal")],
+            max_message_size: d.max_message_size,
+            max_recipients: d.max_recipients,
+            max_command_line: d.max_command_line,
+            max_text_line: d.max_text_line,
+            command_timeout_secs: d.command_timeout.as_secs(),
+            session_timeout_secs: d.session_timeout.as_secs(),
+            max_errors: d.max_errors,
+            max_auth_failures_per_session: d.max_auth_failures,
+            auth_failures_per_ip: 10,
+            auth_lockout_secs: 300,
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("literal"),
+        }
+    }
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            sqlite_path: None,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+const TOP_LEVEL: [&str; 7] = [
+    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log",
+];
+
+/// Reads the file (if any), applies environment overrides, validates.
+pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
+    let mut table: toml::Table = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    let mut from_env = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("MAILROOM_") else {
+            continue;
+        };
+        let path: Vec<String> = rest
+            .to_ascii_lowercase()
+            .split("__")
+            .map(str::to_string)
+            .collect();
+        if !TOP_LEVEL.contains(&path[0].as_str()) {
+            continue;
+        }
+        set_path(&mut table, &path, parse_env_value(&value))
+            .with_context(|| format!("environment variable {name}"))?;
+        from_env.push(name);
+    }
+    let origin = match path {
+        Some(p) => p.display().to_string(),
+        None => "configuration".into(),
+    };
+    let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let env = if from_env.is_empty() {
+            String::new()
+        } else {
+            format!(" (environment overrides: {})", from_env.join(", "))
+        };
+        anyhow::anyhow!("{origin}{env}: {e}")
+    })?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => bail!("key {first} is not a section"),
+            }
+        }
+    }
+}
+
+impl Config {
+    fn validate(&self) -> Result<()> {
+        let s = &self.smtp;
+        let checks: [(bool, &str, &str); 12] = [
+            (
+                self.hostname.is_empty() || self.hostname.contains(char::is_whitespace),
+                "hostname",
+                "must be a host name without spaces",
+            ),
+            (
+                s.max_message_size < 1024,
+                "smtp.max_message_size",
+                "must be at least 1024 bytes",
+            ),
+            (
+                s.max_recipients == 0,
+                "smtp.max_recipients",
+                "must be at least 1",
+            ),
+            (
+                s.max_command_line < 512,
+                "smtp.max_command_line",
+                "must be at least 512 (RFC 5321)",
+            ),
+            (
+                s.max_text_line < 78,
+                "smtp.max_text_line",
+                "must be at least 78",
+            ),
+            (
+                s.command_timeout_secs == 0,
+                "smtp.command_timeout_secs",
+                "must be at least 1",
+            ),
+            (
+                s.session_timeout_secs == 0,
+                "smtp.session_timeout_secs",
+                "must be at least 1",
+            ),
+            (
+                s.max_connections == 0,
+                "smtp.max_connections",
+                "must be at least 1",
+            ),
+            (
+                s.max_connections_per_ip == 0,
+                "smtp.max_connections_per_ip",
+                "must be at least 1",
+            ),
+            (
+                s.auth_failures_per_ip == 0,
+                "smtp.auth_failures_per_ip",
+                "must be at least 1",
+            ),
+            (
+                !["sqlite"].contains(&self.storage.backend.as_str()),
+                "storage.backend",
+                "must be \"sqlite\" (PostgreSQL comes later)",
+            ),
+            (
+                !["human", "json"].contains(&self.log.format.as_str()),
+                "log.format",
+                "must be \"human\" or \"json\"",
+            ),
+        ];
+        for (bad, key, why) in checks {
+            if bad {
+                bail!("invalid value for key {key}: {why}");
+            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
+        }
+        if s.submission_listen.is_empty() && s.implicit_tls_listen.is_empty() {
+            bail!("invalid value for key smtp.submission_listen: no SMTP listener configured");
+        }
+        Ok(())
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.storage
+            .sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("mailroom.db"))
+    }
+
+    pub fn smtp_config(&self) -> mailroom_smtpd::SmtpConfig {
+        let s = &self.smtp;
+        mailroom_smtpd::SmtpConfig {
+            hostname: self.hostname.clone(),
+            max_message_size: s.max_message_size,
+            max_recipients: s.max_recipients,
+            max_command_line: s.max_command_line,
+            max_text_line: s.max_text_line,
+            command_timeout: std::time::Duration::from_secs(s.command_timeout_secs),
+            session_timeout: std::time::Duration::from_secs(s.session_timeout_secs),
+            max_errors: s.max_errors,
+            max_auth_failures: s.max_auth_failures_per_session,
+            max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        load(
+            Some(&path),
+            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_file_and_env() {
+        let c = load(None, std::iter::empty()).unwrap();
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.http.listen.port(), 8080);
+        let c = load_text(
+            "hostname = \"mx.test\"\n[smtp]\nmax_recipients = 5\n",
+            &[
+                ("MAILROOM_SMTP__MAX_MESSAGE_SIZE", "2048"),
+                ("MAILROOM_HTTP__LISTEN", "127.0.0.1:0"),
+                ("MAILROOM_TOKEN", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.hostname, "mx.test");
+        assert_eq!(c.smtp.max_recipients, 5);
+        assert_eq!(c.smtp.max_message_size, 2048);
+        assert_eq!(c.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_text("[smtp]\nmax_recipientz = 5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_recipientz"), "{e}");
+        let e = load_text("[smtp]\nmax_recipients = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_recipients") && e.contains("line 2"), "{e}");
+        let e = load_text("[smtp]\nmax_recipients = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("smtp.max_recipients"), "{e}");
+        let e = load_text("", &[("MAILROOM_LOG__FORMAT", "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.format"), "{e}");
+    }
+}

@@ -1,0 +1,129 @@
+//! The `mailroom` binary: configuration, wiring, CLI and signals. Only this crate
+//! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
+
+mod client;
+mod config;
+mod files;
+mod serve;
+mod tls;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mailroom",
+    version,
+    about = "Self-hostable outbound email service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service (SMTP submission, implicit TLS, HTTP API).
+    Serve {
+        /// TOML configuration file; without one, the embedded defaults are used.
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
+        /// Log format on stderr (overrides log.format).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Validate a configuration file and name the first bad key.
+    CheckConfig {
+        #[arg(env = "MAILROOM_CONFIG")]
+        config: PathBuf,
+    },
+    /// Manage tenants (through the HTTP API).
+    Tenant {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client::TenantCmd,
+    },
+    /// Manage a tenant's SMTP credentials.
+    Credential {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client::CredentialCmd,
+    },
+    /// Manage sending domains.
+    Domain {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client::DomainCmd,
+    },
+    /// Manage a tenant's IP allowlist (relay without AUTH).
+    AllowedIps {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client::AllowedIpsCmd,
+    },
+    /// Show message status.
+    Message {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client::MessageCmd,
+    },
+    /// SMTP load generator: submit N messages over C connections and report rates.
+    Bench(mailroom_bench::BenchArgs),
+}
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, log_format } => {
+                let config = config::load(config.as_deref(), std::env::vars())?;
+                let format = match log_format {
+                    Some(LogFormat::Json) => "json",
+                    Some(LogFormat::Human) => "human",
+                    None => config.log.format.as_str(),
+                };
+                init_logging(format, &config.log.level);
+                serve::run(config).await
+            }
+            Command::CheckConfig { config } => {
+                config::load(Some(&config), std::env::vars())?;
+                println!("{}: ok", config.display());
+                Ok(())
+            }
+            Command::Tenant { api, cmd } => client::tenant(&api, cmd).await,
+            Command::Credential { api, cmd } => client::credential(&api, cmd).await,
+            Command::Domain { api, cmd } => client::domain(&api, cmd).await,
+            Command::AllowedIps { api, cmd } => client::allowed_ips(&api, cmd).await,
+            Command::Message { api, cmd } => client::message(&api, cmd).await,
+            Command::Bench(args) => mailroom_bench::run_cli(args).await,
+        }
+    })
+}

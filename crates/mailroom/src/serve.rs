@@ -1,0 +1,165 @@
+//! `mailroom serve`: open the store, load the policy, bind every listener, print where
+//! they are (and write them to data_dir/listeners.json), then run until SIGINT or
+//! SIGTERM. On shutdown, listeners stop accepting, open sessions hear `421 4.3.2`, and
+//! the process waits (bounded) for sessions that are committing a message.
+
+use crate::config::Config;
+use crate::files;
+use anyhow::{Context, Result};
+use mailroom_ingest::Ingest;
+use mailroom_policy::{Policy, PolicyConfig, secrets};
+use mailroom_smtpd::{Listener, ListenerKind, Shared};
+use mailroom_store::DynStore;
+use mailroom_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+pub async fn run(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let db_path = config.sqlite_path();
+    let store: DynStore = Arc::new(
+        SqliteStore::open(&db_path)
+            .await
+            .with_context(|| format!("cannot open database {}", db_path.display()))?,
+    );
+    let token_hash = operator_token(&config)?;
+    let policy = Policy::load(
+        store.clone(),
+        PolicyConfig {
+            auth_failures_per_ip: config.smtp.auth_failures_per_ip,
+            auth_window: Duration::from_secs(config.smtp.auth_lockout_secs),
+        },
+    )
+    .await
+    .context("loading tenants")?;
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        policy.clone(),
+        config.hostname.clone(),
+    ));
+    let acceptor = crate::tls::acceptor(&config)?;
+    let shutdown = CancellationToken::new();
+    let shared = Shared::new(
+        config.smtp_config(),
+        policy.clone(),
+        ingest,
+        Some(acceptor),
+        shutdown.clone(),
+    );
+
+    let mut listeners = Vec::new();
+    let mut report = serde_json::Map::new();
+    for (kind, addrs, name) in [
+        (
+            ListenerKind::Submission,
+            &config.smtp.submission_listen,
+            "submission",
+        ),
+        (
+            ListenerKind::ImplicitTls,
+            &config.smtp.implicit_tls_listen,
+            "implicit_tls",
+        ),
+    ] {
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let socket = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (smtp.{name}_listen)"))?;
+            let local = socket.local_addr()?;
+            println!("SMTP {name:<12} listening on {local}");
+            bound.push(serde_json::json!(local.to_string()));
+            listeners.push(Listener { socket, kind });
+        }
+        report.insert(name.to_string(), serde_json::Value::Array(bound));
+    }
+    let http = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let http_addr = http.local_addr()?;
+    println!("HTTP API          listening on http://{http_addr}");
+    report.insert("http".into(), serde_json::json!(http_addr.to_string()));
+    files::write_public(
+        &config.data_dir.join("listeners.json"),
+        serde_json::Value::Object(report).to_string().as_bytes(),
+    )?;
+
+    let mut tasks = Vec::new();
+    for listener in listeners {
+        tasks.push(tokio::spawn(mailroom_smtpd::serve_listener(
+            shared.clone(),
+            listener,
+        )));
+    }
+    let app = mailroom_api::app(mailroom_api::AppState {
+        store: store.clone(),
+        policy: policy.clone(),
+        operator_token_hash: Arc::new(token_hash),
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
+    });
+    tracing::info!(data_dir = %config.data_dir.display(), hostname = %config.hostname, "mailroom started");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: closing listeners and sessions");
+    shutdown.cancel();
+    shared.tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sessions did not finish within the grace period");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    for t in tasks {
+        t.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads the operator token's file, creating it (and printing the token once) on
+/// first start. Returns the token's digest.
+fn operator_token(config: &Config) -> Result<String> {
+    let path = config.data_dir.join("operator-token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim();
+        if !token.is_empty() {
+            return Ok(secrets::hash_api_key(token));
+        }
+    }
+    let token = secrets::new_operator_token();
+    files::write_private(&path, format!("{token}\n").as_bytes())?;
+    println!(
+        "Operator token (shown once; stored in {}):\n  {token}",
+        path.display()
+    );
+    Ok(secrets::hash_api_key(&token))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

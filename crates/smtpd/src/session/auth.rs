@@ -1,0 +1,135 @@
+//! SMTP AUTH (RFC 4954) with PLAIN and LOGIN, offered and accepted only under TLS.
+//! Failures are counted per session (the session is closed after a few) and per
+//! client address by the policy's limiter (lockout across sessions).
+
+use super::{Conn, Flow, Line, Session};
+use mailroom_policy::AuthVerdict;
+use mailroom_proto::command::Mechanism;
+use mailroom_proto::sasl::{self, SaslError};
+use mailroom_proto::{Reply, reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl Session {
+    pub(crate) async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        let refusal = if self.helo.is_none() {
+            Some(reply::need_ehlo())
+        } else if self.tls.is_none() {
+            Some(reply::auth_requires_tls())
+        } else if self.tenant.is_some() {
+            Some(reply::auth_already())
+        } else if self.txn.is_some() {
+            Some(reply::auth_in_transaction())
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            conn.reply(&r);
+            return Flow::Continue;
+        }
+        let credentials = match mechanism {
+            Mechanism::Plain => self.plain(initial, conn).await,
+            Mechanism::Login => self.login(initial, conn).await,
+            Mechanism::Other => Err(Some(reply::auth_unsupported_mechanism())),
+        };
+        let (username, password) = match credentials {
+            Ok(c) => c,
+            Err(Some(r)) => {
+                conn.reply(&r);
+                return Flow::Continue;
+            }
+            Err(None) => return Flow::Close,
+        };
+        match self
+            .shared
+            .policy
+            .authenticate(self.peer.ip(), &username, &password)
+            .await
+        {
+            AuthVerdict::Accepted(ctx) => {
+                tracing::debug!(peer = %self.peer, tenant = %ctx.tenant_name, "authenticated");
+                self.tenant = Some(ctx);
+                conn.reply(&reply::auth_ok());
+                Flow::Continue
+            }
+            AuthVerdict::Rejected => {
+                tracing::info!(peer = %self.peer, username = %username.escape_debug(), "authentication failed");
+                self.auth_failures += 1;
+                conn.reply(&reply::auth_failed());
+                if self.auth_failures >= self.shared.config.max_auth_failures {
+                    conn.reply(&reply::too_many_errors());
+                    return Flow::Close;
+                }
+                Flow::Continue
+            }
+            AuthVerdict::LockedOut => {
+                tracing::warn!(peer = %self.peer, "authentication locked out");
+                conn.reply(&reply::auth_locked_out());
+                Flow::Close
+            }
+        }
+    }
+
+    /// Reads one SASL continuation line after sending `prompt`. `Err(None)` means the
+    /// connection is gone.
+    async fn sasl_step<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        prompt: &'static str,
+        conn: &mut Conn<S>,
+    ) -> Result<String, Option<Reply>> {
+        conn.reply(&reply::auth_challenge(prompt));
+        match conn.read_line(sasl::MAX_RESPONSE + 2).await {
+            Ok(Line::Complete(bytes)) => {
+                let text = String::from_utf8(bytes).map_err(|_| Some(reply::auth_malformed()))?;
+                Ok(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            Ok(Line::TooLong) => Err(Some(reply::auth_malformed())),
+            Err(stop) => {
+                self.stopped(conn, stop).await;
+                Err(None)
+            }
+        }
+    }
+
+    async fn plain<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        initial: Option<String>,
+        conn: &mut Conn<S>,
+    ) -> Result<(String, String), Option<Reply>> {
+        let response = match initial {
+            Some(text) if text == "=" => String::new(),
+            Some(text) => text,
+            None => self.sasl_step("", conn).await?,
+        };
+        sasl::decode_plain(&response)
+            .map(|c| (c.username, c.password))
+            .map_err(|e| Some(sasl_reply(e)))
+    }
+
+    async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        initial: Option<String>,
+        conn: &mut Conn<S>,
+    ) -> Result<(String, String), Option<Reply>> {
+        let user_b64 = match initial {
+            Some(text) => text,
+            None => self.sasl_step(sasl::LOGIN_USERNAME_PROMPT, conn).await?,
+        };
+        let username = sasl::decode_login_step(&user_b64).map_err(|e| Some(sasl_reply(e)))?;
+        let pass_b64 = self.sasl_step(sasl::LOGIN_PASSWORD_PROMPT, conn).await?;
+        let password = sasl::decode_login_step(&pass_b64).map_err(|e| Some(sasl_reply(e)))?;
+        Ok((username, password))
+    }
+}
+
+fn sasl_reply(e: SaslError) -> Reply {
+    match e {
+        SaslError::Malformed => reply::auth_malformed(),
+        SaslError::Cancelled => reply::auth_cancelled(),
+        SaslError::AuthzidMismatch => reply::auth_failed(),
+    }
+}

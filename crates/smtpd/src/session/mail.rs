@@ -1,0 +1,61 @@
+//! MAIL FROM: the session must act for a tenant (AUTH or allowlisted address), and the
+//! envelope sender's domain must be one of that tenant's verified domains.
+
+use super::{Conn, Flow, Session, Transaction};
+use mailroom_model::Address;
+use mailroom_policy::SenderVerdict;
+use mailroom_proto::{MailParams, reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl Session {
+    pub(crate) fn mail<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        params: MailParams,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        match self.check_mail(&params) {
+            Ok(mail_from) => {
+                self.txn = Some(Transaction {
+                    mail_from,
+                    params,
+                    recipients: Vec::new(),
+                    bdat: None,
+                });
+                conn.reply(&reply::sender_ok());
+            }
+            Err(r) => conn.reply(&r),
+        }
+        Flow::Continue
+    }
+
+    fn check_mail(&mut self, params: &MailParams) -> Result<Address, mailroom_proto::Reply> {
+        if self.helo.is_none() {
+            return Err(reply::need_ehlo());
+        }
+        if self.txn.is_some() {
+            return Err(reply::nested_mail());
+        }
+        let tenant = self.effective_tenant()?;
+        if params.address.is_empty() {
+            return Err(reply::null_sender_refused());
+        }
+        let limit = self.shared.config.max_message_size;
+        if params.size.is_some_and(|s| s > limit) {
+            return Err(reply::message_too_big_declared(limit));
+        }
+        let address = Address::parse(&params.address).map_err(reply::bad_sender_syntax)?;
+        if address.is_utf8() && !params.smtputf8 {
+            return Err(reply::utf8_not_declared());
+        }
+        match self
+            .shared
+            .policy
+            .check_sender_domain(&tenant.tenant_id, address.domain())
+        {
+            SenderVerdict::Allowed => Ok(address),
+            SenderVerdict::NotAuthorized(domain) => {
+                Err(reply::sender_not_authorized(domain.as_str()))
+            }
+        }
+    }
+}
