@@ -210,11 +210,13 @@ pub async fn serve_connection<S>(
 {
     let deadline = Instant::now() + shared.config.session_timeout;
     let timeout = shared.config.command_timeout;
+    // A handshake needs a few round trips, not a command's patience.
+    let handshake_timeout = timeout.min(std::time::Duration::from_secs(30));
     let token = shared.shutdown.clone();
     let acceptor = shared.tls.clone();
     if implicit_tls {
         let Some(acceptor) = acceptor else { return };
-        let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await else {
+        let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
             return;
         };
         let info = tls_info(tls.get_ref().1);
@@ -232,7 +234,7 @@ pub async fn serve_connection<S>(
     }
     let Some(acceptor) = acceptor else { return };
     let stream = conn.into_inner();
-    let Ok(Ok(tls)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await else {
+    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
         return;
     };
     session.restart_with_tls(tls_info(tls.get_ref().1));

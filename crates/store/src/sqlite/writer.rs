@@ -67,18 +67,16 @@ async fn write_batch(
         .execute(&mut *conn)
         .await
         .map_err(err)?;
-    let result = insert_all(conn, messages).await;
-    match result {
-        Ok(()) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::from_sqlx(e, "message")),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
+    let result = match insert_all(conn, messages).await {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(err),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // After a failed statement or a failed COMMIT (SQLITE_FULL may leave the
+        // transaction open) make sure nothing of the batch remains.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
+    result
 }
 
 async fn insert_all(
