@@ -34,12 +34,25 @@ impl ApiError {
         e
     }
 
-    pub fn bad_json(err: &serde_json::Error) -> Self {
-        // serde names the field between backticks ("missing field `name`").
-        let text = err.to_string();
-        let field = text.split('`').nth(1).map(str::to_string);
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "Malformed JSON body", text);
-        e.field = field;
+    pub fn bad_json(err: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let inner = err.inner().to_string();
+        let path = err.path().to_string();
+        // serde names a missing field between backticks ("missing field `name`"), at
+        // the path of the object that lacks it.
+        let field = match inner.strip_prefix("missing field `") {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or_default();
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
+            }
+            None if path != "." => path,
+            None => String::new(),
+        };
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "Malformed JSON body", inner);
+        e.field = (!field.is_empty()).then_some(field);
         e
     }
 
@@ -122,5 +135,16 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_json(&e))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ApiError::bad_json(&e))?;
+    de.end().map_err(|e| {
+        let mut p = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Malformed JSON body",
+            e.to_string(),
+        );
+        p.field = None;
+        p
+    })?;
+    Ok(value)
 }

@@ -1,8 +1,9 @@
 //! A minimal SMTP sink on a loopback port: it answers EHLO (with PIPELINING,
 //! optionally STARTTLS and AUTH PLAIN), MAIL, RCPT, DATA, RSET, NOOP and QUIT
-//! with success, unstuffs and counts what it receives, and keeps a bounded copy
-//! of the first messages for inspection. It stores nothing durably and checks no
-//! policy: it exists to measure the bench (and, later, delivery) against.
+//! with success (or, if configured, refuses every Nth message), unstuffs and
+//! counts what it receives, and keeps a bounded copy of the first messages for
+//! inspection. It stores nothing durably and checks no policy: it exists to
+//! measure the bench (and, later, delivery) against.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -69,7 +70,7 @@ impl SinkStats {
     /// Counts one more finished message and says whether it is an Nth to refuse.
     fn refuse_next(&self, every: u64) -> bool {
         let received = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        let refuse = every > 0 && received % every == 0;
+        let refuse = every > 0 && received.is_multiple_of(every);
         if refuse {
             self.rejected.fetch_add(1, Ordering::Relaxed);
         }

@@ -137,14 +137,17 @@ const TOP_LEVEL: [&str; 7] = [
 
 /// Reads the file (if any), applies environment overrides, validates.
 pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
-    let mut table: toml::Table = match path {
+    let text = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
         }
-        None => toml::Table::new(),
+        None => String::new(),
     };
+    let origin = match path {
+        Some(p) => p.display().to_string(),
+        None => "configuration".into(),
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?;
     let mut from_env = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("MAILROOM_") else {
@@ -162,20 +165,26 @@ pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
             .with_context(|| format!("environment variable {name}"))?;
         from_env.push(name);
     }
-    let origin = match path {
-        Some(p) => p.display().to_string(),
-        None => "configuration".into(),
+    let config: Config = if from_env.is_empty() {
+        // Straight from the text, so errors carry the file line.
+        toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?
+    } else {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let env = from_env.join(", ");
+            anyhow::anyhow!(
+                "{origin} (environment overrides: {env}): {}",
+                e.message().trim()
+            )
+        })?
     };
-    let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let env = if from_env.is_empty() {
-            String::new()
-        } else {
-            format!(" (environment overrides: {})", from_env.join(", "))
-        };
-        anyhow::anyhow!("{origin}{env}: {e}")
-    })?;
     config.validate()?;
     Ok(config)
+}
+
+/// A TOML error: toml's own text has the line, the column and the offending line, so
+/// the key is shown in place.
+fn toml_error(origin: &str, e: &toml::de::Error) -> anyhow::Error {
+    anyhow::anyhow!("{origin}: {}", e.to_string().trim_end())
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {

@@ -216,7 +216,8 @@ pub async fn serve_connection<S>(
     let acceptor = shared.tls.clone();
     if implicit_tls {
         let Some(acceptor) = acceptor else { return };
-        let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
+        let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+        else {
             return;
         };
         let info = tls_info(tls.get_ref().1);

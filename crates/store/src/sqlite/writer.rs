@@ -68,7 +68,11 @@ async fn write_batch(
         .await
         .map_err(err)?;
     let result = match insert_all(conn, messages).await {
-        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()).map_err(err),
+        Ok(()) => sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(err),
         Err(e) => Err(e),
     };
     if result.is_err() {
