@@ -109,7 +109,7 @@ impl Session {
                 Line::Complete(bytes) => match mailroom_proto::parse_command(&bytes) {
                     Ok(cmd) => self.dispatch(cmd, conn).await,
                     Err(e) => {
-                        conn.reply(&e.reply());
+                        conn.reply(&self.sequence_first(e));
                         self.error()
                     }
                 },
@@ -127,6 +127,23 @@ impl Session {
                     return true;
                 }
             }
+        }
+    }
+
+    /// A malformed MAIL or RCPT from a client that may not send at all is told what
+    /// is missing (AUTH, MAIL) before anything about its syntax.
+    fn sequence_first(&self, e: mailroom_proto::CommandError) -> mailroom_proto::Reply {
+        use mailroom_proto::CommandError as E;
+        match e {
+            E::InvalidSender | E::InvalidRecipient if self.txn.is_none() => {
+                match self.effective_tenant() {
+                    Err(r) => r,
+                    Ok(_) if matches!(e, E::InvalidRecipient) => reply::need_mail(),
+                    Ok(_) => e.reply(),
+                }
+            }
+            E::BadLineEnding | E::Unknown | E::Syntax(_) | E::Parameter(_) => e.reply(),
+            E::InvalidSender | E::InvalidRecipient => e.reply(),
         }
     }
 
