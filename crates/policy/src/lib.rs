@@ -46,6 +46,14 @@ pub enum AuthVerdict {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowlistVerdict {
+    NotListed,
+    Listed(TenantContext),
+    /// Listed, but only for sessions under TLS.
+    NeedsTls,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SenderVerdict {
     Allowed,
     /// The domain is not a verified sending domain of this tenant.
@@ -165,17 +173,19 @@ impl Policy {
     }
 
     /// The tenant whose allowlist holds `ip`, if the TLS condition is met.
-    /// Returns `Err(())` when the address is listed but only for TLS sessions.
-    pub fn allowlisted(&self, ip: IpAddr, tls: bool) -> Result<Option<TenantContext>, ()> {
+    pub fn allowlisted(&self, ip: IpAddr, tls: bool) -> AllowlistVerdict {
         let directory = self.directory();
         match directory.allowlist_match(ip) {
-            None => Ok(None),
-            Some((_, true)) if !tls => Err(()),
-            Some((tenant_id, _)) => Ok(directory.tenant(tenant_id).map(|t| TenantContext {
-                tenant_id: t.id.clone(),
-                tenant_name: t.name.clone(),
-                via: Via::AllowedIp,
-            })),
+            None => AllowlistVerdict::NotListed,
+            Some((_, true)) if !tls => AllowlistVerdict::NeedsTls,
+            Some((tenant_id, _)) => match directory.tenant(tenant_id) {
+                Some(t) => AllowlistVerdict::Listed(TenantContext {
+                    tenant_id: t.id.clone(),
+                    tenant_name: t.name.clone(),
+                    via: Via::AllowedIp,
+                }),
+                None => AllowlistVerdict::NotListed,
+            },
         }
     }
 

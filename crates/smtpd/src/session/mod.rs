@@ -15,7 +15,7 @@ pub use conn::{Conn, Line, ReadStop};
 use crate::Shared;
 use mailroom_ingest::Recipient;
 use mailroom_model::Address;
-use mailroom_policy::TenantContext;
+use mailroom_policy::{AllowlistVerdict, TenantContext};
 use mailroom_proto::{Command, MailParams, reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -294,9 +294,9 @@ impl Session {
             .policy
             .allowlisted(self.peer.ip(), self.tls.is_some())
         {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => Err(reply::auth_required()),
-            Err(()) => Err(reply::tls_required_for_relay()),
+            AllowlistVerdict::Listed(t) => Ok(t),
+            AllowlistVerdict::NotListed => Err(reply::auth_required()),
+            AllowlistVerdict::NeedsTls => Err(reply::tls_required_for_relay()),
         }
     }
 }
