@@ -60,6 +60,27 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError>;
 
+    /// Claims up to `limit` recipients that are due (queued or deferred, next attempt
+    /// reached, no live lease) by setting their lease to `lease_until`. A crashed
+    /// claimant's lease simply expires and the recipient is claimed again.
+    async fn claim_due(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRecipient>, StoreError>;
+    /// Records each outcome (state, attempt count, next attempt, last reply) together
+    /// with its event, in one transaction; clears the leases.
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<(), StoreError>;
+    /// Gives claimed recipients back untouched (shutdown, full queues).
+    async fn release(&self, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError>;
+    /// Makes every undelivered recipient of the message due now; returns how many.
+    async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError>;
+    /// Cancels every undelivered recipient with a `cancelled` event; returns how many.
+    async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError>;
+    async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn queue_summary(&self) -> Result<QueueSummary, StoreError>;
+
     /// Recipient counts by state, for status and metrics.
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }

@@ -126,3 +126,49 @@ pub struct RecipientView {
     pub updated_at: i64,
     pub events: Vec<Event>,
 }
+
+/// A recipient handed to the delivery side by `claim_due`, with what it needs from
+/// its message (the body is loaded separately, once per message).
+#[derive(Clone, Debug)]
+pub struct DueRecipient {
+    pub message_id: MessageId,
+    pub idx: i64,
+    pub address: String,
+    pub domain: String,
+    pub attempts: i64,
+    pub dsn_notify: Option<String>,
+    pub dsn_orcpt: Option<String>,
+    pub tenant_id: TenantId,
+    pub mail_from: String,
+    pub received_at: i64,
+    pub dsn_ret: Option<String>,
+    pub dsn_envid: Option<String>,
+    pub smtputf8: bool,
+}
+
+/// The result of one delivery attempt for one recipient, recorded with its event.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub message_id: MessageId,
+    pub idx: i64,
+    pub recipient: String,
+    pub tenant_id: TenantId,
+    pub state: RecipientState,
+    /// Whether this was an attempt (counts toward `attempts`).
+    pub attempted: bool,
+    /// Next attempt for `deferred`.
+    pub next_attempt_at: Option<i64>,
+    pub last_reply: Option<String>,
+    pub last_mx: Option<String>,
+    pub event: mailroom_model::EventType,
+    pub detail: serde_json::Value,
+    pub at: i64,
+}
+
+/// Queue counts for `GET /v1/queue`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct QueueSummary {
+    pub by_state: Vec<(String, i64)>,
+    /// (domain, recipients not final)
+    pub by_domain: Vec<(String, i64)>,
+}

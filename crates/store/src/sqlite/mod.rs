@@ -2,6 +2,7 @@
 //! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
 //! reads and administrative writes, and the group-commit writer for messages.
 
+mod ops;
 mod writer;
 
 use crate::*;
@@ -17,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<writer::Job>,
+    /// Delivery-side writes, served by the same writer task.
+    ops: mpsc::Sender<ops::Op>,
 }
 
 /// How many enqueue requests may wait for the writer. When full, callers wait (their
@@ -48,12 +51,29 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::from_sqlx(e, "database"))?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(writer::run(conn, rx));
-        Ok(Self { pool, writer: tx })
+        let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer::run(conn, rx, ops_rx));
+        Ok(Self {
+            pool,
+            writer: tx,
+            ops: ops_tx,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    async fn op<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> ops::Op,
+    ) -> Result<T, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.ops
+            .send(make(done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
     }
 }
 
@@ -372,6 +392,66 @@ impl Store for SqliteStore {
             dsn_envid: m.get("dsn_envid"),
             recipients,
         }))
+    }
+
+    async fn claim_due(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRecipient>, StoreError> {
+        self.op(|done| ops::Op::Claim {
+            now,
+            lease_until,
+            limit: limit as i64,
+            done,
+        })
+        .await
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.op(|done| ops::Op::Record { outcomes, done }).await
+    }
+
+    async fn release(&self, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
+        self.op(|done| ops::Op::Release { keys, done }).await
+    }
+
+    async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.op(|done| ops::Op::RetryNow { id, now, done }).await
+    }
+
+    async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.op(|done| ops::Op::Cancel { id, now, done }).await
+    }
+
+    async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT body FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("message"))?;
+        Ok(row.map(|r| r.get("body")))
+    }
+
+    async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
+        let by_state = self.count_recipients_by_state().await?;
+        let rows = sqlx::query(
+            "SELECT domain, COUNT(*) AS n FROM recipients WHERE state IN ('queued', 'deferred') \
+             GROUP BY domain ORDER BY n DESC, domain LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("recipient"))?;
+        Ok(QueueSummary {
+            by_state,
+            by_domain: rows.iter().map(|r| (r.get("domain"), r.get("n"))).collect(),
+        })
     }
 
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -22,9 +22,28 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// Rows per multi-row INSERT (recipient and event rows have ≤ 8 parameters).
 const ROWS_PER_INSERT: usize = 1000;
 
-pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    mut ops: mpsc::Receiver<super::ops::Op>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
-    while let Some(first) = rx.recv().await {
+    let mut ops_open = true;
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+            op = ops.recv(), if ops_open => {
+                match op {
+                    Some(op) => run_ops(&mut conn, op, &mut ops).await,
+                    None => ops_open = false,
+                }
+                continue;
+            }
+        };
         let mut bytes = first.message.body.len();
         batch.push(first);
         while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
@@ -53,6 +72,78 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>)
                     let result = write_batch(&mut conn, &[&job.message]).await;
                     let _ = job.done.send(result);
                 }
+            }
+        }
+    }
+}
+
+/// Runs `first` and whatever other ops are waiting in one transaction; if that fails,
+/// each op alone, so one bad op cannot fail the others.
+async fn run_ops(
+    conn: &mut SqliteConnection,
+    first: super::ops::Op,
+    rx: &mut mpsc::Receiver<super::ops::Op>,
+) {
+    use super::ops::{Done, answer, execute};
+    let mut ops = vec![first];
+    while ops.len() < 64 {
+        match rx.try_recv() {
+            Ok(op) => ops.push(op),
+            Err(_) => break,
+        }
+    }
+    let together = async {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "recipient"))?;
+        let mut results: Vec<Done> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            match execute(conn, op).await {
+                Ok(d) => results.push(d),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(StoreError::from_sqlx(e, "recipient"));
+        }
+        Ok(results)
+    }
+    .await;
+    match together {
+        Ok(results) => {
+            for (op, done) in ops.into_iter().zip(results) {
+                answer(op, Ok(done));
+            }
+        }
+        Err(e) if ops.len() == 1 => answer(ops.pop().expect("one op"), Err(e)),
+        Err(_) => {
+            for op in ops {
+                let result = async {
+                    sqlx::query("BEGIN IMMEDIATE")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| StoreError::from_sqlx(e, "recipient"))?;
+                    match execute(conn, &op).await {
+                        Ok(d) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                            Ok(_) => Ok(d),
+                            Err(e) => {
+                                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                                Err(StoreError::from_sqlx(e, "recipient"))
+                            }
+                        },
+                        Err(e) => {
+                            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                            Err(e)
+                        }
+                    }
+                }
+                .await;
+                answer(op, result);
             }
         }
     }

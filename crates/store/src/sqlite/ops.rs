@@ -1,0 +1,251 @@
+//! Delivery-side writes, executed by the writer task so that SQLite never has two
+//! writers: claiming due recipients under a lease, recording outcomes with their events,
+//! and the operator's retry/cancel. Each batch of ops is one transaction (one fsync).
+
+use crate::{DueRecipient, Outcome, StoreError};
+use mailroom_model::{EventId, EventType, MessageId, RecipientState, TenantId};
+use sqlx::{Row, SqliteConnection};
+use tokio::sync::oneshot;
+
+pub(crate) enum Op {
+    Claim {
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+        done: oneshot::Sender<Result<Vec<DueRecipient>, StoreError>>,
+    },
+    Record {
+        outcomes: Vec<Outcome>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Release {
+        keys: Vec<(MessageId, i64)>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RetryNow {
+        id: MessageId,
+        now: i64,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Cancel {
+        id: MessageId,
+        now: i64,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// What an op produced, kept until the transaction commits.
+pub(crate) enum Done {
+    Claimed(Vec<DueRecipient>),
+    Unit,
+    Count(u64),
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::from_sqlx(e, "recipient")
+}
+
+pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done, StoreError> {
+    match op {
+        Op::Claim {
+            now,
+            lease_until,
+            limit,
+            ..
+        } => claim(conn, *now, *lease_until, *limit)
+            .await
+            .map(Done::Claimed),
+        Op::Record { outcomes, .. } => record(conn, outcomes).await.map(|_| Done::Unit),
+        Op::Release { keys, .. } => {
+            for (id, idx) in keys {
+                sqlx::query(
+                    "UPDATE recipients SET lease_until = NULL WHERE message_id = $1 AND idx = $2",
+                )
+                .bind(id.as_str())
+                .bind(idx)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            }
+            Ok(Done::Unit)
+        }
+        Op::RetryNow { id, now, .. } => {
+            let r = sqlx::query(
+                "UPDATE recipients SET next_attempt_at = $1 WHERE message_id = $2 AND state IN ('queued', 'deferred')",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+            Ok(Done::Count(r.rows_affected()))
+        }
+        Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
+    }
+}
+
+/// Sends the result of a committed (or failed) op to its caller.
+pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
+    match op {
+        Op::Claim { done, .. } => {
+            let _ = done.send(result.map(|d| match d {
+                Done::Claimed(rows) => rows,
+                Done::Unit | Done::Count(_) => Vec::new(),
+            }));
+        }
+        Op::Record { done, .. } | Op::Release { done, .. } => {
+            let _ = done.send(result.map(|_| ()));
+        }
+        Op::RetryNow { done, .. } | Op::Cancel { done, .. } => {
+            let _ = done.send(result.map(|d| match d {
+                Done::Count(n) => n,
+                Done::Claimed(_) | Done::Unit => 0,
+            }));
+        }
+    }
+}
+
+async fn claim(
+    conn: &mut SqliteConnection,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<DueRecipient>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE recipients SET lease_until = $1 WHERE rowid IN ( \
+             SELECT rowid FROM recipients \
+             WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $2 \
+               AND (lease_until IS NULL OR lease_until < $2) \
+             ORDER BY next_attempt_at LIMIT $3) \
+         RETURNING message_id, idx, address, domain, attempts, dsn_notify, dsn_orcpt",
+    )
+    .bind(lease_until)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let message_id: String = r.get("message_id");
+        let m = sqlx::query(
+            "SELECT tenant_id, mail_from, received_at, dsn_ret, dsn_envid, smtputf8 FROM messages WHERE id = $1",
+        )
+        .bind(&message_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+        out.push(DueRecipient {
+            message_id: MessageId::from_stored(message_id),
+            idx: r.get("idx"),
+            address: r.get("address"),
+            domain: r.get("domain"),
+            attempts: r.get("attempts"),
+            dsn_notify: r.get("dsn_notify"),
+            dsn_orcpt: r.get("dsn_orcpt"),
+            tenant_id: TenantId::from_stored(m.get("tenant_id")),
+            mail_from: m.get("mail_from"),
+            received_at: m.get("received_at"),
+            dsn_ret: m.get("dsn_ret"),
+            dsn_envid: m.get("dsn_envid"),
+            smtputf8: m.get("smtputf8"),
+        });
+    }
+    Ok(out)
+}
+
+async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(), StoreError> {
+    for o in outcomes {
+        sqlx::query(
+            "UPDATE recipients SET state = $1, attempts = attempts + $2, next_attempt_at = $3, \
+             last_reply = COALESCE($4, last_reply), last_mx = COALESCE($5, last_mx), \
+             lease_until = NULL, updated_at = $6 \
+             WHERE message_id = $7 AND idx = $8",
+        )
+        .bind(o.state.as_str())
+        .bind(i64::from(o.attempted))
+        .bind(o.next_attempt_at)
+        .bind(o.last_reply.as_deref())
+        .bind(o.last_mx.as_deref())
+        .bind(o.at)
+        .bind(o.message_id.as_str())
+        .bind(o.idx)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+        insert_event(
+            conn,
+            o.event,
+            o.at,
+            &o.message_id,
+            &o.tenant_id,
+            &o.recipient,
+            &o.detail,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    kind: EventType,
+    at: i64,
+    message_id: &MessageId,
+    tenant_id: &TenantId,
+    recipient: &str,
+    detail: &serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(EventId::generate().as_str())
+    .bind(kind.as_str())
+    .bind(at)
+    .bind(message_id.as_str())
+    .bind(tenant_id.as_str())
+    .bind(recipient)
+    .bind(detail.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Cancels every recipient that is not final yet, each with a `cancelled` event.
+async fn cancel(conn: &mut SqliteConnection, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE recipients SET state = 'cancelled', lease_until = NULL, updated_at = $1 \
+         WHERE message_id = $2 AND state IN ('queued', 'deferred') RETURNING address",
+    )
+    .bind(now)
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(err)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let tenant: String = sqlx::query("SELECT tenant_id FROM messages WHERE id = $1")
+        .bind(id.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?
+        .get("tenant_id");
+    let tenant = TenantId::from_stored(tenant);
+    for r in &rows {
+        let address: String = r.get("address");
+        let detail = serde_json::json!({ "state": RecipientState::Cancelled.as_str() });
+        insert_event(
+            conn,
+            EventType::Cancelled,
+            now,
+            id,
+            &tenant,
+            &address,
+            &detail,
+        )
+        .await?;
+    }
+    Ok(rows.len() as u64)
+}
