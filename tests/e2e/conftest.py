@@ -1,0 +1,88 @@
+"""Pytest fixtures and hooks for the end-to-end suite; helpers live in mailroom_harness.py.
+
+The binary is `$MAILROOM_BIN`, or `<repo>/target/debug/mailroom`. When it is missing the
+whole suite is skipped with a clear reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailroom_harness import (
+    TESTS_DIR,
+    MailroomServer,
+    Tenant,
+    binary_missing_reason,
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = binary_missing_reason()
+    if reason is None:
+        return
+    marker = pytest.mark.skip(reason=reason)
+    for item in items:
+        if TESTS_DIR in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failing test, attach the tail of every server log it used to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when not in ("setup", "call") or not report.failed:
+        return
+    servers = getattr(item, "_mailroom_servers", None) or []
+    funcargs = getattr(item, "funcargs", {}) or {}
+    for value in funcargs.values():
+        if isinstance(value, MailroomServer) and value not in servers:
+            servers.append(value)
+        srv = getattr(value, "server", None)
+        if isinstance(srv, MailroomServer) and srv not in servers:
+            servers.append(srv)
+    for srv in servers:
+        report.sections.append((f"mailroom log tail ({srv.log_path})", srv.log_tail()))
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    reason = binary_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    srv = MailroomServer(tmp_path_factory.mktemp("mailroom"))
+    try:
+        srv.start()
+    except RuntimeError as err:
+        srv.kill()
+        pytest.fail(str(err), pytrace=False)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _server_logs_on_failure(request):
+    """Remember the session server for the failure-report hook."""
+    request.node._mailroom_servers = []
+    if "server" in request.fixturenames:
+        request.node._mailroom_servers.append(request.getfixturevalue("server"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tenant(server) -> Tenant:
+    """Tenant 'acme-…' with the verified domain acme.test and one SMTP credential."""
+    return server.create_tenant("acme", domain="acme.test")
+
+
+@pytest.fixture(scope="session")
+def other_tenant(server) -> Tenant:
+    """A second tenant with its own verified domain and credential."""
+    return server.create_tenant("beta", domain="beta.test")
