@@ -1,0 +1,9 @@
+//! Delivery: every queued recipient reaches a final, recorded fate. The scheduler
+//! claims due recipients under a lease and hands them to bounded per-destination
+//! queues; workers resolve routes, reuse connections, send, and classify each
+//! recipient's reply; outcomes are written with their events in one transaction;
+//! bounces and expiries produce RFC 3464 reports to the sender.
+
+pub mod classify;
+pub mod dsn;
+pub mod schedule;
