@@ -23,6 +23,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// SHA-256 (hex) of the operator token; the token itself is never kept in memory.
     pub operator_token_hash: Arc<String>,
+    /// Wakes the delivery scheduler (after a retry request).
+    pub delivery_wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -51,7 +53,12 @@ pub fn app(state: AppState) -> Router {
             post(tenants::add_domain).get(tenants::list_domains),
         )
         .route("/v1/domains", get(tenants::all_domains))
-        .route("/v1/messages/{id}", get(messages::show))
+        .route(
+            "/v1/messages/{id}",
+            get(messages::show).delete(messages::cancel),
+        )
+        .route("/v1/messages/{id}/retry", post(messages::retry))
+        .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)

@@ -69,6 +69,8 @@ pub struct Ingest {
     policy: Arc<Policy>,
     /// This host's name, used in `Received:` and generated `Message-ID:`s.
     hostname: String,
+    /// Woken after every enqueue so delivery starts at once instead of at its next poll.
+    enqueued: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +85,14 @@ impl Ingest {
             store,
             policy,
             hostname,
+            enqueued: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Shares `notify` as the signal that new messages were queued.
+    pub fn with_notify(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.enqueued = notify;
+        self
     }
 
     pub async fn submit(&self, s: Submission) -> Result<Accepted, IngestError> {
@@ -139,6 +148,7 @@ impl Ingest {
                 accepted_detail: detail,
             })
             .await?;
+        self.enqueued.notify_one();
         tracing::info!(
             message_id = %id,
             tenant = %s.tenant.tenant_name,

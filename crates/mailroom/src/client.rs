@@ -87,6 +87,16 @@ pub enum AllowedIpsCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Recipient counts by state and the busiest destinations.
+    Show,
+    /// Make every undelivered recipient of a message due now.
+    Retry { id: String },
+    /// Cancel every undelivered recipient of a message.
+    Cancel { id: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum MessageCmd {
     /// Show a message's recipients, states and events.
     Show { id: String },
@@ -299,5 +309,23 @@ pub async fn message(args: &ApiArgs, cmd: MessageCmd) -> Result<()> {
             print(&v);
         }
     }
+    Ok(())
+}
+
+pub async fn queue(args: &ApiArgs, cmd: Option<QueueCmd>) -> Result<()> {
+    let c = Client::new(args)?;
+    use reqwest::Method as M;
+    let v = match cmd.unwrap_or(QueueCmd::Show) {
+        QueueCmd::Show => c.call(M::GET, "/v1/queue", None).await?,
+        QueueCmd::Retry { id } => {
+            c.call(M::POST, &format!("/v1/messages/{id}/retry"), None)
+                .await?
+        }
+        QueueCmd::Cancel { id } => {
+            c.call(M::DELETE, &format!("/v1/messages/{id}"), None)
+                .await?
+        }
+    };
+    print(&v);
     Ok(())
 }

@@ -72,6 +72,13 @@ enum Command {
         #[command(subcommand)]
         cmd: client::AllowedIpsCmd,
     },
+    /// Show the queue, retry or cancel a message.
+    Queue {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: Option<client::QueueCmd>,
+    },
     /// Show message status.
     Message {
         #[command(flatten)]
@@ -133,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Domain { api, cmd } => client::domain(&api, cmd).await,
             Command::AllowedIps { api, cmd } => client::allowed_ips(&api, cmd).await,
             Command::Message { api, cmd } => client::message(&api, cmd).await,
+            Command::Queue { api, cmd } => client::queue(&api, cmd).await,
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })

@@ -37,11 +37,12 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .await
     .context("loading tenants")?;
-    let ingest = Arc::new(Ingest::new(
-        store.clone(),
-        policy.clone(),
-        config.hostname.clone(),
-    ));
+    // Rings when a message is queued or a retry is asked for: delivery starts at once.
+    let delivery_wake = Arc::new(tokio::sync::Notify::new());
+    let ingest = Arc::new(
+        Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
+            .with_notify(delivery_wake.clone()),
+    );
     let acceptor = crate::tls::acceptor(&config)?;
     let shutdown = CancellationToken::new();
     let shared = Shared::new(
@@ -100,6 +101,7 @@ pub async fn run(config: Config) -> Result<()> {
         store: store.clone(),
         policy: policy.clone(),
         operator_token_hash: Arc::new(token_hash),
+        delivery_wake: delivery_wake.clone(),
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
