@@ -106,9 +106,12 @@ mod tests {
     use BounceCategory as C;
     use BounceClass as K;
 
+    /// (code, enhanced code, text, expected verdict)
+    type Case = (u16, Option<(u8, u16, u16)>, &'static str, Verdict);
+
     #[test]
     fn vectors() {
-        let cases: &[(u16, Option<(u8, u16, u16)>, &str, Verdict)] = &[
+        let cases: &[Case] = &[
             (250, Some((2, 0, 0)), "ok", Verdict::Delivered),
             (451, Some((4, 2, 0)), "try later", Verdict::Deferred),
             (421, None, "closing", Verdict::Deferred),
