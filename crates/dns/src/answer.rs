@@ -1,0 +1,90 @@
+//! The typed outcomes of a lookup: what an MX query found ([`MxAnswer`]) and what went
+//! wrong ([`DnsError`]). No I/O here; every resolver implementation returns these.
+
+use std::fmt;
+
+/// One mail exchanger of a domain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MxHost {
+    /// Lower is tried first (RFC 5321 §5.1).
+    pub preference: u16,
+    /// Host name in lowercase ASCII (IDNA A-labels), without the trailing dot, so it can
+    /// be used directly for address lookups, TLS server names and reporting.
+    pub exchange: String,
+}
+
+impl fmt::Display for MxHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.preference, self.exchange)
+    }
+}
+
+/// What an MX query for a domain found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MxAnswer {
+    /// Mail exchangers sorted by preference, ties in random order (RFC 5321 §5.1).
+    /// Never empty.
+    Hosts(Vec<MxHost>),
+    /// RFC 7505 Null MX: the domain's only MX is "." — it accepts no mail.
+    NullMx,
+    /// The domain exists but has no MX record (NOERROR/NODATA): deliver to the domain's
+    /// own A/AAAA addresses (implicit MX, RFC 5321 §5.1).
+    NoRecords,
+}
+
+/// Why a lookup gave no answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DnsError {
+    /// The name does not exist (NXDOMAIN). Also returned for a name that cannot be a
+    /// DNS name at all (an empty label, a label over 63 octets, invalid IDNA), since
+    /// no later attempt can find it either.
+    #[error("name does not exist (NXDOMAIN)")]
+    NxDomain,
+    /// SERVFAIL, REFUSED, any other error response code, or a transport failure
+    /// (connection refused, malformed reply). Worth retrying later.
+    #[error("DNS failure: {0}")]
+    ServFail(String),
+    /// No name server answered in time.
+    #[error("DNS timeout")]
+    Timeout,
+}
+
+impl DnsError {
+    /// True when asking again later cannot change the answer. Exhaustive on purpose: a
+    /// new variant must decide here before anything compiles.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DnsError::NxDomain => true,
+            DnsError::ServFail(_) => false,
+            DnsError::Timeout => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_nxdomain_is_permanent() {
+        assert!(DnsError::NxDomain.is_permanent());
+        assert!(!DnsError::ServFail("SERVFAIL".into()).is_permanent());
+        assert!(!DnsError::Timeout.is_permanent());
+    }
+
+    #[test]
+    fn errors_read_well() {
+        assert_eq!(
+            DnsError::ServFail("REFUSED".into()).to_string(),
+            "DNS failure: REFUSED"
+        );
+        assert_eq!(
+            MxHost {
+                preference: 10,
+                exchange: "mx.example.com".into()
+            }
+            .to_string(),
+            "10 mx.example.com"
+        );
+    }
+}

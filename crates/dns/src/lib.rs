@@ -1,0 +1,19 @@
+//! Mailroom's DNS edge. Owns the [`Resolver`] trait that the delivery side is given
+//! (MX and A/AAAA lookups with typed outcomes), its production implementation on
+//! hickory ([`HickoryResolver`]) and an in-memory [`StaticResolver`] for callers' unit
+//! tests.
+//!
+//! It does not own cache policy (hickory's TTL-respecting cache is kept as is), route
+//! decisions (Null MX, implicit MX, which addresses may be dialled) or retry timing:
+//! those belong to `delivery`.
+
+mod answer;
+mod hickory;
+mod mx;
+mod resolver;
+mod static_resolver;
+
+pub use answer::{DnsError, MxAnswer, MxHost};
+pub use hickory::{HickoryResolver, NameserverOptions, ResolverInitError};
+pub use resolver::Resolver;
+pub use static_resolver::StaticResolver;

@@ -1,0 +1,191 @@
+//! [`StaticResolver`]: an in-memory [`Resolver`] for unit tests of callers (route
+//! planning, delivery) that need DNS answers without sockets. It answers the way DNS
+//! would: unknown names are NXDOMAIN, known names without MX are NODATA.
+
+use crate::hickory::ip_literal;
+use crate::mx::{mx_answer, normalize_host};
+use crate::{DnsError, MxAnswer, Resolver};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// What one name holds.
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    /// `(preference, exchange)`; `"."` is the Null MX marker.
+    mx: Vec<(u16, String)>,
+    ips: Vec<IpAddr>,
+    /// When set, every lookup of the name fails this way, whatever it holds.
+    error: Option<DnsError>,
+}
+
+/// An in-memory resolver built in code:
+///
+/// ```
+/// use mailroom_dns::{DnsError, StaticResolver};
+/// let dns = StaticResolver::new()
+///     .with_mx("example.com", 10, "mx1.example.com")
+///     .with_ip("mx1.example.com", [192, 0, 2, 1])
+///     .with_null_mx("nomail.example")
+///     .with_error("broken.example", DnsError::ServFail("SERVFAIL".into()));
+/// ```
+///
+/// Names are matched case-insensitively, with or without a trailing dot. MX ties are
+/// shuffled like the real resolver's.
+#[derive(Clone, Debug, Default)]
+pub struct StaticResolver {
+    names: HashMap<String, Entry>,
+}
+
+impl StaticResolver {
+    /// No names at all: every lookup is NXDOMAIN.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&mut self, name: &str) -> &mut Entry {
+        self.names.entry(normalize_host(name)).or_default()
+    }
+
+    /// Declares that `name` exists, without records of its own (MX gives
+    /// [`MxAnswer::NoRecords`], addresses an empty list).
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.entry(name);
+        self
+    }
+
+    /// Adds an MX record `domain MX preference exchange`.
+    pub fn with_mx(mut self, domain: &str, preference: u16, exchange: &str) -> Self {
+        self.entry(domain)
+            .mx
+            .push((preference, exchange.to_string()));
+        self
+    }
+
+    /// Publishes RFC 7505 Null MX (`MX 0 .`) for `domain`.
+    pub fn with_null_mx(mut self, domain: &str) -> Self {
+        self.entry(domain).mx.push((0, ".".to_string()));
+        self
+    }
+
+    /// Adds an A or AAAA record for `host`.
+    pub fn with_ip(mut self, host: &str, ip: impl Into<IpAddr>) -> Self {
+        self.entry(host).ips.push(ip.into());
+        self
+    }
+
+    /// Makes every lookup of `name` fail with `error`.
+    pub fn with_error(mut self, name: &str, error: DnsError) -> Self {
+        self.entry(name).error = Some(error);
+        self
+    }
+
+    fn lookup(&self, name: &str) -> Result<&Entry, DnsError> {
+        let entry = self
+            .names
+            .get(&normalize_host(name))
+            .ok_or(DnsError::NxDomain)?;
+        match &entry.error {
+            Some(e) => Err(e.clone()),
+            None => Ok(entry),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Resolver for StaticResolver {
+    async fn mx(&self, domain: &str) -> Result<MxAnswer, DnsError> {
+        let entry = self.lookup(domain)?;
+        Ok(mx_answer(entry.mx.iter().cloned(), &mut rand::rng()))
+    }
+
+    async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        if let Some(ip) = ip_literal(host) {
+            return Ok(vec![ip]);
+        }
+        let entry = self.lookup(host)?;
+        // IPv4 first, then IPv6, as the hickory resolver returns them.
+        let (mut v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+            entry.ips.iter().partition(|ip| ip.is_ipv4());
+        v4.extend(v6);
+        Ok(v4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MxHost;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn dns() -> StaticResolver {
+        StaticResolver::new()
+            .with_mx("Example.com.", 20, "MX2.example.com.")
+            .with_mx("example.com", 10, "mx1.example.com")
+            .with_ip("mx1.example.com", Ipv6Addr::LOCALHOST)
+            .with_ip("mx1.example.com", [192, 0, 2, 1])
+            .with_null_mx("nomail.example")
+            .with_ip("bare.example", [192, 0, 2, 9])
+            .with_name("empty.example")
+            .with_error("broken.example", DnsError::ServFail("SERVFAIL".into()))
+    }
+
+    #[test]
+    fn mx_sorted_and_normalised() {
+        let got = block_on(dns().mx("EXAMPLE.COM")).unwrap();
+        assert_eq!(
+            got,
+            MxAnswer::Hosts(vec![
+                MxHost {
+                    preference: 10,
+                    exchange: "mx1.example.com".into()
+                },
+                MxHost {
+                    preference: 20,
+                    exchange: "mx2.example.com".into()
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn null_mx_nodata_nxdomain_and_errors() {
+        let dns = dns();
+        assert_eq!(block_on(dns.mx("nomail.example")), Ok(MxAnswer::NullMx));
+        assert_eq!(block_on(dns.mx("bare.example")), Ok(MxAnswer::NoRecords));
+        assert_eq!(block_on(dns.mx("nowhere.example")), Err(DnsError::NxDomain));
+        assert_eq!(
+            block_on(dns.ips("broken.example")),
+            Err(DnsError::ServFail("SERVFAIL".into()))
+        );
+        assert_eq!(block_on(dns.ips("empty.example")), Ok(vec![]));
+    }
+
+    #[test]
+    fn ips_v4_first_and_literals() {
+        let dns = dns();
+        assert_eq!(
+            block_on(dns.ips("mx1.example.com.")).unwrap(),
+            vec![
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            ]
+        );
+        assert_eq!(
+            block_on(dns.ips("[192.0.2.7]")).unwrap(),
+            vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))]
+        );
+    }
+
+    #[test]
+    fn usable_as_shared_trait_object() {
+        let shared: std::sync::Arc<dyn Resolver> = std::sync::Arc::new(dns());
+        assert_eq!(block_on(shared.mx("nomail.example")), Ok(MxAnswer::NullMx));
+    }
+}

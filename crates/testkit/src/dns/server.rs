@@ -1,0 +1,237 @@
+//! The socket side of the test DNS server: [`spawn_dns`] binds UDP and TCP on one
+//! loopback port and serves a [`TestZone`] through hickory-server's `Server` with a
+//! small request handler of ours; [`DnsServerHandle`] keeps it alive and shows what
+//! was asked.
+
+use super::zone::{Answer, TestZone};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_server::proto::rr::{Name, Record};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// At most this many questions are kept in the log; later ones are only counted.
+const QUERY_LOG_LIMIT: usize = 10_000;
+
+/// How long an idle TCP connection to the server stays open.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Tries at finding a port free for both UDP and TCP.
+const BIND_TRIES: usize = 50;
+
+#[derive(Debug, Default)]
+struct QueryLog {
+    /// `"name. TYPE"` and whether it came over TCP.
+    entries: Vec<(String, bool)>,
+    total: usize,
+}
+
+type SharedLog = Arc<Mutex<QueryLog>>;
+
+/// Answers every request from the zone.
+struct ZoneHandler {
+    zone: TestZone,
+    log: SharedLog,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for ZoneHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+
+        let query = match request.request_info() {
+            Ok(info) => info.query,
+            Err(_) => {
+                // No single question: not a query this server understands.
+                let response = builder.error_msg(&request.metadata, ResponseCode::FormErr);
+                return send(&mut response_handle, response, metadata).await;
+            }
+        };
+        let qname = Name::from(query.name());
+        let qtype = query.query_type();
+        {
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            log.total += 1;
+            if log.entries.len() < QUERY_LOG_LIMIT {
+                let tcp = request.protocol() == Protocol::Tcp;
+                log.entries
+                    .push((format!("{} {qtype}", qname.to_ascii()), tcp));
+            }
+        }
+
+        // Like a real server: answer EDNS with EDNS, so UDP replies may exceed 512 octets
+        // up to the client's advertised size (and are truncated beyond it).
+        let edns = request.edns.as_ref().map(|req| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(req.max_payload().max(512));
+            edns.set_version(0);
+            edns
+        });
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+
+        match self.zone.answer(&qname, qtype) {
+            Answer::Silent => {
+                // Nothing is sent. hickory only logs the returned info; no reply exists.
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+            Answer::Reply {
+                rcode,
+                answers,
+                soa,
+            } => {
+                metadata.response_code = rcode;
+                let none: [&Record; 0] = [];
+                let response = builder.build(metadata, answers.iter(), none, soa.as_deref(), none);
+                send(&mut response_handle, response, metadata).await
+            }
+        }
+    }
+}
+
+/// Sends a response; a send failure is the client's problem (it will time out).
+async fn send<'a, R: ResponseHandler>(
+    handle: &mut R,
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    metadata: Metadata,
+) -> ResponseInfo {
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(_) => ResponseInfo::from(Header {
+            metadata,
+            counts: HeaderCounts::default(),
+        }),
+    }
+}
+
+/// Keeps the server of [`spawn_dns`] running; dropping it stops the server.
+pub struct DnsServerHandle {
+    addr: SocketAddr,
+    server: Server<ZoneHandler>,
+    log: SharedLog,
+}
+
+impl fmt::Debug for DnsServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DnsServerHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DnsServerHandle {
+    /// Where the server listens (UDP and TCP).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The questions received so far, oldest first, as `"name. TYPE"` (name in
+    /// lowercase A-labels, e.g. `"example.test. MX"`); the first 10,000 only.
+    pub fn queries(&self) -> Vec<String> {
+        self.logged(|_| true)
+    }
+
+    /// The questions that came over TCP, in the same form as [`queries`](Self::queries).
+    pub fn tcp_queries(&self) -> Vec<String> {
+        self.logged(|tcp| tcp)
+    }
+
+    fn logged(&self, keep: impl Fn(bool) -> bool) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .iter()
+            .filter(|(_, tcp)| keep(*tcp))
+            .map(|(q, _)| q.clone())
+            .collect()
+    }
+
+    /// How many questions were received, including any beyond the log's limit.
+    pub fn query_count(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
+    }
+}
+
+impl Drop for DnsServerHandle {
+    fn drop(&mut self) {
+        // Stops accepting; the server's tasks are aborted when it is dropped next.
+        self.server.shutdown_token().cancel();
+    }
+}
+
+/// Starts an authoritative DNS server for `zone` on 127.0.0.1, UDP and TCP on the same
+/// ephemeral port, and returns that address with the handle that keeps it running.
+///
+/// Must be called inside a tokio runtime; the server's tasks run on it.
+///
+/// # Panics
+///
+/// If no loopback port free for both UDP and TCP can be found (test environment
+/// broken).
+pub async fn spawn_dns(zone: TestZone) -> (SocketAddr, DnsServerHandle) {
+    let (udp, tcp, addr) = bind_pair().await;
+    let log = SharedLog::default();
+    let mut server = Server::new(ZoneHandler {
+        zone,
+        log: log.clone(),
+    });
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, 16);
+    (addr, DnsServerHandle { addr, server, log })
+}
+
+/// A UDP socket on an ephemeral loopback port and a TCP listener on the same port.
+async fn bind_pair() -> (UdpSocket, TcpListener, SocketAddr) {
+    let mut last_error = None;
+    for _ in 0..BIND_TRIES {
+        let udp = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
+            Ok(udp) => udp,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let addr = match udp.local_addr() {
+            Ok(addr) => addr,
+            Err(e) => {
+                last_error = Some(e);
+                continue;
+            }
+        };
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    panic!(
+        "spawn_dns: no loopback port free for both UDP and TCP after {BIND_TRIES} tries: {last_error:?}"
+    );
+}

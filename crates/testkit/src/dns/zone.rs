@@ -1,0 +1,396 @@
+//! [`TestZone`]: what the test DNS server knows, built in code, and the pure function
+//! that turns a question into an answer (records, NODATA, NXDOMAIN, SERVFAIL or
+//! silence). No sockets here.
+
+use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Default TTL of records and of negative answers, in seconds.
+const DEFAULT_TTL: u32 = 60;
+
+/// How a name answers, whatever is asked about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Behaviour {
+    /// From its records (NODATA when none of the asked type).
+    Records,
+    NxDomain,
+    ServFail,
+    /// Never answers: the client times out.
+    Silent,
+}
+
+#[derive(Clone, Debug)]
+struct NameData {
+    owner: Name,
+    /// Record data with its own TTL, if one was given in zone text.
+    records: Vec<(RData, Option<u32>)>,
+    behaviour: Behaviour,
+}
+
+/// A zone for [`spawn_dns`](crate::spawn_dns), built in code:
+///
+/// ```
+/// use mailroom_testkit::TestZone;
+/// use std::net::Ipv4Addr;
+/// let zone = TestZone::new()
+///     .mx("example.test", 10, "mx1.example.test")
+///     .a("mx1.example.test", Ipv4Addr::LOCALHOST)
+///     .null_mx("nomail.test")
+///     .servfail("broken.test")
+///     .timeout("slow.test");
+/// ```
+///
+/// or from zone text with [`TestZone::parse`]. Names are case-insensitive and absolute
+/// whether or not they end in a dot; U-labels are converted to A-labels.
+///
+/// What a query gets:
+/// - a name set with [`servfail`](Self::servfail), [`timeout`](Self::timeout) or
+///   [`nxdomain`](Self::nxdomain) answers that way for every type, records or not;
+/// - a name with records answers those of the asked type, or NOERROR with no records
+///   (NODATA) and an SOA;
+/// - a name with no records of its own but with names below it (`example.test` when
+///   only `mx1.example.test` is set) is an empty non-terminal: NODATA, as real DNS says;
+/// - any other name: NXDOMAIN with an SOA.
+///
+/// Builder methods panic on a string that cannot be a DNS name: it is a bug in the test.
+#[derive(Clone, Debug)]
+pub struct TestZone {
+    /// Keyed by the lowercase absolute A-label form, e.g. `"mx1.example.test."`.
+    names: BTreeMap<String, NameData>,
+    ttl: u32,
+}
+
+impl Default for TestZone {
+    fn default() -> Self {
+        Self {
+            names: BTreeMap::new(),
+            ttl: DEFAULT_TTL,
+        }
+    }
+}
+
+/// What the server does with one question.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Reply {
+        rcode: ResponseCode,
+        answers: Vec<Record>,
+        /// For NXDOMAIN and NODATA, so resolvers can cache the negative answer.
+        soa: Option<Box<Record>>,
+    },
+    /// Send nothing.
+    Silent,
+}
+
+impl TestZone {
+    /// An empty zone: every name is NXDOMAIN.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// TTL of records (and of negative answers) in seconds; 60 unless set. Records
+    /// parsed from zone text with their own TTL keep it.
+    pub fn ttl(mut self, seconds: u32) -> Self {
+        self.ttl = seconds;
+        self
+    }
+
+    /// `domain MX preference host`.
+    pub fn mx(self, domain: &str, preference: u16, host: &str) -> Self {
+        let exchange = expect_name(host);
+        self.with_record(domain, RData::MX(MX::new(preference, exchange)))
+    }
+
+    /// RFC 7505 Null MX: `domain MX 0 .`.
+    pub fn null_mx(self, domain: &str) -> Self {
+        self.with_record(domain, RData::MX(MX::new(0, Name::root())))
+    }
+
+    /// `host A addr`.
+    pub fn a(self, host: &str, addr: Ipv4Addr) -> Self {
+        self.with_record(host, RData::A(A(addr)))
+    }
+
+    /// `host AAAA addr`.
+    pub fn aaaa(self, host: &str, addr: Ipv6Addr) -> Self {
+        self.with_record(host, RData::AAAA(AAAA(addr)))
+    }
+
+    /// `name TXT text`, split into 255-octet character-strings when longer (as DKIM
+    /// keys are published).
+    pub fn txt(self, name: &str, text: &str) -> Self {
+        self.with_record(name, RData::TXT(TXT::new(split_txt(text))))
+    }
+
+    /// Every query for exactly `domain` answers NXDOMAIN (also what unmentioned names
+    /// get; this makes it explicit, and overrides records or names below it).
+    pub fn nxdomain(self, domain: &str) -> Self {
+        self.with_behaviour(domain, Behaviour::NxDomain)
+    }
+
+    /// Every query for exactly `domain` answers SERVFAIL.
+    pub fn servfail(self, domain: &str) -> Self {
+        self.with_behaviour(domain, Behaviour::ServFail)
+    }
+
+    /// Queries for exactly `domain` are never answered, over UDP or TCP.
+    pub fn timeout(self, domain: &str) -> Self {
+        self.with_behaviour(domain, Behaviour::Silent)
+    }
+
+    fn with_record(mut self, name: &str, data: RData) -> Self {
+        self.add_record(expect_name(name), data, None);
+        self
+    }
+
+    fn with_behaviour(mut self, name: &str, behaviour: Behaviour) -> Self {
+        self.set_behaviour(expect_name(name), behaviour);
+        self
+    }
+
+    fn data(&mut self, owner: Name) -> &mut NameData {
+        self.names.entry(key(&owner)).or_insert_with(|| NameData {
+            owner,
+            records: Vec::new(),
+            behaviour: Behaviour::Records,
+        })
+    }
+
+    pub(crate) fn add_record(&mut self, owner: Name, data: RData, ttl: Option<u32>) {
+        self.data(owner).records.push((data, ttl));
+    }
+
+    pub(crate) fn set_behaviour(&mut self, owner: Name, behaviour: Behaviour) {
+        self.data(owner).behaviour = behaviour;
+    }
+
+    /// The answer to `qname qtype`.
+    pub(crate) fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
+        let k = key(qname);
+        let negative = |rcode| Answer::Reply {
+            rcode,
+            answers: Vec::new(),
+            soa: Some(Box::new(self.soa_for(qname))),
+        };
+        let Some(data) = self.names.get(&k) else {
+            let suffix = if qname.is_root() {
+                String::new()
+            } else {
+                format!(".{k}")
+            };
+            let has_children = self
+                .names
+                .keys()
+                .any(|name| name.ends_with(&suffix) && name != &k);
+            return negative(if has_children {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            });
+        };
+        match data.behaviour {
+            Behaviour::NxDomain => negative(ResponseCode::NXDomain),
+            Behaviour::ServFail => Answer::Reply {
+                rcode: ResponseCode::ServFail,
+                answers: Vec::new(),
+                soa: None,
+            },
+            Behaviour::Silent => Answer::Silent,
+            Behaviour::Records => {
+                let answers: Vec<Record> = data
+                    .records
+                    .iter()
+                    .filter(|(d, _)| qtype == RecordType::ANY || d.record_type() == qtype)
+                    .map(|(d, ttl)| {
+                        Record::from_rdata(data.owner.clone(), ttl.unwrap_or(self.ttl), d.clone())
+                    })
+                    .collect();
+                if answers.is_empty() {
+                    negative(ResponseCode::NoError)
+                } else {
+                    Answer::Reply {
+                        rcode: ResponseCode::NoError,
+                        answers,
+                        soa: None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// A synthetic SOA at the name's last two labels (`example.test.` for
+    /// `mx1.example.test.`), whose minimum is the zone TTL: the negative-caching time.
+    fn soa_for(&self, qname: &Name) -> Record {
+        let apex = qname.trim_to(usize::from(qname.num_labels()).min(2));
+        let label = |l: &str| {
+            Name::from_ascii(l)
+                .and_then(|n| n.append_domain(&apex))
+                .unwrap_or_else(|_| apex.clone())
+        };
+        let soa = SOA::new(
+            label("ns"),
+            label("hostmaster"),
+            1,
+            3600,
+            600,
+            86_400,
+            self.ttl,
+        );
+        Record::from_rdata(apex.clone(), self.ttl, RData::SOA(soa))
+    }
+}
+
+/// The map key of a name: lowercase, absolute, A-labels.
+fn key(name: &Name) -> String {
+    let mut name = name.to_lowercase();
+    name.set_fqdn(true);
+    name.to_ascii()
+}
+
+/// Parses a name as absolute (`"."` is the root).
+pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
+    let s = s.trim();
+    if s == "." {
+        return Ok(Name::root());
+    }
+    if s.is_empty() {
+        return Err("empty name".to_string());
+    }
+    let mut name = Name::from_utf8(s).map_err(|e| format!("bad name {s:?}: {e}"))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+fn expect_name(s: &str) -> Name {
+    match parse_name(s) {
+        Ok(name) => name,
+        Err(e) => panic!("TestZone: {e}"),
+    }
+}
+
+/// Splits text into character-strings of at most 255 octets, on char boundaries.
+pub(crate) fn split_txt(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for c in text.chars() {
+        if current.len() + c.len_utf8() > 255 {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(zone: &TestZone, name: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>, bool) {
+        match zone.answer(&parse_name(name).unwrap(), qtype) {
+            Answer::Reply {
+                rcode,
+                answers,
+                soa,
+            } => (
+                rcode,
+                answers.into_iter().map(|r| r.data).collect(),
+                soa.is_some(),
+            ),
+            Answer::Silent => panic!("silent"),
+        }
+    }
+
+    fn zone() -> TestZone {
+        TestZone::new()
+            .mx("Example.TEST", 20, "mx2.example.test")
+            .mx("example.test.", 10, "mx1.example.test")
+            .a("mx1.example.test", Ipv4Addr::LOCALHOST)
+            .aaaa("mx1.example.test", Ipv6Addr::LOCALHOST)
+            .txt("example.test", "v=spf1 -all")
+            .null_mx("nomail.test")
+            .servfail("broken.test")
+            .timeout("slow.test")
+            .nxdomain("gone.example.test")
+    }
+
+    #[test]
+    fn records_of_the_asked_type() {
+        let (rcode, answers, soa) = ask(&zone(), "EXAMPLE.test", RecordType::MX);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(answers.len(), 2);
+        assert!(!soa);
+        let (_, answers, _) = ask(&zone(), "mx1.example.test.", RecordType::AAAA);
+        assert_eq!(answers, vec![RData::AAAA(AAAA(Ipv6Addr::LOCALHOST))]);
+        let (_, answers, _) = ask(&zone(), "example.test", RecordType::ANY);
+        assert_eq!(answers.len(), 3);
+    }
+
+    #[test]
+    fn nodata_nxdomain_and_empty_non_terminals() {
+        let z = zone();
+        assert_eq!(
+            ask(&z, "mx1.example.test", RecordType::MX),
+            (ResponseCode::NoError, vec![], true)
+        );
+        assert_eq!(
+            ask(&z, "nowhere.test", RecordType::A),
+            (ResponseCode::NXDomain, vec![], true)
+        );
+        assert_eq!(
+            ask(&z, "gone.example.test", RecordType::A),
+            (ResponseCode::NXDomain, vec![], true)
+        );
+        // "test." only exists because names below it do.
+        assert_eq!(
+            ask(&z, "test", RecordType::MX),
+            (ResponseCode::NoError, vec![], true)
+        );
+    }
+
+    #[test]
+    fn failures() {
+        let z = zone();
+        assert_eq!(
+            ask(&z, "broken.test", RecordType::MX),
+            (ResponseCode::ServFail, vec![], false)
+        );
+        assert!(matches!(
+            z.answer(&parse_name("slow.test").unwrap(), RecordType::A),
+            Answer::Silent
+        ));
+    }
+
+    #[test]
+    fn soa_sits_at_the_last_two_labels() {
+        let z = zone().ttl(5);
+        let Answer::Reply { soa: Some(soa), .. } =
+            z.answer(&parse_name("a.b.example.test").unwrap(), RecordType::A)
+        else {
+            panic!("no soa");
+        };
+        assert_eq!(soa.name.to_ascii(), "example.test.");
+        assert_eq!(soa.ttl, 5);
+    }
+
+    #[test]
+    fn txt_splits_at_255_octets() {
+        assert_eq!(split_txt(""), vec![String::new()]);
+        let long = "é".repeat(200); // 400 octets
+        let parts = split_txt(&long);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|p| p.len() <= 255));
+        assert_eq!(parts.concat(), long);
+    }
+
+    #[test]
+    #[should_panic(expected = "TestZone: bad name")]
+    fn bad_names_panic_clearly() {
+        let _ = TestZone::new().a("a..b", Ipv4Addr::LOCALHOST);
+    }
+}
