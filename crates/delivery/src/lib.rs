@@ -5,5 +5,14 @@
 //! bounces and expiries produce RFC 3464 reports to the sender.
 
 pub mod classify;
+pub mod config;
 pub mod dsn;
+mod engine;
+mod outcome;
+pub mod route;
 pub mod schedule;
+mod worker;
+
+pub use config::{DeliveryConfig, StaticRoute};
+pub use engine::Engine;
+pub use mailroom_smtp_client::{Timeouts, TlsMode};

@@ -90,6 +90,35 @@ pub async fn run(config: Config) -> Result<()> {
         serde_json::Value::Object(report).to_string().as_bytes(),
     )?;
 
+    let own: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.socket.local_addr().ok())
+        .collect();
+    let delivery = if config.delivery.enabled {
+        let resolver: Arc<dyn mailroom_dns::Resolver> =
+            Arc::new(if config.dns.nameservers.is_empty() {
+                mailroom_dns::HickoryResolver::system()
+                    .context("reading the system DNS configuration")?
+            } else {
+                mailroom_dns::HickoryResolver::with_nameservers(
+                    &config.dns.nameservers,
+                    Duration::from_secs(config.dns.timeout_secs.unwrap_or(5)),
+                )
+                .context("dns.nameservers")?
+            });
+        let engine = mailroom_delivery::Engine::new(
+            config.delivery_config(own),
+            store.clone(),
+            resolver,
+            delivery_wake.clone(),
+            shutdown.clone(),
+        );
+        Some(tokio::spawn(engine.run()))
+    } else {
+        tracing::warn!("delivery.enabled = false: messages are queued but not delivered");
+        None
+    };
+
     let mut tasks = Vec::new();
     for listener in listeners {
         tasks.push(tokio::spawn(mailroom_smtpd::serve_listener(
@@ -125,6 +154,15 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("some sessions did not finish within the grace period");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    if let Some(d) = delivery {
+        // In-flight deliveries finish (bounded by their SMTP timeouts); queued work is
+        // released for the next start.
+        if tokio::time::timeout(SHUTDOWN_GRACE, d).await.is_err() {
+            tracing::warn!(
+                "deliveries still running at the end of the grace period; their leases will expire"
+            );
+        }
+    }
     for t in tasks {
         t.abort();
     }

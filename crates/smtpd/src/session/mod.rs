@@ -104,13 +104,13 @@ impl Session {
             let flow = match line {
                 Line::TooLong => {
                     conn.reply(&reply::line_too_long());
-                    self.error()
+                    self.error(conn)
                 }
                 Line::Complete(bytes) => match mailroom_proto::parse_command(&bytes) {
                     Ok(cmd) => self.dispatch(cmd, conn).await,
                     Err(e) => {
                         conn.reply(&self.sequence_first(e));
-                        self.error()
+                        self.error(conn)
                     }
                 },
             };
@@ -147,9 +147,10 @@ impl Session {
         }
     }
 
-    fn error(&mut self) -> Flow {
+    fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
         self.errors += 1;
         if self.errors >= self.shared.config.max_errors {
+            conn.reply(&reply::too_many_errors());
             Flow::Close
         } else {
             Flow::Continue

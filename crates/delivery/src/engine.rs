@@ -1,0 +1,214 @@
+//! The scheduler: claims due recipients under a lease, groups them per message and
+//! destination into work items, and hands each to its destination's bounded queue,
+//! starting connection workers up to the per-destination and global limits. A full
+//! queue gives the claim back: the work stays in storage (backpressure, never an
+//! unbounded buffer).
+
+use crate::config::DeliveryConfig;
+use crate::route::destination_key;
+use crate::worker;
+use mailroom_dns::Resolver;
+use mailroom_model::{MessageId, now_millis};
+use mailroom_store::{DueRecipient, DynStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The recipients of one message bound for one destination.
+#[derive(Debug)]
+pub struct Work {
+    pub domain: String,
+    pub recipients: Vec<DueRecipient>,
+}
+
+impl Work {
+    pub fn message_id(&self) -> &MessageId {
+        &self.recipients[0].message_id
+    }
+    pub fn keys(&self) -> Vec<(MessageId, i64)> {
+        self.recipients
+            .iter()
+            .map(|r| (r.message_id.clone(), r.idx))
+            .collect()
+    }
+}
+
+pub(crate) struct Destination {
+    pub key: String,
+    pub tx: mpsc::Sender<Work>,
+    pub rx: Mutex<mpsc::Receiver<Work>>,
+    /// Connection workers running for this destination.
+    pub active: AtomicUsize,
+}
+
+pub struct Engine {
+    pub(crate) cfg: Arc<DeliveryConfig>,
+    pub(crate) store: DynStore,
+    pub(crate) resolver: Arc<dyn Resolver>,
+    destinations: std::sync::Mutex<HashMap<String, Arc<Destination>>>,
+    /// Bounds connections across all destinations.
+    pub(crate) global: Arc<Semaphore>,
+    /// Woken when new work may be due (a message was accepted, a retry requested).
+    wake: Arc<Notify>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: DeliveryConfig,
+        store: DynStore,
+        resolver: Arc<dyn Resolver>,
+        wake: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            global: Arc::new(Semaphore::new(cfg.max_connections)),
+            cfg: Arc::new(cfg),
+            store,
+            resolver,
+            destinations: Default::default(),
+            wake,
+            shutdown,
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    /// Runs the scheduler until shutdown, then waits for workers to finish the
+    /// message they are sending and gives queued work back to storage.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let claimed = if self.shutdown.is_cancelled() {
+                0
+            } else {
+                self.round().await
+            };
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            // A full round means more may be due right away.
+            if claimed >= self.cfg.claim_batch {
+                continue;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+            }
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+        self.release_queued().await;
+    }
+
+    async fn round(self: &Arc<Self>) -> usize {
+        let now = now_millis();
+        let lease_until = now + self.cfg.lease.as_millis() as i64;
+        let due = match self
+            .store
+            .claim_due(now, lease_until, self.cfg.claim_batch)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming due recipients failed");
+                return 0;
+            }
+        };
+        let claimed = due.len();
+        let mut groups: HashMap<(MessageId, String), Vec<DueRecipient>> = HashMap::new();
+        for r in due {
+            groups
+                .entry((r.message_id.clone(), r.domain.clone()))
+                .or_default()
+                .push(r);
+        }
+        let mut give_back = Vec::new();
+        for ((_, domain), recipients) in groups {
+            let work = Work { domain, recipients };
+            let dest = self.destination(&destination_key(&self.cfg, &work.domain));
+            match dest.tx.try_send(work) {
+                Ok(()) => self.maybe_spawn(&dest),
+                Err(mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w)) => {
+                    give_back.extend(w.keys());
+                }
+            }
+        }
+        if !give_back.is_empty() {
+            tracing::debug!(
+                count = give_back.len(),
+                "destination queues full; work stays queued"
+            );
+            if let Err(e) = self.store.release(give_back).await {
+                tracing::warn!(error = %e, "releasing claims failed; they expire with their lease");
+            }
+        }
+        claimed
+    }
+
+    fn destination(&self, key: &str) -> Arc<Destination> {
+        let mut map = self.destinations.lock().expect("destinations lock");
+        map.entry(key.to_string())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(self.cfg.destination_queue);
+                Arc::new(Destination {
+                    key: key.to_string(),
+                    tx,
+                    rx: Mutex::new(rx),
+                    active: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Starts another connection worker if work is waiting and limits allow.
+    fn maybe_spawn(self: &Arc<Self>, dest: &Arc<Destination>) {
+        let waiting = dest.tx.max_capacity() - dest.tx.capacity();
+        let active = dest.active.load(Ordering::Acquire);
+        if active >= self.cfg.per_destination_connections || (active > 0 && waiting <= active) {
+            return;
+        }
+        let Ok(permit) = self.global.clone().try_acquire_owned() else {
+            return;
+        };
+        dest.active.fetch_add(1, Ordering::AcqRel);
+        let engine = self.clone();
+        let dest = dest.clone();
+        self.tracker.spawn(async move {
+            worker::run(&engine, &dest).await;
+            dest.active.fetch_sub(1, Ordering::AcqRel);
+            drop(permit);
+            // Work may have arrived while this worker was finishing.
+            if dest.tx.max_capacity() > dest.tx.capacity() && !engine.shutdown.is_cancelled() {
+                engine.maybe_spawn(&dest);
+            }
+        });
+    }
+
+    async fn release_queued(&self) {
+        let dests: Vec<Arc<Destination>> = self
+            .destinations
+            .lock()
+            .expect("destinations lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut keys = Vec::new();
+        for d in dests {
+            let mut rx = d.rx.lock().await;
+            while let Ok(w) = rx.try_recv() {
+                keys.extend(w.keys());
+            }
+        }
+        if !keys.is_empty() {
+            tracing::info!(
+                count = keys.len(),
+                "releasing queued deliveries for the next start"
+            );
+            let _ = self.store.release(keys).await;
+        }
+    }
+}

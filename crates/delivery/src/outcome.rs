@@ -1,0 +1,256 @@
+//! Turning an attempt into per-recipient outcomes (with their events) and, for
+//! recipients that failed for good, an RFC 3464 bounce to the sender.
+
+use crate::classify::{Verdict, classify};
+use crate::dsn::{self, Action, DsnInput, DsnRecipient};
+use crate::engine::{Engine, Work};
+use crate::worker::{Remote, reply_text};
+use mailroom_model::{EventType, MessageId, RecipientState, now_millis};
+use mailroom_smtp_client::SmtpReply;
+use mailroom_store::{DueRecipient, NewMessage, NewRecipient, Outcome};
+use serde_json::json;
+
+/// What one attempt produced.
+#[derive(Clone, Debug)]
+pub(crate) enum Attempt {
+    /// The transaction ran: one reply per recipient, in order.
+    Replies {
+        remote: Remote,
+        replies: Vec<SmtpReply>,
+    },
+    /// One reply for every recipient (greeting, MAIL refused, ...).
+    Reply {
+        remote: Option<Remote>,
+        reply: SmtpReply,
+    },
+    /// No usable reply, try later.
+    Temporary {
+        code: (u8, u16, u16),
+        text: String,
+        remote: Option<Remote>,
+    },
+    /// No usable reply, and never will be (Null MX, NXDOMAIN, refused route).
+    Permanent {
+        code: (u8, u16, u16),
+        text: String,
+        remote: Option<Remote>,
+    },
+}
+
+struct One {
+    verdict: Verdict,
+    code: u16,
+    enhanced: (u8, u16, u16),
+    text: String,
+    remote: Option<Remote>,
+}
+
+fn per_recipient(a: &Attempt, i: usize) -> One {
+    match a {
+        Attempt::Replies { remote, replies } => {
+            let r = replies.get(i).cloned().unwrap_or(SmtpReply {
+                code: 451,
+                enhanced: Some((4, 5, 0)),
+                text: "no reply for this recipient".into(),
+            });
+            reply_one(&r, Some(remote.clone()))
+        }
+        Attempt::Reply { remote, reply } => reply_one(reply, remote.clone()),
+        Attempt::Temporary { code, text, remote } => One {
+            verdict: Verdict::Deferred,
+            code: 451,
+            enhanced: *code,
+            text: text.clone(),
+            remote: remote.clone(),
+        },
+        Attempt::Permanent { code, text, remote } => One {
+            verdict: classify(550, Some(*code), text),
+            code: 550,
+            enhanced: *code,
+            text: text.clone(),
+            remote: remote.clone(),
+        },
+    }
+}
+
+fn reply_one(r: &SmtpReply, remote: Option<Remote>) -> One {
+    let fallback = match r.code / 100 {
+        2 => (2, 0, 0),
+        5 => (5, 0, 0),
+        _ => (4, 0, 0),
+    };
+    One {
+        verdict: classify(r.code, r.enhanced, &r.text),
+        code: r.code,
+        enhanced: r.enhanced.unwrap_or(fallback),
+        text: reply_text(r),
+        remote,
+    }
+}
+
+pub(crate) async fn record(engine: &Engine, work: &Work, body: &[u8], attempt: &Attempt) {
+    let now = now_millis();
+    let mut outcomes = Vec::with_capacity(work.recipients.len());
+    let mut failed: Vec<(DueRecipient, One, Action)> = Vec::new();
+    for (i, r) in work.recipients.iter().enumerate() {
+        let one = per_recipient(attempt, i);
+        let attempts = r.attempts + 1;
+        let (a, b, c) = one.enhanced;
+        let mut detail = json!({
+            "attempt": attempts,
+            "reply": { "code": one.code, "enhanced": format!("{a}.{b}.{c}"), "text": one.text },
+            "remote_mx": one.remote.as_ref().map(|x| x.host.clone()),
+            "remote_ip": one.remote.as_ref().map(|x| x.ip.clone()),
+            "tls": one.remote.as_ref().and_then(|x| x.tls.clone()),
+        });
+        let (state, event, next) = match one.verdict {
+            Verdict::Delivered => (RecipientState::Delivered, EventType::Delivered, None),
+            Verdict::Bounced(class, category) => {
+                detail["bounce_class"] = json!(class);
+                detail["bounce_category"] = json!(category);
+                (RecipientState::Bounced, EventType::Bounced, None)
+            }
+            Verdict::Deferred => {
+                let unit: f64 = rand::random();
+                match engine
+                    .cfg
+                    .retry
+                    .next_attempt(r.received_at, now, attempts as u32, unit)
+                {
+                    Some(at) => {
+                        detail["next_attempt_at"] = json!(at);
+                        (RecipientState::Deferred, EventType::Deferred, Some(at))
+                    }
+                    None => (RecipientState::Expired, EventType::Expired, None),
+                }
+            }
+        };
+        tracing::info!(
+            message_id = %r.message_id, recipient = %r.address, state = %state,
+            reply = %one.text, mx = ?one.remote.as_ref().map(|x| &x.host), "delivery attempt"
+        );
+        match state {
+            RecipientState::Bounced => failed.push((r.clone(), one_clone(&one), Action::Failed)),
+            RecipientState::Expired => failed.push((r.clone(), one_clone(&one), Action::Failed)),
+            RecipientState::Queued
+            | RecipientState::Deferred
+            | RecipientState::Delivered
+            | RecipientState::Cancelled
+            | RecipientState::Suppressed => {}
+        }
+        outcomes.push(Outcome {
+            message_id: r.message_id.clone(),
+            idx: r.idx,
+            recipient: r.address.clone(),
+            tenant_id: r.tenant_id.clone(),
+            state,
+            attempted: true,
+            next_attempt_at: next,
+            last_reply: Some(one.text.clone()),
+            last_mx: one.remote.as_ref().map(|x| x.host.clone()),
+            event,
+            detail,
+            at: now,
+        });
+    }
+    if let Err(e) = engine.store.record_outcomes(outcomes).await {
+        // The leases expire and the recipients are tried again: at least once.
+        tracing::error!(error = %e, message_id = %work.message_id(), "recording outcomes failed");
+        return;
+    }
+    if engine.cfg.dsn && !failed.is_empty() {
+        bounce(engine, body, failed, now).await;
+    }
+}
+
+fn one_clone(o: &One) -> One {
+    One {
+        verdict: o.verdict,
+        code: o.code,
+        enhanced: o.enhanced,
+        text: o.text.clone(),
+        remote: o.remote.clone(),
+    }
+}
+
+/// Queues a bounce report to the envelope sender, unless it is the null sender or the
+/// recipients asked not to be told (NOTIFY without FAILURE).
+async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Action)>, now: i64) {
+    let first = &failed[0].0;
+    if first.mail_from.is_empty() {
+        return;
+    }
+    let recipients: Vec<DsnRecipient> = failed
+        .iter()
+        .filter(|(r, _, _)| {
+            r.dsn_notify
+                .as_deref()
+                .is_none_or(|n| n.contains("FAILURE"))
+        })
+        .map(|(r, one, action)| DsnRecipient {
+            address: r.address.clone(),
+            orcpt: r.dsn_orcpt.clone(),
+            action: *action,
+            status: if one.enhanced.0 == 4 {
+                (5, one.enhanced.1, one.enhanced.2)
+            } else {
+                one.enhanced
+            },
+            remote_mta: one.remote.as_ref().map(|x| x.host.clone()),
+            diagnostic: one.text.clone(),
+            last_attempt: now,
+        })
+        .collect();
+    if recipients.is_empty() {
+        return;
+    }
+    let id = MessageId::generate();
+    let report = dsn::build(&DsnInput {
+        reporting_mta: &engine.cfg.helo_name,
+        envid: first.dsn_envid.as_deref(),
+        arrival: first.received_at,
+        to: &first.mail_from,
+        recipients,
+        original: body,
+        headers_only: first.dsn_ret.as_deref() == Some("HDRS"),
+        token: &id.as_str().to_ascii_lowercase(),
+        now,
+    });
+    let domain = first
+        .mail_from
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default();
+    let message = NewMessage {
+        id: id.clone(),
+        tenant_id: first.tenant_id.clone(),
+        mail_from: String::new(),
+        rfc_message_id: Some(format!(
+            "dsn.{}@{}",
+            id.as_str().to_ascii_lowercase(),
+            engine.cfg.helo_name
+        )),
+        received_at: now,
+        source: "dsn",
+        client_ip: None,
+        dsn_ret: None,
+        dsn_envid: None,
+        smtputf8: first.smtputf8,
+        body: report,
+        recipients: vec![NewRecipient {
+            address: first.mail_from.clone(),
+            domain,
+            dsn_notify: Some("NEVER".into()),
+            dsn_orcpt: None,
+        }],
+        accepted_detail: json!({ "source": "dsn", "original_message_id": first.message_id }),
+    };
+    match engine.store.enqueue(message).await {
+        Ok(()) => {
+            tracing::info!(dsn = %id, original = %first.message_id, to = %first.mail_from, "bounce report queued")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, original = %first.message_id, "queueing bounce report failed")
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! One mail transaction, without I/O: turning an [`Envelope`] into the bytes to
+//! send given the server's [`Extensions`], and folding the replies into one
+//! outcome per recipient. The driver in `send.rs` moves these bytes.
+
+use crate::body::{DATA_END, prepare_body};
+use crate::command::{self, MailParams};
+use crate::ehlo::Extensions;
+use crate::envelope::Envelope;
+use crate::error::ClientError;
+use crate::reply::SmtpReply;
+
+/// The bytes of one transaction, ready to write.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The MAIL FROM line.
+    pub mail: Vec<u8>,
+    /// One RCPT TO line per recipient, in order.
+    pub rcpts: Vec<Vec<u8>>,
+    /// The dot-stuffed CRLF body followed by the final `.` line.
+    pub data: Vec<u8>,
+}
+
+impl Plan {
+    /// MAIL, every RCPT and DATA as one buffer (RFC 2920 §3.1: DATA is the
+    /// last command of a pipelined group).
+    pub fn pipelined_batch(&self) -> Vec<u8> {
+        let len = self.mail.len() + self.rcpts.iter().map(Vec::len).sum::<usize>();
+        let mut batch = Vec::with_capacity(len + command::DATA.len());
+        batch.extend_from_slice(&self.mail);
+        for rcpt in &self.rcpts {
+            batch.extend_from_slice(rcpt);
+        }
+        batch.extend_from_slice(command::DATA);
+        batch
+    }
+}
+
+pub(crate) fn plan(env: &Envelope<'_>, ext: &Extensions) -> Result<Plan, ClientError> {
+    if env.recipients.is_empty() {
+        return Err(ClientError::InvalidInput("no recipients".to_owned()));
+    }
+    if env.smtputf8 && !ext.smtputf8 {
+        return Err(ClientError::Unsupported("SMTPUTF8"));
+    }
+    let mut data = prepare_body(env.body);
+    let params = MailParams {
+        size: ext.size.map(|_| data.len()),
+        eight_bit_mime: env.eight_bit && ext.eight_bit_mime,
+        smtputf8: env.smtputf8,
+        ret: env.dsn_ret.filter(|_| ext.dsn),
+        envid: env.dsn_envid.filter(|_| ext.dsn),
+    };
+    data.extend_from_slice(DATA_END);
+    let mail = command::mail_from(env.mail_from, &params).map_err(ClientError::InvalidInput)?;
+    let rcpts = env
+        .recipients
+        .iter()
+        .map(|r| command::rcpt_to(r.address, r.notify, r.orcpt, ext.dsn, env.smtputf8))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ClientError::InvalidInput)?;
+    Ok(Plan { mail, rcpts, data })
+}
+
+/// One outcome per recipient: its RCPT reply when that was not 2xx, else
+/// `last` (the reply after the data, or the refusal of DATA itself).
+pub(crate) fn outcomes(rcpt_replies: &[SmtpReply], last: Option<&SmtpReply>) -> Vec<SmtpReply> {
+    rcpt_replies
+        .iter()
+        .map(|rcpt| match last {
+            Some(last) if rcpt.is_positive() => last.clone(),
+            _ => rcpt.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Rcpt;
+
+    fn ext(text: &str) -> Extensions {
+        Extensions::parse(text)
+    }
+
+    #[test]
+    fn plan_uses_only_offered_extensions() {
+        let rcpts = [Rcpt {
+            address: "a@x",
+            notify: Some("FAILURE"),
+            orcpt: Some("rfc822;a@x"),
+        }];
+        let env = Envelope {
+            eight_bit: true,
+            dsn_ret: Some("HDRS"),
+            dsn_envid: Some("q1"),
+            ..Envelope::new("s@y", &rcpts, b"Subject: x\n\n.hi\n")
+        };
+        let bare = plan(&env, &ext("x")).unwrap();
+        assert_eq!(bare.mail, b"MAIL FROM:<s@y>\r\n");
+        assert_eq!(bare.rcpts, vec![b"RCPT TO:<a@x>\r\n".to_vec()]);
+        assert_eq!(bare.data, b"Subject: x\r\n\r\n..hi\r\n.\r\n");
+
+        let full = plan(&env, &ext("x\nSIZE 100\n8BITMIME\nDSN")).unwrap();
+        assert_eq!(
+            full.mail,
+            b"MAIL FROM:<s@y> SIZE=20 BODY=8BITMIME RET=HDRS ENVID=q1\r\n"
+        );
+        assert_eq!(
+            full.rcpts[0],
+            b"RCPT TO:<a@x> NOTIFY=FAILURE ORCPT=rfc822;a@x\r\n"
+        );
+        assert_eq!(
+            full.pipelined_batch(),
+            b"MAIL FROM:<s@y> SIZE=20 BODY=8BITMIME RET=HDRS ENVID=q1\r\n\
+              RCPT TO:<a@x> NOTIFY=FAILURE ORCPT=rfc822;a@x\r\nDATA\r\n"
+        );
+    }
+
+    #[test]
+    fn plan_refuses_what_cannot_be_sent() {
+        let env = Envelope::new("s@y", &[], b"x");
+        assert!(matches!(
+            plan(&env, &ext("x")),
+            Err(ClientError::InvalidInput(_))
+        ));
+
+        let rcpts = [Rcpt::new("ü@x")];
+        let env = Envelope {
+            smtputf8: true,
+            ..Envelope::new("s@y", &rcpts, b"x")
+        };
+        assert!(matches!(
+            plan(&env, &ext("x")),
+            Err(ClientError::Unsupported("SMTPUTF8"))
+        ));
+        let ok = plan(&env, &ext("x\nSMTPUTF8")).unwrap();
+        assert_eq!(ok.mail, b"MAIL FROM:<s@y> SMTPUTF8\r\n");
+
+        let rcpts = [Rcpt::new("a@x>\r\nDATA")];
+        let env = Envelope::new("s@y", &rcpts, b"x");
+        assert!(matches!(
+            plan(&env, &ext("x")),
+            Err(ClientError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn outcomes_per_recipient() {
+        let ok = SmtpReply::new(250, Some((2, 1, 5)), "ok");
+        let unknown = SmtpReply::new(550, Some((5, 1, 1)), "unknown");
+        let later = SmtpReply::new(451, Some((4, 2, 0)), "later");
+        let queued = SmtpReply::new(250, Some((2, 0, 0)), "queued");
+        let got = outcomes(
+            &[ok.clone(), unknown.clone(), later.clone(), ok.clone()],
+            Some(&queued),
+        );
+        assert_eq!(
+            got,
+            vec![queued.clone(), unknown.clone(), later.clone(), queued]
+        );
+        assert_eq!(
+            outcomes(&[unknown.clone(), later.clone()], None),
+            vec![unknown, later]
+        );
+    }
+}

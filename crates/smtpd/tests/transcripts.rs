@@ -1,0 +1,1196 @@
+//! SMTP sessions as transcripts, run in memory: a real SQLite store in a temporary
+//! file, the real policy and ingest, and `serve_connection` on one end of a
+//! `tokio::io::duplex` pipe. The client end is driven by `Transcript`, so a test reads
+//! like the conversation it checks:
+//!
+//! ```text
+//! t.send("MAIL FROM:<a@acme.test>").expect("530 5.7.0").await;
+//! ```
+//!
+//! `send` only queues a line; the next `expect` writes everything queued in one write
+//! (so several `send`s before an `expect` are a pipelined batch) and then reads one
+//! complete, possibly multi-line, reply whose last line must start with the given text.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use mailroom_model::{CredentialId, EventType, MessageId, RecipientState, TenantId};
+use mailroom_policy::{Policy, PolicyConfig, secrets};
+use mailroom_smtpd::{Shared, SmtpConfig, serve_connection};
+use mailroom_store::sqlite::SqliteStore;
+use mailroom_store::{AllowedIp, DynStore, NewCredential, NewDomain, NewTenant, Store};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, aws_lc_rs, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
+
+/// A client address on acme's allowlist (192.0.2.0/24): may send without AUTH.
+const LISTED: &str = "192.0.2.10:40000";
+/// A client address on acme's allowlist (203.0.113.0/24) only under TLS.
+const LISTED_TLS_ONLY: &str = "203.0.113.5:40000";
+/// A client address on no allowlist: must authenticate.
+const STRANGER: &str = "198.51.100.7:40000";
+const USERNAME: &str = "mrs_transcript";
+const PASSWORD: &str = "correct-horse-battery-staple";
+const MAX_SIZE: usize = 10_000;
+/// How long any single read may take before the test fails instead of hanging.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+// --- the stack ------------------------------------------------------------------
+
+struct Stack {
+    store: Arc<SqliteStore>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tenant: TenantId,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// A stack with a certificate (STARTTLS offered).
+    async fn new() -> Self {
+        Self::build(true).await
+    }
+
+    async fn build(with_tls: bool) -> Self {
+        Self::with_config(with_tls, |_| {}).await
+    }
+
+    async fn with_config(with_tls: bool, tweak: impl FnOnce(&mut SmtpConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("mailroom.db"))
+                .await
+                .expect("open store"),
+        );
+        let tenant = TenantId::generate();
+        store
+            .create_tenant(NewTenant {
+                id: tenant.clone(),
+                name: "acme".into(),
+                api_key_hash: secrets::hash_api_key("mrk_transcript"),
+            })
+            .await
+            .expect("tenant");
+        store
+            .add_domain(NewDomain {
+                tenant_id: tenant.clone(),
+                name: "acme.test".into(),
+                verified: true,
+            })
+            .await
+            .expect("domain");
+        store
+            .create_credential(NewCredential {
+                id: CredentialId::generate(),
+                tenant_id: tenant.clone(),
+                username: USERNAME.into(),
+                password_hash: secrets::hash_password(PASSWORD),
+            })
+            .await
+            .expect("credential");
+        let dyn_store: DynStore = store.clone();
+        let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
+            .await
+            .expect("policy");
+        store
+            .set_allowed_ips(
+                &tenant,
+                &[
+                    AllowedIp {
+                        tenant_id: tenant.clone(),
+                        cidr: "192.0.2.0/24".into(),
+                        require_tls: false,
+                    },
+                    AllowedIp {
+                        tenant_id: tenant.clone(),
+                        cidr: "203.0.113.0/24".into(),
+                        require_tls: true,
+                    },
+                ],
+            )
+            .await
+            .expect("allowlist");
+        policy.reload().await.expect("reload");
+        let ingest = Arc::new(mailroom_ingest::Ingest::new(
+            dyn_store,
+            policy.clone(),
+            "mx.test".into(),
+        ));
+        let shutdown = CancellationToken::new();
+        let mut config = SmtpConfig {
+            hostname: "mx.test".into(),
+            max_recipients: 3,
+            max_message_size: MAX_SIZE,
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let tls = with_tls.then(acceptor);
+        let shared = Shared::new(config, policy, ingest, tls, shutdown.clone());
+        Self {
+            store,
+            shared,
+            shutdown,
+            tenant,
+            _dir: dir,
+        }
+    }
+
+    /// Opens a session from `peer` and checks the greeting.
+    async fn connect(&self, peer: &str) -> Transcript {
+        let peer: SocketAddr = peer.parse().expect("peer");
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        let server = tokio::spawn(serve_connection(self.shared.clone(), server, peer, false));
+        let mut t = Transcript {
+            io: Some(Box::new(client)),
+            inbuf: Vec::new(),
+            pending: Vec::new(),
+            log: String::new(),
+            server,
+        };
+        t.expect("220 mx.test ESMTP").await;
+        t
+    }
+
+    /// Recipient rows in the store, whatever their state.
+    async fn recipient_rows(&self) -> i64 {
+        self.store
+            .count_recipients_by_state()
+            .await
+            .expect("count")
+            .iter()
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+fn acceptor() -> TlsAcceptor {
+    let key = rcgen::generate_simple_self_signed(vec!["mx.test".to_owned()]).expect("cert");
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![key.cert.der().clone()], der)
+            .expect("server config");
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// Trusts any certificate (the test's own self-signed one) but still checks the
+/// handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn connector() -> TlsConnector {
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
+}
+
+// --- the transcript client ------------------------------------------------------
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One reply: its raw lines without CRLF.
+#[derive(Debug)]
+struct Reply {
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// The text of each line after "250-" / "250 " (EHLO keywords, for instance).
+    fn texts(&self) -> Vec<&str> {
+        self.lines.iter().map(|l| &l[4..]).collect()
+    }
+
+    fn last(&self) -> &str {
+        self.lines.last().expect("a reply has a line")
+    }
+
+    /// The id in "250 2.0.0 Ok: queued as <id>".
+    fn queued_id(&self) -> MessageId {
+        let id = self
+            .last()
+            .strip_prefix("250 2.0.0 Ok: queued as ")
+            .unwrap_or_else(|| panic!("not a queued reply: {:?}", self.last()));
+        assert_eq!(id.len(), 26, "queue id {id:?}");
+        MessageId::parse(id).unwrap_or_else(|| panic!("queue id {id:?} is not a ULID"))
+    }
+}
+
+struct Transcript {
+    /// `None` only while the stream is being wrapped in TLS.
+    io: Option<Box<dyn Io>>,
+    inbuf: Vec<u8>,
+    pending: Vec<u8>,
+    /// Everything said so far, for failure messages.
+    log: String,
+    server: JoinHandle<()>,
+}
+
+impl Transcript {
+    /// Queues one command line (CRLF is added).
+    fn send(&mut self, line: &str) -> &mut Self {
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// Queues bytes exactly as given.
+    fn send_raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.pending.extend_from_slice(bytes);
+        self
+    }
+
+    async fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.pending);
+        self.log.push_str(&format!(
+            "C: {}\n",
+            String::from_utf8_lossy(&bytes).escape_debug()
+        ));
+        let io = self.io.as_mut().expect("stream");
+        io.write_all(&bytes).await.expect("write");
+        io.flush().await.expect("flush");
+    }
+
+    /// Reads more bytes; `false` at end of stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        let io = self.io.as_mut().expect("stream");
+        match tokio::time::timeout(READ_TIMEOUT, io.read(&mut chunk)).await {
+            Err(_) => panic!("no reply within {READ_TIMEOUT:?}\n{}", self.log),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+            Ok(Err(e)) => panic!("read failed: {e}\n{}", self.log),
+            Ok(Ok(0)) => false,
+            Ok(Ok(n)) => {
+                self.inbuf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    async fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.inbuf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.inbuf.drain(..=i).collect();
+                let line = String::from_utf8(line).expect("reply is UTF-8");
+                let line = line
+                    .strip_suffix("\r\n")
+                    .unwrap_or_else(|| panic!("reply line without CRLF: {line:?}\n{}", self.log));
+                self.log.push_str(&format!("S: {line}\n"));
+                return Some(line.to_string());
+            }
+            if !self.fill().await {
+                if !self.inbuf.is_empty() {
+                    panic!(
+                        "unterminated reply {:?}\n{}",
+                        String::from_utf8_lossy(&self.inbuf),
+                        self.log
+                    );
+                }
+                return None;
+            }
+        }
+    }
+
+    /// Reads one whole reply; `None` if the server closed the connection first.
+    async fn read_reply(&mut self) -> Option<Reply> {
+        let mut lines: Vec<String> = Vec::new();
+        loop {
+            let Some(line) = self.read_line().await else {
+                assert!(lines.is_empty(), "closed inside a reply\n{}", self.log);
+                return None;
+            };
+            assert!(
+                line.len() >= 4 && line.as_bytes()[..3].iter().all(u8::is_ascii_digit),
+                "malformed reply line {line:?}\n{}",
+                self.log
+            );
+            let last = line.as_bytes()[3] == b' ';
+            assert!(
+                last || line.as_bytes()[3] == b'-',
+                "bad separator in {line:?}"
+            );
+            if let Some(first) = lines.first() {
+                assert_eq!(first[..3], line[..3], "code changed inside a reply");
+            }
+            lines.push(line);
+            if last {
+                return Some(Reply { lines });
+            }
+        }
+    }
+
+    /// Writes what was queued, reads one reply and checks that its last line starts
+    /// with `want` (code and enhanced code, and as much text as the test cares for).
+    async fn expect(&mut self, want: &str) -> Reply {
+        self.flush().await;
+        let Some(reply) = self.read_reply().await else {
+            panic!("expected {want:?}, connection closed\n{}", self.log);
+        };
+        assert!(
+            reply.last().starts_with(want),
+            "expected {want:?}, got {:?}\n{}",
+            reply.lines,
+            self.log
+        );
+        reply
+    }
+
+    /// Writes what was queued and checks the server closes without another word.
+    async fn expect_closed(&mut self) {
+        self.flush().await;
+        if let Some(reply) = self.read_reply().await {
+            panic!("expected close, got {:?}\n{}", reply.lines, self.log);
+        }
+        tokio::time::timeout(READ_TIMEOUT, &mut self.server)
+            .await
+            .expect("session task ends")
+            .expect("session task did not panic");
+    }
+
+    /// Writes what was queued and checks the server says nothing for a while.
+    async fn expect_silence(&mut self) {
+        self.flush().await;
+        assert!(self.inbuf.is_empty(), "unexpected {:?}", self.inbuf);
+        let mut byte = [0u8; 1];
+        let io = self.io.as_mut().expect("stream");
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(300), io.read(&mut byte)).await {
+            panic!("expected silence, read {r:?} ({:?})\n{}", byte, self.log);
+        }
+    }
+
+    /// STARTTLS, then the handshake on the same stream.
+    async fn starttls(&mut self) {
+        self.expect("220 2.0.0").await;
+        self.upgrade().await;
+    }
+
+    /// The TLS handshake after a 220 to STARTTLS has been read. Nothing may follow
+    /// that 220 in the clear.
+    async fn upgrade(&mut self) {
+        assert!(
+            self.inbuf.is_empty(),
+            "plaintext after the STARTTLS 220: {:?}\n{}",
+            String::from_utf8_lossy(&self.inbuf),
+            self.log
+        );
+        let io = self.io.take().expect("stream");
+        let name = ServerName::try_from("mx.test").expect("name");
+        let tls = tokio::time::timeout(READ_TIMEOUT, connector().connect(name, io))
+            .await
+            .expect("handshake in time")
+            .expect("handshake");
+        self.log.push_str("-- TLS --\n");
+        self.io = Some(Box::new(tls));
+    }
+
+    /// EHLO, checking the reply; returns the keywords.
+    async fn ehlo(&mut self) -> Vec<String> {
+        let reply = self.send("EHLO client.test").expect("250 ").await;
+        assert_eq!(reply.texts()[0], "mx.test Hello client.test");
+        reply.texts()[1..].iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A whole transaction with DATA that must be queued; returns the id.
+    async fn submit(&mut self, from: &str, to: &[&str], body: &str) -> MessageId {
+        self.send(&format!("MAIL FROM:<{from}>"))
+            .expect("250 2.1.0")
+            .await;
+        for rcpt in to {
+            self.send(&format!("RCPT TO:<{rcpt}>"))
+                .expect("250 2.1.5")
+                .await;
+        }
+        self.send("DATA").expect("354").await;
+        self.send_raw(body.as_bytes())
+            .send(".")
+            .expect("250 2.0.0 Ok: queued as ")
+            .await
+            .queued_id()
+    }
+}
+
+/// A small valid message from `from` (CRLF line endings, ends with CRLF).
+fn message(from: &str) -> String {
+    format!(
+        "From: Sender <{from}>\r\nTo: <one@example.net>\r\nSubject: transcript\r\n\r\nHello.\r\n"
+    )
+}
+
+fn b64(s: &str) -> String {
+    B64.encode(s)
+}
+
+fn plain(user: &str, pass: &str) -> String {
+    b64(&format!("\0{user}\0{pass}"))
+}
+
+// --- greeting, EHLO and what needs TLS ------------------------------------------
+
+#[tokio::test]
+async fn greeting_and_ehlo_before_tls() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(STRANGER).await;
+    let keywords = t.ehlo().await;
+    for want in [
+        "PIPELINING",
+        "SIZE 10000",
+        "CHUNKING",
+        "STARTTLS",
+        "8BITMIME",
+    ] {
+        assert!(keywords.iter().any(|k| k == want), "{want} in {keywords:?}");
+    }
+    assert!(
+        !keywords.iter().any(|k| k.starts_with("AUTH")),
+        "AUTH offered in the clear: {keywords:?}"
+    );
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("538 5.7.11")
+        .await;
+    t.send("AUTH LOGIN").expect("538 5.7.11").await;
+    t.send("MAIL FROM:<a@acme.test>").expect("530 5.7.0").await;
+    t.send("RCPT TO:<b@example.net>").expect("530 5.7.0").await;
+    t.send("DATA").expect("530 5.7.0").await;
+    t.send("VRFY postmaster").expect("252 2.5.2").await;
+    t.send("EXPN staff").expect("502 5.5.1").await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    t.send("QUIT").expect("221 2.0.0 mx.test").await;
+    t.expect_closed().await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+#[tokio::test]
+async fn commands_before_ehlo_and_without_a_certificate() {
+    let stack = Stack::build(false).await;
+    let mut t = stack.connect(LISTED).await;
+    t.send("MAIL FROM:<a@acme.test>").expect("503 5.5.1").await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("503 5.5.1")
+        .await;
+    let keywords = t.ehlo().await;
+    assert!(!keywords.iter().any(|k| k == "STARTTLS"), "{keywords:?}");
+    t.send("STARTTLS").expect("454 4.7.0").await;
+    t.send("DATA").expect("503 5.5.1 Need MAIL").await;
+    t.send("RCPT TO:<b@example.net>")
+        .expect("503 5.5.1 Need MAIL")
+        .await;
+    t.send("MAIL FROM:<a@acme.test>").expect("250 2.1.0").await;
+    t.send("DATA").expect("503 5.5.1 Need RCPT").await;
+    t.send("MAIL FROM:<a@acme.test>").expect("503 5.5.1").await;
+    t.send("MAIL FROM:<>").expect("503 5.5.1").await;
+    t.send("RSET").expect("250 2.0.0").await;
+    t.send("MAIL FROM:<>").expect("550 5.7.1").await;
+    t.send("HELP").expect("214 2.0.0").await;
+    t.send("QUIT").expect("221 2.0.0").await;
+    t.expect_closed().await;
+}
+
+// --- the allowlisted happy path -------------------------------------------------
+
+#[tokio::test]
+async fn allowlisted_client_submits_without_auth() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    let id = t
+        .submit(
+            "sender@acme.test",
+            &["one@example.net", "two@example.org"],
+            &message("sender@acme.test"),
+        )
+        .await;
+    t.send("QUIT").expect("221 2.0.0").await;
+    t.expect_closed().await;
+
+    let m = stack
+        .store
+        .get_message(&id)
+        .await
+        .expect("read")
+        .expect("the queued message exists");
+    assert_eq!(m.tenant_id, stack.tenant);
+    assert_eq!(m.mail_from, "sender@acme.test");
+    assert_eq!(m.source, "smtp");
+    assert_eq!(m.client_ip.as_deref(), Some("192.0.2.10"));
+    let addresses: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(addresses, ["one@example.net", "two@example.org"]);
+    for r in &m.recipients {
+        assert_eq!(r.state, RecipientState::Queued, "{}", r.address);
+        assert_eq!(r.attempts, 0);
+        let kinds: Vec<EventType> = r.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventType::Accepted], "{}", r.address);
+    }
+    let body = stack
+        .store
+        .load_body(&id)
+        .await
+        .expect("read")
+        .expect("body");
+    let body = String::from_utf8(body).expect("utf-8");
+    assert!(
+        body.starts_with("Received: from client.test ([192.0.2.10])"),
+        "{body}"
+    );
+    assert!(
+        body.contains("by mx.test (Mailroom) with ESMTP id "),
+        "{body}"
+    );
+    let generated = format!(
+        "Message-ID: <{}@mx.test>\r\n",
+        id.as_str().to_ascii_lowercase()
+    );
+    assert!(body.contains(&generated), "{generated:?} in {body}");
+    assert_eq!(
+        m.rfc_message_id.as_deref(),
+        Some(format!("{}@mx.test", id.as_str().to_ascii_lowercase()).as_str())
+    );
+    assert!(body.ends_with(&message("sender@acme.test")), "{body}");
+    assert_eq!(stack.recipient_rows().await, 2);
+}
+
+#[tokio::test]
+async fn pipelined_batch_is_answered_in_order() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    // One write carries the whole envelope and DATA.
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send("RCPT TO:<bad%relay@example.net>")
+        .send("RCPT TO:<two@example.net>")
+        .send("DATA");
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("553 5.1.3").await;
+    t.expect("250 2.1.5").await;
+    t.expect("354").await;
+    // The body, the end of data and the next command in one write, too.
+    let id = t
+        .send_raw(message("sender@acme.test").as_bytes())
+        .send(".")
+        .send("NOOP")
+        .expect("250 2.0.0 Ok: queued as ")
+        .await
+        .queued_id();
+    t.expect("250 2.0.0 Ok").await;
+    let m = stack.store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(m.recipients.len(), 2);
+}
+
+// --- sender and recipient rules -------------------------------------------------
+
+#[tokio::test]
+async fn foreign_envelope_sender_domain_is_refused() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<boss@evil.test>")
+        .expect("550 5.7.1")
+        .await;
+    t.send("MAIL FROM:<boss@acme.test.evil.test>")
+        .expect("550 5.7.1")
+        .await;
+    t.send("MAIL FROM:<boss@notacme.test>")
+        .expect("550 5.7.1")
+        .await;
+    // A subdomain of a verified domain is the tenant's.
+    t.send("MAIL FROM:<news@mail.acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RSET").expect("250 2.0.0").await;
+    t.send("MAIL FROM:<x@[192.0.2.1]>")
+        .expect("553 5.1.7")
+        .await;
+    // A non-ASCII local part needs SMTPUTF8 on MAIL.
+    t.send("MAIL FROM:<jörg@acme.test>")
+        .expect("553 5.6.7")
+        .await;
+    t.send("MAIL FROM:<jörg@acme.test> SMTPUTF8")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RCPT TO:<zoë@example.net>")
+        .expect("250 2.1.5")
+        .await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+#[tokio::test]
+async fn foreign_from_header_is_refused_after_the_dot() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RCPT TO:<one@example.net>")
+        .expect("250 2.1.5")
+        .await;
+    t.send("DATA").expect("354").await;
+    t.send_raw(message("ceo@evil.test").as_bytes());
+    t.expect_silence().await;
+    t.send(".").expect("550 5.7.1").await;
+    // No From at all.
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send("DATA");
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("354").await;
+    t.send_raw(b"Subject: no sender\r\n\r\nHello.\r\n")
+        .send(".")
+        .expect("550 5.6.0")
+        .await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+#[tokio::test]
+async fn fourth_recipient_is_refused_temporarily() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    for n in 1..=3 {
+        t.send(&format!("RCPT TO:<r{n}@example.net>"))
+            .expect("250 2.1.5")
+            .await;
+    }
+    t.send("RCPT TO:<r4@example.net>").expect("452 4.5.3").await;
+    t.send("DATA").expect("354").await;
+    let id = t
+        .send_raw(message("sender@acme.test").as_bytes())
+        .send(".")
+        .expect("250 2.0.0 Ok: queued as ")
+        .await
+        .queued_id();
+    let m = stack.store.get_message(&id).await.unwrap().unwrap();
+    let addresses: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        ["r1@example.net", "r2@example.net", "r3@example.net"]
+    );
+}
+
+#[tokio::test]
+async fn relay_tricks_in_recipients_are_refused() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    for rcpt in [
+        "user%victim.test@acme.test",
+        "victim.test!user@acme.test",
+        "\"user@victim.test\"@acme.test",
+        "user@[127.0.0.1]",
+        "user@localhost",
+    ] {
+        t.send(&format!("RCPT TO:<{rcpt}>"))
+            .expect("553 5.1.3")
+            .await;
+    }
+    t.send("DATA").expect("503 5.5.1 Need RCPT").await;
+    t.send("NOOP").expect("250 2.0.0").await;
+}
+
+// --- size limits ----------------------------------------------------------------
+
+#[tokio::test]
+async fn declared_size_over_the_limit_is_refused_at_mail() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test> SIZE=999999")
+        .expect("552 5.3.4")
+        .await;
+    t.send("MAIL FROM:<sender@acme.test> SIZE=10001")
+        .expect("552 5.3.4")
+        .await;
+    t.send("MAIL FROM:<sender@acme.test> SIZE=10000")
+        .expect("250 2.1.0")
+        .await;
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused_only_after_the_dot() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send("DATA");
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("354").await;
+    let mut body = message("sender@acme.test");
+    let line = format!("{}\r\n", "x".repeat(76));
+    while body.len() <= MAX_SIZE + 2000 {
+        body.push_str(&line);
+    }
+    t.send_raw(body.as_bytes());
+    // The whole body is read before anything is said.
+    t.expect_silence().await;
+    t.send(".").expect("552 5.3.4").await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    // And the session is good for a message of the right size.
+    t.submit(
+        "sender@acme.test",
+        &["one@example.net"],
+        &message("sender@acme.test"),
+    )
+    .await;
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+#[tokio::test]
+async fn overlong_body_line_is_refused_after_the_dot() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send("DATA");
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("354").await;
+    let mut body = message("sender@acme.test");
+    body.push_str(&"y".repeat(999));
+    body.push_str("\r\n");
+    t.send_raw(body.as_bytes())
+        .send(".")
+        .expect("550 5.6.0")
+        .await;
+    // 998 characters is the longest line allowed.
+    let mut body = message("sender@acme.test");
+    body.push_str(&"y".repeat(998));
+    body.push_str("\r\n");
+    t.submit("sender@acme.test", &["one@example.net"], &body)
+        .await;
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+// --- smuggling ------------------------------------------------------------------
+
+#[tokio::test]
+async fn smuggled_end_of_data_is_one_refused_message() {
+    let stack = Stack::new().await;
+    let fakes: [&[u8]; 10] = [
+        b"\n.\n",
+        b"\n.\r\n",
+        b"\r.\n",
+        b"\r.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+        b"\n.\r",
+        b"\r\n\x00.\r\n",
+        b"\r.\r",
+        b"\r\n.\r\r\n",
+    ];
+    for fake in fakes {
+        let mut t = stack.connect(LISTED).await;
+        t.ehlo().await;
+        t.send("MAIL FROM:<sender@acme.test>")
+            .send("RCPT TO:<victim@example.net>")
+            .send("DATA");
+        t.expect("250 2.1.0").await;
+        t.expect("250 2.1.5").await;
+        t.expect("354").await;
+        let mut input = b"From: <sender@acme.test>\r\nSubject: real\r\n\r\nbody".to_vec();
+        input.extend_from_slice(fake);
+        input.extend_from_slice(
+            b"MAIL FROM:<sender@acme.test>\r\n\
+              RCPT TO:<smuggled@example.net>\r\n\
+              DATA\r\n\
+              From: <sender@acme.test>\r\n\
+              Subject: smuggled\r\n\r\nsmuggled\r\n",
+        );
+        input.extend_from_slice(b"\r\n.\r\n");
+        let refused = t.send_raw(&input).expect("550 5.6.0").await;
+        assert_eq!(refused.lines.len(), 1, "{fake:?}");
+        // The very next reply is for the next command: nothing was read as commands.
+        t.send("NOOP").expect("250 2.0.0 Ok").await;
+        t.send("QUIT").expect("221 2.0.0").await;
+        t.expect_closed().await;
+        assert_eq!(
+            stack.recipient_rows().await,
+            0,
+            "{fake:?}: a message was queued"
+        );
+    }
+}
+
+// --- BDAT -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn bdat_in_two_chunks_is_accepted() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    let first = b"From: <sender@acme.test>\r\nSubject: chunks\r";
+    let second = b"\n\r\n.leading dot kept\r\n";
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send(&format!("BDAT {}", first.len()))
+        .send_raw(first);
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect(&format!("250 2.0.0 {} octets received", first.len()))
+        .await;
+    let id = t
+        .send(&format!("BDAT {} LAST", second.len()))
+        .send_raw(second)
+        .expect("250 2.0.0 Ok: queued as ")
+        .await
+        .queued_id();
+    t.send("NOOP").expect("250 2.0.0").await;
+    let body = stack.store.load_body(&id).await.unwrap().unwrap();
+    assert!(
+        body.ends_with(b"From: <sender@acme.test>\r\nSubject: chunks\r\n\r\n.leading dot kept\r\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[tokio::test]
+async fn bdat_with_bare_lf_is_refused() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    let chunk = b"From: <sender@acme.test>\nSubject: bare\r\n\r\nhi\r\n";
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send(&format!("BDAT {} LAST", chunk.len()))
+        .send_raw(chunk);
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("550 5.6.0").await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    // BDAT without a transaction: the chunk is swallowed, not read as commands.
+    t.send("BDAT 6 LAST").send_raw(b"NOOP\r\n");
+    t.expect("503 5.5.1").await;
+    t.send("DATA").expect("503 5.5.1").await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+// --- STARTTLS and AUTH ----------------------------------------------------------
+
+#[tokio::test]
+async fn commands_pipelined_after_starttls_are_discarded() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    // RFC 3207 / CVE-2011-0411: what follows STARTTLS in the same write must not be
+    // answered in the clear nor executed inside TLS.
+    t.send("STARTTLS")
+        .send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>");
+    t.expect("220 2.0.0").await;
+    t.upgrade().await;
+    // The first reply inside TLS is the one to this EHLO, not to the MAIL above
+    // (which would be "503 Send EHLO first").
+    let keywords = t.ehlo().await;
+    assert!(
+        keywords.iter().any(|k| k == "AUTH PLAIN LOGIN"),
+        "{keywords:?}"
+    );
+    assert!(!keywords.iter().any(|k| k == "STARTTLS"), "{keywords:?}");
+    // No transaction survived either.
+    t.send("RCPT TO:<one@example.net>")
+        .expect("503 5.5.1 Need MAIL")
+        .await;
+    t.send("STARTTLS").expect("503 5.5.1").await;
+    t.send("QUIT").expect("221 2.0.0").await;
+    t.expect_closed().await;
+}
+
+#[tokio::test]
+async fn auth_plain_after_starttls() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    let keywords = t.ehlo().await;
+    assert!(
+        keywords.iter().any(|k| k == "AUTH PLAIN LOGIN"),
+        "{keywords:?}"
+    );
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("530 5.7.0")
+        .await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, "wrong-password")))
+        .expect("535 5.7.8")
+        .await;
+    t.send(&format!("AUTH PLAIN {}", plain("mrs_nobody", PASSWORD)))
+        .expect("535 5.7.8")
+        .await;
+    t.send("AUTH PLAIN not-base64!").expect("501 5.5.2").await;
+    t.send("AUTH CRAM-MD5").expect("504 5.5.4").await;
+    // PLAIN with the response on its own line.
+    t.send("AUTH PLAIN").expect("334").await;
+    t.send(&plain(USERNAME, PASSWORD)).expect("235 2.7.0").await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("503 5.5.1")
+        .await;
+    let id = t
+        .submit(
+            "sender@acme.test",
+            &["one@example.net"],
+            &message("sender@acme.test"),
+        )
+        .await;
+    t.send("QUIT").expect("221 2.0.0").await;
+    t.expect_closed().await;
+    let body = stack.store.load_body(&id).await.unwrap().unwrap();
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.starts_with("Received: from client.test ([198.51.100.7]) (TLSv1."),
+        "{body}"
+    );
+    assert!(body.contains(" with ESMTPSA id "), "{body}");
+}
+
+#[tokio::test]
+async fn auth_login_after_starttls() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send("AUTH LOGIN").expect("334 VXNlcm5hbWU6").await;
+    t.send(&b64(USERNAME)).expect("334 UGFzc3dvcmQ6").await;
+    t.send(&b64(PASSWORD)).expect("235 2.7.0").await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("503 5.5.1")
+        .await;
+
+    // Wrong password, username given with the command, and a cancelled exchange.
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send(&format!("AUTH LOGIN {}", b64(USERNAME)))
+        .expect("334 UGFzc3dvcmQ6")
+        .await;
+    t.send(&b64("nope")).expect("535 5.7.8").await;
+    t.send("AUTH LOGIN").expect("334 VXNlcm5hbWU6").await;
+    t.send("*").expect("501 5.7.0").await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("530 5.7.0")
+        .await;
+}
+
+#[tokio::test]
+async fn allowlist_entry_requiring_tls() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED_TLS_ONLY).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("530 5.7.0 Must issue a STARTTLS command first")
+        .await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.submit(
+        "sender@acme.test",
+        &["one@example.net"],
+        &message("sender@acme.test"),
+    )
+    .await;
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+#[tokio::test]
+async fn repeated_auth_failures_close_the_session() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    for _ in 0..2 {
+        t.send(&format!("AUTH PLAIN {}", plain(USERNAME, "bad")))
+            .expect("535 5.7.8")
+            .await;
+    }
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, "bad")));
+    t.expect("535 5.7.8").await;
+    t.expect("421 4.7.0").await;
+    t.expect_closed().await;
+}
+
+#[tokio::test]
+async fn auth_failures_across_sessions_lock_the_address_out() {
+    let stack = Stack::new().await;
+    // PolicyConfig::default(): 10 failures per address; 3 per session close it.
+    let mut failures = 0;
+    while failures < 10 {
+        let mut t = stack.connect(STRANGER).await;
+        t.ehlo().await;
+        t.send("STARTTLS").starttls().await;
+        t.ehlo().await;
+        loop {
+            t.send(&format!("AUTH PLAIN {}", plain(USERNAME, "bad")))
+                .expect("535 5.7.8")
+                .await;
+            failures += 1;
+            if failures % 3 == 0 {
+                t.expect("421 4.7.0").await;
+                t.expect_closed().await;
+                break;
+            }
+            if failures == 10 {
+                break;
+            }
+        }
+    }
+    // Locked out: even the right password is not checked.
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("421 4.7.0")
+        .await;
+    t.expect_closed().await;
+    // Another address is not affected.
+    let mut t = stack.connect("198.51.100.8:40000").await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("235 2.7.0")
+        .await;
+}
+
+// --- errors and limits ----------------------------------------------------------
+
+#[tokio::test]
+async fn too_many_unknown_commands_get_421_and_close() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    // max_errors is 10 by default.
+    for _ in 0..10 {
+        t.send("XYZZY").expect("500 5.5.1").await;
+    }
+    t.expect("421 4.7.0").await;
+    t.expect_closed().await;
+}
+
+#[tokio::test]
+async fn unknown_commands_below_the_limit_keep_the_session() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    for _ in 0..9 {
+        t.send("XYZZY").expect("500 5.5.1").await;
+    }
+    t.send("NOOP").expect("250 2.0.0").await;
+}
+
+#[tokio::test]
+async fn overlong_command_line_is_refused() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    // 2048 bytes with CRLF is the longest line accepted.
+    let fits = format!("NOOP {}", "a".repeat(2048 - 2 - 5));
+    t.send(&fits).expect("250 2.0.0").await;
+    let over = format!("NOOP {}", "a".repeat(2048 - 2 - 4));
+    t.send(&over).expect("500 5.5.2").await;
+    let way_over = format!("MAIL FROM:<{}@acme.test>", "a".repeat(40_000));
+    t.send(&way_over).expect("500 5.5.2").await;
+    // The rest of the overlong line was not read as a command.
+    t.send("NOOP").expect("250 2.0.0").await;
+    // A bare LF ends the (refused) line; what follows is the next command.
+    t.send("NOOP\nNOOP").expect("500 5.5.2").await;
+    t.expect("250 2.0.0").await;
+    t.send("NOOP").expect("250 2.0.0").await;
+}
+
+#[tokio::test]
+async fn idle_client_times_out_with_421() {
+    let stack = Stack::with_config(true, |c| c.command_timeout = Duration::from_millis(200)).await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.expect("421 4.4.2").await;
+    t.expect_closed().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_an_idle_client_421() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    stack.shutdown.cancel();
+    t.expect("421 4.3.2").await;
+    t.expect_closed().await;
+}
