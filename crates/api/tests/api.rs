@@ -145,6 +145,7 @@ impl Api {
                     dsn_orcpt: None,
                 }],
                 accepted_detail: json!({}),
+                leased_until: None,
             })
             .await
             .expect("enqueue");

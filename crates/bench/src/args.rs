@@ -70,6 +70,12 @@ pub struct BenchArgs {
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Also run an SMTP sink on this address (e.g. 127.0.0.1:2700) for the relay under
+    /// test to deliver to, and report end-to-end figures: the run ends when the sink
+    /// has received every accepted recipient (or at --max-seconds).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub sink_listen: Option<std::net::SocketAddr>,
 }
 
 /// Largest `--size` accepted; a benchmark message bigger than this is a typo.

@@ -113,11 +113,43 @@ fn report(requested: u64, t: &Tally, elapsed: Duration, samples: Vec<String>) ->
 
 /// Runs the benchmark and prints its report to stdout (text, or JSON with `--json`).
 pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    let sink = match args.sink_listen {
+        Some(addr) => Some(
+            sink::spawn_sink_on(addr, sink::SinkConfig::default())
+                .await
+                .with_context(|| format!("cannot listen on --sink-listen {addr}"))?
+                .1,
+        ),
+        None => None,
+    };
+    let started = Instant::now();
     let report = run(&args).await?;
     if args.json {
         println!("{}", report.to_json());
     } else {
         println!("{report}");
+    }
+    if let Some(stats) = sink {
+        // End to end: until every accepted recipient has reached the sink.
+        let want = report.accepted * args.recipients as u64;
+        let deadline = started + Duration::from_secs(args.max_seconds);
+        while stats.recipients.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let got = stats.recipients.load(Ordering::Relaxed);
+        let messages = stats.messages.load(Ordering::Relaxed);
+        let sessions = stats.sessions.load(Ordering::Relaxed);
+        println!(
+            "sink         {got} of {want} recipients in {messages} messages over {sessions} sessions"
+        );
+        println!(
+            "end-to-end   {elapsed:.3} s, {:.1} msg/s",
+            report.accepted as f64 / elapsed
+        );
+        if got < want {
+            anyhow::bail!("the sink received {got} of {want} recipients before --max-seconds");
+        }
     }
     Ok(())
 }

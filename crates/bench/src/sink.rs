@@ -120,7 +120,15 @@ pub async fn spawn_sink() -> (SocketAddr, Arc<SinkStats>) {
 
 /// Starts a sink with `config` on `127.0.0.1:0` that lives until the runtime stops.
 pub async fn spawn_sink_with(config: SinkConfig) -> io::Result<(SocketAddr, Arc<SinkStats>)> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    spawn_sink_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), config).await
+}
+
+/// Starts a sink with `config` on `addr` that lives until the runtime stops.
+pub async fn spawn_sink_on(
+    addr: SocketAddr,
+    config: SinkConfig,
+) -> io::Result<(SocketAddr, Arc<SinkStats>)> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let stats = Arc::new(SinkStats::default());
     let shared = stats.clone();

@@ -22,6 +22,8 @@ use tokio_util::task::TaskTracker;
 pub struct Work {
     pub domain: String,
     pub recipients: Vec<DueRecipient>,
+    /// The message, when it came in memory from ingest (else loaded from the store).
+    pub body: Option<Arc<Vec<u8>>>,
 }
 
 impl Work {
@@ -55,6 +57,9 @@ pub struct Engine {
     wake: Arc<Notify>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// Outcomes go to the recorder task, which writes them in batches.
+    pub(crate) recorder: mpsc::Sender<crate::outcome::Recording>,
+    recorder_rx: std::sync::Mutex<Option<mpsc::Receiver<crate::outcome::Recording>>>,
 }
 
 impl Engine {
@@ -65,7 +70,10 @@ impl Engine {
         wake: Arc<Notify>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        let (recorder, recorder_rx) = mpsc::channel(10_000);
         Arc::new(Self {
+            recorder,
+            recorder_rx: std::sync::Mutex::new(Some(recorder_rx)),
             global: Arc::new(Semaphore::new(cfg.max_connections)),
             cfg: Arc::new(cfg),
             store,
@@ -80,6 +88,21 @@ impl Engine {
     /// Runs the scheduler until shutdown, then waits for workers to finish the
     /// message they are sending and gives queued work back to storage.
     pub async fn run(self: Arc<Self>) {
+        let recorder = self
+            .recorder_rx
+            .lock()
+            .expect("recorder lock")
+            .take()
+            .map(|rx| tokio::spawn(crate::outcome::run_recorder(self.clone(), rx)));
+        // The embedded store belongs to this process alone: leases left by a crashed
+        // run must not hold those recipients back until they expire.
+        match self.store.release_all().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(recipients = n, "released leases left by the previous run"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing old leases failed; they expire by themselves")
+            }
+        }
         loop {
             let claimed = if self.shutdown.is_cancelled() {
                 0
@@ -102,6 +125,19 @@ impl Engine {
         self.tracker.close();
         self.tracker.wait().await;
         self.release_queued().await;
+        // Everything the workers reported is written before returning.
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self
+            .recorder
+            .send(crate::outcome::Recording::Flush(done))
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+        if let Some(r) = recorder {
+            r.abort();
+        }
     }
 
     async fn round(self: &Arc<Self>) -> usize {
@@ -128,13 +164,12 @@ impl Engine {
         }
         let mut give_back = Vec::new();
         for ((_, domain), recipients) in groups {
-            let work = Work { domain, recipients };
-            let dest = self.destination(&destination_key(&self.cfg, &work.domain));
-            match dest.tx.try_send(work) {
-                Ok(()) => self.maybe_spawn(&dest),
-                Err(mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w)) => {
-                    give_back.extend(w.keys());
-                }
+            if let Err(w) = self.dispatch(Work {
+                domain,
+                recipients,
+                body: None,
+            }) {
+                give_back.extend(w.keys());
             }
         }
         if !give_back.is_empty() {
@@ -147,6 +182,25 @@ impl Engine {
             }
         }
         claimed
+    }
+
+    /// Queues one work item; gives it back when its destination's queue is full.
+    fn dispatch(self: &Arc<Self>, work: Work) -> Result<(), Work> {
+        let dest = self.destination(&destination_key(&self.cfg, &work.domain));
+        match dest.tx.try_send(work) {
+            Ok(()) => {
+                self.maybe_spawn(&dest);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w)) => {
+                Err(w)
+            }
+        }
+    }
+
+    /// Wakes the scheduler (new work in storage, e.g. a bounce report).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     fn destination(&self, key: &str) -> Arc<Destination> {
@@ -210,5 +264,40 @@ impl Engine {
             );
             let _ = self.store.release(keys).await;
         }
+    }
+}
+
+/// The engine as the `Handoff` of ingest: fresh messages go straight into the
+/// destination queues.
+pub struct EngineHandoff(pub Arc<Engine>);
+
+impl mailroom_store::Handoff for EngineHandoff {
+    fn offer(&self, recipients: Vec<DueRecipient>, body: Arc<Vec<u8>>) -> Vec<(MessageId, i64)> {
+        let engine = &self.0;
+        if engine.shutdown.is_cancelled() {
+            return recipients
+                .iter()
+                .map(|r| (r.message_id.clone(), r.idx))
+                .collect();
+        }
+        let mut by_domain: HashMap<String, Vec<DueRecipient>> = HashMap::new();
+        for r in recipients {
+            by_domain.entry(r.domain.clone()).or_default().push(r);
+        }
+        let mut refused = Vec::new();
+        for (domain, recipients) in by_domain {
+            if let Err(w) = engine.dispatch(Work {
+                domain,
+                recipients,
+                body: Some(body.clone()),
+            }) {
+                refused.extend(w.keys());
+            }
+        }
+        refused
+    }
+
+    fn lease(&self) -> std::time::Duration {
+        self.0.cfg.lease
     }
 }

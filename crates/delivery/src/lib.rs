@@ -14,5 +14,5 @@ pub mod schedule;
 mod worker;
 
 pub use config::{DeliveryConfig, StaticRoute};
-pub use engine::Engine;
+pub use engine::{Engine, EngineHandoff};
 pub use mailroom_smtp_client::{Timeouts, TlsMode};

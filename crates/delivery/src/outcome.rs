@@ -9,6 +9,7 @@ use mailroom_model::{EventType, MessageId, RecipientState, now_millis};
 use mailroom_smtp_client::SmtpReply;
 use mailroom_store::{DueRecipient, NewMessage, NewRecipient, Outcome};
 use serde_json::json;
+use std::sync::Arc;
 
 /// What one attempt produced.
 #[derive(Clone, Debug)]
@@ -37,7 +38,7 @@ pub(crate) enum Attempt {
     },
 }
 
-struct One {
+pub(crate) struct One {
     verdict: Verdict,
     code: u16,
     enhanced: (u8, u16, u16),
@@ -88,7 +89,68 @@ fn reply_one(r: &SmtpReply, remote: Option<Remote>) -> One {
     }
 }
 
-pub(crate) async fn record(engine: &Engine, work: &Work, body: &[u8], attempt: &Attempt) {
+/// A bounce report to send once the outcomes are written: the original message, the
+/// recipients that failed, and when.
+pub(crate) type PendingBounce = (Arc<Vec<u8>>, Vec<(DueRecipient, One, Action)>, i64);
+
+/// Work for the recorder task: outcomes to write, and a bounce report to send once
+/// they are written.
+pub(crate) enum Recording {
+    Outcomes {
+        outcomes: Vec<Outcome>,
+        bounce: Option<PendingBounce>,
+    },
+    /// Answers once everything sent before it is written (shutdown).
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Writes outcomes for all connections in batches: whatever has queued up while the
+/// previous batch was being committed goes into one transaction. Connections never
+/// wait for the disk; an outcome lost to a crash means the recipient is delivered
+/// again (at least once).
+pub(crate) async fn run_recorder(
+    engine: Arc<Engine>,
+    mut rx: tokio::sync::mpsc::Receiver<Recording>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut outcomes = Vec::new();
+        let mut bounces = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Recording::Outcomes {
+                    outcomes: o,
+                    bounce,
+                } => {
+                    outcomes.extend(o);
+                    bounces.extend(bounce);
+                }
+                Recording::Flush(done) => flushes.push(done),
+            }
+            next = if outcomes.len() < 2000 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        let count = outcomes.len();
+        match engine.store.record_outcomes(outcomes).await {
+            Ok(()) => {
+                for (body, failed, now) in bounces {
+                    bounce(&engine, &body, failed, now).await;
+                }
+            }
+            // The leases expire and the recipients are tried again: at least once.
+            Err(e) => tracing::error!(error = %e, count, "recording outcomes failed"),
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, attempt: &Attempt) {
     let now = now_millis();
     let mut outcomes = Vec::with_capacity(work.recipients.len());
     let mut failed: Vec<(DueRecipient, One, Action)> = Vec::new();
@@ -153,13 +215,14 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &[u8], attempt: &
             at: now,
         });
     }
-    if let Err(e) = engine.store.record_outcomes(outcomes).await {
-        // The leases expire and the recipients are tried again: at least once.
-        tracing::error!(error = %e, message_id = %work.message_id(), "recording outcomes failed");
-        return;
-    }
-    if engine.cfg.dsn && !failed.is_empty() {
-        bounce(engine, body, failed, now).await;
+    let bounce = (engine.cfg.dsn && !failed.is_empty()).then(|| (body.clone(), failed, now));
+    if engine
+        .recorder
+        .send(Recording::Outcomes { outcomes, bounce })
+        .await
+        .is_err()
+    {
+        tracing::error!(message_id = %work.message_id(), "outcome recorder stopped; the lease will expire");
     }
 }
 
@@ -244,9 +307,11 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
             dsn_orcpt: None,
         }],
         accepted_detail: json!({ "source": "dsn", "original_message_id": first.message_id }),
+        leased_until: None,
     };
     match engine.store.enqueue(message).await {
         Ok(()) => {
+            engine.wake();
             tracing::info!(dsn = %id, original = %first.message_id, to = %first.mail_from, "bounce report queued")
         }
         Err(e) => {

@@ -21,12 +21,15 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             }
         };
         let Some(work) = next else { break };
-        let body = match engine.store.load_body(work.message_id()).await {
-            Ok(Some(b)) => b,
-            Ok(None) | Err(_) => {
-                let _ = engine.store.release(work.keys()).await;
-                continue;
-            }
+        let body = match &work.body {
+            Some(b) => b.clone(),
+            None => match engine.store.load_body(work.message_id()).await {
+                Ok(Some(b)) => std::sync::Arc::new(b),
+                Ok(None) | Err(_) => {
+                    let _ = engine.store.release(work.keys()).await;
+                    continue;
+                }
+            },
         };
         if conn.is_none() {
             match open(engine, &work.domain).await {
@@ -36,13 +39,18 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
                     // The destination is unreachable now: the same answer for the waiting work.
                     let mut rx = dest.rx.lock().await;
                     while let Ok(w) = rx.try_recv() {
-                        let body = engine
-                            .store
-                            .load_body(w.message_id())
-                            .await
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default();
+                        let body = match &w.body {
+                            Some(b) => b.clone(),
+                            None => std::sync::Arc::new(
+                                engine
+                                    .store
+                                    .load_body(w.message_id())
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .unwrap_or_default(),
+                            ),
+                        };
                         record(engine, &w, &body, &attempt).await;
                     }
                     break;
@@ -74,7 +82,27 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             ip: c.peer().ip().to_string(),
             tls: c.tls_version().map(str::to_string),
         };
-        let result = c.send(&envelope).await;
+        let reused = c.messages_sent() > 0;
+        let mut result = c.send(&envelope).await;
+        if reused && matches!(result, Err(ClientError::Io(_))) {
+            // A pooled connection the server closed while it sat idle: that says nothing
+            // about this message, so reconnect once and send it again right away.
+            tracing::debug!(destination = %dest.key, "pooled connection was closed; reconnecting");
+            conn = None;
+            match open(engine, &work.domain).await {
+                Ok(fresh) => {
+                    let (c2, _) = conn.insert(fresh);
+                    result = c2.send(&envelope).await;
+                }
+                Err(attempt) => {
+                    record(engine, &work, &body, &attempt).await;
+                    continue;
+                }
+            }
+        }
+        let Some((c, _)) = conn.as_mut() else {
+            continue;
+        };
         let reuse = match &result {
             Ok(_) => true,
             Err(ClientError::Mail(_)) => c.reset().await.is_ok(),

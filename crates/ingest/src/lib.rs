@@ -10,7 +10,7 @@ mod headers;
 
 use mailroom_model::{Address, Domain, MessageId, TenantId, now_millis};
 use mailroom_policy::{Policy, SenderVerdict, TenantContext, Via};
-use mailroom_store::{DynStore, NewMessage, NewRecipient, StoreError};
+use mailroom_store::{DueRecipient, DynStore, Handoff, NewMessage, NewRecipient, StoreError};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -71,6 +71,9 @@ pub struct Ingest {
     hostname: String,
     /// Woken after every enqueue so delivery starts at once instead of at its next poll.
     enqueued: Arc<tokio::sync::Notify>,
+    /// Delivery's intake for fresh messages (stored already claimed, handed over with
+    /// their body), so new mail skips the scheduler. `None`: delivery claims it later.
+    handoff: Option<Arc<dyn Handoff>>,
 }
 
 #[derive(Clone, Debug)]
@@ -86,7 +89,14 @@ impl Ingest {
             policy,
             hostname,
             enqueued: Arc::new(tokio::sync::Notify::new()),
+            handoff: None,
         }
+    }
+
+    /// Hands every accepted message straight to delivery after it is stored.
+    pub fn with_handoff(mut self, handoff: Arc<dyn Handoff>) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 
     /// Shares `notify` as the signal that new messages were queued.
@@ -122,33 +132,52 @@ impl Ingest {
             "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
         });
         let size = body.len();
-        self.store
-            .enqueue(NewMessage {
-                id: id.clone(),
-                tenant_id: s.tenant.tenant_id.clone(),
-                mail_from: s.mail_from.to_string(),
-                rfc_message_id: rfc_message_id.clone(),
-                received_at: now,
-                source,
-                client_ip: client_ip.map(|ip| ip.to_string()),
-                dsn_ret: s.dsn_ret.clone(),
-                dsn_envid: s.dsn_envid.clone(),
-                smtputf8: s.smtputf8,
-                body,
-                recipients: s
-                    .recipients
-                    .iter()
-                    .map(|r| NewRecipient {
-                        address: r.address.to_string(),
-                        domain: r.address.domain().to_string(),
-                        dsn_notify: r.notify.clone(),
-                        dsn_orcpt: r.orcpt.clone(),
-                    })
-                    .collect(),
-                accepted_detail: detail,
-            })
-            .await?;
-        self.enqueued.notify_one();
+        let leased_until = self
+            .handoff
+            .as_ref()
+            .map(|h| now + h.lease().as_millis() as i64);
+        let message = NewMessage {
+            id: id.clone(),
+            tenant_id: s.tenant.tenant_id.clone(),
+            mail_from: s.mail_from.to_string(),
+            rfc_message_id: rfc_message_id.clone(),
+            received_at: now,
+            source,
+            client_ip: client_ip.map(|ip| ip.to_string()),
+            dsn_ret: s.dsn_ret.clone(),
+            dsn_envid: s.dsn_envid.clone(),
+            smtputf8: s.smtputf8,
+            body,
+            recipients: s
+                .recipients
+                .iter()
+                .map(|r| NewRecipient {
+                    address: r.address.to_string(),
+                    domain: r.address.domain().to_string(),
+                    dsn_notify: r.notify.clone(),
+                    dsn_orcpt: r.orcpt.clone(),
+                })
+                .collect(),
+            accepted_detail: detail,
+            leased_until,
+        };
+        let fresh = self
+            .handoff
+            .as_ref()
+            .map(|_| (due_recipients(&message), Arc::new(message.body.clone())));
+        self.store.enqueue(message).await?;
+        if let (Some(handoff), Some((due, body))) = (&self.handoff, fresh) {
+            let refused = handoff.offer(due, body);
+            if !refused.is_empty() {
+                // Delivery is saturated: the scheduler will claim these from storage.
+                if let Err(e) = self.store.release(refused).await {
+                    tracing::warn!(error = %e, message_id = %id, "releasing a refused hand-off failed; its lease will expire");
+                }
+            }
+        }
+        if self.handoff.is_none() {
+            self.enqueued.notify_one();
+        }
         tracing::info!(
             message_id = %id,
             tenant = %s.tenant.tenant_name,
@@ -173,4 +202,27 @@ fn auth_label(t: &TenantContext) -> String {
         Via::AllowedIp => "allowed-ip".into(),
         Via::ApiKey => "api-key".into(),
     }
+}
+
+/// The stored recipients of `m` as delivery sees them.
+fn due_recipients(m: &NewMessage) -> Vec<DueRecipient> {
+    m.recipients
+        .iter()
+        .enumerate()
+        .map(|(idx, r)| DueRecipient {
+            message_id: m.id.clone(),
+            idx: idx as i64,
+            address: r.address.clone(),
+            domain: r.domain.clone(),
+            attempts: 0,
+            dsn_notify: r.dsn_notify.clone(),
+            dsn_orcpt: r.dsn_orcpt.clone(),
+            tenant_id: m.tenant_id.clone(),
+            mail_from: m.mail_from.clone(),
+            received_at: m.received_at,
+            dsn_ret: m.dsn_ret.clone(),
+            dsn_envid: m.dsn_envid.clone(),
+            smtputf8: m.smtputf8,
+        })
+        .collect()
 }

@@ -39,19 +39,7 @@ pub async fn run(config: Config) -> Result<()> {
     .context("loading tenants")?;
     // Rings when a message is queued or a retry is asked for: delivery starts at once.
     let delivery_wake = Arc::new(tokio::sync::Notify::new());
-    let ingest = Arc::new(
-        Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
-            .with_notify(delivery_wake.clone()),
-    );
-    let acceptor = crate::tls::acceptor(&config)?;
     let shutdown = CancellationToken::new();
-    let shared = Shared::new(
-        config.smtp_config(),
-        policy.clone(),
-        ingest,
-        Some(acceptor),
-        shutdown.clone(),
-    );
 
     let mut listeners = Vec::new();
     let mut report = serde_json::Map::new();
@@ -94,7 +82,7 @@ pub async fn run(config: Config) -> Result<()> {
         .iter()
         .filter_map(|l| l.socket.local_addr().ok())
         .collect();
-    let delivery = if config.delivery.enabled {
+    let engine = if config.delivery.enabled {
         let resolver: Arc<dyn mailroom_dns::Resolver> =
             Arc::new(if config.dns.nameservers.is_empty() {
                 mailroom_dns::HickoryResolver::system()
@@ -113,11 +101,27 @@ pub async fn run(config: Config) -> Result<()> {
             delivery_wake.clone(),
             shutdown.clone(),
         );
-        Some(tokio::spawn(engine.run()))
+        Some(engine)
     } else {
         tracing::warn!("delivery.enabled = false: messages are queued but not delivered");
         None
     };
+    let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
+    let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
+        .with_notify(delivery_wake.clone());
+    if let Some(engine) = &engine {
+        // Fresh messages go straight to delivery, in memory, once they are durable.
+        ingest = ingest.with_handoff(Arc::new(mailroom_delivery::EngineHandoff(engine.clone())));
+    }
+    let ingest = Arc::new(ingest);
+    let acceptor = crate::tls::acceptor(&config)?;
+    let shared = Shared::new(
+        config.smtp_config(),
+        policy.clone(),
+        ingest,
+        Some(acceptor),
+        shutdown.clone(),
+    );
 
     let mut tasks = Vec::new();
     for listener in listeners {

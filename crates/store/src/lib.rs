@@ -74,6 +74,9 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<(), StoreError>;
     /// Gives claimed recipients back untouched (shutdown, full queues).
     async fn release(&self, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError>;
+    /// Clears every lease. Only for a store owned by one process (the embedded SQLite
+    /// store): at start, any lease left is a crashed run's and must not delay retries.
+    async fn release_all(&self) -> Result<u64, StoreError>;
     /// Makes every undelivered recipient of the message due now; returns how many.
     async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError>;
     /// Cancels every undelivered recipient with a `cancelled` event; returns how many.

@@ -23,6 +23,9 @@ pub struct NewMessage {
     pub recipients: Vec<NewRecipient>,
     /// Detail recorded on each `accepted` event.
     pub accepted_detail: serde_json::Value,
+    /// When set, the recipients are stored already claimed until this time, because
+    /// they are handed straight to delivery (see `Handoff`) instead of being claimed.
+    pub leased_until: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -171,4 +174,19 @@ pub struct QueueSummary {
     pub by_state: Vec<(String, i64)>,
     /// (domain, recipients not final)
     pub by_domain: Vec<(String, i64)>,
+}
+
+/// Takes freshly stored messages straight into delivery, so new mail does not wait
+/// for (or cost) a scheduler round. Implemented by the delivery engine; ingest calls it
+/// right after the durable enqueue of a message stored with `leased_until`.
+pub trait Handoff: Send + Sync {
+    /// Offers the message's recipients and body. Returns the keys it could not take
+    /// (queues full, shutting down); the caller gives those back to the store.
+    fn offer(
+        &self,
+        recipients: Vec<DueRecipient>,
+        body: std::sync::Arc<Vec<u8>>,
+    ) -> Vec<(MessageId, i64)>;
+    /// How long a handed-off recipient stays claimed.
+    fn lease(&self) -> std::time::Duration;
 }

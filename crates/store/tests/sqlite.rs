@@ -51,6 +51,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
             .into_bytes(),
         recipients,
         accepted_detail: serde_json::json!({ "n": n }),
+        leased_until: None,
     }
 }
 

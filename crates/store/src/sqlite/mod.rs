@@ -420,6 +420,10 @@ impl Store for SqliteStore {
         self.op(|done| ops::Op::Release { keys, done }).await
     }
 
+    async fn release_all(&self) -> Result<u64, StoreError> {
+        self.op(|done| ops::Op::ReleaseAll { done }).await
+    }
+
     async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
         let id = id.clone();
         self.op(|done| ops::Op::RetryNow { id, now, done }).await

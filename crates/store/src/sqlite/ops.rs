@@ -22,6 +22,9 @@ pub(crate) enum Op {
         keys: Vec<(MessageId, i64)>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    ReleaseAll {
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
     RetryNow {
         id: MessageId,
         now: i64,
@@ -59,19 +62,31 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
         Op::Release { keys, .. } => {
             for (id, idx) in keys {
                 sqlx::query(
-                    "UPDATE recipients SET lease_until = NULL WHERE message_id = $1 AND idx = $2",
+                    "UPDATE recipients SET lease_until = NULL, next_attempt_at = $3 \
+                     WHERE message_id = $1 AND idx = $2 AND state IN ('queued', 'deferred')",
                 )
                 .bind(id.as_str())
                 .bind(idx)
+                .bind(mailroom_model::now_millis())
                 .execute(&mut *conn)
                 .await
                 .map_err(err)?;
             }
             Ok(Done::Unit)
         }
+        Op::ReleaseAll { .. } => {
+            let r = sqlx::query(
+                "UPDATE recipients SET lease_until = NULL WHERE lease_until IS NOT NULL",
+            )
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+            Ok(Done::Count(r.rows_affected()))
+        }
         Op::RetryNow { id, now, .. } => {
             let r = sqlx::query(
-                "UPDATE recipients SET next_attempt_at = $1 WHERE message_id = $2 AND state IN ('queued', 'deferred')",
+                "UPDATE recipients SET next_attempt_at = $1 WHERE message_id = $2 \
+                 AND state IN ('queued', 'deferred') AND (lease_until IS NULL OR lease_until < $1)",
             )
             .bind(now)
             .bind(id.as_str())
@@ -96,7 +111,7 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Record { done, .. } | Op::Release { done, .. } => {
             let _ = done.send(result.map(|_| ()));
         }
-        Op::RetryNow { done, .. } | Op::Cancel { done, .. } => {
+        Op::RetryNow { done, .. } | Op::Cancel { done, .. } | Op::ReleaseAll { done } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
                 Done::Claimed(_) | Done::Unit => 0,
@@ -112,10 +127,12 @@ async fn claim(
     limit: i64,
 ) -> Result<Vec<DueRecipient>, StoreError> {
     let rows = sqlx::query(
-        "UPDATE recipients SET lease_until = $1 WHERE rowid IN ( \
+        // A claim moves next_attempt_at to the lease's end: leased rows drop out of the
+        // due range of the (state, next_attempt_at) index, so a claim never scans work in
+        // flight, and a crashed claimant's rows become due again by themselves.
+        "UPDATE recipients SET lease_until = $1, next_attempt_at = $1 WHERE rowid IN ( \
              SELECT rowid FROM recipients \
              WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $2 \
-               AND (lease_until IS NULL OR lease_until < $2) \
              ORDER BY next_attempt_at LIMIT $3) \
          RETURNING message_id, idx, address, domain, attempts, dsn_notify, dsn_orcpt",
     )

@@ -220,7 +220,7 @@ async fn insert_all(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
-             dsn_notify, dsn_orcpt, updated_at) ",
+             dsn_notify, dsn_orcpt, updated_at, lease_until) ",
         );
         qb.push_values(chunk, |mut b, r| {
             let rcpt = &r.m.recipients[r.idx];
@@ -229,10 +229,11 @@ async fn insert_all(
                 .push_bind(rcpt.address.as_str())
                 .push_bind(rcpt.domain.as_str())
                 .push_bind("queued")
-                .push_bind(r.m.received_at)
+                .push_bind(r.m.leased_until.unwrap_or(r.m.received_at))
                 .push_bind(rcpt.dsn_notify.as_deref())
                 .push_bind(rcpt.dsn_orcpt.as_deref())
-                .push_bind(r.m.received_at);
+                .push_bind(r.m.received_at)
+                .push_bind(r.m.leased_until);
         });
         qb.build().execute(&mut *conn).await.map_err(err)?;
 
