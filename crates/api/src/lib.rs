@@ -35,7 +35,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/openapi.json", get(openapi::spec))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
-        .route("/v1/tenants/{id}", get(tenants::show))
+        .route(
+            "/v1/tenants/{id}",
+            get(tenants::show).patch(tenants::update),
+        )
         .route(
             "/v1/tenants/{id}/smtp-credentials",
             post(tenants::create_credential).get(tenants::list_credentials),

@@ -106,6 +106,36 @@ pub async fn show(
     Ok(Json(tenant))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    bounce_reports: Option<bool>,
+}
+
+/// Changes a tenant's settings (operator, or the tenant itself).
+pub async fn update(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = tenant_id(&id)?;
+    p.require_tenant(&id)?;
+    let req: PatchTenant = parse_json(&body)?;
+    let tenant = state
+        .store
+        .update_tenant(
+            &id,
+            mailroom_store::TenantSettings {
+                bounce_reports: req.bounce_reports,
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    tracing::info!(tenant_id = %id, bounce_reports = tenant.bounce_reports, "tenant settings changed");
+    Ok(Json(tenant))
+}
+
 pub async fn create_credential(
     State(state): State<AppState>,
     p: Principal,

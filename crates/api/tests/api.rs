@@ -495,6 +495,7 @@ const ROUTED: &[(&str, &str)] = &[
     ("POST", "/v1/tenants"),
     ("GET", "/v1/tenants"),
     ("GET", "/v1/tenants/{id}"),
+    ("PATCH", "/v1/tenants/{id}"),
     ("POST", "/v1/tenants/{id}/smtp-credentials"),
     ("GET", "/v1/tenants/{id}/smtp-credentials"),
     ("DELETE", "/v1/tenants/{id}/smtp-credentials/{cred}"),

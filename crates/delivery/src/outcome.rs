@@ -243,6 +243,14 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
     if first.mail_from.is_empty() {
         return;
     }
+    match engine.store.get_tenant(&first.tenant_id).await {
+        Ok(Some(t)) if !t.bounce_reports => return,
+        Ok(_) => {}
+        // Better a report too many than a silent failure.
+        Err(e) => {
+            tracing::warn!(error = %e, "reading tenant settings failed; sending the bounce report")
+        }
+    }
     let recipients: Vec<DsnRecipient> = failed
         .iter()
         .filter(|(r, _, _)| {

@@ -104,6 +104,7 @@ mod tests {
             name: name.into(),
             api_key_hash: format!("hash-{name}"),
             created_at: 0,
+            bounce_reports: true,
         }
     }
 

@@ -25,6 +25,12 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: NewTenant) -> Result<TenantRecord, StoreError>;
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
+    /// Returns the tenant as it is after the change, or `None` if it does not exist.
+    async fn update_tenant(
+        &self,
+        id: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<Option<TenantRecord>, StoreError>;
 
     async fn create_credential(
         &self,

@@ -50,6 +50,14 @@ pub struct TenantRecord {
     #[serde(skip)]
     pub api_key_hash: String,
     pub created_at: i64,
+    /// Send RFC 3464 bounce reports to this tenant's envelope senders.
+    pub bounce_reports: bool,
+}
+
+/// Changes to a tenant's settings; `None` leaves a setting as it is.
+#[derive(Clone, Debug, Default)]
+pub struct TenantSettings {
+    pub bounce_reports: Option<bool>,
 }
 
 #[derive(Clone, Debug)]

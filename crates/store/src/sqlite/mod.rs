@@ -87,6 +87,7 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
         name: r.get("name"),
         api_key_hash: r.get("api_key_hash"),
         created_at: r.get("created_at"),
+        bounce_reports: r.get("bounce_reports"),
     }
 }
 
@@ -163,6 +164,7 @@ impl Store for SqliteStore {
             name: t.name,
             api_key_hash: t.api_key_hash,
             created_at: now,
+            bounce_reports: true,
         })
     }
 
@@ -181,6 +183,22 @@ impl Store for SqliteStore {
             .await
             .map_err(db("tenant"))?;
         Ok(row.as_ref().map(tenant_from_row))
+    }
+
+    async fn update_tenant(
+        &self,
+        id: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<Option<TenantRecord>, StoreError> {
+        if let Some(on) = settings.bounce_reports {
+            sqlx::query("UPDATE tenants SET bounce_reports = $1 WHERE id = $2")
+                .bind(on)
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db("tenant"))?;
+        }
+        self.get_tenant(id).await
     }
 
     async fn create_credential(&self, c: NewCredential) -> Result<CredentialRecord, StoreError> {
