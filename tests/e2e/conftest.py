@@ -45,6 +45,11 @@ def pytest_runtest_makereport(item, call):
             servers.append(srv)
     for srv in servers:
         report.sections.append((f"mailroom log tail ({srv.log_path})", srv.log_tail()))
+    # SMTP sinks (tests/e2e/sink.py) the test used: what they received and answered.
+    sinks = list(getattr(item, "_mailroom_sinks", None) or [])
+    sinks += [v for v in funcargs.values() if hasattr(v, "failure_report") and v not in sinks]
+    for sink in sinks:
+        report.sections.append((f"sink state (port {sink.port})", sink.failure_report()))
 
 
 # --------------------------------------------------------------------------------------
@@ -57,7 +62,8 @@ def server(tmp_path_factory):
     reason = binary_missing_reason()
     if reason:
         pytest.skip(reason)
-    srv = MailroomServer(tmp_path_factory.mktemp("mailroom"))
+    # Submission only: no delivery, so no real DNS lookups from the test machine.
+    srv = MailroomServer(tmp_path_factory.mktemp("mailroom"), extra_config="[delivery]\nenabled = false")
     try:
         srv.start()
     except RuntimeError as err:

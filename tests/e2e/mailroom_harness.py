@@ -218,7 +218,9 @@ class ApiResponse:
 
 class MailroomServer:
     def __init__(self, workdir: Path, *, max_message_size: int = MAX_MESSAGE_SIZE,
-                 max_recipients: int = MAX_RECIPIENTS):
+                 max_recipients: int = MAX_RECIPIENTS, extra_config: str = ""):
+        """`extra_config` is TOML appended to the generated file (e.g. a `[delivery]`
+        section with its `[[delivery.routes]]`); it must not repeat the sections above."""
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +242,7 @@ class MailroomServer:
             "\n"
             "[http]\n"
             'listen = "127.0.0.1:0"\n'
+            + (f"\n{extra_config.strip()}\n" if extra_config.strip() else "")
         )
 
     # -- process lifecycle ---------------------------------------------------------------
@@ -475,6 +478,20 @@ class Tenant:
         client.user, client.password = self.username, self.password
         method = {"PLAIN": client.auth_plain, "LOGIN": client.auth_login}[mechanism]
         return client.auth(mechanism, method, initial_response_ok=initial_response_ok)
+
+
+def poll_until(fn, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
+    """Calls fn() until it returns something truthy (returned) or the deadline passes
+    (AssertionError naming `what` and fn's last value). Bounded: timeout <= 20 s here."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
 
 
 def submit(client, mail_from: str, rcpts: list[str], msg: bytes) -> tuple[int, bytes]:

@@ -146,7 +146,7 @@ def test_kill9_loses_no_accepted_message(tmp_path, request):
     started = time.monotonic()
     budget_end = started + TOTAL_BUDGET_S
 
-    server = MailroomServer(tmp_path)
+    server = MailroomServer(tmp_path, extra_config="[delivery]\nenabled = false")
     request.node._mailroom_servers = [server]  # log tail on failure
     try:
         server.start()

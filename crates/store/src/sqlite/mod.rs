@@ -353,12 +353,15 @@ impl Store for SqliteStore {
     }
 
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
+        // One read transaction: the recipients and their events come from the same
+        // snapshot, so the state shown never contradicts the timeline.
+        let mut tx = self.pool.begin().await.map_err(db("message"))?;
         let Some(m) = sqlx::query(
             "SELECT id, tenant_id, mail_from, rfc_message_id, size, received_at, source, client_ip, \
              dsn_ret, dsn_envid FROM messages WHERE id = $1",
         )
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db("message"))?
         else {
@@ -366,14 +369,15 @@ impl Store for SqliteStore {
         };
         let rcpts = sqlx::query("SELECT * FROM recipients WHERE message_id = $1 ORDER BY idx")
             .bind(id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db("recipient"))?;
         let events = sqlx::query("SELECT * FROM events WHERE message_id = $1 ORDER BY seq")
             .bind(id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db("event"))?;
+        tx.commit().await.map_err(db("message"))?;
         let events: Vec<Event> = events.iter().filter_map(event_from_row).collect();
         let recipients = rcpts
             .iter()

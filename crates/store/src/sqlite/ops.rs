@@ -173,11 +173,15 @@ async fn claim(
 
 async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(), StoreError> {
     for o in outcomes {
-        sqlx::query(
+        // Only a recipient still waiting takes an outcome, except that a delivery is a
+        // fact even if the recipient was cancelled while it was in flight. A deferral
+        // after a cancel must not bring the recipient back.
+        let updated = sqlx::query(
             "UPDATE recipients SET state = $1, attempts = attempts + $2, next_attempt_at = $3, \
              last_reply = COALESCE($4, last_reply), last_mx = COALESCE($5, last_mx), \
              lease_until = NULL, updated_at = $6 \
-             WHERE message_id = $7 AND idx = $8",
+             WHERE message_id = $7 AND idx = $8 \
+               AND (state IN ('queued', 'deferred') OR $1 = 'delivered')",
         )
         .bind(o.state.as_str())
         .bind(i64::from(o.attempted))
@@ -190,6 +194,9 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
         .execute(&mut *conn)
         .await
         .map_err(err)?;
+        if updated.rows_affected() == 0 {
+            continue;
+        }
         insert_event(
             conn,
             o.event,
