@@ -24,6 +24,9 @@ pub struct Work {
     pub recipients: Vec<DueRecipient>,
     /// The message, when it came in memory from ingest (else loaded from the store).
     pub body: Option<Arc<Vec<u8>>>,
+    /// When the claim on these recipients runs out (Unix ms); after that the work is
+    /// stale and must not be sent.
+    pub lease_until: i64,
 }
 
 impl Work {
@@ -122,6 +125,9 @@ impl Engine {
                 _ = tokio::time::sleep(self.cfg.poll_interval) => {}
             }
         }
+        // Queued work goes back first: a worker stuck on a slow exchanger must not keep
+        // it claimed. Workers take nothing new once shutdown is asked for.
+        self.release_queued().await;
         self.tracker.close();
         self.tracker.wait().await;
         self.release_queued().await;
@@ -168,10 +174,12 @@ impl Engine {
                 domain,
                 recipients,
                 body: None,
+                lease_until,
             }) {
                 give_back.extend(w.keys());
             }
         }
+        let dispatched = claimed - give_back.len();
         if !give_back.is_empty() {
             tracing::debug!(
                 count = give_back.len(),
@@ -181,7 +189,7 @@ impl Engine {
                 tracing::warn!(error = %e, "releasing claims failed; they expire with their lease");
             }
         }
-        claimed
+        dispatched
     }
 
     /// Queues one work item; gives it back when its destination's queue is full.
@@ -235,11 +243,28 @@ impl Engine {
             worker::run(&engine, &dest).await;
             dest.active.fetch_sub(1, Ordering::AcqRel);
             drop(permit);
-            // Work may have arrived while this worker was finishing.
-            if dest.tx.max_capacity() > dest.tx.capacity() && !engine.shutdown.is_cancelled() {
-                engine.maybe_spawn(&dest);
+            // Its connection slot is free now: work waiting anywhere (here, or at a
+            // destination that found no free slot) may start.
+            if !engine.shutdown.is_cancelled() {
+                engine.spawn_waiting();
             }
         });
+    }
+
+    /// Starts workers for every destination that has work waiting.
+    fn spawn_waiting(self: &Arc<Self>) {
+        let dests: Vec<Arc<Destination>> = self
+            .destinations
+            .lock()
+            .expect("destinations lock")
+            .values()
+            .cloned()
+            .collect();
+        for d in dests {
+            if d.tx.max_capacity() > d.tx.capacity() {
+                self.maybe_spawn(&d);
+            }
+        }
     }
 
     async fn release_queued(&self) {
@@ -274,6 +299,8 @@ pub struct EngineHandoff(pub Arc<Engine>);
 impl mailroom_store::Handoff for EngineHandoff {
     fn offer(&self, recipients: Vec<DueRecipient>, body: Arc<Vec<u8>>) -> Vec<(MessageId, i64)> {
         let engine = &self.0;
+        // Ingest stored them with a lease starting about now; leave a margin.
+        let lease_until = mailroom_model::now_millis() + engine.cfg.lease.as_millis() as i64 - 1000;
         if engine.shutdown.is_cancelled() {
             return recipients
                 .iter()
@@ -290,6 +317,7 @@ impl mailroom_store::Handoff for EngineHandoff {
                 domain,
                 recipients,
                 body: Some(body.clone()),
+                lease_until,
             }) {
                 refused.extend(w.keys());
             }

@@ -15,12 +15,20 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
         let next = {
             let mut rx = dest.rx.lock().await;
             tokio::select! {
+                // Shutdown first: no new message is started once it is asked for.
+                biased;
+                _ = engine.shutdown.cancelled() => None,
                 w = rx.recv() => w,
                 _ = tokio::time::sleep(engine.cfg.idle_timeout) => None,
-                _ = engine.shutdown.cancelled() => None,
             }
         };
         let Some(work) = next else { break };
+        if work.lease_until <= mailroom_model::now_millis() {
+            // Waited so long that its claim ran out: the scheduler has claimed it again
+            // (or will), so this copy must not be sent too.
+            tracing::debug!(message_id = %work.message_id(), "dropping work whose lease expired in the queue");
+            continue;
+        }
         let body = match &work.body {
             Some(b) => b.clone(),
             None => match engine.store.load_body(work.message_id()).await {
@@ -104,7 +112,8 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             continue;
         };
         let reuse = match &result {
-            Ok(_) => true,
+            // A 421 in the middle leaves the transaction done but the connection closed.
+            Ok(_) => c.is_usable(),
             Err(ClientError::Mail(_)) => c.reset().await.is_ok(),
             Err(_) => false,
         };

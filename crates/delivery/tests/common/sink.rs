@@ -5,8 +5,13 @@
 //!   later…   451 4.2.0 the first time this address is seen, 250 afterwards
 //!   full…    452 4.2.2 always (for expiry tests)
 //!   block…   554 5.7.1 policy block
+//!   close…   421 4.3.2, then the sink closes the connection
 //! Switches: `greet_421` answers every new connection with 421; `drop_in_data` closes
-//! the connection in the middle of the message. Accepted messages are recorded.
+//! the connection in the middle of the message; `hold_data` keeps the reply to the
+//! final dot back while it is set (`holding` counts sessions waiting there), so a test
+//! can act while a message is in flight; `drop_in_data` set when a held message is let
+//! go closes the connection instead of answering. Accepted messages are recorded.
+//! [`spawn_tarpit`] accepts connections and never says a word.
 
 #![allow(dead_code)]
 
@@ -28,6 +33,8 @@ pub struct Received {
 pub struct Sink {
     pub greet_421: AtomicBool,
     pub drop_in_data: AtomicBool,
+    pub hold_data: AtomicBool,
+    pub holding: AtomicUsize,
     pub connections: AtomicUsize,
     seen_later: Mutex<HashSet<String>>,
     pub received: Mutex<Vec<Received>>,
@@ -38,7 +45,10 @@ impl Sink {
         self.received.lock().unwrap().clone()
     }
     pub fn delivered_to(&self, rcpt: &str) -> usize {
-        self.messages().iter().filter(|m| m.rcpts.iter().any(|r| r == rcpt)).count()
+        self.messages()
+            .iter()
+            .filter(|m| m.rcpts.iter().any(|r| r == rcpt))
+            .count()
     }
 }
 
@@ -58,12 +68,32 @@ pub async fn spawn() -> (SocketAddr, Arc<Sink>) {
     (addr, sink)
 }
 
+/// A listener that accepts connections and never answers (no greeting): a stuck
+/// exchanger. Accepted sockets are kept open until the test ends; the counter says how
+/// many were accepted.
+pub async fn spawn_tarpit() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
+
 fn rcpt_reply(sink: &Sink, addr: &str) -> &'static str {
     let local = addr.split('@').next().unwrap_or("");
     if local.starts_with("bad") {
         "550 5.1.1 no such user\r\n"
     } else if local.starts_with("full") {
         "452 4.2.2 mailbox full, try later\r\n"
+    } else if local.starts_with("close") {
+        "421 4.3.2 closing connection\r\n"
     } else if local.starts_with("block") {
         "554 5.7.1 rejected by policy\r\n"
     } else if local.starts_with("later") {
@@ -111,6 +141,9 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
                 rcpts.push(addr);
             }
             w.write_all(reply.as_bytes()).await?;
+            if reply.starts_with("421") {
+                return Ok(());
+            }
         } else if cmd == "DATA" {
             if rcpts.is_empty() {
                 w.write_all(b"554 5.5.1 no valid recipients\r\n").await?;
@@ -129,10 +162,30 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
                 if sink.drop_in_data.load(Ordering::SeqCst) && body.len() > 10 {
                     return Ok(());
                 }
-                let l = if l.starts_with(b"..") { l[1..].to_vec() } else { l };
+                let l = if l.starts_with(b"..") {
+                    l[1..].to_vec()
+                } else {
+                    l
+                };
                 body.extend_from_slice(&l);
             }
-            sink.received.lock().unwrap().push(Received { mail_from: mail_from.clone(), rcpts: rcpts.clone(), body });
+            if sink.hold_data.load(Ordering::SeqCst) {
+                sink.holding.fetch_add(1, Ordering::SeqCst);
+                while sink.hold_data.load(Ordering::SeqCst) {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                sink.holding.fetch_sub(1, Ordering::SeqCst);
+                // Dropping now loses a message whose data was complete: the client
+                // never hears whether it was accepted.
+                if sink.drop_in_data.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+            }
+            sink.received.lock().unwrap().push(Received {
+                mail_from: mail_from.clone(),
+                rcpts: rcpts.clone(),
+                body,
+            });
             w.write_all(b"250 2.0.0 queued at sink\r\n").await?;
         } else if cmd == "RSET" || cmd == "NOOP" {
             w.write_all(b"250 2.0.0 ok\r\n").await?;
@@ -149,6 +202,9 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
 
 fn between(line: &str, a: char, b: char) -> String {
     let start = line.find(a).map(|i| i + 1).unwrap_or(0);
-    let end = line[start..].find(b).map(|i| start + i).unwrap_or(line.len());
+    let end = line[start..]
+        .find(b)
+        .map(|i| start + i)
+        .unwrap_or(line.len());
     line[start..end].to_string()
 }

@@ -75,9 +75,12 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
             Ok(Done::Unit)
         }
         Op::ReleaseAll { .. } => {
+            // A claim moved next_attempt_at to the lease's end: make them due now.
             let r = sqlx::query(
-                "UPDATE recipients SET lease_until = NULL WHERE lease_until IS NOT NULL",
+                "UPDATE recipients SET lease_until = NULL, next_attempt_at = $1 \
+                 WHERE lease_until IS NOT NULL AND state IN ('queued', 'deferred')",
             )
+            .bind(mailroom_model::now_millis())
             .execute(&mut *conn)
             .await
             .map_err(err)?;

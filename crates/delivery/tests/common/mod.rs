@@ -1,0 +1,3 @@
+//! Fixtures shared by the delivery integration tests.
+
+pub mod sink;
