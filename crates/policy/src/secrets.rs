@@ -33,9 +33,14 @@ pub fn new_smtp_username() -> String {
     format!("mrs_{}", hex(&bytes))
 }
 
-/// An SMTP password: 32 random URL-safe characters.
+/// An SMTP password: 32 random letters and digits (about 190 bits). Only
+/// alphanumerics, so it never starts with `-` (read as an option by CLI tools such as
+/// swaks) and needs no quoting anywhere.
 pub fn new_smtp_password() -> String {
-    random_text(24)
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..32)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -102,5 +107,10 @@ mod tests {
         assert!(key.starts_with("mrk_") && key.len() == 36);
         assert_eq!(hash_api_key(&key).len(), 64);
         assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
+        for _ in 0..200 {
+            let p = new_smtp_password();
+            assert_eq!(p.len(), 32);
+            assert!(p.bytes().all(|b| b.is_ascii_alphanumeric()), "{p}");
+        }
     }
 }
