@@ -42,6 +42,7 @@ mod error;
 mod reply;
 mod send;
 mod tls;
+pub use tls::insecure_client_config;
 mod transaction;
 mod transport;
 

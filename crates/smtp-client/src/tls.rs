@@ -59,6 +59,13 @@ fn verified(extra_root: Option<&CertificateDer<'static>>) -> Shared {
     Ok(Arc::new(config))
 }
 
+/// A client configuration that accepts any certificate while still checking that the
+/// handshake was signed by the presented key: what opportunistic TLS toward MX hosts
+/// uses, and what the bench tool and tests use against self-signed servers.
+pub fn insecure_client_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    unverified()
+}
+
 fn unverified() -> Shared {
     let provider = provider();
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
