@@ -8,7 +8,7 @@
 
 mod headers;
 
-use mailroom_model::{Address, Domain, MessageId, TenantId, now_millis};
+use mailroom_model::{Address, Domain, MessageId, now_millis};
 use mailroom_policy::{Policy, SenderVerdict, TenantContext, Via};
 use mailroom_store::{DueRecipient, DynStore, Handoff, NewMessage, NewRecipient, StoreError};
 use std::net::IpAddr;
@@ -189,10 +189,6 @@ impl Ingest {
             "message accepted"
         );
         Ok(Accepted { id, rfc_message_id })
-    }
-
-    pub fn tenant_owns(&self, tenant: &TenantId, message_tenant: &TenantId) -> bool {
-        tenant == message_tenant
     }
 }
 
