@@ -15,6 +15,9 @@ pub struct ApiError {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Seconds for a `Retry-After` header (429).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +28,24 @@ impl ApiError {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// A problem with any status.
+    pub fn status(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(status, title, detail)
+    }
+
+    /// Names the input the problem is about.
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.field = Some(field.to_string());
+        self
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
@@ -119,6 +139,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -4,18 +4,25 @@
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
 mod auth;
+pub mod compose;
 mod error;
 mod messages;
 mod openapi;
+mod send;
+mod suppressions;
 mod tenants;
 
 pub use error::ApiError;
+pub use send::IDEMPOTENCY_WINDOW_MS;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
+use mailroom_ingest::Ingest;
+use mailroom_model::TenantId;
 use mailroom_policy::Policy;
 use mailroom_store::DynStore;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,6 +32,15 @@ pub struct AppState {
     pub operator_token_hash: Arc<String>,
     /// Wakes the delivery scheduler (after a retry request).
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// The submission pipeline shared with SMTP.
+    pub ingest: Arc<Ingest>,
+    /// Used in generated `Message-ID:`s.
+    pub hostname: Arc<String>,
+    /// Recipients (to + cc + bcc) per HTTP message, before the tenant's own limit.
+    pub max_api_recipients: usize,
+    /// Idempotency keys whose request is being processed, so that two concurrent
+    /// requests with one key cannot both create a message.
+    pub inflight_keys: Arc<Mutex<HashSet<(TenantId, String)>>>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -56,6 +72,15 @@ pub fn app(state: AppState) -> Router {
             post(tenants::add_domain).get(tenants::list_domains),
         )
         .route("/v1/domains", get(tenants::all_domains))
+        .route("/v1/messages", post(send::send))
+        .route(
+            "/v1/suppressions",
+            get(suppressions::list).post(suppressions::add),
+        )
+        .route(
+            "/v1/suppressions/{address}",
+            get(suppressions::show).delete(suppressions::remove),
+        )
         .route(
             "/v1/messages/{id}",
             get(messages::show).delete(messages::cancel),

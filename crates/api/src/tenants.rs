@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use ipnet::IpNet;
-use mailroom_model::{CredentialId, TenantId, parse_domain};
+use mailroom_model::{CredentialId, TenantId, TenantStatus, parse_domain};
 use mailroom_policy::secrets;
 use mailroom_store::{AllowedIp, NewCredential, NewDomain, NewTenant};
 use serde::Deserialize;
@@ -106,13 +106,52 @@ pub async fn show(
     Ok(Json(tenant))
 }
 
+/// `Some(None)` for an explicit `null` (back to the server default), `None` when the
+/// key is absent.
+fn double<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchTenant {
     bounce_reports: Option<bool>,
+    reject_suppressed: Option<bool>,
+    /// Operator only from here on.
+    status: Option<TenantStatus>,
+    sandbox: Option<bool>,
+    #[serde(default, deserialize_with = "double")]
+    messages_per_second: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double")]
+    messages_per_day: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double")]
+    max_recipients: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double")]
+    max_message_size: Option<Option<i64>>,
+    sandbox_recipients: Option<Vec<String>>,
 }
 
-/// Changes a tenant's settings (operator, or the tenant itself).
+fn positive<T: PartialOrd + Default + Copy>(
+    field: &str,
+    v: Option<Option<T>>,
+) -> Result<Option<Option<T>>, ApiError> {
+    if let Some(Some(x)) = v
+        && x <= T::default()
+    {
+        return Err(ApiError::invalid(
+            field,
+            "must be greater than 0 (or null for the server default)",
+        ));
+    }
+    Ok(v)
+}
+
+/// Changes a tenant's settings. A tenant may change its own bounce reports and
+/// suppression behaviour; status, sandbox and limits are the operator's.
 pub async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -122,17 +161,62 @@ pub async fn update(
     let id = tenant_id(&id)?;
     p.require_tenant(&id)?;
     let req: PatchTenant = parse_json(&body)?;
-    let tenant = state
+    let operator_only = req.status.is_some()
+        || req.sandbox.is_some()
+        || req.messages_per_second.is_some()
+        || req.messages_per_day.is_some()
+        || req.max_recipients.is_some()
+        || req.max_message_size.is_some()
+        || req.sandbox_recipients.is_some();
+    if operator_only {
+        p.require_operator()?;
+    }
+    if let Some(Some(rate)) = req.messages_per_second
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return Err(ApiError::invalid(
+            "messages_per_second",
+            "must be greater than 0 (or null for the server default)",
+        ));
+    }
+    let settings = mailroom_store::TenantSettings {
+        bounce_reports: req.bounce_reports,
+        status: req.status,
+        sandbox: req.sandbox,
+        reject_suppressed: req.reject_suppressed,
+        messages_per_second: req.messages_per_second,
+        messages_per_day: positive("messages_per_day", req.messages_per_day)?,
+        max_recipients: positive("max_recipients", req.max_recipients)?,
+        max_message_size: positive("max_message_size", req.max_message_size)?,
+    };
+    let mut sandbox = Vec::new();
+    if let Some(list) = &req.sandbox_recipients {
+        for (i, a) in list.iter().enumerate() {
+            let parsed = mailroom_model::Address::parse(a.trim()).map_err(|e| {
+                ApiError::invalid(&format!("sandbox_recipients[{i}]"), e.to_string())
+            })?;
+            sandbox.push(parsed.to_string().to_lowercase());
+        }
+    }
+    state
         .store
-        .update_tenant(
-            &id,
-            mailroom_store::TenantSettings {
-                bounce_reports: req.bounce_reports,
-            },
-        )
+        .get_tenant(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
-    tracing::info!(tenant_id = %id, bounce_reports = tenant.bounce_reports, "tenant settings changed");
+    if req.sandbox_recipients.is_some() {
+        state.store.set_sandbox_recipients(&id, &sandbox).await?;
+    }
+    let tenant = state
+        .store
+        .update_tenant(&id, settings)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    reload(&state).await?;
+    tracing::info!(
+        tenant_id = %id, status = %tenant.status, sandbox = tenant.sandbox,
+        bounce_reports = tenant.bounce_reports, limits = ?tenant.limits,
+        "tenant settings changed"
+    );
     Ok(Json(tenant))
 }
 

@@ -42,11 +42,20 @@ impl Api {
         let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
             .await
             .expect("policy");
+        let ingest = Arc::new(mailroom_ingest::Ingest::new(
+            dyn_store.clone(),
+            policy.clone(),
+            "mailroom.test".into(),
+        ));
         let app = app(AppState {
             store: dyn_store,
             policy,
             operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
+            ingest,
+            hostname: Arc::new("mailroom.test".into()),
+            max_api_recipients: 50,
+            inflight_keys: Default::default(),
         });
         Self {
             app,
@@ -143,9 +152,12 @@ impl Api {
                     domain: "example.net".into(),
                     dsn_notify: None,
                     dsn_orcpt: None,
+                    suppressed: None,
                 }],
                 accepted_detail: json!({}),
                 leased_until: None,
+                idempotency: None,
+                meta: None,
             })
             .await
             .expect("enqueue");

@@ -1,7 +1,7 @@
 //! Turning an attempt into per-recipient outcomes (with their events) and, for
 //! recipients that failed for good, an RFC 3464 bounce to the sender.
 
-use crate::classify::{Verdict, classify};
+use crate::classify::{BounceClass, Verdict, classify};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
 use crate::engine::{Engine, Work};
 use crate::worker::{Remote, reply_text};
@@ -165,6 +165,8 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             "remote_ip": one.remote.as_ref().map(|x| x.ip.clone()),
             "tls": one.remote.as_ref().and_then(|x| x.tls.clone()),
         });
+        // Hard bounces put the address on the tenant's suppression list.
+        let suppress = matches!(one.verdict, Verdict::Bounced(BounceClass::Hard, _));
         let (state, event, next) = match one.verdict {
             Verdict::Delivered => (RecipientState::Delivered, EventType::Delivered, None),
             Verdict::Bounced(class, category) => {
@@ -213,6 +215,7 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             event,
             detail,
             at: now,
+            suppress,
         });
     }
     let bounce = (engine.cfg.dsn && !failed.is_empty()).then(|| (body.clone(), failed, now));
@@ -313,9 +316,12 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
             domain,
             dsn_notify: Some("NEVER".into()),
             dsn_orcpt: None,
+            suppressed: None,
         }],
         accepted_detail: json!({ "source": "dsn", "original_message_id": first.message_id }),
         leased_until: None,
+        idempotency: None,
+        meta: None,
     };
     match engine.store.enqueue(message).await {
         Ok(()) => {

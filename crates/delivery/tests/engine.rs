@@ -117,6 +117,7 @@ fn to(address: &str) -> NewRecipient {
         domain: address.rsplit_once('@').unwrap().1.to_string(),
         dsn_notify: None,
         dsn_orcpt: None,
+        suppressed: None,
     }
 }
 
@@ -193,6 +194,8 @@ impl Harness {
             recipients,
             accepted_detail: serde_json::json!({}),
             leased_until: None,
+            idempotency: None,
+            meta: None,
         }
     }
 
@@ -692,6 +695,7 @@ async fn no_bounce_report_for_a_tenant_that_turned_them_off() {
             &h.tenant,
             TenantSettings {
                 bounce_reports: Some(false),
+                ..Default::default()
             },
         )
         .await
@@ -1630,6 +1634,65 @@ impl Store for CountingStore {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<DomainRecord>, StoreError> {
         self.inner.list_domains(tenant).await
+    }
+    async fn suppressed_among(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.inner.suppressed_among(tenant, addresses).await
+    }
+    async fn add_suppression(
+        &self,
+        s: mailroom_store::Suppression,
+    ) -> Result<(mailroom_store::Suppression, bool), StoreError> {
+        self.inner.add_suppression(s).await
+    }
+    async fn get_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<mailroom_store::Suppression>, StoreError> {
+        self.inner.get_suppression(tenant, address).await
+    }
+    async fn list_suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<mailroom_store::Suppression>, StoreError> {
+        self.inner.list_suppressions(tenant, after, limit).await
+    }
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.remove_suppression(tenant, address).await
+    }
+    async fn set_sandbox_recipients(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.set_sandbox_recipients(tenant, addresses).await
+    }
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<mailroom_store::IdempotencyRecord>, StoreError> {
+        self.inner.get_idempotency(tenant, key, since).await
+    }
+    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.prune_idempotency(before).await
+    }
+    async fn message_counts_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
+        self.inner.message_counts_since(since).await
     }
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
         self.inner.load_directory().await

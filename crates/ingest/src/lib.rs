@@ -9,8 +9,10 @@
 mod headers;
 
 use mailroom_model::{Address, Domain, MessageId, now_millis};
-use mailroom_policy::{Policy, SenderVerdict, TenantContext, Via};
-use mailroom_store::{DueRecipient, DynStore, Handoff, NewMessage, NewRecipient, StoreError};
+use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
+use mailroom_store::{
+    DueRecipient, DynStore, Handoff, IdempotencyRecord, NewMessage, NewRecipient, StoreError,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -48,6 +50,11 @@ pub struct Submission {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub smtputf8: bool,
+    /// HTTP `Idempotency-Key` and the SHA-256 of the request: the response is stored
+    /// with the message, in the same transaction.
+    pub idempotency: Option<(String, String)>,
+    /// Tags and metadata (HTTP), stored with the message and echoed on its events.
+    pub meta: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,16 @@ pub enum IngestError {
     FromNotAuthorized(Domain),
     #[error("malformed header section: {0}")]
     MalformedHeaders(&'static str),
+    /// Suspended, paused or over a quota.
+    #[error("submission refused: {0:?}")]
+    Refused(Refusal),
+    #[error("message exceeds the tenant's size limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("more than {0} recipients")]
+    TooManyRecipients(usize),
+    /// Recipient number `.0` (in submission order) may not be sent to.
+    #[error("recipient {1} is not allowed: {2:?}")]
+    RecipientRefused(usize, String, RecipientVerdict),
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -80,6 +97,22 @@ pub struct Ingest {
 pub struct Accepted {
     pub id: MessageId,
     pub rfc_message_id: Option<String>,
+    /// Each recipient and whether it was suppressed (accepted, never delivered).
+    pub recipients: Vec<(String, bool)>,
+}
+
+impl Accepted {
+    /// The answer the HTTP API gives (and replays for an idempotency key).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id.as_str(),
+            "rfc_message_id": self.rfc_message_id,
+            "recipients": self.recipients.iter().map(|(address, suppressed)| serde_json::json!({
+                "address": address,
+                "status": if *suppressed { "suppressed" } else { "queued" },
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl Ingest {
@@ -106,6 +139,25 @@ impl Ingest {
     }
 
     pub async fn submit(&self, s: Submission) -> Result<Accepted, IngestError> {
+        let tenant = &s.tenant.tenant_id;
+        let limits = self.policy.message_limits(tenant);
+        if s.recipients.len() > limits.max_recipients {
+            return Err(IngestError::TooManyRecipients(limits.max_recipients));
+        }
+        if s.body.len() > limits.max_message_size {
+            return Err(IngestError::TooLarge(limits.max_message_size));
+        }
+        for (i, r) in s.recipients.iter().enumerate() {
+            match self.policy.check_recipient(tenant, &r.address).await? {
+                RecipientVerdict::Allowed => {}
+                // Only SMTP refuses these (at RCPT, when the tenant asks for it); here
+                // they are accepted and recorded as suppressed.
+                RecipientVerdict::Suppressed(_) => {}
+                v @ RecipientVerdict::NotInSandbox => {
+                    return Err(IngestError::RecipientRefused(i, r.address.to_string(), v));
+                }
+            }
+        }
         let parsed = headers::inspect(&s.body)?;
         for domain in &parsed.from_domains {
             if let SenderVerdict::NotAuthorized(d) =
@@ -114,6 +166,11 @@ impl Ingest {
                 return Err(IngestError::FromNotAuthorized(d));
             }
         }
+        let addresses: Vec<String> = s.recipients.iter().map(|r| r.address.to_string()).collect();
+        let suppressed = self.store.suppressed_among(tenant, &addresses).await?;
+        self.policy
+            .admit_message(tenant)
+            .map_err(IngestError::Refused)?;
         let id = MessageId::generate();
         let now = now_millis();
         let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
@@ -130,6 +187,8 @@ impl Ingest {
             "rfc_message_id": rfc_message_id,
             "helo": match &s.origin { Origin::Smtp { helo, .. } => Some(helo.clone()), Origin::Api { .. } => None },
             "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
+            "tags": s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
+            "metadata": s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
         });
         let size = body.len();
         let leased_until = self
@@ -156,11 +215,32 @@ impl Ingest {
                     domain: r.address.domain().to_string(),
                     dsn_notify: r.notify.clone(),
                     dsn_orcpt: r.orcpt.clone(),
+                    suppressed: suppressed
+                        .get(&r.address.to_string().to_lowercase())
+                        .cloned(),
                 })
                 .collect(),
             accepted_detail: detail,
             leased_until,
+            idempotency: None,
+            meta: s.meta.clone(),
         };
+        let accepted = Accepted {
+            id: id.clone(),
+            rfc_message_id: rfc_message_id.clone(),
+            recipients: message
+                .recipients
+                .iter()
+                .map(|r| (r.address.clone(), r.suppressed.is_some()))
+                .collect(),
+        };
+        let mut message = message;
+        message.idempotency = s.idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
+            key: key.clone(),
+            request_hash: hash.clone(),
+            response: accepted.to_json(),
+            created_at: now,
+        });
         let fresh = self
             .handoff
             .as_ref()
@@ -186,9 +266,10 @@ impl Ingest {
             recipients = ?recipients,
             size,
             source,
+            suppressed = suppressed.len(),
             "message accepted"
         );
-        Ok(Accepted { id, rfc_message_id })
+        Ok(accepted)
     }
 }
 
@@ -205,6 +286,7 @@ fn due_recipients(m: &NewMessage) -> Vec<DueRecipient> {
     m.recipients
         .iter()
         .enumerate()
+        .filter(|(_, r)| r.suppressed.is_none())
         .map(|(idx, r)| DueRecipient {
             message_id: m.id.clone(),
             idx: idx as i64,

@@ -21,6 +21,18 @@ pub struct Config {
     pub log: LogSection,
     pub delivery: DeliverySection,
     pub dns: DnsSection,
+    pub limits: LimitsSection,
+}
+
+/// Server-wide defaults for tenants without limits of their own (set per tenant with
+/// `PATCH /v1/tenants/{id}`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Messages per second per tenant; 0 = unlimited.
+    pub messages_per_second: f64,
+    /// Messages per rolling 24 hours per tenant; 0 = unlimited.
+    pub messages_per_day: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -131,6 +143,8 @@ pub struct SmtpSection {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: SocketAddr,
+    /// Recipients (to + cc + bcc) per `POST /v1/messages`.
+    pub max_recipients: usize,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -168,6 +182,7 @@ impl Default for Config {
             log: LogSection::default(),
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -198,6 +213,7 @@ impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("literal"),
+            max_recipients: 50,
         }
     }
 }
@@ -220,8 +236,8 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 9] = [
-    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns",
+const TOP_LEVEL: [&str; 10] = [
+    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "limits",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -308,7 +324,18 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 impl Config {
     fn validate(&self) -> Result<()> {
         let s = &self.smtp;
-        let checks: [(bool, &str, &str); 12] = [
+        let checks: [(bool, &str, &str); 14] = [
+            (
+                !(self.limits.messages_per_second.is_finite()
+                    && self.limits.messages_per_second >= 0.0),
+                "limits.messages_per_second",
+                "must be 0 (unlimited) or more",
+            ),
+            (
+                self.http.max_recipients == 0,
+                "http.max_recipients",
+                "must be at least 1",
+            ),
             (
                 self.hostname.is_empty() || self.hostname.contains(char::is_whitespace),
                 "hostname",
@@ -452,6 +479,19 @@ impl Config {
             .sqlite_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("mailroom.db"))
+    }
+
+    pub fn policy_config(&self) -> mailroom_policy::PolicyConfig {
+        mailroom_policy::PolicyConfig {
+            auth_failures_per_ip: self.smtp.auth_failures_per_ip,
+            auth_window: std::time::Duration::from_secs(self.smtp.auth_lockout_secs),
+            defaults: mailroom_policy::TenantDefaults {
+                messages_per_second: self.limits.messages_per_second,
+                messages_per_day: self.limits.messages_per_day,
+                max_recipients: self.smtp.max_recipients,
+                max_message_size: self.smtp.max_message_size,
+            },
+        }
     }
 
     pub fn smtp_config(&self) -> mailroom_smtpd::SmtpConfig {

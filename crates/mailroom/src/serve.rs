@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::files;
 use anyhow::{Context, Result};
 use mailroom_ingest::Ingest;
-use mailroom_policy::{Policy, PolicyConfig, secrets};
+use mailroom_policy::{Policy, secrets};
 use mailroom_smtpd::{Listener, ListenerKind, Shared};
 use mailroom_store::DynStore;
 use mailroom_store::sqlite::SqliteStore;
@@ -28,15 +28,9 @@ pub async fn run(config: Config) -> Result<()> {
             .with_context(|| format!("cannot open database {}", db_path.display()))?,
     );
     let token_hash = operator_token(&config)?;
-    let policy = Policy::load(
-        store.clone(),
-        PolicyConfig {
-            auth_failures_per_ip: config.smtp.auth_failures_per_ip,
-            auth_window: Duration::from_secs(config.smtp.auth_lockout_secs),
-        },
-    )
-    .await
-    .context("loading tenants")?;
+    let policy = Policy::load(store.clone(), config.policy_config())
+        .await
+        .context("loading tenants")?;
     // Rings when a message is queued or a retry is asked for: delivery starts at once.
     let delivery_wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
@@ -118,7 +112,7 @@ pub async fn run(config: Config) -> Result<()> {
     let shared = Shared::new(
         config.smtp_config(),
         policy.clone(),
-        ingest,
+        ingest.clone(),
         Some(acceptor),
         shutdown.clone(),
     );
@@ -135,7 +129,12 @@ pub async fn run(config: Config) -> Result<()> {
         policy: policy.clone(),
         operator_token_hash: Arc::new(token_hash),
         delivery_wake: delivery_wake.clone(),
+        ingest: ingest.clone(),
+        hostname: Arc::new(config.hostname.clone()),
+        max_api_recipients: config.http.max_recipients,
+        inflight_keys: Default::default(),
     });
+    tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(
@@ -172,6 +171,22 @@ pub async fn run(config: Config) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Forgets idempotency keys older than their 24-hour window, once an hour.
+async fn prune_idempotency_keys(store: DynStore, shutdown: CancellationToken) {
+    loop {
+        let before = mailroom_model::now_millis() - mailroom_api::IDEMPOTENCY_WINDOW_MS;
+        match store.prune_idempotency(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "old idempotency keys pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// Reads the operator token's file, creating it (and printing the token once) on

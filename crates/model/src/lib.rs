@@ -5,8 +5,10 @@ pub mod address;
 pub mod event;
 pub mod id;
 pub mod state;
+pub mod tenant;
 
 pub use address::{Address, AddressError, Domain, parse_domain};
 pub use event::{Event, EventType};
 pub use id::{CredentialId, EventId, MessageId, TenantId, now_millis};
 pub use state::RecipientState;
+pub use tenant::TenantStatus;

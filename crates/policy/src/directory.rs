@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 use mailroom_model::TenantId;
 use mailroom_store::{CredentialRecord, DirectorySnapshot, TenantRecord};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 #[derive(Debug, Default)]
@@ -16,6 +16,8 @@ pub struct Directory {
     allowlist: Vec<(IpNet, TenantId, bool)>,
     /// domain name → (tenant, verified)
     domains: HashMap<String, (TenantId, bool)>,
+    /// (tenant, lowercased address) a sandboxed tenant may send to.
+    sandbox: HashSet<(TenantId, String)>,
 }
 
 impl Directory {
@@ -49,6 +51,7 @@ impl Directory {
                 .into_iter()
                 .map(|d| (d.name, (d.tenant_id, d.verified)))
                 .collect(),
+            sandbox: s.sandbox_recipients.into_iter().collect(),
         }
     }
 
@@ -78,6 +81,14 @@ impl Directory {
             .map(|(_, t, tls)| (t, *tls))
     }
 
+    /// Whether a sandboxed `tenant` may send to `address`: it is on the tenant's
+    /// sandbox recipient list, or at one of its verified domains.
+    pub fn sandbox_allows(&self, tenant: &TenantId, address: &str, domain: &str) -> bool {
+        self.sandbox
+            .contains(&(tenant.clone(), address.to_lowercase()))
+            || self.sender_domain_allowed(tenant, domain)
+    }
+
     /// A verified domain of `tenant` equal to `domain` or a parent of it.
     pub fn sender_domain_allowed(&self, tenant: &TenantId, domain: &str) -> bool {
         let mut candidate = domain;
@@ -105,6 +116,10 @@ mod tests {
             api_key_hash: format!("hash-{name}"),
             created_at: 0,
             bounce_reports: true,
+            status: Default::default(),
+            sandbox: false,
+            reject_suppressed: false,
+            limits: Default::default(),
         }
     }
 
@@ -147,7 +162,11 @@ mod tests {
                     created_at: 0,
                 },
             ],
+            sandbox_recipients: vec![(b.clone(), "friend@example.net".into())],
         });
+        assert!(dir.sandbox_allows(&b, "Friend@Example.net", "example.net"));
+        assert!(dir.sandbox_allows(&b, "x@b.test", "b.test"));
+        assert!(!dir.sandbox_allows(&a, "friend@example.net", "example.net"));
         assert!(dir.sender_domain_allowed(&a, "a.test"));
         assert!(dir.sender_domain_allowed(&a, "mail.a.test"));
         assert!(!dir.sender_domain_allowed(&a, "b.test"));

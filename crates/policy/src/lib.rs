@@ -8,12 +8,14 @@
 
 mod directory;
 mod limiter;
+mod quota;
 pub mod secrets;
 
 pub use directory::Directory;
 pub use limiter::AuthLimiter;
+pub use quota::{Exceeded, QuotaWindow, Quotas, RateLimits};
 
-use mailroom_model::{Domain, TenantId};
+use mailroom_model::{Address, Domain, TenantId, TenantStatus, now_millis};
 use mailroom_store::{DynStore, StoreError};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,11 +62,59 @@ pub enum SenderVerdict {
     NotAuthorized(Domain),
 }
 
+/// Why a tenant may not submit right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Suspended or paused: nothing is accepted until an operator resumes it.
+    Inactive(TenantStatus),
+    /// A quota is used up; try again after the given time.
+    RateLimited(Exceeded),
+}
+
+/// What a recipient may be, for this tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecipientVerdict {
+    Allowed,
+    /// The tenant is in the sandbox and this recipient is not verified for it.
+    NotInSandbox,
+    /// On the suppression list, and the tenant asked for such recipients to be refused.
+    Suppressed(String),
+}
+
+/// Server-wide defaults for tenants that have no limit of their own (0 = unlimited
+/// for the rates).
+#[derive(Clone, Debug)]
+pub struct TenantDefaults {
+    pub messages_per_second: f64,
+    pub messages_per_day: u64,
+    pub max_recipients: usize,
+    pub max_message_size: usize,
+}
+
+impl Default for TenantDefaults {
+    fn default() -> Self {
+        Self {
+            messages_per_second: 0.0,
+            messages_per_day: 0,
+            max_recipients: 100,
+            max_message_size: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// The size and recipient limits in force for one tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageLimits {
+    pub max_recipients: usize,
+    pub max_message_size: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct PolicyConfig {
     /// Failed AUTH attempts allowed per client address within `auth_window`.
     pub auth_failures_per_ip: u32,
     pub auth_window: Duration,
+    pub defaults: TenantDefaults,
 }
 
 impl Default for PolicyConfig {
@@ -72,6 +122,7 @@ impl Default for PolicyConfig {
         Self {
             auth_failures_per_ip: 10,
             auth_window: Duration::from_secs(300),
+            defaults: TenantDefaults::default(),
         }
     }
 }
@@ -85,6 +136,8 @@ pub struct Policy {
     verified: Mutex<std::collections::HashMap<[u8; 32], TenantContext>>,
     cache_salt: [u8; 32],
     limiter: AuthLimiter,
+    quotas: Quotas,
+    defaults: TenantDefaults,
 }
 
 const VERIFIED_CACHE_MAX: usize = 10_000;
@@ -92,12 +145,20 @@ const VERIFIED_CACHE_MAX: usize = 10_000;
 impl Policy {
     pub async fn load(store: DynStore, config: PolicyConfig) -> Result<Arc<Self>, StoreError> {
         let snapshot = store.load_directory().await?;
+        let quotas = Quotas::default();
+        quotas.seed(
+            store
+                .message_counts_since(now_millis() - 24 * 3_600_000)
+                .await?,
+        );
         Ok(Arc::new(Self {
             store,
             directory: RwLock::new(Arc::new(Directory::build(snapshot))),
             verified: Mutex::new(Default::default()),
             cache_salt: rand::random(),
             limiter: AuthLimiter::new(config.auth_failures_per_ip, config.auth_window),
+            quotas,
+            defaults: config.defaults,
         }))
     }
 
@@ -211,5 +272,94 @@ impl Policy {
             tenant_name: t.name.clone(),
             via: Via::ApiKey,
         })
+    }
+
+    fn rate_limits(&self, tenant: &mailroom_store::TenantRecord) -> RateLimits {
+        RateLimits {
+            per_second: tenant
+                .limits
+                .messages_per_second
+                .unwrap_or(self.defaults.messages_per_second),
+            per_day: tenant
+                .limits
+                .messages_per_day
+                .map(|n| n.max(0) as u64)
+                .unwrap_or(self.defaults.messages_per_day),
+        }
+    }
+
+    /// Whether the tenant may start a submission now (status and quotas), without
+    /// counting one. SMTP asks at MAIL FROM so a client learns early.
+    pub fn may_submit(&self, tenant: &TenantId) -> Result<(), Refusal> {
+        self.standing(tenant, false)
+    }
+
+    /// Admits one message for the tenant and counts it against its quotas. Called by
+    /// ingest right before the durable enqueue, for every protocol.
+    pub fn admit_message(&self, tenant: &TenantId) -> Result<(), Refusal> {
+        self.standing(tenant, true)
+    }
+
+    fn standing(&self, tenant: &TenantId, count: bool) -> Result<(), Refusal> {
+        let directory = self.directory();
+        let Some(t) = directory.tenant(tenant) else {
+            return Err(Refusal::Inactive(TenantStatus::Suspended));
+        };
+        if t.status.refuses_mail() {
+            return Err(Refusal::Inactive(t.status));
+        }
+        let limits = self.rate_limits(t);
+        let result = if count {
+            self.quotas.admit(tenant, limits, now_millis())
+        } else {
+            self.quotas.check(tenant, limits, now_millis())
+        };
+        result.map_err(Refusal::RateLimited)
+    }
+
+    /// The recipient and size limits for the tenant (its own, or the defaults).
+    pub fn message_limits(&self, tenant: &TenantId) -> MessageLimits {
+        let directory = self.directory();
+        let own = directory
+            .tenant(tenant)
+            .map(|t| t.limits.clone())
+            .unwrap_or_default();
+        MessageLimits {
+            max_recipients: own
+                .max_recipients
+                .map(|n| n.max(0) as usize)
+                .unwrap_or(self.defaults.max_recipients),
+            max_message_size: own
+                .max_message_size
+                .map(|n| n.max(0) as usize)
+                .unwrap_or(self.defaults.max_message_size),
+        }
+    }
+
+    /// Sandbox and (when the tenant asks for refusal at RCPT) suppression checks for
+    /// one recipient. Accept-and-suppress is decided by ingest, not here.
+    pub async fn check_recipient(
+        &self,
+        tenant: &TenantId,
+        address: &Address,
+    ) -> Result<RecipientVerdict, StoreError> {
+        let directory = self.directory();
+        let Some(t) = directory.tenant(tenant) else {
+            return Ok(RecipientVerdict::NotInSandbox);
+        };
+        let text = address.to_string();
+        if t.sandbox && !directory.sandbox_allows(tenant, &text, address.domain().as_str()) {
+            return Ok(RecipientVerdict::NotInSandbox);
+        }
+        if t.reject_suppressed {
+            let found = self
+                .store
+                .suppressed_among(tenant, std::slice::from_ref(&text))
+                .await?;
+            if let Some(reason) = found.into_values().next() {
+                return Ok(RecipientVerdict::Suppressed(reason));
+            }
+        }
+        Ok(RecipientVerdict::Allowed)
     }
 }

@@ -271,6 +271,34 @@ pub fn too_many_recipients(limit: usize) -> Reply {
         format!("Too many recipients (at most {limit} per message)"),
     )
 }
+pub fn account_inactive(status: &str) -> Reply {
+    Reply::new(
+        550,
+        (5, 7, 1),
+        format!("Sending is disabled for this account ({status})"),
+    )
+}
+pub fn rate_limited(window: &str, retry_after_secs: u64) -> Reply {
+    Reply::new(
+        451,
+        (4, 7, 1),
+        format!("Sending rate exceeded ({window} quota), try again in {retry_after_secs} s"),
+    )
+}
+pub fn recipient_not_in_sandbox() -> Reply {
+    Reply::new(
+        550,
+        (5, 7, 1),
+        "Recipient is not verified for this account (sandbox mode)",
+    )
+}
+pub fn recipient_suppressed(reason: &str) -> Reply {
+    Reply::new(
+        550,
+        (5, 1, 1),
+        format!("Recipient is on this account's suppression list ({reason})"),
+    )
+}
 pub fn utf8_not_declared() -> Reply {
     Reply::new(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8")
 }

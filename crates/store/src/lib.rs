@@ -61,6 +61,57 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<DomainRecord>, StoreError>;
 
+    // --- suppression list, sandbox recipients, idempotency, quotas ---
+
+    /// Which of `addresses` (compared lowercased) are on the tenant's suppression list,
+    /// with the reason: lowercased address → reason.
+    async fn suppressed_among(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError>;
+    /// Adds (or replaces) an entry; returns it and whether it was new.
+    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError>;
+    async fn get_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError>;
+    /// Entries in address order after `after` (exclusive), at most `limit`.
+    async fn list_suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Suppression>, StoreError>;
+    /// Returns whether an entry was removed.
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the tenant's sandbox recipient list (lowercased addresses).
+    async fn set_sandbox_recipients(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<(), StoreError>;
+    /// The stored first response for an idempotency key, if it is newer than `since`.
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Deletes idempotency keys older than `before`; returns how many.
+    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError>;
+    /// Messages accepted since `since`, per tenant and hour (`received_at / 3_600_000`),
+    /// so daily quotas survive a restart.
+    async fn message_counts_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError>;
+
     /// Everything the policy layer caches in memory, read in one go.
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError>;
 

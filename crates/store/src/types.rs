@@ -1,6 +1,6 @@
 //! Rows going into and coming out of the store.
 
-use mailroom_model::{CredentialId, Event, MessageId, RecipientState, TenantId};
+use mailroom_model::{CredentialId, Event, MessageId, RecipientState, TenantId, TenantStatus};
 use serde::Serialize;
 
 #[derive(Clone, Debug)]
@@ -26,6 +26,21 @@ pub struct NewMessage {
     /// When set, the recipients are stored already claimed until this time, because
     /// they are handed straight to delivery (see `Handoff`) instead of being claimed.
     pub leased_until: Option<i64>,
+    /// An HTTP Idempotency-Key and the response to replay for it, written in the same
+    /// transaction as the message, so a retried request can never create a second one.
+    pub idempotency: Option<IdempotencyRecord>,
+    /// `{"tags": [...], "metadata": {...}}` from an HTTP submission, echoed on events.
+    pub meta: Option<serde_json::Value>,
+}
+
+/// The first answer to a request carrying an `Idempotency-Key`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// SHA-256 (hex) of the request body: the same key with another body is an error.
+    pub request_hash: String,
+    pub response: serde_json::Value,
+    pub created_at: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +49,9 @@ pub struct NewRecipient {
     pub domain: String,
     pub dsn_notify: Option<String>,
     pub dsn_orcpt: Option<String>,
+    /// On the tenant's suppression list (with this reason): stored in state
+    /// `suppressed` with a `suppressed` event after `accepted`, and never delivered.
+    pub suppressed: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -52,12 +70,53 @@ pub struct TenantRecord {
     pub created_at: i64,
     /// Send RFC 3464 bounce reports to this tenant's envelope senders.
     pub bounce_reports: bool,
+    /// Suspended or paused tenants may not submit anything.
+    pub status: TenantStatus,
+    /// SES-style sandbox: only recipients at the tenant's verified domains or on its
+    /// sandbox recipient list.
+    pub sandbox: bool,
+    /// Refuse suppressed recipients at RCPT (`550 5.1.1`) instead of accepting them
+    /// and recording them as `suppressed`.
+    pub reject_suppressed: bool,
+    pub limits: TenantLimits,
 }
 
-/// Changes to a tenant's settings; `None` leaves a setting as it is.
+/// Per-tenant limits; `None` means the server-wide default from the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TenantLimits {
+    pub messages_per_second: Option<f64>,
+    pub messages_per_day: Option<i64>,
+    pub max_recipients: Option<i64>,
+    pub max_message_size: Option<i64>,
+}
+
+/// Changes to a tenant's settings; `None` leaves a setting as it is, and for limits
+/// `Some(None)` returns to the server default.
 #[derive(Clone, Debug, Default)]
 pub struct TenantSettings {
     pub bounce_reports: Option<bool>,
+    pub status: Option<TenantStatus>,
+    pub sandbox: Option<bool>,
+    pub reject_suppressed: Option<bool>,
+    pub messages_per_second: Option<Option<f64>>,
+    pub messages_per_day: Option<Option<i64>>,
+    pub max_recipients: Option<Option<i64>>,
+    pub max_message_size: Option<Option<i64>>,
+}
+
+/// One address on a tenant's suppression list.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suppression {
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    /// Lowercased whole address: the list is case-insensitive.
+    pub address: String,
+    /// `bounce`, `complaint`, `unsubscribe` or `manual`.
+    pub reason: String,
+    /// What caused it (the bounce's SMTP reply, an operator's note, ...).
+    pub detail: serde_json::Value,
+    pub message_id: Option<MessageId>,
+    pub created_at: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +167,8 @@ pub struct DirectorySnapshot {
     pub credentials: Vec<CredentialRecord>,
     pub allowed_ips: Vec<AllowedIp>,
     pub domains: Vec<DomainRecord>,
+    /// (tenant, lowercased address) pairs a sandboxed tenant may send to.
+    pub sandbox_recipients: Vec<(TenantId, String)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -174,6 +235,9 @@ pub struct Outcome {
     pub event: mailroom_model::EventType,
     pub detail: serde_json::Value,
     pub at: i64,
+    /// A hard bounce: add the recipient to the tenant's suppression list (reason
+    /// `bounce`, with this outcome's detail) in the same transaction.
+    pub suppress: bool,
 }
 
 /// Queue counts for `GET /v1/queue`.

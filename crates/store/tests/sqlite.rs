@@ -34,6 +34,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
             domain: format!("example{i}.net"),
             dsn_notify: (i == 1).then(|| "FAILURE".to_string()),
             dsn_orcpt: None,
+            suppressed: None,
         })
         .collect();
     NewMessage {
@@ -52,6 +53,8 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
         recipients,
         accepted_detail: serde_json::json!({ "n": n }),
         leased_until: None,
+        idempotency: None,
+        meta: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::{Conn, Flow, Session, Transaction};
 use mailroom_ingest::{IngestError, Origin, Submission};
+use mailroom_policy::{RecipientVerdict, Refusal};
 use mailroom_proto::{BodyLimits, DataReceiver, DataStatus, Reply, reply};
 use mailroom_store::StoreError;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -141,6 +142,8 @@ impl Session {
             dsn_ret: txn.params.ret.map(|r| r.as_str().to_string()),
             dsn_envid: txn.params.envid,
             smtputf8: txn.params.smtputf8,
+            idempotency: None,
+            meta: None,
         };
         let r = match self.shared.ingest.submit(submission).await {
             Ok(accepted) => reply::queued(accepted.id.as_str()),
@@ -160,6 +163,18 @@ fn ingest_reply(e: &IngestError) -> Reply {
         IngestError::MissingFrom | IngestError::MultipleFrom => reply::missing_from_header(),
         IngestError::FromNotAuthorized(d) => reply::header_sender_not_authorized(d.as_str()),
         IngestError::MalformedHeaders(why) => reply::malformed_headers(why),
+        IngestError::Refused(Refusal::Inactive(status)) => reply::account_inactive(status.as_str()),
+        IngestError::Refused(Refusal::RateLimited(e)) => {
+            reply::rate_limited(e.window.as_str(), e.retry_after_secs)
+        }
+        IngestError::TooLarge(limit) => reply::message_too_big(*limit),
+        IngestError::TooManyRecipients(limit) => reply::too_many_recipients(*limit),
+        IngestError::RecipientRefused(_, _, verdict) => match verdict {
+            RecipientVerdict::NotInSandbox => reply::recipient_not_in_sandbox(),
+            RecipientVerdict::Suppressed(reason) => reply::recipient_suppressed(reason),
+            // Not a refusal; ingest never returns it, but the reply must still be sane.
+            RecipientVerdict::Allowed => reply::storage_unavailable(),
+        },
         IngestError::Storage(s) => match s {
             StoreError::Full => reply::storage_full(),
             StoreError::Closed

@@ -1,9 +1,10 @@
 //! MAIL FROM: the session must act for a tenant (AUTH or allowlisted address), and the
-//! envelope sender's domain must be one of that tenant's verified domains.
+//! tenant must be active and within its quotas, and the envelope sender's domain must
+//! be one of that tenant's verified domains.
 
 use super::{Conn, Flow, Session, Transaction};
 use mailroom_model::Address;
-use mailroom_policy::SenderVerdict;
+use mailroom_policy::{Refusal, SenderVerdict};
 use mailroom_proto::{MailParams, reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -39,7 +40,19 @@ impl Session {
         if params.address.is_empty() {
             return Err(reply::null_sender_refused());
         }
-        let limit = self.shared.config.max_message_size;
+        match self.shared.policy.may_submit(&tenant.tenant_id) {
+            Ok(()) => {}
+            Err(Refusal::Inactive(status)) => return Err(reply::account_inactive(status.as_str())),
+            Err(Refusal::RateLimited(e)) => {
+                return Err(reply::rate_limited(e.window.as_str(), e.retry_after_secs));
+            }
+        }
+        let limit = self.shared.config.max_message_size.min(
+            self.shared
+                .policy
+                .message_limits(&tenant.tenant_id)
+                .max_message_size,
+        );
         if params.size.is_some_and(|s| s > limit) {
             return Err(reply::message_too_big_declared(limit));
         }

@@ -184,7 +184,7 @@ impl Session {
             Command::StartTls => self.starttls(conn),
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial, conn).await,
             Command::Mail(params) => self.mail(params, conn),
-            Command::Rcpt(params) => self.rcpt(params, conn),
+            Command::Rcpt(params) => self.rcpt(params, conn).await,
             Command::Data => self.data(conn).await,
             Command::Bdat { size, last } => self.bdat(size, last, conn).await,
             Command::Rset => {

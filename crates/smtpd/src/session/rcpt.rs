@@ -1,20 +1,30 @@
-//! RCPT TO: syntax (no relay tricks survive `Address::parse`), the SMTPUTF8 rule and
-//! the per-message recipient limit. An authenticated tenant may send to any domain;
-//! an unauthenticated client never gets this far (MAIL FROM refuses it).
+//! RCPT TO: syntax (no relay tricks survive `Address::parse`), the SMTPUTF8 rule, the
+//! per-message recipient limit (the server's or the tenant's, whichever is lower), the
+//! sandbox, and suppression when the tenant wants suppressed recipients refused. An
+//! authenticated tenant may send to any domain; an unauthenticated client never gets
+//! this far (MAIL FROM refuses it).
 
 use super::{Conn, Flow, Session};
 use mailroom_ingest::Recipient;
 use mailroom_model::Address;
+use mailroom_policy::RecipientVerdict;
 use mailroom_proto::{RcptParams, reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl Session {
-    pub(crate) fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(crate) async fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         params: RcptParams,
         conn: &mut Conn<S>,
     ) -> Flow {
-        let limit = self.shared.config.max_recipients;
+        let tenant = match self.effective_tenant() {
+            Ok(t) => Some(t.tenant_id.clone()),
+            Err(_) => None,
+        };
+        let mut limit = self.shared.config.max_recipients;
+        if let Some(t) = &tenant {
+            limit = limit.min(self.shared.policy.message_limits(t).max_recipients);
+        }
         let Some(txn) = self.txn.as_mut() else {
             // Without a transaction there is no tenant yet either: say what is missing.
             let r = match self.effective_tenant() {
@@ -44,6 +54,24 @@ impl Session {
             conn.reply(&reply::too_many_recipients(limit));
             return Flow::Continue;
         }
+        if let Some(t) = &tenant {
+            let verdict = self.shared.policy.check_recipient(t, &address).await;
+            let refusal = match verdict {
+                Ok(RecipientVerdict::Allowed) => None,
+                Ok(RecipientVerdict::NotInSandbox) => Some(reply::recipient_not_in_sandbox()),
+                Ok(RecipientVerdict::Suppressed(reason)) => {
+                    Some(reply::recipient_suppressed(&reason))
+                }
+                Err(_) => Some(reply::storage_unavailable()),
+            };
+            if let Some(r) = refusal {
+                conn.reply(&r);
+                return Flow::Continue;
+            }
+        }
+        let Some(txn) = self.txn.as_mut() else {
+            return Flow::Continue;
+        };
         txn.recipients.push(Recipient {
             address,
             notify: params.notify,

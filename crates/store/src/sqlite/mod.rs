@@ -3,11 +3,13 @@
 //! reads and administrative writes, and the group-commit writer for messages.
 
 mod ops;
+mod tenant_policy;
 mod writer;
 
 use crate::*;
 use mailroom_model::{
-    CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, now_millis,
+    CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
+    now_millis,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
@@ -88,6 +90,15 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
         api_key_hash: r.get("api_key_hash"),
         created_at: r.get("created_at"),
         bounce_reports: r.get("bounce_reports"),
+        status: TenantStatus::parse(r.get::<&str, _>("status")).unwrap_or(TenantStatus::Suspended),
+        sandbox: r.get("sandbox"),
+        reject_suppressed: r.get("reject_suppressed"),
+        limits: TenantLimits {
+            messages_per_second: r.get("messages_per_second"),
+            messages_per_day: r.get("messages_per_day"),
+            max_recipients: r.get("max_recipients"),
+            max_message_size: r.get("max_message_size"),
+        },
     }
 }
 
@@ -165,6 +176,10 @@ impl Store for SqliteStore {
             api_key_hash: t.api_key_hash,
             created_at: now,
             bounce_reports: true,
+            status: TenantStatus::Active,
+            sandbox: false,
+            reject_suppressed: false,
+            limits: TenantLimits::default(),
         })
     }
 
@@ -190,14 +205,74 @@ impl Store for SqliteStore {
         id: &TenantId,
         settings: TenantSettings,
     ) -> Result<Option<TenantRecord>, StoreError> {
-        if let Some(on) = settings.bounce_reports {
-            sqlx::query("UPDATE tenants SET bounce_reports = $1 WHERE id = $2")
-                .bind(on)
+        let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
+        // One statement per setting given, all in one transaction; the column names
+        // are constants, only values are bound.
+        let flags: [(&'static str, Option<bool>); 3] = [
+            (
+                "UPDATE tenants SET bounce_reports = $1 WHERE id = $2",
+                settings.bounce_reports,
+            ),
+            (
+                "UPDATE tenants SET sandbox = $1 WHERE id = $2",
+                settings.sandbox,
+            ),
+            (
+                "UPDATE tenants SET reject_suppressed = $1 WHERE id = $2",
+                settings.reject_suppressed,
+            ),
+        ];
+        for (sql, value) in flags {
+            if let Some(v) = value {
+                sqlx::query(sql)
+                    .bind(v)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("tenant"))?;
+            }
+        }
+        if let Some(status) = settings.status {
+            sqlx::query("UPDATE tenants SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
                 .bind(id.as_str())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db("tenant"))?;
         }
+        if let Some(v) = settings.messages_per_second {
+            sqlx::query("UPDATE tenants SET messages_per_second = $1 WHERE id = $2")
+                .bind(v)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("tenant"))?;
+        }
+        let counts: [(&'static str, Option<Option<i64>>); 3] = [
+            (
+                "UPDATE tenants SET messages_per_day = $1 WHERE id = $2",
+                settings.messages_per_day,
+            ),
+            (
+                "UPDATE tenants SET max_recipients = $1 WHERE id = $2",
+                settings.max_recipients,
+            ),
+            (
+                "UPDATE tenants SET max_message_size = $1 WHERE id = $2",
+                settings.max_message_size,
+            ),
+        ];
+        for (sql, value) in counts {
+            if let Some(v) = value {
+                sqlx::query(sql)
+                    .bind(v)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("tenant"))?;
+            }
+        }
+        tx.commit().await.map_err(db("tenant"))?;
         self.get_tenant(id).await
     }
 
@@ -325,6 +400,71 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(domain_from_row).collect())
     }
 
+    async fn suppressed_among(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        tenant_policy::suppressed_among(&self.pool, tenant, addresses).await
+    }
+
+    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
+        tenant_policy::add_suppression(&self.pool, s).await
+    }
+
+    async fn get_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        tenant_policy::get_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        tenant_policy::list_suppressions(&self.pool, tenant, after, limit).await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        tenant_policy::remove_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn set_sandbox_recipients(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<(), StoreError> {
+        tenant_policy::set_sandbox_recipients(&self.pool, tenant, addresses).await
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        tenant_policy::get_idempotency(&self.pool, tenant, key, since).await
+    }
+
+    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        tenant_policy::prune_idempotency(&self.pool, before).await
+    }
+
+    async fn message_counts_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
+        tenant_policy::message_counts_since(&self.pool, since).await
+    }
+
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db("directory"))?;
         let tenants = sqlx::query("SELECT * FROM tenants")
@@ -343,12 +483,14 @@ impl Store for SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db("domain"))?;
+        let sandbox_recipients = tenant_policy::sandbox_recipients(&mut tx).await?;
         tx.commit().await.map_err(db("directory"))?;
         Ok(DirectorySnapshot {
             tenants: tenants.iter().map(tenant_from_row).collect(),
             credentials: credentials.iter().map(credential_from_row).collect(),
             allowed_ips: allowed.iter().map(allowed_from_row).collect(),
             domains: domains.iter().map(domain_from_row).collect(),
+            sandbox_recipients,
         })
     }
 

@@ -210,6 +210,23 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
             &o.detail,
         )
         .await?;
+        if o.suppress && o.state == RecipientState::Bounced {
+            // A hard bounce: the address goes on the tenant's suppression list, in the
+            // same transaction as the outcome. A manual or earlier entry is kept.
+            sqlx::query(
+                "INSERT OR IGNORE INTO suppressions \
+                 (tenant_id, address, reason, detail, message_id, created_at) \
+                 VALUES ($1, $2, 'bounce', $3, $4, $5)",
+            )
+            .bind(o.tenant_id.as_str())
+            .bind(o.recipient.to_lowercase())
+            .bind(o.detail.to_string())
+            .bind(o.message_id.as_str())
+            .bind(o.at)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        }
     }
     Ok(())
 }

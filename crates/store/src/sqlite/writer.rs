@@ -6,7 +6,7 @@
 //! is committed at once.
 
 use crate::{NewMessage, StoreError};
-use mailroom_model::{EventId, EventType};
+use mailroom_model::{EventId, EventType, RecipientState};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -181,7 +181,7 @@ async fn insert_all(
     let err = |e| StoreError::from_sqlx(e, "message");
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
-         source, client_ip, dsn_ret, dsn_envid, smtputf8, body) ",
+         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta) ",
     );
     qb.push_values(messages, |mut b, m| {
         b.push_bind(m.id.as_str())
@@ -195,7 +195,8 @@ async fn insert_all(
             .push_bind(m.dsn_ret.as_deref())
             .push_bind(m.dsn_envid.as_deref())
             .push_bind(m.smtputf8)
-            .push_bind(m.body.as_slice());
+            .push_bind(m.body.as_slice())
+            .push_bind(m.meta.as_ref().map(|v| v.to_string()));
     });
     qb.build().execute(&mut *conn).await.map_err(err)?;
 
@@ -206,15 +207,25 @@ async fn insert_all(
         event_id: EventId,
     }
     let mut rows = Vec::new();
+    // `suppressed` events follow their `accepted` event: (message, idx, event id, detail).
+    let mut suppressed = Vec::new();
     for m in messages {
         let detail = m.accepted_detail.to_string();
-        for idx in 0..m.recipients.len() {
+        for (idx, rcpt) in m.recipients.iter().enumerate() {
             rows.push(Row {
                 m,
                 idx,
                 detail: detail.clone(),
                 event_id: EventId::generate(),
             });
+            if let Some(reason) = &rcpt.suppressed {
+                suppressed.push((
+                    *m,
+                    idx,
+                    EventId::generate(),
+                    serde_json::json!({ "reason": reason, "suppression": "listed" }).to_string(),
+                ));
+            }
         }
     }
     for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -224,16 +235,24 @@ async fn insert_all(
         );
         qb.push_values(chunk, |mut b, r| {
             let rcpt = &r.m.recipients[r.idx];
+            let (state, next, lease) = match rcpt.suppressed {
+                Some(_) => (RecipientState::Suppressed, None, None),
+                None => (
+                    RecipientState::Queued,
+                    Some(r.m.leased_until.unwrap_or(r.m.received_at)),
+                    r.m.leased_until,
+                ),
+            };
             b.push_bind(r.m.id.as_str())
                 .push_bind(r.idx as i64)
                 .push_bind(rcpt.address.as_str())
                 .push_bind(rcpt.domain.as_str())
-                .push_bind("queued")
-                .push_bind(r.m.leased_until.unwrap_or(r.m.received_at))
+                .push_bind(state.as_str())
+                .push_bind(next)
                 .push_bind(rcpt.dsn_notify.as_deref())
                 .push_bind(rcpt.dsn_orcpt.as_deref())
                 .push_bind(r.m.received_at)
-                .push_bind(r.m.leased_until);
+                .push_bind(lease);
         });
         qb.build().execute(&mut *conn).await.map_err(err)?;
 
@@ -250,6 +269,39 @@ async fn insert_all(
                 .push_bind(r.detail.as_str());
         });
         qb.build().execute(&mut *conn).await.map_err(err)?;
+    }
+    for chunk in suppressed.chunks(ROWS_PER_INSERT) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
+        );
+        qb.push_values(chunk, |mut b, (m, idx, event_id, detail)| {
+            b.push_bind(event_id.as_str())
+                .push_bind(EventType::Suppressed.as_str())
+                .push_bind(m.received_at)
+                .push_bind(m.id.as_str())
+                .push_bind(m.tenant_id.as_str())
+                .push_bind(m.recipients[*idx].address.as_str())
+                .push_bind(detail.as_str());
+        });
+        qb.build().execute(&mut *conn).await.map_err(err)?;
+    }
+    for m in messages {
+        if let Some(k) = &m.idempotency {
+            // The API layer serialises requests per key, so this never races; a key
+            // older than its window is simply replaced.
+            sqlx::query(
+                "INSERT OR REPLACE INTO idempotency_keys \
+                 (tenant_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(m.tenant_id.as_str())
+            .bind(&k.key)
+            .bind(&k.request_hash)
+            .bind(k.response.to_string())
+            .bind(k.created_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,165 @@
+//! The tenant's suppression list: `GET/POST /v1/suppressions`,
+//! `GET/DELETE /v1/suppressions/{address}`. Addresses compare case-insensitively on
+//! the whole address. A tenant key sees its own list; the operator names the tenant
+//! with `?tenant=<id>` (or `tenant_id` in the body).
+
+use crate::auth::Principal;
+use crate::error::parse_json;
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use mailroom_model::{Address, TenantId, now_millis};
+use mailroom_store::Suppression;
+use serde::Deserialize;
+use serde_json::json;
+
+const REASONS: [&str; 4] = ["manual", "bounce", "complaint", "unsubscribe"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuery {
+    tenant: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The tenant a request acts on: the caller's own, or for the operator the named one.
+async fn target(
+    state: &AppState,
+    p: &Principal,
+    named: Option<&str>,
+) -> Result<TenantId, ApiError> {
+    let id = match (p, named) {
+        (Principal::Tenant(t), None) => return Ok(t.tenant_id.clone()),
+        (Principal::Tenant(t), Some(n)) => {
+            let id = TenantId::parse(n).ok_or_else(|| ApiError::not_found("tenant"))?;
+            p.require_tenant(&id)?;
+            return Ok(t.tenant_id.clone());
+        }
+        (Principal::Operator, None) => {
+            return Err(ApiError::invalid(
+                "tenant",
+                "the operator must name the tenant",
+            ));
+        }
+        (Principal::Operator, Some(n)) => {
+            TenantId::parse(n).ok_or_else(|| ApiError::not_found("tenant"))?
+        }
+    };
+    state
+        .store
+        .get_tenant(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(id)
+}
+
+fn normalise(field: &str, address: &str) -> Result<String, ApiError> {
+    Address::parse(address.trim())
+        .map(|a| a.to_string().to_lowercase())
+        .map_err(|e| ApiError::invalid(field, format!("not a valid address: {e}")))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    Query(q): Query<TenantQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "1 to 1000"));
+    }
+    let items = state
+        .store
+        .list_suppressions(&tenant, q.after.as_deref(), limit)
+        .await?;
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|s| s.address.clone()))
+        .flatten();
+    Ok(Json(json!({ "suppressions": items, "next_after": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddSuppression {
+    address: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: AddSuppression = parse_json(&body)?;
+    let tenant = target(&state, &p, req.tenant_id.as_deref()).await?;
+    let address = normalise("address", &req.address)?;
+    let reason = req.reason.unwrap_or_else(|| "manual".into());
+    if !REASONS.contains(&reason.as_str()) {
+        return Err(ApiError::invalid(
+            "reason",
+            format!("one of {}", REASONS.join(", ")),
+        ));
+    }
+    if req.note.as_ref().is_some_and(|n| n.len() > 500) {
+        return Err(ApiError::invalid("note", "at most 500 characters"));
+    }
+    let (entry, created) = state
+        .store
+        .add_suppression(Suppression {
+            tenant_id: tenant.clone(),
+            address,
+            reason,
+            detail: json!({ "note": req.note, "added_by": match p { Principal::Operator => "operator", Principal::Tenant(_) => "tenant" } }),
+            message_id: None,
+            created_at: now_millis(),
+        })
+        .await?;
+    tracing::info!(tenant_id = %tenant, address = %entry.address, reason = %entry.reason, "suppression added");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(entry)))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(address): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
+    let address = normalise("address", &address)?;
+    let entry = state
+        .store
+        .get_suppression(&tenant, &address)
+        .await?
+        .ok_or_else(|| ApiError::not_found("suppression"))?;
+    Ok(Json(entry))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(address): Path<String>,
+    Query(q): Query<TenantQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
+    let address = normalise("address", &address)?;
+    if !state.store.remove_suppression(&tenant, &address).await? {
+        return Err(ApiError::not_found("suppression"));
+    }
+    tracing::info!(tenant_id = %tenant, address = %address, "suppression removed");
+    Ok(StatusCode::NO_CONTENT)
+}
