@@ -1137,3 +1137,153 @@ async fn shutdown_tells_an_idle_client_421() {
     t.expect("421 4.3.2").await;
     t.expect_closed().await;
 }
+
+// --- tenant policy: suspension, quotas, sandbox, suppression ---------------------
+
+impl Stack {
+    async fn set(&self, settings: mailroom_store::TenantSettings) {
+        self.store
+            .update_tenant(&self.tenant, settings)
+            .await
+            .expect("update tenant")
+            .expect("tenant exists");
+        self.shared.policy.reload().await.expect("reload");
+    }
+}
+
+#[tokio::test]
+async fn suspended_tenant_is_refused_at_mail() {
+    let stack = Stack::new().await;
+    stack
+        .set(mailroom_store::TenantSettings {
+            status: Some(mailroom_model::TenantStatus::Suspended),
+            ..Default::default()
+        })
+        .await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("550 5.7.1 Sending is disabled for this account (suspended)")
+        .await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+#[tokio::test]
+async fn per_second_quota_answers_451_and_recovers() {
+    let stack = Stack::new().await;
+    stack
+        .set(mailroom_store::TenantSettings {
+            messages_per_second: Some(Some(1.0)),
+            ..Default::default()
+        })
+        .await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.submit(
+        "sender@acme.test",
+        &["one@example.net"],
+        &message("sender@acme.test"),
+    )
+    .await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("451 4.7.1 Sending rate exceeded (per-second quota)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    t.submit(
+        "sender@acme.test",
+        &["one@example.net"],
+        &message("sender@acme.test"),
+    )
+    .await;
+    assert_eq!(stack.recipient_rows().await, 2);
+}
+
+#[tokio::test]
+async fn daily_quota_counts_messages() {
+    let stack = Stack::new().await;
+    stack
+        .set(mailroom_store::TenantSettings {
+            messages_per_day: Some(Some(2)),
+            ..Default::default()
+        })
+        .await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    for _ in 0..2 {
+        t.submit(
+            "sender@acme.test",
+            &["one@example.net"],
+            &message("sender@acme.test"),
+        )
+        .await;
+    }
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("451 4.7.1 Sending rate exceeded (24-hour quota)")
+        .await;
+}
+
+#[tokio::test]
+async fn sandbox_allows_only_verified_recipients() {
+    let stack = Stack::new().await;
+    stack
+        .store
+        .set_sandbox_recipients(&stack.tenant, &["friend@example.net".into()])
+        .await
+        .expect("sandbox list");
+    stack
+        .set(mailroom_store::TenantSettings {
+            sandbox: Some(true),
+            ..Default::default()
+        })
+        .await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>").expect("250").await;
+    t.send("RCPT TO:<stranger@example.net>")
+        .expect("550 5.7.1 Recipient is not verified for this account (sandbox mode)")
+        .await;
+    t.send("RCPT TO:<FRIEND@example.net>").expect("250").await;
+    t.send("RCPT TO:<colleague@acme.test>").expect("250").await;
+}
+
+#[tokio::test]
+async fn suppressed_recipient_is_accepted_and_recorded_or_refused_on_request() {
+    let stack = Stack::new().await;
+    stack
+        .store
+        .add_suppression(mailroom_store::Suppression {
+            tenant_id: stack.tenant.clone(),
+            address: "Gone@Example.net".into(),
+            reason: "bounce".into(),
+            detail: serde_json::json!({}),
+            message_id: None,
+            created_at: 0,
+        })
+        .await
+        .expect("suppress");
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    let id = t
+        .submit(
+            "sender@acme.test",
+            &["gone@example.net", "here@example.net"],
+            &message("sender@acme.test"),
+        )
+        .await;
+    let m = stack.store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(m.recipients[0].state, RecipientState::Suppressed);
+    let kinds: Vec<EventType> = m.recipients[0].events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventType::Accepted, EventType::Suppressed]);
+    assert_eq!(m.recipients[1].state, RecipientState::Queued);
+
+    stack
+        .set(mailroom_store::TenantSettings {
+            reject_suppressed: Some(true),
+            ..Default::default()
+        })
+        .await;
+    t.send("MAIL FROM:<sender@acme.test>").expect("250").await;
+    t.send("RCPT TO:<GONE@example.NET>")
+        .expect("550 5.1.1 Recipient is on this account's suppression list (bounce)")
+        .await;
+}

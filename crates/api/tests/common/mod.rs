@@ -1,0 +1,161 @@
+//! The API in memory (no socket) on a real SQLite store in a temporary file, with a
+//! small client that returns status, headers and JSON.
+
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use mailroom_api::{AppState, app};
+use mailroom_policy::{Policy, PolicyConfig, secrets};
+use mailroom_store::DynStore;
+use mailroom_store::sqlite::SqliteStore;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+pub const OPERATOR: &str = "mro_api_test_operator_token";
+
+pub struct Api {
+    pub app: Router,
+    pub store: Arc<SqliteStore>,
+    pub policy: Arc<Policy>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 7807 problem with this status naming `field`.
+    pub fn assert_problem(&self, status: StatusCode, field: Option<&str>) {
+        assert_eq!(self.status, status, "{}", self.json);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.json
+        );
+        assert_eq!(self.json["field"].as_str(), field, "{}", self.json);
+    }
+}
+
+impl Api {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("mailroom.db"))
+                .await
+                .expect("open store"),
+        );
+        let dyn_store: DynStore = store.clone();
+        let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
+            .await
+            .expect("policy");
+        let ingest = Arc::new(mailroom_ingest::Ingest::new(
+            dyn_store.clone(),
+            policy.clone(),
+            "mailroom.test".into(),
+        ));
+        let app = app(AppState {
+            store: dyn_store,
+            policy: policy.clone(),
+            operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
+            delivery_wake: Arc::new(tokio::sync::Notify::new()),
+            ingest,
+            hostname: Arc::new("mailroom.test".into()),
+            max_api_recipients: 50,
+            inflight_keys: Default::default(),
+        });
+        Self {
+            app,
+            store,
+            policy,
+            _dir: dir,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body.map(|b| Body::from(b.to_string())).unwrap_or_default())
+            .expect("request");
+        let res = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+            .await
+            .expect("body");
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Response {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub async fn get(&self, uri: &str, token: &str) -> Response {
+        self.call(Method::GET, uri, Some(token), None, &[]).await
+    }
+
+    pub async fn post(&self, uri: &str, token: &str, body: Value) -> Response {
+        self.call(Method::POST, uri, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn patch(&self, uri: &str, token: &str, body: Value) -> Response {
+        self.call(Method::PATCH, uri, Some(token), Some(body), &[])
+            .await
+    }
+
+    pub async fn delete(&self, uri: &str, token: &str) -> Response {
+        self.call(Method::DELETE, uri, Some(token), None, &[]).await
+    }
+
+    /// Creates a tenant with a verified domain; returns (id, api key).
+    pub async fn tenant(&self, name: &str, domain: &str) -> (String, String) {
+        let r = self
+            .post("/v1/tenants", OPERATOR, json!({ "name": name }))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        let id = r.json["id"].as_str().expect("id").to_string();
+        let key = r.json["api_key"].as_str().expect("api_key").to_string();
+        let r = self
+            .post(
+                &format!("/v1/tenants/{id}/domains"),
+                OPERATOR,
+                json!({ "name": domain, "verified": true }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        (id, key)
+    }
+}
