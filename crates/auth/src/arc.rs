@@ -114,9 +114,13 @@ pub struct SmtpContext<'a> {
 /// One method's result, in the words of RFC 8601 (`pass`, `fail`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
+    /// Verified / authorised.
     Pass,
+    /// Evaluated and invalid / not authorised.
     Fail,
+    /// SPF's weak "probably not authorised".
     SoftFail,
+    /// Evaluated without a verdict (or, for DKIM, not evaluable).
     Neutral,
     /// Nothing to evaluate (no signature, no record, no chain).
     None,
