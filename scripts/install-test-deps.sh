@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end suite (tests/e2e) needs: the swaks SMTP client and pytest.
+# Installs what the Python suites (tests/e2e, tests/auth) need: the swaks SMTP client,
+# pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks.
 # Idempotent and fast when everything is already there.
 set -euo pipefail
 
@@ -21,7 +22,7 @@ if ! command -v swaks >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q swaks
 fi
 
-if ! "$python" -c 'import pytest' >/dev/null 2>&1; then
+if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver' >/dev/null 2>&1; then
     echo "install-test-deps: installing Python test requirements" >&2
     "$python" -m pip install -q -r "$repo_root/requirements-dev.txt"
 fi

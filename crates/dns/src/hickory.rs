@@ -1,9 +1,9 @@
 //! [`HickoryResolver`]: the production [`Resolver`], a hickory stub resolver over plain
-//! UDP with TCP fallback on truncation, either on the system's name servers or on an
+//! UDP with TCP fallback on truncation (MX, A/AAAA, TXT, CNAME), either on the system's name servers or on an
 //! explicit list (socket addresses, ports included). Owns the mapping from hickory's
 //! errors to [`DnsError`]; keeps hickory's TTL-respecting cache as is.
 
-use crate::mx::mx_answer;
+use crate::mx::{mx_answer, normalize_host};
 use crate::{DnsError, MxAnswer, Resolver};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -184,6 +184,39 @@ impl Resolver for HickoryResolver {
         );
         combine_families(v4, v6)
     }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let name = absolute_name(name)?;
+        let records = self
+            .query(&name, RecordType::TXT)
+            .await?
+            .unwrap_or_default();
+        Ok(records
+            .into_iter()
+            .filter_map(|data| match data {
+                RData::TXT(txt) => Some(txt_text(txt.txt_data.iter().map(|s| &s[..]))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        let name = absolute_name(name)?;
+        let records = self
+            .query(&name, RecordType::CNAME)
+            .await?
+            .unwrap_or_default();
+        Ok(records.into_iter().find_map(|data| match data {
+            RData::CNAME(target) => Some(normalize_host(&target.0.to_ascii())),
+            _ => None,
+        }))
+    }
+}
+
+/// One TXT record as text: its character-strings joined without separator.
+fn txt_text<'a>(strings: impl Iterator<Item = &'a [u8]>) -> String {
+    let bytes: Vec<u8> = strings.flatten().copied().collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// What a failed hickory lookup means to us.
@@ -326,6 +359,14 @@ mod tests {
             combine_families(Ok(None), Err(DnsError::Timeout)),
             Err(DnsError::Timeout)
         );
+    }
+
+    #[test]
+    fn txt_strings_are_joined() {
+        let parts: [&[u8]; 3] = [b"v=DKIM1; p=", b"abc", b"def"];
+        assert_eq!(txt_text(parts.into_iter()), "v=DKIM1; p=abcdef");
+        let bad: [&[u8]; 1] = [b"a\xffb"];
+        assert_eq!(txt_text(bad.into_iter()), "a\u{fffd}b");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Mailroom's DNS edge. Owns the [`Resolver`] trait that the delivery side is given
-//! (MX and A/AAAA lookups with typed outcomes), its production implementation on
+//! Mailroom's DNS edge. Owns the [`Resolver`] trait that the delivery side and the
+//! domain record checks are given (MX, A/AAAA, TXT and CNAME lookups with typed
+//! outcomes), its production implementation on
 //! hickory ([`HickoryResolver`]) and an in-memory [`StaticResolver`] for callers' unit
 //! tests.
 //!

@@ -1,11 +1,12 @@
 //! The [`Resolver`] trait: the only way the rest of Mailroom asks DNS anything, so a
-//! test can hand the delivery side an in-memory resolver and a deployment a real one.
+//! test can hand the delivery side (MX, addresses) and the domain checks of `auth`
+//! (TXT, CNAME) an in-memory resolver and a deployment a real one.
 
 use crate::{DnsError, MxAnswer};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Lookups the delivery side needs, with typed outcomes.
+/// Lookups the delivery side and the domain record checks need, with typed outcomes.
 ///
 /// Names are taken as absolute (no search domains are ever appended), may be given
 /// with or without a trailing dot, in any case, as A-labels or U-labels.
@@ -18,6 +19,16 @@ pub trait Resolver: Send + Sync + 'static {
     /// gave them. A host that exists but has neither gives `Ok` with an empty list.
     /// An IP literal is returned as is, without a query.
     async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError>;
+
+    /// TXT records of a name, one string per record: the record's character-strings
+    /// concatenated without separator (RFC 7208 §3.3, RFC 6376 §3.6.2.2), bytes that
+    /// are not UTF-8 replaced by U+FFFD. A name that exists without TXT records
+    /// (NODATA) gives `Ok` with an empty list. A CNAME at the name is followed.
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError>;
+
+    /// The CNAME target of a name (lowercase, no trailing dot), or `Ok(None)` when the
+    /// name exists without a CNAME (NODATA).
+    async fn cname(&self, name: &str) -> Result<Option<String>, DnsError>;
 }
 
 #[async_trait::async_trait]
@@ -28,5 +39,13 @@ impl<R: Resolver + ?Sized> Resolver for Arc<R> {
 
     async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         (**self).ips(host).await
+    }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        (**self).txt(name).await
+    }
+
+    async fn cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        (**self).cname(name).await
     }
 }

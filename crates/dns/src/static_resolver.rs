@@ -1,6 +1,7 @@
 //! [`StaticResolver`]: an in-memory [`Resolver`] for unit tests of callers (route
 //! planning, delivery) that need DNS answers without sockets. It answers the way DNS
-//! would: unknown names are NXDOMAIN, known names without MX are NODATA.
+//! would: unknown names are NXDOMAIN, known names without MX (or TXT, CNAME) are
+//! NODATA.
 
 use crate::hickory::ip_literal;
 use crate::mx::{mx_answer, normalize_host};
@@ -14,6 +15,10 @@ struct Entry {
     /// `(preference, exchange)`; `"."` is the Null MX marker.
     mx: Vec<(u16, String)>,
     ips: Vec<IpAddr>,
+    /// Each TXT record's text (its character-strings already joined).
+    txt: Vec<String>,
+    /// Target of a CNAME at this name; TXT lookups follow it.
+    cname: Option<String>,
     /// When set, every lookup of the name fails this way, whatever it holds.
     error: Option<DnsError>,
 }
@@ -73,6 +78,19 @@ impl StaticResolver {
         self
     }
 
+    /// Adds a TXT record `name TXT text` (the whole record's text, as the resolver
+    /// returns it).
+    pub fn with_txt(mut self, name: &str, text: &str) -> Self {
+        self.entry(name).txt.push(text.to_string());
+        self
+    }
+
+    /// Sets `name CNAME target` (one per name, as DNS allows).
+    pub fn with_cname(mut self, name: &str, target: &str) -> Self {
+        self.entry(name).cname = Some(normalize_host(target));
+        self
+    }
+
     /// Makes every lookup of `name` fail with `error`.
     pub fn with_error(mut self, name: &str, error: DnsError) -> Self {
         self.entry(name).error = Some(error);
@@ -109,7 +127,27 @@ impl Resolver for StaticResolver {
         v4.extend(v6);
         Ok(v4)
     }
+
+    async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let mut entry = self.lookup(name)?;
+        // Follow a chain of CNAMEs, as a recursive resolver would (bounded, so a loop
+        // in a test's data ends).
+        for _ in 0..MAX_CNAME_CHAIN {
+            match &entry.cname {
+                Some(target) => entry = self.lookup(target)?,
+                None => return Ok(entry.txt.clone()),
+            }
+        }
+        Err(DnsError::ServFail("CNAME chain too long".to_string()))
+    }
+
+    async fn cname(&self, name: &str) -> Result<Option<String>, DnsError> {
+        Ok(self.lookup(name)?.cname.clone())
+    }
 }
+
+/// How many CNAMEs a TXT lookup follows before giving up.
+const MAX_CNAME_CHAIN: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -181,6 +219,44 @@ mod tests {
             block_on(dns.ips("[192.0.2.7]")).unwrap(),
             vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))]
         );
+    }
+
+    #[test]
+    fn txt_and_cname() {
+        let dns = StaticResolver::new()
+            .with_txt("example.com", "v=spf1 -all")
+            .with_txt("example.com", "hello")
+            .with_cname("s1._domainkey.example.com", "S1.Keys.Example.NET.")
+            .with_txt("s1.keys.example.net", "v=DKIM1; p=abc")
+            .with_cname("loop1.example", "loop2.example")
+            .with_cname("loop2.example", "loop1.example")
+            .with_error("broken.example", DnsError::Timeout);
+        assert_eq!(
+            block_on(dns.txt("EXAMPLE.com.")).unwrap(),
+            vec!["v=spf1 -all".to_string(), "hello".to_string()]
+        );
+        assert_eq!(
+            block_on(dns.cname("s1._domainkey.example.com")).unwrap(),
+            Some("s1.keys.example.net".to_string())
+        );
+        assert_eq!(
+            block_on(dns.txt("s1._domainkey.example.com")).unwrap(),
+            vec!["v=DKIM1; p=abc".to_string()]
+        );
+        assert_eq!(block_on(dns.cname("example.com")), Ok(None));
+        assert_eq!(
+            block_on(dns.txt("s1.keys.example.net.")).map(|t| t.len()),
+            Ok(1)
+        );
+        assert_eq!(
+            block_on(dns.txt("nowhere.example")),
+            Err(DnsError::NxDomain)
+        );
+        assert_eq!(block_on(dns.txt("broken.example")), Err(DnsError::Timeout));
+        assert!(matches!(
+            block_on(dns.txt("loop1.example")),
+            Err(DnsError::ServFail(_))
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! HickoryResolver against the in-process DNS server of mailroom-testkit, over real
-//! loopback UDP and TCP: every answer kind the delivery side relies on, and the ways
-//! DNS fails. Each test is bounded in time.
+//! loopback UDP and TCP: every answer kind the delivery side and the domain checks
+//! rely on (MX, A/AAAA, TXT, CNAME), and the ways DNS fails. Each test is bounded in time.
 
 use mailroom_dns::{
     DnsError, HickoryResolver, MxAnswer, MxHost, NameserverOptions, Resolver, ResolverInitError,
@@ -305,6 +305,87 @@ async fn bad_input_answers_without_asking() {
             Ok(vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))])
         );
         assert_eq!(server.query_count(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn txt_records_joined_and_nodata() {
+    bounded(async {
+        let long = format!("v=DKIM1; k=rsa; p={}", "A".repeat(400));
+        let (dns, _server) = serve(
+            TestZone::new()
+                .txt("example.test", "v=spf1 ip4:127.0.0.1 -all")
+                .txt("example.test", "mailroom-verification=abc")
+                .txt("s1._domainkey.example.test", &long)
+                .mx("mxonly.test", 10, "mx.example.test")
+                .servfail("broken.test"),
+        )
+        .await;
+        let mut found = dns.txt("Example.Test.").await.unwrap();
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                "mailroom-verification=abc".to_string(),
+                "v=spf1 ip4:127.0.0.1 -all".to_string()
+            ]
+        );
+        // Over 255 octets: published as several character-strings, read back as one.
+        assert_eq!(dns.txt("s1._domainkey.example.test").await, Ok(vec![long]));
+        assert_eq!(dns.txt("mxonly.test").await, Ok(vec![]));
+        assert_eq!(dns.txt("nowhere.test").await, Err(DnsError::NxDomain));
+        assert_eq!(
+            dns.txt("broken.test").await,
+            Err(DnsError::ServFail("SERVFAIL".to_string()))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cname_target_and_txt_through_it() {
+    bounded(async {
+        let (dns, _server) = serve(
+            TestZone::new()
+                .cname(
+                    "s1._domainkey.example.test",
+                    "S1.Example.Test.Keys.Op.Test.",
+                )
+                .txt("s1.example.test.keys.op.test", "v=DKIM1; k=ed25519; p=abc")
+                .txt("plain.example.test", "hello")
+                .servfail("broken.test"),
+        )
+        .await;
+        assert_eq!(
+            dns.cname("s1._domainkey.example.test").await,
+            Ok(Some("s1.example.test.keys.op.test".to_string()))
+        );
+        assert_eq!(
+            dns.txt("s1._domainkey.example.test").await,
+            Ok(vec!["v=DKIM1; k=ed25519; p=abc".to_string()])
+        );
+        assert_eq!(dns.cname("plain.example.test").await, Ok(None));
+        assert_eq!(dns.cname("nowhere.test").await, Err(DnsError::NxDomain));
+        assert!(matches!(
+            dns.cname("broken.test").await,
+            Err(DnsError::ServFail(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zone_can_change_while_serving() {
+    bounded(async {
+        let (dns, server) = serve(TestZone::new().ttl(0).txt("example.test", "one")).await;
+        assert_eq!(dns.txt("example.test").await, Ok(vec!["one".to_string()]));
+        server.set_zone(
+            TestZone::new()
+                .ttl(0)
+                .a("example.test", Ipv4Addr::LOCALHOST),
+        );
+        assert_eq!(dns.txt("example.test").await, Ok(vec![]));
     })
     .await;
 }

@@ -12,7 +12,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -36,7 +36,8 @@ type SharedLog = Arc<Mutex<QueryLog>>;
 
 /// Answers every request from the zone.
 struct ZoneHandler {
-    zone: TestZone,
+    /// Shared with the handle so a test can change DNS while the server runs.
+    zone: Arc<RwLock<TestZone>>,
     log: SharedLog,
 }
 
@@ -83,7 +84,12 @@ impl RequestHandler for ZoneHandler {
             builder.edns(edns);
         }
 
-        match self.zone.answer(&qname, qtype) {
+        let answer = self
+            .zone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answer(&qname, qtype);
+        match answer {
             Answer::Silent => {
                 // Nothing is sent. hickory only logs the returned info; no reply exists.
                 metadata.response_code = ResponseCode::ServFail;
@@ -133,6 +139,7 @@ pub struct DnsServerHandle {
     addr: SocketAddr,
     server: Server<ZoneHandler>,
     log: SharedLog,
+    zone: Arc<RwLock<TestZone>>,
 }
 
 impl fmt::Debug for DnsServerHandle {
@@ -171,6 +178,13 @@ impl DnsServerHandle {
             .collect()
     }
 
+    /// Replaces what the server answers from, for the questions that come after (a
+    /// record published or removed while a test runs). Resolvers' caches are not
+    /// told: give the zone a short [`ttl`](TestZone::ttl) when that matters.
+    pub fn set_zone(&self, zone: TestZone) {
+        *self.zone.write().unwrap_or_else(PoisonError::into_inner) = zone;
+    }
+
     /// How many questions were received, including any beyond the log's limit.
     pub fn query_count(&self) -> usize {
         self.log
@@ -199,13 +213,22 @@ impl Drop for DnsServerHandle {
 pub async fn spawn_dns(zone: TestZone) -> (SocketAddr, DnsServerHandle) {
     let (udp, tcp, addr) = bind_pair().await;
     let log = SharedLog::default();
+    let zone = Arc::new(RwLock::new(zone));
     let mut server = Server::new(ZoneHandler {
-        zone,
+        zone: zone.clone(),
         log: log.clone(),
     });
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, 16);
-    (addr, DnsServerHandle { addr, server, log })
+    (
+        addr,
+        DnsServerHandle {
+            addr,
+            server,
+            log,
+            zone,
+        },
+    )
 }
 
 /// A UDP socket on an ephemeral loopback port and a TCP listener on the same port.

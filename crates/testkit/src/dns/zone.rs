@@ -3,13 +3,16 @@
 //! silence). No sockets here.
 
 use hickory_server::proto::op::ResponseCode;
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Default TTL of records and of negative answers, in seconds.
 const DEFAULT_TTL: u32 = 60;
+
+/// How many CNAMEs the server chases within the zone for one answer.
+const MAX_CNAME_CHAIN: usize = 8;
 
 /// How a name answers, whatever is asked about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +128,14 @@ impl TestZone {
         self.with_record(name, RData::TXT(TXT::new(split_txt(text))))
     }
 
+    /// `name CNAME target`. A query of another type for `name` gets the CNAME and, when
+    /// the target is in this zone, the target's records of that type (as an
+    /// authoritative server chases in-zone aliases).
+    pub fn cname(self, name: &str, target: &str) -> Self {
+        let target = expect_name(target);
+        self.with_record(name, RData::CNAME(CNAME(target)))
+    }
+
     /// Every query for exactly `domain` answers NXDOMAIN (also what unmentioned names
     /// get; this makes it explicit, and overrides records or names below it).
     pub fn nxdomain(self, domain: &str) -> Self {
@@ -200,7 +211,7 @@ impl TestZone {
             },
             Behaviour::Silent => Answer::Silent,
             Behaviour::Records => {
-                let answers: Vec<Record> = data
+                let mut answers: Vec<Record> = data
                     .records
                     .iter()
                     .filter(|(d, _)| qtype == RecordType::ANY || d.record_type() == qtype)
@@ -208,6 +219,9 @@ impl TestZone {
                         Record::from_rdata(data.owner.clone(), ttl.unwrap_or(self.ttl), d.clone())
                     })
                     .collect();
+                if answers.is_empty() && qtype != RecordType::CNAME {
+                    answers = self.alias_chain(data, qtype);
+                }
                 if answers.is_empty() {
                     negative(ResponseCode::NoError)
                 } else {
@@ -219,6 +233,44 @@ impl TestZone {
                 }
             }
         }
+    }
+
+    /// For a name holding a CNAME: the CNAME record(s) down the chain, then the records
+    /// of `qtype` at its in-zone end. Empty when the name holds no CNAME.
+    fn alias_chain(&self, start: &NameData, qtype: RecordType) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut data = start;
+        for _ in 0..MAX_CNAME_CHAIN {
+            let Some((RData::CNAME(target), ttl)) = data
+                .records
+                .iter()
+                .find(|(d, _)| d.record_type() == RecordType::CNAME)
+            else {
+                break;
+            };
+            out.push(Record::from_rdata(
+                data.owner.clone(),
+                ttl.unwrap_or(self.ttl),
+                RData::CNAME(target.clone()),
+            ));
+            match self.names.get(&key(&target.0)) {
+                Some(next) if next.behaviour == Behaviour::Records => data = next,
+                _ => return out,
+            }
+            let found: Vec<Record> = data
+                .records
+                .iter()
+                .filter(|(d, _)| d.record_type() == qtype)
+                .map(|(d, ttl)| {
+                    Record::from_rdata(data.owner.clone(), ttl.unwrap_or(self.ttl), d.clone())
+                })
+                .collect();
+            if !found.is_empty() {
+                out.extend(found);
+                return out;
+            }
+        }
+        out
     }
 
     /// A synthetic SOA at the name's last two labels (`example.test.` for
@@ -364,6 +416,37 @@ mod tests {
             z.answer(&parse_name("slow.test").unwrap(), RecordType::A),
             Answer::Silent
         ));
+    }
+
+    #[test]
+    fn cname_is_answered_and_chased_in_zone() {
+        let z = TestZone::new()
+            .cname("s1._domainkey.example.test", "s1.keys.other.test")
+            .txt("s1.keys.other.test", "v=DKIM1; p=abc")
+            .cname("out.example.test", "elsewhere.invalid");
+        let (rcode, answers, _) = ask(&z, "s1._domainkey.example.test", RecordType::CNAME);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(
+            answers,
+            vec![RData::CNAME(CNAME(
+                parse_name("s1.keys.other.test").unwrap()
+            ))]
+        );
+        let (_, answers, _) = ask(&z, "s1._domainkey.example.test", RecordType::TXT);
+        assert_eq!(answers.len(), 2);
+        assert_eq!(
+            answers[1],
+            RData::TXT(TXT::new(vec!["v=DKIM1; p=abc".into()]))
+        );
+        // Target outside the zone: the CNAME alone.
+        let (rcode, answers, _) = ask(&z, "out.example.test", RecordType::A);
+        assert_eq!(rcode, ResponseCode::NoError);
+        assert_eq!(answers.len(), 1);
+        // A name with only TXT asked for CNAME: NODATA.
+        assert_eq!(
+            ask(&z, "s1.keys.other.test", RecordType::CNAME),
+            (ResponseCode::NoError, vec![], true)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! its line-numbered errors.
 
 use super::zone::{Behaviour, TestZone, parse_name, split_txt};
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_server::proto::rr::{Name, RData};
 use std::fmt;
 
@@ -34,7 +34,7 @@ impl TestZone {
     /// ```
     ///
     /// `name [ttl] [IN] TYPE data`. Every name is absolute, trailing dot or not (no
-    /// `$ORIGIN`, no `@`). Types: MX, A, AAAA, TXT (one or more quoted strings with `\"`
+    /// `$ORIGIN`, no `@`). Types: MX, A, AAAA, CNAME, TXT (one or more quoted strings with `\"`
     /// and `\\` escapes, or the bare rest of the line), and the pseudo-types NXDOMAIN,
     /// SERVFAIL and TIMEOUT, which do what the builder methods of the same names do.
     /// Comments are whole lines only.
@@ -127,9 +127,13 @@ fn parse_line(zone: &mut TestZone, line: &str) -> Result<(), String> {
             RData::AAAA(AAAA(field(args.first().copied(), "IPv6 address")?))
         }
         "TXT" => RData::TXT(TXT::new(txt_strings(line[type_end..].trim())?)),
+        "CNAME" => {
+            exact(1)?;
+            RData::CNAME(CNAME(parse_name(args[0])?))
+        }
         other => {
             return Err(format!(
-                "unsupported type {other:?} (MX, A, AAAA, TXT, NXDOMAIN, SERVFAIL, TIMEOUT)"
+                "unsupported type {other:?} (MX, A, AAAA, TXT, CNAME, NXDOMAIN, SERVFAIL, TIMEOUT)"
             ));
         }
     };
@@ -271,7 +275,8 @@ mod tests {
             ("a.test. MX 10", "MX takes 2 field(s)"),
             ("a.test. A 300.1.1.1", "bad IPv4 address"),
             ("a.test. AAAA 127.0.0.1", "bad IPv6 address"),
-            ("a.test. CNAME b.test.", "unsupported type \"CNAME\""),
+            ("a.test. SRV 0 0 25 b.test.", "unsupported type \"SRV\""),
+            ("a.test. CNAME", "CNAME takes 1 field(s)"),
             ("a.test.", "missing record type"),
             ("a.test. TXT \"open", "unterminated"),
             ("a.test. TXT", "TXT needs data"),
