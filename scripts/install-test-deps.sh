@@ -15,11 +15,17 @@ as_root() {
     fi
 }
 
-if ! command -v swaks >/dev/null 2>&1; then
-    echo "install-test-deps: installing swaks" >&2
+# Debian packages: swaks (SMTP client for transcripts) and promtool (from the
+# prometheus package; it checks the /metrics output). Only promtool is taken from
+# prometheus: --no-install-recommends, and nothing starts the server.
+missing=()
+command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q swaks
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver' >/dev/null 2>&1; then
@@ -27,4 +33,4 @@ if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver' >/dev/null 2>&1
     "$python" -m pip install -q -r "$repo_root/requirements-dev.txt"
 fi
 
-echo "install-test-deps: swaks $(command -v swaks), pytest $("$python" -c 'import pytest; print(pytest.__version__)')" >&2
+echo "install-test-deps: swaks $(command -v swaks), promtool $(command -v promtool), pytest $("$python" -c 'import pytest; print(pytest.__version__)')" >&2

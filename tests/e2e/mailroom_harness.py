@@ -371,10 +371,12 @@ class MailroomServer:
     # -- HTTP API ------------------------------------------------------------------------
 
     def api(self, method: str, path: str, body=None, token=_OPERATOR, *,
-            raw_body: bytes | None = None, timeout: float = 20.0) -> ApiResponse:
+            raw_body: bytes | None = None, timeout: float = 20.0,
+            headers: dict | None = None) -> ApiResponse:
         host, port = self.http_addr
         url = f"http://{host}:{port}{path}"
-        headers = {"Accept": "application/json"}
+        extra = headers or {}
+        headers = {"Accept": "application/json", **extra}
         data = None
         if raw_body is not None:
             data = raw_body

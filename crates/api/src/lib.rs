@@ -7,6 +7,7 @@ mod auth;
 pub mod compose;
 mod error;
 mod messages;
+mod observe;
 mod openapi;
 mod send;
 mod suppressions;
@@ -41,14 +42,18 @@ pub struct AppState {
     /// Idempotency keys whose request is being processed, so that two concurrent
     /// requests with one key cannot both create a message.
     pub inflight_keys: Arc<Mutex<HashSet<(TenantId, String)>>>,
+    /// Renders the Prometheus text exposition of every recorded metric (`None`: no
+    /// recorder installed, `/metrics` answers 404).
+    pub metrics: Option<MetricsRenderer>,
 }
+
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
         .route("/v1/openapi.json", get(openapi::spec))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(

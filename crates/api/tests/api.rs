@@ -56,6 +56,7 @@ impl Api {
             hostname: Arc::new("mailroom.test".into()),
             max_api_recipients: 50,
             inflight_keys: Default::default(),
+            metrics: None,
         });
         Self {
             app,

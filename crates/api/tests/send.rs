@@ -445,3 +445,38 @@ async fn sandbox_and_suspension() {
         .await;
     r.assert_problem(StatusCode::FORBIDDEN, None);
 }
+
+#[tokio::test]
+async fn metrics_count_submissions_and_show_the_queue() {
+    let api = Api::new().await;
+    let (tenant, key) = api.tenant("metered", "metered.test").await;
+    let mut body = simple(json!(["one@example.net", "two@example.net"]));
+    body["from"] = json!("app@metered.test");
+    let r = api.post("/v1/messages", &key, body).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let m = api.call(Method::GET, "/metrics", None, None, &[]).await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = m.json.as_str().expect("text").to_string();
+    assert!(
+        text.contains(&format!(
+            "mailroom_messages_accepted_total{{tenant=\"{tenant}\",source=\"api\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "mailroom_recipients_accepted_total{{tenant=\"{tenant}\"}} 2"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailroom_queue_recipients{state=\"queued\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailroom_queue_recipients{state=\"suppressed\"} 0"),
+        "{text}"
+    );
+    let ready = api.call(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(ready.json["status"], "ready");
+}

@@ -189,6 +189,7 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
                 }
             }
         };
+        observe(r, state, attempts, now);
         tracing::info!(
             message_id = %r.message_id, recipient = %r.address, state = %state,
             reply = %one.text, mx = ?one.remote.as_ref().map(|x| &x.host), "delivery attempt"
@@ -226,6 +227,25 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
         .is_err()
     {
         tracing::error!(message_id = %work.message_id(), "outcome recorder stopped; the lease will expire");
+    }
+}
+
+/// Counts the outcome per tenant; for final states, how many attempts it took, and for
+/// deliveries how long after acceptance.
+fn observe(r: &DueRecipient, state: RecipientState, attempts: i64, now: i64) {
+    metrics::counter!(
+        "mailroom_recipient_outcomes_total",
+        "tenant" => r.tenant_id.to_string(),
+        "outcome" => state.as_str()
+    )
+    .increment(1);
+    if state.is_final() {
+        metrics::histogram!("mailroom_delivery_attempts", "outcome" => state.as_str())
+            .record(attempts as f64);
+    }
+    if state == RecipientState::Delivered {
+        metrics::histogram!("mailroom_delivery_latency_seconds")
+            .record((now - r.received_at).max(0) as f64 / 1000.0);
     }
 }
 

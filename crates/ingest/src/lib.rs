@@ -81,6 +81,24 @@ pub enum IngestError {
     Storage(#[from] StoreError),
 }
 
+impl IngestError {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::MissingFrom | IngestError::MultipleFrom => "from_header",
+            IngestError::FromNotAuthorized(_) => "sender_not_authorized",
+            IngestError::MalformedHeaders(_) => "malformed_headers",
+            IngestError::Refused(Refusal::Inactive(_)) => "account_inactive",
+            IngestError::Refused(Refusal::RateLimited(_)) => "rate_limited",
+            IngestError::TooLarge(_) => "too_large",
+            IngestError::TooManyRecipients(_) => "too_many_recipients",
+            IngestError::RecipientRefused(..) => "recipient_refused",
+            IngestError::Storage(StoreError::Full) => "storage_full",
+            IngestError::Storage(_) => "storage_error",
+        }
+    }
+}
+
 pub struct Ingest {
     store: DynStore,
     policy: Arc<Policy>,
@@ -139,6 +157,23 @@ impl Ingest {
     }
 
     pub async fn submit(&self, s: Submission) -> Result<Accepted, IngestError> {
+        let source = match &s.origin {
+            Origin::Smtp { .. } => "smtp",
+            Origin::Api { .. } => "api",
+        };
+        let result = self.submit_inner(s).await;
+        if let Err(e) = &result {
+            metrics::counter!(
+                "mailroom_submissions_rejected_total",
+                "source" => source,
+                "reason" => e.reason()
+            )
+            .increment(1);
+        }
+        result
+    }
+
+    async fn submit_inner(&self, s: Submission) -> Result<Accepted, IngestError> {
         let tenant = &s.tenant.tenant_id;
         let limits = self.policy.message_limits(tenant);
         if s.recipients.len() > limits.max_recipients {
@@ -257,6 +292,15 @@ impl Ingest {
         }
         if self.handoff.is_none() {
             self.enqueued.notify_one();
+        }
+        let tenant_label = s.tenant.tenant_id.to_string();
+        metrics::counter!("mailroom_messages_accepted_total", "tenant" => tenant_label.clone(), "source" => source)
+            .increment(1);
+        metrics::counter!("mailroom_recipients_accepted_total", "tenant" => tenant_label.clone())
+            .increment(recipients.len() as u64);
+        if !suppressed.is_empty() {
+            metrics::counter!("mailroom_recipients_suppressed_total", "tenant" => tenant_label)
+                .increment(suppressed.len() as u64);
         }
         tracing::info!(
             message_id = %id,

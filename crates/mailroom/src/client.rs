@@ -140,16 +140,30 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// `call` with extra request headers.
+    pub(crate) async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -191,7 +205,7 @@ impl Client {
     }
 }
 
-fn print(v: &Value) {
+pub(crate) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 

@@ -1,9 +1,11 @@
 //! The `mailroom` binary: configuration, wiring, CLI and signals. Only this crate
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
+mod cli_send;
 mod client;
 mod config;
 mod files;
+mod metrics;
 mod serve;
 mod tls;
 
@@ -86,6 +88,20 @@ enum Command {
         #[command(subcommand)]
         cmd: client::MessageCmd,
     },
+    /// Send a message over the HTTP API (tenant API key), or many with --count.
+    Send {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(flatten)]
+        args: cli_send::SendArgs,
+    },
+    /// Manage the tenant's suppression list.
+    Suppression {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: cli_send::SuppressionCmd,
+    },
     /// SMTP load generator: submit N messages over C connections and report rates.
     Bench(mailroom_bench::BenchArgs),
 }
@@ -144,6 +160,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::AllowedIps { api, cmd } => client::allowed_ips(&api, cmd).await,
             Command::Message { api, cmd } => client::message(&api, cmd).await,
             Command::Queue { api, cmd } => client::queue(&api, cmd).await,
+            Command::Send { api, args } => cli_send::send(&api, args).await,
+            Command::Suppression { api, cmd } => cli_send::suppression(&api, cmd).await,
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })

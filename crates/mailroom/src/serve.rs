@@ -133,6 +133,7 @@ pub async fn run(config: Config) -> Result<()> {
         hostname: Arc::new(config.hostname.clone()),
         max_api_recipients: config.http.max_recipients,
         inflight_keys: Default::default(),
+        metrics: Some(crate::metrics::install(shutdown.clone())?),
     });
     tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();

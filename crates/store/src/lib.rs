@@ -141,6 +141,11 @@ pub trait Store: Send + Sync + 'static {
     async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
     async fn queue_summary(&self) -> Result<QueueSummary, StoreError>;
 
+    /// A cheap round trip to the database, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Recipient counts by state, for status and metrics.
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }

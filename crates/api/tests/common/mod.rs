@@ -16,6 +16,20 @@ use tower::ServiceExt;
 
 pub const OPERATOR: &str = "mro_api_test_operator_token";
 
+/// One Prometheus recorder for the whole test binary (a global can be set only once).
+fn common_metrics() -> Option<mailroom_api::MetricsRenderer> {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    let handle = HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install recorder")
+        })
+        .clone();
+    Some(Arc::new(move || handle.render()))
+}
+
 pub struct Api {
     pub app: Router,
     pub store: Arc<SqliteStore>,
@@ -73,6 +87,7 @@ impl Api {
             hostname: Arc::new("mailroom.test".into()),
             max_api_recipients: 50,
             inflight_keys: Default::default(),
+            metrics: common_metrics(),
         });
         Self {
             app,

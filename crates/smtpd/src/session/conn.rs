@@ -63,6 +63,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub fn reply(&mut self, reply: &Reply) {
+        if reply.code >= 400 {
+            // Every refusal, by code and enhanced code (a bounded set: the catalogue).
+            let enhanced = reply
+                .enhanced
+                .map(|(a, b, c)| format!("{a}.{b}.{c}"))
+                .unwrap_or_default();
+            metrics::counter!(
+                "mailroom_smtp_rejections_total",
+                "code" => reply.code.to_string(),
+                "enhanced" => enhanced
+            )
+            .increment(1);
+        }
         reply.write_to(&mut self.out);
     }
 

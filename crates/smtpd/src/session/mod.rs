@@ -218,6 +218,22 @@ impl Session {
 
 /// Serves one accepted connection. With `implicit_tls` the TLS handshake comes first;
 /// otherwise the client may upgrade with STARTTLS when the server has a certificate.
+/// Counts a session in `mailroom_smtp_sessions_active` for as long as it lives.
+struct ActiveSession;
+
+impl ActiveSession {
+    fn start() -> Self {
+        metrics::gauge!("mailroom_smtp_sessions_active").increment(1.0);
+        ActiveSession
+    }
+}
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        metrics::gauge!("mailroom_smtp_sessions_active").decrement(1.0);
+    }
+}
+
 pub async fn serve_connection<S>(
     shared: Arc<Shared>,
     stream: S,
@@ -226,6 +242,13 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let listener = if implicit_tls {
+        "implicit_tls"
+    } else {
+        "submission"
+    };
+    metrics::counter!("mailroom_smtp_sessions_total", "listener" => listener).increment(1);
+    let _active = ActiveSession::start();
     let deadline = Instant::now() + shared.config.session_timeout;
     let timeout = shared.config.command_timeout;
     // A handshake needs a few round trips, not a command's patience.

@@ -622,6 +622,14 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("database"))?;
+        Ok(())
+    }
+
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",

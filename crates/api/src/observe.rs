@@ -1,0 +1,53 @@
+//! Liveness (`/healthz`: the process answers), readiness (`/readyz`: the store answers
+//! too) and `/metrics` (Prometheus text format). Queue depth is read from the store at
+//! scrape time, so it is the same number the status API shows.
+
+use crate::{ApiError, AppState};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mailroom_model::RecipientState;
+use serde_json::json;
+
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "reason": "storage"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(render) = state.metrics.clone() else {
+        return Err(ApiError::not_found("route"));
+    };
+    let counts = state.store.count_recipients_by_state().await?;
+    // Every state is reported, zero included, so a series never disappears.
+    for s in RecipientState::ALL {
+        let n = counts
+            .iter()
+            .find(|(name, _)| name == s.as_str())
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        metrics::gauge!("mailroom_queue_recipients", "state" => s.as_str()).set(n as f64);
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+        .into_response())
+}
