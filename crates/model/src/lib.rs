@@ -8,5 +8,5 @@ pub mod state;
 
 pub use address::{Address, AddressError, Domain, parse_domain};
 pub use event::{Event, EventType};
-pub use id::{CredentialId, EventId, MessageId, TenantId, now_millis};
+pub use id::{CredentialId, EventId, MessageId, TenantId, WebhookId, now_millis};
 pub use state::RecipientState;
