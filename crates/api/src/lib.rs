@@ -1,13 +1,16 @@
-//! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains and
-//! message status, with RFC 7807 problem responses that name the offending field.
-//! `app(state)` builds the router, so tests drive it without a socket. Business rules
+//! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains,
+//! message status, the event stream and webhooks, with RFC 7807 problem responses
+//! that name the offending field. `app(state)` builds the router, so tests drive it without a socket. Business rules
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
 mod auth;
 mod error;
+mod events;
 mod messages;
 mod openapi;
+mod query;
 mod tenants;
+mod webhooks;
 
 pub use error::ApiError;
 
@@ -25,6 +28,8 @@ pub struct AppState {
     pub operator_token_hash: Arc<String>,
     /// Wakes the delivery scheduler (after a retry request).
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// Sends webhook test pings; also says whether webhook URLs may be private.
+    pub webhooks: mailroom_events::WebhookClient,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -63,6 +68,16 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
+        .route("/v1/events", get(events::list))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::show)
+                .patch(webhooks::update)
+                .delete(webhooks::remove),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }

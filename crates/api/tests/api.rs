@@ -47,6 +47,8 @@ impl Api {
             policy,
             operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
+            webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
+                .expect("webhook client"),
         });
         Self {
             app,
@@ -510,6 +512,14 @@ const ROUTED: &[(&str, &str)] = &[
     ("GET", "/v1/queue"),
     ("GET", "/v1/queue/summary"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/events"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
 ];
 
 async fn assert_routed_and_described(api: &Api, spec: &Value, method: &str, path: &str) {

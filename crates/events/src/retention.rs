@@ -17,7 +17,10 @@ pub struct RetentionConfig {
 }
 
 /// Deletes everything prunable now; returns how many events were deleted.
-pub async fn prune_once(store: &DynStore, keep: Duration) -> Result<u64, mailroom_store::StoreError> {
+pub async fn prune_once(
+    store: &DynStore,
+    keep: Duration,
+) -> Result<u64, mailroom_store::StoreError> {
     let before = now_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
     let mut total = 0;
     loop {

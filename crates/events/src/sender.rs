@@ -57,7 +57,13 @@ impl WebhookClient {
     }
 
     /// Signs `body` with `secret` at the current time and posts it to `url`.
-    pub async fn post(&self, url: &str, secret: &str, event_id: &str, body: Vec<u8>) -> AttemptResult {
+    pub async fn post(
+        &self,
+        url: &str,
+        secret: &str,
+        event_id: &str,
+        body: Vec<u8>,
+    ) -> AttemptResult {
         let url = match ssrf::parse(url) {
             Ok(u) => u,
             Err(e) => return AttemptResult::failed(e.to_string()),

@@ -100,7 +100,11 @@ mod tests {
         let h = header("whsec_abc", 1_700_000_000, b"{}");
         assert!(h.starts_with("t=1700000000,v1="), "{h}");
         assert_eq!(h.len(), "t=1700000000,v1=".len() + 64);
-        assert_eq!(h, header("whsec_abc", 1_700_000_000, b"{}"), "deterministic");
+        assert_eq!(
+            h,
+            header("whsec_abc", 1_700_000_000, b"{}"),
+            "deterministic"
+        );
     }
 
     #[test]

@@ -127,9 +127,8 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
                 return Err(Box::new(UrlError::Forbidden(bad.ip()))
                     as Box<dyn std::error::Error + Send + Sync>);
@@ -171,7 +170,12 @@ mod tests {
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip} must be internal");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip} is public");
         }
     }
@@ -205,7 +209,11 @@ mod tests {
                 matches!(check(&url, false).await, Err(UrlError::Forbidden(_))),
                 "{text} must be refused"
             );
-            assert_eq!(check(&url, true).await, Ok(()), "{text} allowed when private is");
+            assert_eq!(
+                check(&url, true).await,
+                Ok(()),
+                "{text} allowed when private is"
+            );
         }
     }
 }

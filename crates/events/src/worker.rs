@@ -45,7 +45,11 @@ impl Worker {
             if free > 0 {
                 let now = now_millis();
                 let lease = now + lease_millis(self.cfg.timeout);
-                match self.store.claim_deliveries(&self.id, now, lease, free).await {
+                match self
+                    .store
+                    .claim_deliveries(&self.id, now, lease, free)
+                    .await
+                {
                     Ok(due) => {
                         for d in due {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -95,7 +99,12 @@ impl Worker {
         async move {
             let body = payload::body(&[&d.event]);
             let result = client
-                .post(&webhook.url, &webhook.secret, d.event.event.id.as_str(), body)
+                .post(
+                    &webhook.url,
+                    &webhook.secret,
+                    d.event.event.id.as_str(),
+                    body,
+                )
                 .await;
             let now = now_millis();
             let attempts = d.attempts + 1;

@@ -217,13 +217,12 @@ impl SqliteStore {
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<WebhookRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM webhooks WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY id",
-        )
-        .bind(tenant.map(TenantId::as_str))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("webhook"))?;
+        let rows =
+            sqlx::query("SELECT * FROM webhooks WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY id")
+                .bind(tenant.map(TenantId::as_str))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("webhook"))?;
         Ok(rows.iter().map(webhook_from_row).collect())
     }
 

@@ -532,7 +532,8 @@ impl Store for SqliteStore {
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.deliveries_claim(webhook, now, lease_until, limit).await
+        self.deliveries_claim(webhook, now, lease_until, limit)
+            .await
     }
     async fn record_delivery(&self, update: DeliveryUpdate) -> Result<(), StoreError> {
         self.delivery_record(update).await
