@@ -140,7 +140,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -176,7 +176,7 @@ impl Client {
     }
 
     /// Accepts a tenant id or a tenant name.
-    async fn tenant_id(&self, text: &str) -> Result<String> {
+    pub(crate) async fn tenant_id(&self, text: &str) -> Result<String> {
         if text.len() == 26 && text.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(text.to_string());
         }
@@ -191,7 +191,7 @@ impl Client {
     }
 }
 
-fn print(v: &Value) {
+pub(crate) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 

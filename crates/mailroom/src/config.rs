@@ -21,6 +21,8 @@ pub struct Config {
     pub log: LogSection,
     pub delivery: DeliverySection,
     pub dns: DnsSection,
+    pub events: crate::event_config::EventsSection,
+    pub webhooks: crate::event_config::WebhooksSection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -168,6 +170,8 @@ impl Default for Config {
             log: LogSection::default(),
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
+            events: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -220,8 +224,9 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 9] = [
-    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns",
+const TOP_LEVEL: [&str; 11] = [
+    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "events",
+    "webhooks",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -421,6 +426,7 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::event_config::validate(&self.events, &self.webhooks)?;
         for (i, r) in d.routes.iter().enumerate() {
             if r.domains.is_empty() {
                 bail!(

@@ -2,7 +2,9 @@
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
 mod client;
+mod client_events;
 mod config;
+mod event_config;
 mod files;
 mod serve;
 mod tls;
@@ -86,6 +88,20 @@ enum Command {
         #[command(subcommand)]
         cmd: client::MessageCmd,
     },
+    /// Read the event stream.
+    Events {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client_events::EventsCmd,
+    },
+    /// Manage webhooks (signed event deliveries).
+    Webhook {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client_events::WebhookCmd,
+    },
     /// SMTP load generator: submit N messages over C connections and report rates.
     Bench(mailroom_bench::BenchArgs),
 }
@@ -144,6 +160,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::AllowedIps { api, cmd } => client::allowed_ips(&api, cmd).await,
             Command::Message { api, cmd } => client::message(&api, cmd).await,
             Command::Queue { api, cmd } => client::queue(&api, cmd).await,
+            Command::Events { api, cmd } => client_events::events(&api, cmd).await,
+            Command::Webhook { api, cmd } => client_events::webhook(&api, cmd).await,
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })
