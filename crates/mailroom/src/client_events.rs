@@ -93,7 +93,10 @@ pub async fn events(args: &ApiArgs, cmd: EventsCmd) -> Result<()> {
     for e in last {
         println!("{e}");
     }
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         let page = c
             .call(
                 Method::GET,
@@ -112,7 +115,6 @@ pub async fn events(args: &ApiArgs, cmd: EventsCmd) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
-    Ok(())
 }
 
 pub async fn webhook(args: &ApiArgs, cmd: WebhookCmd) -> Result<()> {

@@ -88,7 +88,7 @@ async fn cursor_never_skips_or_repeats_under_concurrent_writes() {
         .collect();
     let mut seen = Vec::new();
     let mut cursor = 0;
-    let mut pull = |cursor: i64| {
+    let pull = |cursor: i64| {
         let store = store.clone();
         async move {
             store
