@@ -1,17 +1,20 @@
-//! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains and
-//! message status, with RFC 7807 problem responses that name the offending field.
-//! `app(state)` builds the router, so tests drive it without a socket. Business rules
+//! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains,
+//! message status, the event stream and webhooks, with RFC 7807 problem responses
+//! that name the offending field. `app(state)` builds the router, so tests drive it without a socket. Business rules
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
 mod auth;
 pub mod compose;
 mod error;
+mod events;
 mod messages;
 mod observe;
 mod openapi;
+mod query;
 mod send;
 mod suppressions;
 mod tenants;
+mod webhooks;
 
 pub use error::ApiError;
 pub use send::IDEMPOTENCY_WINDOW_MS;
@@ -45,6 +48,8 @@ pub struct AppState {
     /// Renders the Prometheus text exposition of every recorded metric (`None`: no
     /// recorder installed, `/metrics` answers 404).
     pub metrics: Option<MetricsRenderer>,
+    /// Sends webhook test pings; also says whether webhook URLs may be private.
+    pub webhooks: mailroom_events::WebhookClient,
 }
 
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -93,6 +98,16 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
+        .route("/v1/events", get(events::list))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::show)
+                .patch(webhooks::update)
+                .delete(webhooks::remove),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }

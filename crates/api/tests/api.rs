@@ -57,6 +57,8 @@ impl Api {
             max_api_recipients: 50,
             inflight_keys: Default::default(),
             metrics: None,
+            webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
+                .expect("webhook client"),
         });
         Self {
             app,
@@ -523,6 +525,14 @@ const ROUTED: &[(&str, &str)] = &[
     ("GET", "/v1/queue"),
     ("GET", "/v1/queue/summary"),
     ("GET", "/v1/openapi.json"),
+    ("GET", "/v1/events"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
 ];
 
 async fn assert_routed_and_described(api: &Api, spec: &Value, method: &str, path: &str) {

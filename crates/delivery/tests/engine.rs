@@ -1733,6 +1733,82 @@ impl Store for CountingStore {
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.inner.count_recipients_by_state().await
     }
+    // --- events and webhooks ---
+    async fn list_events(
+        &self,
+        query: &mailroom_store::EventQuery,
+    ) -> Result<mailroom_store::EventPage, StoreError> {
+        self.inner.list_events(query).await
+    }
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        self.inner.prune_events(before, limit).await
+    }
+    async fn create_webhook(
+        &self,
+        webhook: mailroom_store::NewWebhook,
+    ) -> Result<mailroom_store::WebhookRecord, StoreError> {
+        self.inner.create_webhook(webhook).await
+    }
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<mailroom_store::WebhookRecord>, StoreError> {
+        self.inner.list_webhooks(tenant).await
+    }
+    async fn get_webhook(
+        &self,
+        id: &mailroom_model::WebhookId,
+    ) -> Result<Option<mailroom_store::WebhookRecord>, StoreError> {
+        self.inner.get_webhook(id).await
+    }
+    async fn update_webhook(
+        &self,
+        id: &mailroom_model::WebhookId,
+        patch: mailroom_store::WebhookPatch,
+    ) -> Result<Option<mailroom_store::WebhookRecord>, StoreError> {
+        self.inner.update_webhook(id, patch).await
+    }
+    async fn delete_webhook(&self, id: &mailroom_model::WebhookId) -> Result<bool, StoreError> {
+        self.inner.delete_webhook(id).await
+    }
+    async fn fan_out_events(
+        &self,
+        limit: usize,
+        now: i64,
+    ) -> Result<mailroom_store::FanOut, StoreError> {
+        self.inner.fan_out_events(limit, now).await
+    }
+    async fn claim_deliveries(
+        &self,
+        webhook: &mailroom_model::WebhookId,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<mailroom_store::DueDelivery>, StoreError> {
+        self.inner
+            .claim_deliveries(webhook, now, lease_until, limit)
+            .await
+    }
+    async fn record_delivery(
+        &self,
+        update: mailroom_store::DeliveryUpdate,
+    ) -> Result<(), StoreError> {
+        self.inner.record_delivery(update).await
+    }
+    async fn list_deliveries(
+        &self,
+        webhook: &mailroom_model::WebhookId,
+        state: Option<mailroom_store::DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<mailroom_store::WebhookDelivery>, StoreError> {
+        self.inner.list_deliveries(webhook, state, limit).await
+    }
+    async fn next_delivery_at(
+        &self,
+        webhook: &mailroom_model::WebhookId,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.next_delivery_at(webhook).await
+    }
 }
 
 /// Destination `a.test` stuck: one message held in flight by its sink, its one-slot

@@ -190,7 +190,7 @@ impl Client {
     }
 
     /// Accepts a tenant id or a tenant name.
-    async fn tenant_id(&self, text: &str) -> Result<String> {
+    pub(crate) async fn tenant_id(&self, text: &str) -> Result<String> {
         if text.len() == 26 && text.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(text.to_string());
         }

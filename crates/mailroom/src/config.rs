@@ -22,6 +22,8 @@ pub struct Config {
     pub delivery: DeliverySection,
     pub dns: DnsSection,
     pub limits: LimitsSection,
+    pub events: crate::event_config::EventsSection,
+    pub webhooks: crate::event_config::WebhooksSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -183,6 +185,8 @@ impl Default for Config {
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
             limits: LimitsSection::default(),
+            events: Default::default(),
+            webhooks: Default::default(),
         }
     }
 }
@@ -236,8 +240,9 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 10] = [
+const TOP_LEVEL: [&str; 12] = [
     "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "limits",
+    "events", "webhooks",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -448,6 +453,7 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::event_config::validate(&self.events, &self.webhooks)?;
         for (i, r) in d.routes.iter().enumerate() {
             if r.domains.is_empty() {
                 bail!(

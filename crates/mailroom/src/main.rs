@@ -3,7 +3,9 @@
 
 mod cli_send;
 mod client;
+mod client_events;
 mod config;
+mod event_config;
 mod files;
 mod metrics;
 mod serve;
@@ -102,6 +104,20 @@ enum Command {
         #[command(subcommand)]
         cmd: cli_send::SuppressionCmd,
     },
+    /// Read the event stream.
+    Events {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client_events::EventsCmd,
+    },
+    /// Manage webhooks (signed event deliveries).
+    Webhook {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: client_events::WebhookCmd,
+    },
     /// SMTP load generator: submit N messages over C connections and report rates.
     Bench(mailroom_bench::BenchArgs),
 }
@@ -162,6 +178,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Queue { api, cmd } => client::queue(&api, cmd).await,
             Command::Send { api, args } => cli_send::send(&api, args).await,
             Command::Suppression { api, cmd } => cli_send::suppression(&api, cmd).await,
+            Command::Events { api, cmd } => client_events::events(&api, cmd).await,
+            Command::Webhook { api, cmd } => client_events::webhook(&api, cmd).await,
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })

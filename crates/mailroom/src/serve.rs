@@ -124,6 +124,28 @@ pub async fn run(config: Config) -> Result<()> {
             listener,
         )));
     }
+    let webhook_client = mailroom_events::WebhookClient::new(
+        Duration::from_secs(config.webhooks.timeout_secs),
+        config.webhooks.allow_private,
+    )
+    .context("building the webhook HTTP client")?;
+    let dispatcher = if config.webhooks.enabled {
+        let d = mailroom_events::Dispatcher::new(
+            store.clone(),
+            webhook_client.clone(),
+            config.webhooks.dispatcher_config(),
+            shutdown.clone(),
+        );
+        Some(tokio::spawn(d.run()))
+    } else {
+        tracing::warn!("webhooks.enabled = false: webhook deliveries accumulate as pending");
+        None
+    };
+    tokio::spawn(mailroom_events::retention::run(
+        store.clone(),
+        config.events.retention(),
+        shutdown.clone(),
+    ));
     let app = mailroom_api::app(mailroom_api::AppState {
         store: store.clone(),
         policy: policy.clone(),
@@ -134,6 +156,7 @@ pub async fn run(config: Config) -> Result<()> {
         max_api_recipients: config.http.max_recipients,
         inflight_keys: Default::default(),
         metrics: Some(crate::metrics::install(shutdown.clone())?),
+        webhooks: webhook_client,
     });
     tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();
@@ -166,6 +189,11 @@ pub async fn run(config: Config) -> Result<()> {
                 "deliveries still running at the end of the grace period; their leases will expire"
             );
         }
+    }
+    if let Some(d) = dispatcher
+        && tokio::time::timeout(SHUTDOWN_GRACE, d).await.is_err()
+    {
+        tracing::warn!("webhook attempts still running at shutdown; they will be retried");
     }
     for t in tasks {
         t.abort();

@@ -54,6 +54,10 @@ ulid_id!(
     /// One SMTP credential of a tenant.
     CredentialId
 );
+ulid_id!(
+    /// One webhook endpoint registered by a tenant.
+    WebhookId
+);
 
 /// Milliseconds since the Unix epoch: the one time representation stored everywhere.
 pub fn now_millis() -> i64 {

@@ -6,13 +6,15 @@
 //! promises that `enqueue` returns only once the message is committed and fsynced.
 
 mod error;
+mod event_types;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
+pub use event_types::*;
 pub use types::*;
 
-use mailroom_model::{CredentialId, MessageId, TenantId};
+use mailroom_model::{CredentialId, MessageId, TenantId, WebhookId};
 
 pub type DynStore = std::sync::Arc<dyn Store>;
 
@@ -148,4 +150,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Recipient counts by state, for status and metrics.
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    // --- events and webhooks ---
+
+    /// A page of the event stream after `query.after`, in seq order. Only events with a
+    /// seq at most the highest one visible when the read started are returned, from one
+    /// read snapshot, so a cursor never skips or repeats an event (see
+    /// `sqlite/events.rs` for why seq order is commit order).
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+    /// Deletes up to `limit` events older than `before` (ms) that no webhook still needs
+    /// (already fanned out, no pending delivery), with their finished delivery rows.
+    /// Returns how many events were deleted.
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError>;
+
+    /// Stores a webhook; it receives events recorded after this call.
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookRecord, StoreError>;
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<WebhookRecord>, StoreError>;
+    async fn get_webhook(&self, id: &WebhookId) -> Result<Option<WebhookRecord>, StoreError>;
+    /// Returns the webhook as it is after the change, or `None` if it does not exist.
+    async fn update_webhook(
+        &self,
+        id: &WebhookId,
+        patch: WebhookPatch,
+    ) -> Result<Option<WebhookRecord>, StoreError>;
+    /// Removes the webhook and its delivery rows; returns whether it existed.
+    async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError>;
+
+    /// Moves the dispatcher cursor past up to `limit` events, inserting a pending
+    /// delivery (due at `now`) for each matching enabled webhook in the same
+    /// transaction as the cursor update.
+    async fn fan_out_events(&self, limit: usize, now: i64) -> Result<FanOut, StoreError>;
+    /// Claims up to `limit` due pending deliveries of one webhook by moving their next
+    /// attempt to `lease_until` (a crashed worker's claim simply comes due again).
+    async fn claim_deliveries(
+        &self,
+        webhook: &WebhookId,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records the result of one attempt.
+    async fn record_delivery(&self, update: DeliveryUpdate) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// When the webhook's earliest pending delivery is due, if it has one.
+    async fn next_delivery_at(&self, webhook: &WebhookId) -> Result<Option<i64>, StoreError>;
 }

@@ -88,6 +88,8 @@ impl Api {
             max_api_recipients: 50,
             inflight_keys: Default::default(),
             metrics: common_metrics(),
+            webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
+                .expect("webhook client"),
         });
         Self {
             app,

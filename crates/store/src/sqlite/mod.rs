@@ -2,6 +2,7 @@
 //! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
 //! reads and administrative writes, and the group-commit writer for messages.
 
+mod events;
 mod ops;
 mod tenant_policy;
 mod writer;
@@ -9,7 +10,7 @@ mod writer;
 use crate::*;
 use mailroom_model::{
     CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
-    now_millis,
+    WebhookId, now_millis,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
@@ -638,5 +639,63 @@ impl Store for SqliteStore {
         .await
         .map_err(db("recipient"))?;
         Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+    }
+
+    // --- events and webhooks (sqlite/events.rs) ---
+
+    async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        self.events_list(query).await
+    }
+    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
+        self.events_prune(before, limit).await
+    }
+    async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookRecord, StoreError> {
+        self.webhook_create(webhook).await
+    }
+    async fn list_webhooks(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<WebhookRecord>, StoreError> {
+        self.webhook_list(tenant).await
+    }
+    async fn get_webhook(&self, id: &WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
+        self.webhook_get(id).await
+    }
+    async fn update_webhook(
+        &self,
+        id: &WebhookId,
+        patch: WebhookPatch,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        self.webhook_update(id, patch).await
+    }
+    async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
+        self.webhook_delete(id).await
+    }
+    async fn fan_out_events(&self, limit: usize, now: i64) -> Result<FanOut, StoreError> {
+        self.fan_out(limit, now).await
+    }
+    async fn claim_deliveries(
+        &self,
+        webhook: &WebhookId,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.deliveries_claim(webhook, now, lease_until, limit)
+            .await
+    }
+    async fn record_delivery(&self, update: DeliveryUpdate) -> Result<(), StoreError> {
+        self.delivery_record(update).await
+    }
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        self.deliveries_list(webhook, state, limit).await
+    }
+    async fn next_delivery_at(&self, webhook: &WebhookId) -> Result<Option<i64>, StoreError> {
+        self.delivery_next_at(webhook).await
     }
 }

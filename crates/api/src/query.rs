@@ -1,0 +1,43 @@
+//! Query-string parameters read by hand, so that every bad or unknown parameter gets
+//! a problem response naming it (axum's `Query` rejection would not).
+
+use crate::ApiError;
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use std::collections::HashMap;
+
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    /// Takes the parsed query, refusing parameters not in `known`.
+    pub fn new(
+        query: Result<Query<HashMap<String, String>>, QueryRejection>,
+        known: &[&str],
+    ) -> Result<Self, ApiError> {
+        let Query(map) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+        if let Some(bad) = map.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ApiError::invalid(bad, "unknown parameter"));
+        }
+        Ok(Self(map))
+    }
+
+    /// The parameter, if present and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `limit`: 1 to `max`, default `default`.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::invalid("limit", format!("an integer from 1 to {max}"))),
+        }
+    }
+}

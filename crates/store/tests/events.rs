@@ -1,0 +1,364 @@
+//! The event stream and webhook tables on SQLite: a cursor that never skips or
+//! repeats while writers commit, retention that spares what webhooks still owe, and
+//! the delivery state machine (claim under a lease, retry, delivered, failed).
+
+use mailroom_model::{EventType, MessageId, TenantId, WebhookId, now_millis};
+use mailroom_store::sqlite::SqliteStore;
+use mailroom_store::{
+    DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewRecipient, NewTenant, NewWebhook,
+    Store,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+async fn setup() -> (Arc<SqliteStore>, TenantId, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+    let t = store
+        .create_tenant(NewTenant {
+            id: TenantId::generate(),
+            name: "acme".into(),
+            api_key_hash: "h".into(),
+        })
+        .await
+        .unwrap();
+    (store, t.id, dir)
+}
+
+fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        tenant_id: tenant.clone(),
+        mail_from: "s@acme.test".into(),
+        rfc_message_id: Some("<x@acme.test>".into()),
+        received_at: at,
+        source: "smtp",
+        client_ip: None,
+        dsn_ret: None,
+        dsn_envid: None,
+        smtputf8: false,
+        body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
+        recipients: (0..recipients)
+            .map(|i| NewRecipient {
+                address: format!("r{i}@example.net"),
+                domain: "example.net".into(),
+                dsn_notify: None,
+                dsn_orcpt: None,
+                suppressed: None,
+            })
+            .collect(),
+        accepted_detail: serde_json::json!({}),
+        leased_until: None,
+        idempotency: None,
+        meta: None,
+    }
+}
+
+async fn webhook(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    types: Option<Vec<EventType>>,
+) -> WebhookId {
+    store
+        .create_webhook(NewWebhook {
+            id: WebhookId::generate(),
+            tenant_id: tenant.clone(),
+            url: "http://127.0.0.1:9/".into(),
+            event_types: types,
+            secret: "whsec_test".into(),
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn cursor_never_skips_or_repeats_under_concurrent_writes() {
+    let (store, tenant, _dir) = setup().await;
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let tenant = tenant.clone();
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    store
+                        .enqueue(message(&tenant, 1 + n % 3, now_millis()))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let pull = |cursor: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .list_events(&EventQuery {
+                    after: cursor,
+                    limit: 7,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    while !writers.iter().all(|w| w.is_finished()) {
+        let page = pull(cursor).await;
+        seen.extend(page.events.iter().map(|e| (e.seq, e.event.id.clone())));
+        cursor = page.next_cursor;
+        tokio::task::yield_now().await;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    loop {
+        let page = pull(cursor).await;
+        if page.events.is_empty() && page.next_cursor == cursor {
+            break;
+        }
+        seen.extend(page.events.iter().map(|e| (e.seq, e.event.id.clone())));
+        cursor = page.next_cursor;
+    }
+    let all = store
+        .list_events(&EventQuery {
+            limit: 10_000,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    let want: Vec<_> = all
+        .events
+        .iter()
+        .map(|e| (e.seq, e.event.id.clone()))
+        .collect();
+    // Per writer: 9 messages with 1 recipient, 8 with 2, 8 with 3.
+    assert_eq!(
+        want.len(),
+        8 * (9 + 8 * 2 + 8 * 3),
+        "every recipient has an event"
+    );
+    assert_eq!(
+        seen, want,
+        "the paged stream is the whole stream, in order, once"
+    );
+}
+
+#[tokio::test]
+async fn pages_filter_and_skip_non_matching_rows() {
+    let (store, tenant, _dir) = setup().await;
+    store
+        .enqueue(message(&tenant, 3, now_millis()))
+        .await
+        .unwrap();
+    let page = store
+        .list_events(&EventQuery {
+            kinds: vec![EventType::Delivered],
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.events.is_empty());
+    assert!(
+        page.next_cursor >= 3,
+        "the cursor moves past rows that did not match"
+    );
+    let page = store
+        .list_events(&EventQuery {
+            recipient: Some("r1@example.net".into()),
+            tenant: Some(tenant.clone()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(
+        page.events[0].rfc_message_id.as_deref(),
+        Some("<x@acme.test>")
+    );
+}
+
+#[tokio::test]
+async fn retention_spares_events_webhooks_still_owe() {
+    let (store, tenant, _dir) = setup().await;
+    let day = 86_400_000;
+    let hook = webhook(&store, &tenant, None).await;
+    let old = message(&tenant, 2, now_millis() - 40 * day);
+    store.enqueue(old).await.unwrap();
+    store
+        .enqueue(message(&tenant, 1, now_millis()))
+        .await
+        .unwrap();
+    let before = now_millis() - 30 * day;
+
+    // Not yet fanned out: kept.
+    assert_eq!(store.prune_events(before, 100).await.unwrap(), 0);
+    let f = store.fan_out_events(100, now_millis()).await.unwrap();
+    assert_eq!((f.events, f.deliveries), (3, 3));
+    // Pending deliveries: kept.
+    assert_eq!(store.prune_events(before, 100).await.unwrap(), 0);
+
+    let now = now_millis();
+    let due = store
+        .claim_deliveries(&hook, now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 3);
+    let old_ones: Vec<_> = due.iter().filter(|d| d.event.event.at < before).collect();
+    assert_eq!(old_ones.len(), 2);
+    for (d, state) in old_ones
+        .iter()
+        .zip([DeliveryState::Delivered, DeliveryState::Failed])
+    {
+        store
+            .record_delivery(DeliveryUpdate {
+                webhook_id: hook.clone(),
+                seq: d.seq,
+                state,
+                attempts: 1,
+                next_attempt_at: None,
+                last_status: Some(200),
+                last_error: None,
+                at: now,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_events(before, 100).await.unwrap(), 2);
+    let left = store
+        .list_events(&EventQuery {
+            limit: 100,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.events.len(), 1);
+    let rows = store.list_deliveries(&hook, None, 100).await.unwrap();
+    assert_eq!(rows.len(), 1, "finished deliveries of pruned events go too");
+    assert_eq!(rows[0].state, DeliveryState::Pending);
+}
+
+#[tokio::test]
+async fn delivery_state_machine() {
+    let (store, tenant, _dir) = setup().await;
+    store
+        .enqueue(message(&tenant, 1, now_millis()))
+        .await
+        .unwrap();
+    // Created after that event: it is not sent to this webhook.
+    let hook = webhook(&store, &tenant, Some(vec![EventType::Accepted])).await;
+    let only_delivered = webhook(&store, &tenant, Some(vec![EventType::Delivered])).await;
+    let f = store.fan_out_events(100, now_millis()).await.unwrap();
+    assert_eq!((f.events, f.deliveries), (1, 0));
+
+    store
+        .enqueue(message(&tenant, 1, now_millis()))
+        .await
+        .unwrap();
+    let f = store.fan_out_events(100, now_millis()).await.unwrap();
+    assert_eq!(
+        (f.events, f.deliveries),
+        (1, 1),
+        "only the webhook that wants `accepted`"
+    );
+    assert_eq!(
+        store
+            .fan_out_events(100, now_millis())
+            .await
+            .unwrap()
+            .events,
+        0
+    );
+    assert!(
+        store
+            .list_deliveries(&only_delivered, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let now = now_millis();
+    let due = store
+        .claim_deliveries(&hook, now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 0);
+    assert!(
+        store
+            .claim_deliveries(&hook, now, now + 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed under a lease"
+    );
+    // Failed attempt, due again at once.
+    let update = |state, attempts, next, status| DeliveryUpdate {
+        webhook_id: hook.clone(),
+        seq: due[0].seq,
+        state,
+        attempts,
+        next_attempt_at: next,
+        last_status: status,
+        last_error: Some("receiver answered 500".into()),
+        at: now,
+    };
+    store
+        .record_delivery(update(DeliveryState::Pending, 1, Some(now), Some(500)))
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_at(&hook).await.unwrap(), Some(now));
+    let again = store
+        .claim_deliveries(&hook, now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    store
+        .record_delivery(update(DeliveryState::Delivered, 2, None, Some(204)))
+        .await
+        .unwrap();
+    // A late duplicate answer does not reopen a finished delivery.
+    store
+        .record_delivery(update(DeliveryState::Failed, 3, None, None))
+        .await
+        .unwrap();
+    let rows = store
+        .list_deliveries(&hook, Some(DeliveryState::Delivered), 10)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].attempts, 2);
+    assert_eq!(rows[0].last_status, Some(204));
+    assert_eq!(rows[0].event_type, EventType::Accepted);
+    assert_eq!(store.next_delivery_at(&hook).await.unwrap(), None);
+    assert!(
+        store
+            .list_deliveries(&hook, Some(DeliveryState::Failed), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Deleting the webhook removes its deliveries.
+    assert!(store.delete_webhook(&hook).await.unwrap());
+    assert!(!store.delete_webhook(&hook).await.unwrap());
+    assert!(
+        store
+            .list_deliveries(&hook, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ids: HashSet<_> = store
+        .list_webhooks(Some(&tenant))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, HashSet::from([only_delivered]));
+}
