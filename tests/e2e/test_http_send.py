@@ -89,6 +89,14 @@ def test_http_message_is_delivered_with_its_parts(server, tenant, sink):
     assert names == ["hello.txt"]
     poll_until(lambda: state_of(server, r.body["id"], to) == "delivered", timeout=WAIT,
                what="delivered state")
+    ev = server.api("GET", f"/v1/events?message_id={r.body['id']}", token=tenant.api_key)
+    assert ev.status == 200, ev
+    kinds = [e["type"] for e in ev.body["events"]]
+    assert kinds == ["accepted", "delivered"], kinds
+    for e in ev.body["events"]:
+        assert e["tags"] == ["welcome"] and e["metadata"] == {"user": "42"}, e
+        assert e["rfc_message_id"] and e["recipient"] == to
+    assert ev.body["events"][1]["detail"]["reply"]["code"] == 250
 
 
 def test_hard_bounce_suppresses_the_address(server, tenant, sink):

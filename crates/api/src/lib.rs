@@ -46,7 +46,7 @@ pub struct AppState {
     /// requests with one key cannot both create a message.
     pub inflight_keys: Arc<Mutex<HashSet<(TenantId, String)>>>,
     /// Renders the Prometheus text exposition of every recorded metric (`None`: no
-    /// recorder installed, `/metrics` answers 404).
+    /// recorder installed, `/metrics` answers 503).
     pub metrics: Option<MetricsRenderer>,
     /// Sends webhook test pings; also says whether webhook URLs may be private.
     pub webhooks: mailroom_events::WebhookClient,

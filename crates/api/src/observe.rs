@@ -30,7 +30,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(render) = state.metrics.clone() else {
-        return Err(ApiError::not_found("route"));
+        return Err(ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Metrics unavailable",
+            "no metrics recorder is installed in this process",
+        ));
     };
     let counts = state.store.count_recipients_by_state().await?;
     // Every state is reported, zero included, so a series never disappears.

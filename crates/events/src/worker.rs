@@ -120,6 +120,12 @@ impl Worker {
                 webhook = %webhook.id, event_id = %d.event.event.id, attempt = attempts,
                 status = ?result.status, error = ?result.error, state = %state, "webhook attempt"
             );
+            let outcome = match state {
+                DeliveryState::Delivered => "delivered",
+                DeliveryState::Pending => "retry",
+                DeliveryState::Failed => "failed",
+            };
+            metrics::counter!("mailroom_webhook_attempts_total", "result" => outcome).increment(1);
             if state == DeliveryState::Failed {
                 tracing::warn!(webhook = %webhook.id, event_id = %d.event.event.id,
                     attempts, error = ?result.error, "webhook delivery failed for good");

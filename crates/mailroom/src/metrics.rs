@@ -87,11 +87,11 @@ fn describe() {
         "SMTP replies with a 4xx or 5xx code, by code and enhanced code"
     );
     describe_gauge!(
-        "mailroom_webhook_backlog",
-        "Webhook deliveries pending, read at scrape time"
+        "mailroom_webhook_deliveries",
+        "Webhook deliveries by state: pending (the backlog) and failed (gave up), read at scrape time"
     );
     describe_counter!(
-        "mailroom_webhook_deliveries_total",
+        "mailroom_webhook_attempts_total",
         "Webhook POST attempts, by result (delivered, retry, failed)"
     );
 }

@@ -16,6 +16,12 @@ pub struct StreamEvent {
     pub event: Event,
     /// The message's `Message-ID:` header, joined from its message.
     pub rfc_message_id: Option<String>,
+    /// Tags and metadata given when the message was sent over HTTP, echoed on every
+    /// event of the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// `GET /v1/events`: events after a cursor, optionally filtered.

@@ -143,6 +143,11 @@ pub trait Store: Send + Sync + 'static {
     async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
     async fn queue_summary(&self) -> Result<QueueSummary, StoreError>;
 
+    /// Webhook deliveries by state (pending, failed), for metrics.
+    async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// A cheap round trip to the database, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())

@@ -30,15 +30,21 @@ const SCAN_WINDOW: i64 = 100_000;
 macro_rules! event_columns {
     () => {
         "e.seq, e.id, e.type, e.at, e.message_id, e.tenant_id, e.recipient, e.detail, \
-         m.rfc_message_id"
+         m.rfc_message_id, m.meta"
     };
 }
 
 fn stream_event(r: &SqliteRow) -> Option<StreamEvent> {
+    let meta: Option<serde_json::Value> = r
+        .get::<Option<String>, _>("meta")
+        .and_then(|m| serde_json::from_str(&m).ok());
+    let part = |key: &str| meta.as_ref().and_then(|m| m.get(key)).cloned();
     Some(StreamEvent {
         seq: r.get("seq"),
         event: event_from_row(r)?,
         rfc_message_id: r.get("rfc_message_id"),
+        tags: part("tags"),
+        metadata: part("metadata"),
     })
 }
 

@@ -623,6 +623,17 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM webhook_deliveries \
+             WHERE state IN ('pending', 'failed') GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("webhook delivery"))?;
+        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
