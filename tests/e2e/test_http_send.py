@@ -20,6 +20,7 @@ import pytest
 from mailroom_harness import MailroomServer, binary_missing_reason, poll_until
 from sink import SmtpSink
 from test_delivery import delivery_config
+from test_webhooks import Receiver, verify_signature
 
 WAIT = 20.0
 
@@ -41,7 +42,8 @@ def server(tmp_path_factory, sink):
     if reason:
         pytest.skip(reason)
     srv = MailroomServer(tmp_path_factory.mktemp("mailroom-http"),
-                         extra_config=delivery_config(sink.port))
+                         extra_config=delivery_config(sink.port)
+                         + "\n[webhooks]\nallow_private = true\nretry_schedule_secs = [1]\n")
     try:
         srv.start()
     except RuntimeError as err:
@@ -177,3 +179,39 @@ def test_metrics_pass_promtool(server, tenant, sink):
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     for path in ("/healthz", "/readyz"):
         assert server.api("GET", path, token=None).status == 200
+
+
+def test_delivered_event_reaches_a_webhook_after_a_failed_first_try(server, sink):
+    t = server.create_tenant("hook", domain="hook.test")
+    receiver = Receiver()
+    try:
+        r = server.api("POST", "/v1/webhooks", {"url": receiver.url, "event_types": ["delivered"]},
+                       token=t.api_key)
+        assert r.status == 201, r
+        secret = r.body["secret"]
+        to = uniq("ok")
+        sent = server.api("POST", "/v1/messages", {"from": "app@hook.test", "to": [to],
+                          "subject": "hook", "text": "x", "tags": ["t1"]}, token=t.api_key)
+        assert sent.status == 202, sent
+        sink.wait_for_rcpt(to, timeout=WAIT)
+
+        def delivered_posts():
+            with receiver.lock:
+                got = [q for q in receiver.requests
+                       if q["payload"]["events"][0]["type"] == "delivered"]
+            return got if len(got) >= 2 else None
+
+        posts = poll_until(delivered_posts, timeout=WAIT, what="a 500 then a retried delivered event")
+        for q in posts:
+            assert verify_signature(secret, q["signature"], q["body"]), q
+        event = posts[0]["payload"]["events"][0]
+        assert posts[1]["event_id"] == event["id"]
+        assert event["message_id"] == sent.body["id"] and event["recipient"] == to
+        assert event["tags"] == ["t1"]
+        assert event["detail"]["reply"]["code"] == 250
+        # Only the subscribed type was posted.
+        with receiver.lock:
+            kinds = {q["payload"]["events"][0]["type"] for q in receiver.requests}
+        assert kinds == {"delivered"}, kinds
+    finally:
+        receiver.close()
