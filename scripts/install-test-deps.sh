@@ -20,6 +20,9 @@ as_root() {
 # prometheus: --no-install-recommends, and nothing starts the server.
 missing=()
 command -v swaks >/dev/null 2>&1 || missing+=(swaks)
+# swaks needs these for --tls and AUTH (Debian lists them only as recommendations).
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
+perl -MAuthen::SASL -e1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
