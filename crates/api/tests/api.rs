@@ -158,6 +158,7 @@ impl Api {
                 leased_until: None,
                 idempotency: None,
                 meta: None,
+                return_path: None,
             })
             .await
             .expect("enqueue");
