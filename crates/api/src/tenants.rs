@@ -121,6 +121,7 @@ where
 struct PatchTenant {
     bounce_reports: Option<bool>,
     reject_suppressed: Option<bool>,
+    arc_sealing: Option<bool>,
     /// Operator only from here on.
     status: Option<TenantStatus>,
     sandbox: Option<bool>,
@@ -184,6 +185,7 @@ pub async fn update(
         status: req.status,
         sandbox: req.sandbox,
         reject_suppressed: req.reject_suppressed,
+        arc_sealing: req.arc_sealing,
         messages_per_second: req.messages_per_second,
         messages_per_day: positive("messages_per_day", req.messages_per_day)?,
         max_recipients: positive("max_recipients", req.max_recipients)?,

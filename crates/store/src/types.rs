@@ -83,6 +83,9 @@ pub struct TenantRecord {
     /// and recording them as `suppressed`.
     pub reject_suppressed: bool,
     pub limits: TenantLimits,
+    /// Add an ARC set to submitted mail that already carries authentication
+    /// (forwarded mail), when the operator configured a sealing key.
+    pub arc_sealing: bool,
 }
 
 /// Per-tenant limits; `None` means the server-wide default from the configuration.
@@ -102,6 +105,7 @@ pub struct TenantSettings {
     pub status: Option<TenantStatus>,
     pub sandbox: Option<bool>,
     pub reject_suppressed: Option<bool>,
+    pub arc_sealing: Option<bool>,
     pub messages_per_second: Option<Option<f64>>,
     pub messages_per_day: Option<Option<i64>>,
     pub max_recipients: Option<Option<i64>>,

@@ -100,6 +100,7 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
             max_recipients: r.get("max_recipients"),
             max_message_size: r.get("max_message_size"),
         },
+        arc_sealing: r.get("arc_sealing"),
     }
 }
 
@@ -174,6 +175,7 @@ impl Store for SqliteStore {
             sandbox: false,
             reject_suppressed: false,
             limits: TenantLimits::default(),
+            arc_sealing: true,
         })
     }
 
@@ -202,7 +204,11 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
         // One statement per setting given, all in one transaction; the column names
         // are constants, only values are bound.
-        let flags: [(&'static str, Option<bool>); 3] = [
+        let flags: [(&'static str, Option<bool>); 4] = [
+            (
+                "UPDATE tenants SET arc_sealing = $1 WHERE id = $2",
+                settings.arc_sealing,
+            ),
             (
                 "UPDATE tenants SET bounce_reports = $1 WHERE id = $2",
                 settings.bounce_reports,
