@@ -5,7 +5,9 @@
 
 mod auth;
 pub mod compose;
+mod domains;
 mod error;
+pub mod lifecycle;
 mod messages;
 mod openapi;
 mod send;
@@ -13,6 +15,7 @@ mod suppressions;
 mod tenants;
 
 pub use error::ApiError;
+pub use lifecycle::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
 
 use axum::Router;
@@ -41,6 +44,8 @@ pub struct AppState {
     /// Idempotency keys whose request is being processed, so that two concurrent
     /// requests with one key cannot both create a message.
     pub inflight_keys: Arc<Mutex<HashSet<(TenantId, String)>>>,
+    /// Sending domains: resolver, record options, key rotation (see `lifecycle`).
+    pub domains: Arc<DomainServices>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -72,6 +77,13 @@ pub fn app(state: AppState) -> Router {
             post(tenants::add_domain).get(tenants::list_domains),
         )
         .route("/v1/domains", get(tenants::all_domains))
+        .route("/v1/domains/{name}", get(domains::show))
+        .route("/v1/domains/{name}/verify", post(domains::verify))
+        .route("/v1/domains/{name}/dkim/rotate", post(domains::rotate))
+        .route(
+            "/v1/domains/{name}/senders",
+            axum::routing::put(domains::put_senders),
+        )
         .route("/v1/messages", post(send::send))
         .route(
             "/v1/suppressions",

@@ -47,7 +47,14 @@ impl Api {
             policy.clone(),
             "mailroom.test".into(),
         ));
+        let domains = Arc::new(mailroom_api::DomainServices::new(
+            dyn_store.clone(),
+            policy.clone(),
+            ingest.signer().clone(),
+            Arc::new(mailroom_dns::StaticResolver::new()),
+        ));
         let app = app(AppState {
+            domains,
             store: dyn_store,
             policy,
             operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
