@@ -458,6 +458,7 @@ async fn another_tenants_message_is_not_found() {
 fn concrete(path: &str) -> String {
     path.replace("{id}", &TenantId::generate().to_string())
         .replace("{cred}", &TenantId::generate().to_string())
+        .replace("{name}", "example.test")
 }
 
 #[tokio::test]
@@ -524,6 +525,10 @@ const ROUTED: &[(&str, &str)] = &[
     ("POST", "/v1/tenants/{id}/domains"),
     ("GET", "/v1/tenants/{id}/domains"),
     ("GET", "/v1/domains"),
+    ("GET", "/v1/domains/{name}"),
+    ("POST", "/v1/domains/{name}/verify"),
+    ("POST", "/v1/domains/{name}/dkim/rotate"),
+    ("PUT", "/v1/domains/{name}/senders"),
     ("GET", "/v1/messages/{id}"),
     ("DELETE", "/v1/messages/{id}"),
     ("POST", "/v1/messages/{id}/retry"),
