@@ -22,6 +22,9 @@ pub struct Config {
     pub delivery: DeliverySection,
     pub dns: DnsSection,
     pub limits: LimitsSection,
+    pub domains: crate::domains::DomainsSection,
+    pub arc: crate::domains::ArcSection,
+    pub managed_domain: crate::domains::ManagedDomainSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -183,6 +186,9 @@ impl Default for Config {
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
             limits: LimitsSection::default(),
+            domains: Default::default(),
+            arc: Default::default(),
+            managed_domain: Default::default(),
         }
     }
 }
@@ -236,8 +242,20 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 10] = [
-    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "limits",
+const TOP_LEVEL: [&str; 13] = [
+    "data_dir",
+    "hostname",
+    "smtp",
+    "http",
+    "tls",
+    "storage",
+    "log",
+    "delivery",
+    "dns",
+    "limits",
+    "domains",
+    "arc",
+    "managed_domain",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -402,6 +420,7 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::domains::validate(self)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }

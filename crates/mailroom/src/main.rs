@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod domains;
 mod files;
 mod serve;
 mod tls;
