@@ -230,3 +230,58 @@ pub async fn maintain(services: Arc<DomainServices>, tick: Duration, shutdown: C
         }
     }
 }
+
+/// `mailroom domain show`: a summary and a table of records, or BIND zone lines.
+pub fn render_records(v: &serde_json::Value, zone_file: bool) -> String {
+    let empty = Vec::new();
+    let records = v["records"].as_array().unwrap_or(&empty);
+    let mut out = String::new();
+    if zone_file {
+        for r in records {
+            let (name, rtype, value) = (
+                r["name"].as_str().unwrap_or(""),
+                r["type"].as_str().unwrap_or(""),
+                r["value"].as_str().unwrap_or(""),
+            );
+            let data = match rtype {
+                "TXT" => value
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| {
+                        format!(
+                            "\"{}\"",
+                            String::from_utf8_lossy(c)
+                                .replace('\\', "\\\\")
+                                .replace('"', "\\\"")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => format!("{value}."),
+            };
+            out.push_str(&format!("{name}. 3600 IN {rtype} {data}\n"));
+        }
+        return out;
+    }
+    out.push_str(&format!(
+        "{}  status: {}  last check: {}\n\n",
+        v["name"].as_str().unwrap_or("?"),
+        v["status"].as_str().unwrap_or("?"),
+        v["last_check"]
+    ));
+    out.push_str(&format!(
+        "{:<16} {:<6} {:<18} {:<40} VALUE\n",
+        "KIND", "TYPE", "STATE", "NAME"
+    ));
+    for r in records {
+        out.push_str(&format!(
+            "{:<16} {:<6} {:<18} {:<40} {}\n",
+            r["kind"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["name"].as_str().unwrap_or(""),
+            r["value"].as_str().unwrap_or(""),
+        ));
+    }
+    out
+}
