@@ -26,9 +26,12 @@ pub struct ArcSealer {
     pub authserv_id: String,
 }
 
+/// Domain → (selector, key) of its signing keys.
+type KeyMap = HashMap<String, Vec<(String, Arc<DkimKey>)>>;
+
 /// Signing keys by domain (active and retiring keys only), and the sealer.
 pub struct Signer {
-    keys: RwLock<Arc<HashMap<String, Vec<(String, Arc<DkimKey>)>>>>,
+    keys: RwLock<Arc<KeyMap>>,
     /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
     return_path_label: Option<String>,
     arc: Option<ArcSealer>,
@@ -64,7 +67,7 @@ impl Signer {
     /// Re-reads the keys from the store. Keys that do not parse are skipped (and
     /// logged): the domain then sends with what is left, or unsigned.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let mut map: HashMap<String, Vec<(String, Arc<DkimKey>)>> = HashMap::new();
+        let mut map = KeyMap::new();
         for k in store.list_dkim_keys(None).await? {
             if !k.state.signs() {
                 continue;
