@@ -298,11 +298,16 @@ def test_delivered_with_received_header_and_body_intact(dserver, dtenant, sink):
     assert [e["type"] for e in rec["events"]] == ["accepted", "delivered"], rec
 
     got = sink.wait_for_rcpt(rcpt)
-    assert got.mail_from == dtenant.sender, got
+    # VERP: the envelope sender is rewritten to the domain's return path (DSNs still go
+    # to the submitted sender).
+    domain = dtenant.sender.rsplit("@", 1)[1]
+    assert got.mail_from == f"b+{msg_id.lower()}-0@bounces.{domain}", got
     assert got.rcpts == [rcpt], got
     assert got.helo == HOSTNAME, f"EHLO name {got.helo!r}"
-    # Mailroom prepends its trace header; everything the client sent follows untouched.
-    assert got.data.startswith(b"Received: "), got.data[:300]
+    # Mailroom prepends its DKIM signatures and trace header; everything the client sent
+    # follows untouched.
+    assert got.data.startswith(b"DKIM-Signature: "), got.data[:300]
+    assert b"\r\nReceived: " in got.data, got.data[:2000]
     assert got.data.endswith(sent), (
         f"body changed on the way\n--- sent ---\n{sent!r}\n--- got ---\n{got.data!r}")
     parsed = email.message_from_bytes(got.data, policy=email.policy.default)

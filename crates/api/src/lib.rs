@@ -5,8 +5,10 @@
 
 mod auth;
 pub mod compose;
+mod domains;
 mod error;
 mod events;
+pub mod lifecycle;
 mod messages;
 mod observe;
 mod openapi;
@@ -17,6 +19,7 @@ mod tenants;
 mod webhooks;
 
 pub use error::ApiError;
+pub use lifecycle::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
 
 use axum::Router;
@@ -50,6 +53,8 @@ pub struct AppState {
     pub metrics: Option<MetricsRenderer>,
     /// Sends webhook test pings; also says whether webhook URLs may be private.
     pub webhooks: mailroom_events::WebhookClient,
+    /// Sending domains: resolver, record options, key rotation (see `lifecycle`).
+    pub domains: Arc<DomainServices>,
 }
 
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -82,6 +87,13 @@ pub fn app(state: AppState) -> Router {
             post(tenants::add_domain).get(tenants::list_domains),
         )
         .route("/v1/domains", get(tenants::all_domains))
+        .route("/v1/domains/{name}", get(domains::show))
+        .route("/v1/domains/{name}/verify", post(domains::verify))
+        .route("/v1/domains/{name}/dkim/rotate", post(domains::rotate))
+        .route(
+            "/v1/domains/{name}/senders",
+            axum::routing::put(domains::put_senders),
+        )
         .route("/v1/messages", post(send::send))
         .route(
             "/v1/suppressions",

@@ -200,6 +200,10 @@ fn ingest_error(e: IngestError, fields: &[String], raw: bool) -> ApiError {
             "From header domain {d} is not a verified domain of this account"
         ))
         .with_field(body_field),
+        IngestError::FromAddressNotAllowed(a) => ApiError::forbidden(format!(
+            "From address {a} is not an allowed sender of its domain"
+        ))
+        .with_field(body_field),
         IngestError::MalformedHeaders(why) => ApiError::invalid(body_field, why),
         IngestError::Refused(Refusal::Inactive(status)) => {
             ApiError::forbidden(format!("sending is disabled for this account ({status})"))

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use ipnet::IpNet;
 use mailroom_model::{CredentialId, TenantId, TenantStatus, parse_domain};
 use mailroom_policy::secrets;
-use mailroom_store::{AllowedIp, NewCredential, NewDomain, NewTenant};
+use mailroom_store::{AllowedIp, NewCredential, NewTenant};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -71,6 +71,11 @@ pub async fn create(
         .await?;
     reload(&state).await?;
     tracing::info!(tenant = %record.name, tenant_id = %record.id, "tenant created");
+    // With `managed_domain.zone`, the tenant can send before touching DNS.
+    let managed = match state.domains.managed_name(&record.id) {
+        Some(name) => Some(state.domains.create(&record.id, &name, true).await?.name),
+        None => None,
+    };
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -78,6 +83,7 @@ pub async fn create(
             "name": record.name,
             "created_at": record.created_at,
             "api_key": api_key,
+            "managed_domain": managed,
         })),
     ))
 }
@@ -121,6 +127,7 @@ where
 struct PatchTenant {
     bounce_reports: Option<bool>,
     reject_suppressed: Option<bool>,
+    arc_sealing: Option<bool>,
     /// Operator only from here on.
     status: Option<TenantStatus>,
     sandbox: Option<bool>,
@@ -184,6 +191,7 @@ pub async fn update(
         status: req.status,
         sandbox: req.sandbox,
         reject_suppressed: req.reject_suppressed,
+        arc_sealing: req.arc_sealing,
         messages_per_second: req.messages_per_second,
         messages_per_day: positive("messages_per_day", req.messages_per_day)?,
         max_recipients: positive("max_recipients", req.max_recipients)?,
@@ -370,14 +378,9 @@ pub async fn add_domain(
     let domain = parse_domain(req.name.trim())
         .map_err(|e| ApiError::invalid("name", format!("{:?}: {e}", req.name)))?;
     let record = state
-        .store
-        .add_domain(NewDomain {
-            tenant_id: id,
-            name: domain.to_string(),
-            verified: req.verified,
-        })
+        .domains
+        .create(&id, domain.as_str(), req.verified)
         .await?;
-    reload(&state).await?;
     tracing::info!(tenant_id = %record.tenant_id, domain = %record.name, verified = record.verified, "domain added");
     Ok((StatusCode::CREATED, Json(record)))
 }

@@ -47,7 +47,14 @@ impl Api {
             policy.clone(),
             "mailroom.test".into(),
         ));
+        let domains = Arc::new(mailroom_api::DomainServices::new(
+            dyn_store.clone(),
+            policy.clone(),
+            ingest.signer().clone(),
+            Arc::new(mailroom_dns::StaticResolver::new()),
+        ));
         let app = app(AppState {
+            domains,
             store: dyn_store,
             policy,
             operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
@@ -161,6 +168,7 @@ impl Api {
                 leased_until: None,
                 idempotency: None,
                 meta: None,
+                return_path: None,
             })
             .await
             .expect("enqueue");
@@ -453,6 +461,7 @@ async fn another_tenants_message_is_not_found() {
 fn concrete(path: &str) -> String {
     path.replace("{id}", &TenantId::generate().to_string())
         .replace("{cred}", &TenantId::generate().to_string())
+        .replace("{name}", "example.test")
 }
 
 #[tokio::test]
@@ -536,7 +545,7 @@ fn routed() -> Vec<(String, String)> {
         for method in ["get", "post", "put", "patch", "delete"] {
             let called = handlers.match_indices(&format!("{method}(")).any(|(i, _)| {
                 let before = handlers[..i].chars().next_back();
-                matches!(before, Some('.') | Some(' ') | Some(',') | Some('\n'))
+                matches!(before, Some('.' | ' ' | ',' | ':' | '\n'))
             });
             if called {
                 out.push((method.to_ascii_uppercase(), path.to_string()));

@@ -52,7 +52,9 @@ async fn send_queues_each_recipient_and_stores_a_complete_message() {
         "Bcc must not be in the message"
     );
     assert!(body.contains("r.pdf"));
-    assert!(body.starts_with("Received: "), "{body}");
+    // Signed last: the DKIM signatures come before the trace header.
+    assert!(body.starts_with("DKIM-Signature: "), "{body}");
+    assert!(body.contains("\r\nReceived: "), "{body}");
     let shown = api.get(&format!("/v1/messages/{id}"), &key).await;
     assert_eq!(shown.status, StatusCode::OK);
     assert_eq!(shown.json["source"], "api");

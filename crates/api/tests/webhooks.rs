@@ -5,58 +5,30 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use mailroom_api::{AppState, app};
 use mailroom_model::{MessageId, TenantId, now_millis};
-use mailroom_policy::{Policy, PolicyConfig, secrets};
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{DynStore, NewMessage, NewRecipient, Store};
+use mailroom_store::{NewMessage, NewRecipient, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use tower::ServiceExt;
 
-const OPERATOR: &str = "mro_webhook_test_operator_token";
+mod common;
+
+use common::OPERATOR;
 
 struct Api {
     app: Router,
     store: Arc<SqliteStore>,
-    _dir: tempfile::TempDir,
+    _inner: common::Api,
 }
 
 impl Api {
     async fn new(allow_private: bool) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("mailroom.db"))
-                .await
-                .expect("open store"),
-        );
-        let dyn_store: DynStore = store.clone();
-        let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
-            .await
-            .expect("policy");
-        let ingest = Arc::new(mailroom_ingest::Ingest::new(
-            dyn_store.clone(),
-            policy.clone(),
-            "mailroom.test".into(),
-        ));
-        let app = app(AppState {
-            store: dyn_store,
-            policy,
-            ingest,
-            hostname: Arc::new("mailroom.test".into()),
-            max_api_recipients: 50,
-            inflight_keys: Default::default(),
-            metrics: None,
-            operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
-            delivery_wake: Arc::new(tokio::sync::Notify::new()),
-            webhooks: mailroom_events::WebhookClient::new(Duration::from_secs(2), allow_private)
-                .expect("client"),
-        });
+        let inner = common::Api::with_webhooks(allow_private).await;
         Self {
-            app,
-            store,
-            _dir: dir,
+            app: inner.app.clone(),
+            store: inner.store.clone(),
+            _inner: inner,
         }
     }
 
@@ -133,6 +105,7 @@ impl Api {
                     .collect(),
                 accepted_detail: json!({ "source": "api", "tags": ["t1"] }),
                 leased_until: None,
+                return_path: None,
                 idempotency: None,
                 meta: None,
             })

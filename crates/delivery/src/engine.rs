@@ -170,13 +170,15 @@ impl Engine {
         }
         let mut give_back = Vec::new();
         for ((_, domain), recipients) in groups {
-            if let Err(w) = self.dispatch(Work {
-                domain,
-                recipients,
-                body: None,
-                lease_until,
-            }) {
-                give_back.extend(w.keys());
+            for recipients in split_for_verp(recipients) {
+                if let Err(w) = self.dispatch(Work {
+                    domain: domain.clone(),
+                    recipients,
+                    body: None,
+                    lease_until,
+                }) {
+                    give_back.extend(w.keys());
+                }
             }
         }
         let dispatched = claimed - give_back.len();
@@ -313,13 +315,15 @@ impl mailroom_store::Handoff for EngineHandoff {
         }
         let mut refused = Vec::new();
         for (domain, recipients) in by_domain {
-            if let Err(w) = engine.dispatch(Work {
-                domain,
-                recipients,
-                body: Some(body.clone()),
-                lease_until,
-            }) {
-                refused.extend(w.keys());
+            for recipients in split_for_verp(recipients) {
+                if let Err(w) = engine.dispatch(Work {
+                    domain: domain.clone(),
+                    recipients,
+                    body: Some(body.clone()),
+                    lease_until,
+                }) {
+                    refused.extend(w.keys());
+                }
             }
         }
         refused
@@ -327,5 +331,15 @@ impl mailroom_store::Handoff for EngineHandoff {
 
     fn lease(&self) -> std::time::Duration {
         self.0.cfg.lease
+    }
+}
+
+/// One work item per recipient when the message has a return-path domain (each copy
+/// gets its own VERP envelope sender, see `verp`); the whole group otherwise.
+fn split_for_verp(recipients: Vec<DueRecipient>) -> Vec<Vec<DueRecipient>> {
+    if recipients.first().is_some_and(|r| r.return_path.is_some()) {
+        recipients.into_iter().map(|r| vec![r]).collect()
+    } else {
+        vec![recipients]
     }
 }

@@ -11,6 +11,7 @@ mod engine;
 mod outcome;
 pub mod route;
 pub mod schedule;
+pub mod verp;
 mod worker;
 
 pub use config::{DeliveryConfig, StaticRoute};

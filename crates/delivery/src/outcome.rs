@@ -342,6 +342,7 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
         leased_until: None,
         idempotency: None,
         meta: None,
+        return_path: None,
     };
     match engine.store.enqueue(message).await {
         Ok(()) => {

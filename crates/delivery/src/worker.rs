@@ -76,8 +76,12 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             })
             .collect();
         let first = &work.recipients[0];
+        let mail_from = match (&first.return_path, work.recipients.len()) {
+            (Some(rp), 1) => crate::verp::verp_address(rp, &first.message_id, first.idx),
+            _ => first.mail_from.clone(),
+        };
         let envelope = Envelope {
-            mail_from: &first.mail_from,
+            mail_from: &mail_from,
             recipients: &rcpts,
             body: &body,
             smtputf8: first.smtputf8,

@@ -196,6 +196,7 @@ impl Harness {
             leased_until: None,
             idempotency: None,
             meta: None,
+            return_path: None,
         }
     }
 
@@ -1634,6 +1635,62 @@ impl Store for CountingStore {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<DomainRecord>, StoreError> {
         self.inner.list_domains(tenant).await
+    }
+    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
+        self.inner.get_domain(name).await
+    }
+    async fn record_domain_check(
+        &self,
+        name: &str,
+        check: mailroom_store::DomainCheck,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_domain_check(name, check).await
+    }
+    async fn set_allowed_local_parts(
+        &self,
+        name: &str,
+        local_parts: &[String],
+    ) -> Result<bool, StoreError> {
+        self.inner.set_allowed_local_parts(name, local_parts).await
+    }
+    async fn list_dkim_keys(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Vec<mailroom_store::DkimKeyRecord>, StoreError> {
+        self.inner.list_dkim_keys(domain).await
+    }
+    async fn add_dkim_key(
+        &self,
+        key: mailroom_store::NewDkimKey,
+    ) -> Result<mailroom_store::DkimKeyRecord, StoreError> {
+        self.inner.add_dkim_key(key).await
+    }
+    async fn set_dkim_key_state(
+        &self,
+        domain: &str,
+        selector: &str,
+        state: mailroom_store::KeyState,
+        at: i64,
+        retire_after: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .set_dkim_key_state(domain, selector, state, at, retire_after)
+            .await
+    }
+    async fn insert_tenant_event(
+        &self,
+        tenant: &TenantId,
+        kind: EventType,
+        detail: serde_json::Value,
+    ) -> Result<mailroom_model::Event, StoreError> {
+        self.inner.insert_tenant_event(tenant, kind, detail).await
+    }
+    async fn list_tenant_events(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<mailroom_model::Event>, StoreError> {
+        self.inner.list_tenant_events(tenant, limit).await
     }
     async fn suppressed_among(
         &self,

@@ -149,6 +149,7 @@ async fn retries_sign_and_isolate_slow_endpoints() {
             }],
             accepted_detail: serde_json::json!({ "source": "api" }),
             leased_until: None,
+            return_path: None,
             idempotency: None,
             meta: None,
         })

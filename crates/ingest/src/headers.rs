@@ -6,6 +6,8 @@ use mailroom_model::{Domain, MessageId, parse_domain};
 
 pub(crate) struct Inspected {
     pub from_domains: Vec<Domain>,
+    /// The local part of each `From:` address, in the order of `from_domains`.
+    pub from_locals: Vec<String>,
     pub message_id: Option<String>,
     pub has_date: bool,
 }
@@ -38,15 +40,17 @@ pub(crate) fn inspect(body: &[u8]) -> Result<Inspected, IngestError> {
         _ => return Err(IngestError::MultipleFrom),
     }
     let mut from_domains = Vec::new();
+    let mut from_locals = Vec::new();
     if let Some(list) = message.from() {
         for addr in list.mailboxes() {
             let Some(text) = addr.address() else { continue };
-            let Some((_, domain)) = text.rsplit_once('@') else {
+            let Some((local, domain)) = text.rsplit_once('@') else {
                 return Err(IngestError::MalformedHeaders("From address has no domain"));
             };
             let domain = parse_domain(domain)
                 .map_err(|_| IngestError::MalformedHeaders("From address has an invalid domain"))?;
             from_domains.push(domain);
+            from_locals.push(local.to_string());
         }
     }
     if from_domains.is_empty() {
@@ -54,6 +58,7 @@ pub(crate) fn inspect(body: &[u8]) -> Result<Inspected, IngestError> {
     }
     Ok(Inspected {
         from_domains,
+        from_locals,
         message_id: message.message_id().map(|m| m.to_string()),
         has_date: message.date().is_some(),
     })

@@ -7,6 +7,9 @@
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
 
 mod headers;
+mod sign;
+
+pub use sign::{ArcSealer, SealContext, Signed, Signer, carries_authentication};
 
 use mailroom_model::{Address, Domain, MessageId, now_millis};
 use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
@@ -65,6 +68,9 @@ pub enum IngestError {
     MultipleFrom,
     #[error("From header domain {0} is not authorized")]
     FromNotAuthorized(Domain),
+    /// The domain is authorized but allows only some local parts.
+    #[error("From address {0} is not an allowed sender of its domain")]
+    FromAddressNotAllowed(String),
     #[error("malformed header section: {0}")]
     MalformedHeaders(&'static str),
     /// Suspended, paused or over a quota.
@@ -87,6 +93,7 @@ impl IngestError {
         match self {
             IngestError::MissingFrom | IngestError::MultipleFrom => "from_header",
             IngestError::FromNotAuthorized(_) => "sender_not_authorized",
+            IngestError::FromAddressNotAllowed(_) => "sender_address_not_allowed",
             IngestError::MalformedHeaders(_) => "malformed_headers",
             IngestError::Refused(Refusal::Inactive(_)) => "account_inactive",
             IngestError::Refused(Refusal::RateLimited(_)) => "rate_limited",
@@ -109,6 +116,8 @@ pub struct Ingest {
     /// Delivery's intake for fresh messages (stored already claimed, handed over with
     /// their body), so new mail skips the scheduler. `None`: delivery claims it later.
     handoff: Option<Arc<dyn Handoff>>,
+    /// DKIM keys and the ARC sealer, in memory (see `sign`).
+    signer: Arc<Signer>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,7 +150,19 @@ impl Ingest {
             hostname,
             enqueued: Arc::new(tokio::sync::Notify::new()),
             handoff: None,
+            signer: Arc::new(Signer::default()),
         }
+    }
+
+    /// Signs with these keys (and seals with its ARC key).
+    pub fn with_signer(mut self, signer: Arc<Signer>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The key cache: reload it after a key or domain changes.
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
     }
 
     /// Hands every accepted message straight to delivery after it is stored.
@@ -194,11 +215,13 @@ impl Ingest {
             }
         }
         let parsed = headers::inspect(&s.body)?;
-        for domain in &parsed.from_domains {
-            if let SenderVerdict::NotAuthorized(d) =
-                self.policy.check_sender_domain(&s.tenant.tenant_id, domain)
-            {
-                return Err(IngestError::FromNotAuthorized(d));
+        for (domain, local) in parsed.from_domains.iter().zip(&parsed.from_locals) {
+            match self.policy.check_sender(tenant, local, domain) {
+                SenderVerdict::Allowed => {}
+                SenderVerdict::NotAuthorized(d) => return Err(IngestError::FromNotAuthorized(d)),
+                SenderVerdict::AddressNotAllowed(a) => {
+                    return Err(IngestError::FromAddressNotAllowed(a));
+                }
             }
         }
         let addresses: Vec<String> = s.recipients.iter().map(|r| r.address.to_string()).collect();
@@ -209,6 +232,9 @@ impl Ingest {
         let id = MessageId::generate();
         let now = now_millis();
         let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
+        // Signing is the last change to the message before it is stored.
+        let (signed, return_path) = self.sign(&s, &parsed, body).await;
+        let body = signed.body;
         let (client_ip, source) = match &s.origin {
             Origin::Smtp { client_ip, .. } => (Some(*client_ip), "smtp"),
             Origin::Api { client_ip } => (*client_ip, "api"),
@@ -224,6 +250,8 @@ impl Ingest {
             "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
             "tags": s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
             "metadata": s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
+            "dkim_selectors": signed.selectors,
+            "arc_sealed": signed.arc_sealed,
         });
         let size = body.len();
         let leased_until = self
@@ -259,6 +287,7 @@ impl Ingest {
             leased_until,
             idempotency: None,
             meta: s.meta.clone(),
+            return_path,
         };
         let accepted = Accepted {
             id: id.clone(),
@@ -317,6 +346,50 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// Seals and signs for the sending domain that authorized the first `From:`
+    /// address; returns the result and the return-path domain for VERP.
+    async fn sign(
+        &self,
+        s: &Submission,
+        parsed: &headers::Inspected,
+        body: Vec<u8>,
+    ) -> (Signed, Option<String>) {
+        let tenant = &s.tenant.tenant_id;
+        let directory = self.policy.directory();
+        let Some(domain) = parsed
+            .from_domains
+            .first()
+            .and_then(|d| directory.sending_domain(tenant, d.as_str()))
+            .map(|(name, _)| name.to_string())
+        else {
+            return (
+                Signed {
+                    body,
+                    ..Signed::default()
+                },
+                None,
+            );
+        };
+        let mail_from = s.mail_from.to_string();
+        let seal = match (&s.origin, directory.tenant(tenant)) {
+            (
+                Origin::Smtp {
+                    helo, client_ip, ..
+                },
+                Some(t),
+            ) if t.arc_sealing => Some(SealContext {
+                client_ip: *client_ip,
+                helo: helo.as_str(),
+                mail_from: mail_from.as_str(),
+            }),
+            _ => None,
+        };
+        let signed = self.signer.apply(body, &domain, seal).await;
+        (signed, self.signer.return_path(&domain))
+    }
+}
+
 fn auth_label(t: &TenantContext) -> String {
     match &t.via {
         Via::Credential(user) => format!("smtp-auth:{user}"),
@@ -345,6 +418,7 @@ fn due_recipients(m: &NewMessage) -> Vec<DueRecipient> {
             dsn_ret: m.dsn_ret.clone(),
             dsn_envid: m.dsn_envid.clone(),
             smtputf8: m.smtputf8,
+            return_path: m.return_path.clone(),
         })
         .collect()
 }

@@ -67,6 +67,17 @@ pub enum DomainCmd {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Status, DKIM keys and every record to publish, with its state now.
+    Show {
+        name: String,
+        /// Print the records as BIND zone-file lines instead.
+        #[arg(long)]
+        zone_file: bool,
+    },
+    /// Check ownership through DNS now.
+    Verify { name: String },
+    /// Start a DKIM key rotation (new keys sign once their records are seen).
+    Rotate { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,6 +292,22 @@ pub async fn domain(args: &ApiArgs, cmd: DomainCmd) -> Result<()> {
                 .await?
         }
         DomainCmd::List { tenant: None } => c.call(M::GET, "/v1/domains", None).await?,
+        DomainCmd::Show { name, zone_file } => {
+            let v = c.call(M::GET, &format!("/v1/domains/{name}"), None).await?;
+            print!("{}", crate::domains::render_records(&v, zone_file));
+            return Ok(());
+        }
+        DomainCmd::Verify { name } => {
+            let v = c
+                .call(M::POST, &format!("/v1/domains/{name}/verify"), None)
+                .await?;
+            print!("{}", crate::domains::render_records(&v, false));
+            return Ok(());
+        }
+        DomainCmd::Rotate { name } => {
+            c.call(M::POST, &format!("/v1/domains/{name}/dkim/rotate"), None)
+                .await?
+        }
     };
     print(&v);
     Ok(())

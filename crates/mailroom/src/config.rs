@@ -24,6 +24,9 @@ pub struct Config {
     pub limits: LimitsSection,
     pub events: crate::event_config::EventsSection,
     pub webhooks: crate::event_config::WebhooksSection,
+    pub domains: crate::domains::DomainsSection,
+    pub arc: crate::domains::ArcSection,
+    pub managed_domain: crate::domains::ManagedDomainSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -187,6 +190,9 @@ impl Default for Config {
             limits: LimitsSection::default(),
             events: Default::default(),
             webhooks: Default::default(),
+            domains: Default::default(),
+            arc: Default::default(),
+            managed_domain: Default::default(),
         }
     }
 }
@@ -240,9 +246,22 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 12] = [
-    "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "limits",
-    "events", "webhooks",
+const TOP_LEVEL: [&str; 15] = [
+    "data_dir",
+    "hostname",
+    "smtp",
+    "http",
+    "tls",
+    "storage",
+    "log",
+    "delivery",
+    "dns",
+    "limits",
+    "events",
+    "webhooks",
+    "domains",
+    "arc",
+    "managed_domain",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -407,6 +426,7 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::domains::validate(self)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }

@@ -76,22 +76,23 @@ pub async fn run(config: Config) -> Result<()> {
         .iter()
         .filter_map(|l| l.socket.local_addr().ok())
         .collect();
+    // One resolver for delivery and the domain checks.
+    let resolver: Arc<dyn mailroom_dns::Resolver> =
+        Arc::new(if config.dns.nameservers.is_empty() {
+            mailroom_dns::HickoryResolver::system()
+                .context("reading the system DNS configuration")?
+        } else {
+            mailroom_dns::HickoryResolver::with_nameservers(
+                &config.dns.nameservers,
+                Duration::from_secs(config.dns.timeout_secs.unwrap_or(5)),
+            )
+            .context("dns.nameservers")?
+        });
     let engine = if config.delivery.enabled {
-        let resolver: Arc<dyn mailroom_dns::Resolver> =
-            Arc::new(if config.dns.nameservers.is_empty() {
-                mailroom_dns::HickoryResolver::system()
-                    .context("reading the system DNS configuration")?
-            } else {
-                mailroom_dns::HickoryResolver::with_nameservers(
-                    &config.dns.nameservers,
-                    Duration::from_secs(config.dns.timeout_secs.unwrap_or(5)),
-                )
-                .context("dns.nameservers")?
-            });
         let engine = mailroom_delivery::Engine::new(
             config.delivery_config(own),
             store.clone(),
-            resolver,
+            resolver.clone(),
             delivery_wake.clone(),
             shutdown.clone(),
         );
@@ -101,8 +102,10 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
     let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
+    let signer = crate::domains::signer(&config, &store).await?;
     let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
-        .with_notify(delivery_wake.clone());
+        .with_notify(delivery_wake.clone())
+        .with_signer(signer.clone());
     if let Some(engine) = &engine {
         // Fresh messages go straight to delivery, in memory, once they are durable.
         ingest = ingest.with_handoff(Arc::new(mailroom_delivery::EngineHandoff(engine.clone())));
@@ -146,7 +149,20 @@ pub async fn run(config: Config) -> Result<()> {
         config.events.retention(),
         shutdown.clone(),
     ));
+    let domains = Arc::new(crate::domains::services(
+        &config,
+        store.clone(),
+        policy.clone(),
+        signer,
+        resolver,
+    ));
+    tokio::spawn(crate::domains::maintain(
+        domains.clone(),
+        Duration::from_secs(config.domains.pending_recheck_interval_secs.min(60)),
+        shutdown.clone(),
+    ));
     let app = mailroom_api::app(mailroom_api::AppState {
+        domains,
         store: store.clone(),
         policy: policy.clone(),
         operator_token_hash: Arc::new(token_hash),

@@ -16,10 +16,14 @@ pub enum EventType {
     Bounced,
     Expired,
     Cancelled,
+    /// Tenant-level, without a message: a verified domain's records are no longer
+    /// found in DNS (the domain is shown as degraded).
+    #[serde(rename = "domain.dns_error")]
+    DomainDnsError,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -28,6 +32,7 @@ impl EventType {
         Self::Bounced,
         Self::Expired,
         Self::Cancelled,
+        Self::DomainDnsError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +45,7 @@ impl EventType {
             Self::Bounced => "bounced",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
+            Self::DomainDnsError => "domain.dns_error",
         }
     }
 

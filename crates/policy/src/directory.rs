@@ -14,8 +14,8 @@ pub struct Directory {
     credentials: HashMap<String, CredentialRecord>,
     /// (network, tenant, TLS required), most specific prefix first.
     allowlist: Vec<(IpNet, TenantId, bool)>,
-    /// domain name → (tenant, verified)
-    domains: HashMap<String, (TenantId, bool)>,
+    /// domain name → (tenant, verified, allowed local parts (empty: any))
+    domains: HashMap<String, (TenantId, bool, Vec<String>)>,
     /// (tenant, lowercased address) a sandboxed tenant may send to.
     sandbox: HashSet<(TenantId, String)>,
 }
@@ -49,7 +49,7 @@ impl Directory {
             domains: s
                 .domains
                 .into_iter()
-                .map(|d| (d.name, (d.tenant_id, d.verified)))
+                .map(|d| (d.name, (d.tenant_id, d.verified, d.allowed_local_parts)))
                 .collect(),
             sandbox: s.sandbox_recipients.into_iter().collect(),
         }
@@ -91,14 +91,32 @@ impl Directory {
 
     /// A verified domain of `tenant` equal to `domain` or a parent of it.
     pub fn sender_domain_allowed(&self, tenant: &TenantId, domain: &str) -> bool {
+        self.sending_domain(tenant, domain).is_some()
+    }
+
+    /// Whether `local` may send at `domain`: the domain is allowed (see
+    /// [`Self::sender_domain_allowed`]) and the owning domain record either lists no
+    /// local parts or lists this one (compared lowercased).
+    pub fn sender_address_allowed(&self, tenant: &TenantId, local: &str, domain: &str) -> bool {
+        match self.sending_domain(tenant, domain) {
+            Some((_, parts)) => {
+                parts.is_empty() || parts.iter().any(|p| p.eq_ignore_ascii_case(local))
+            }
+            None => false,
+        }
+    }
+
+    /// The verified domain record of `tenant` that covers `domain` (itself or the
+    /// nearest parent with a record): its name and allowed local parts.
+    pub fn sending_domain(&self, tenant: &TenantId, domain: &str) -> Option<(&str, &[String])> {
         let mut candidate = domain;
         loop {
-            if let Some((owner, verified)) = self.domains.get(candidate) {
-                return owner == tenant && *verified;
+            if let Some((name, (owner, verified, parts))) = self.domains.get_key_value(candidate) {
+                return (owner == tenant && *verified).then_some((name.as_str(), parts.as_slice()));
             }
             match candidate.split_once('.') {
                 Some((_, parent)) if parent.contains('.') => candidate = parent,
-                _ => return false,
+                _ => return None,
             }
         }
     }
@@ -120,6 +138,7 @@ mod tests {
             sandbox: false,
             reject_suppressed: false,
             limits: Default::default(),
+            arc_sealing: true,
         }
     }
 
@@ -148,18 +167,44 @@ mod tests {
                     tenant_id: a.clone(),
                     verified: true,
                     created_at: 0,
+                    status: mailroom_store::DomainStatus::Verified,
+                    verification_token: String::new(),
+                    last_checked_at: None,
+                    last_check: None,
+                    allowed_local_parts: vec![],
                 },
                 DomainRecord {
                     name: "pending.test".into(),
                     tenant_id: a.clone(),
                     verified: false,
                     created_at: 0,
+                    status: mailroom_store::DomainStatus::Pending,
+                    verification_token: String::new(),
+                    last_checked_at: None,
+                    last_check: None,
+                    allowed_local_parts: vec![],
+                },
+                DomainRecord {
+                    name: "only.test".into(),
+                    tenant_id: a.clone(),
+                    verified: true,
+                    created_at: 0,
+                    status: mailroom_store::DomainStatus::Verified,
+                    verification_token: String::new(),
+                    last_checked_at: None,
+                    last_check: None,
+                    allowed_local_parts: vec!["news".into()],
                 },
                 DomainRecord {
                     name: "b.test".into(),
                     tenant_id: b.clone(),
                     verified: true,
                     created_at: 0,
+                    status: mailroom_store::DomainStatus::Verified,
+                    verification_token: String::new(),
+                    last_checked_at: None,
+                    last_check: None,
+                    allowed_local_parts: vec![],
                 },
             ],
             sandbox_recipients: vec![(b.clone(), "friend@example.net".into())],
@@ -173,6 +218,10 @@ mod tests {
         assert!(!dir.sender_domain_allowed(&a, "pending.test"));
         assert!(!dir.sender_domain_allowed(&a, "other.test"));
         assert!(!dir.sender_domain_allowed(&a, "test"));
+        assert!(dir.sender_address_allowed(&a, "anyone", "a.test"));
+        assert!(dir.sender_address_allowed(&a, "News", "only.test"));
+        assert!(!dir.sender_address_allowed(&a, "billing", "only.test"));
+        assert!(!dir.sender_address_allowed(&a, "news", "b.test"));
         assert_eq!(
             dir.allowlist_match("127.0.0.2".parse().unwrap()),
             Some((&b, true))

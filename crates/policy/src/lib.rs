@@ -60,6 +60,8 @@ pub enum SenderVerdict {
     Allowed,
     /// The domain is not a verified sending domain of this tenant.
     NotAuthorized(Domain),
+    /// The domain is, but it allows only some local parts and not this address's.
+    AddressNotAllowed(String),
 }
 
 /// Why a tenant may not submit right now.
@@ -260,6 +262,19 @@ impl Policy {
             SenderVerdict::Allowed
         } else {
             SenderVerdict::NotAuthorized(domain.clone())
+        }
+    }
+
+    /// Whether `tenant` may send as `local@domain`: the domain check of
+    /// [`Self::check_sender_domain`], then the domain's allowed local parts.
+    pub fn check_sender(&self, tenant: &TenantId, local: &str, domain: &Domain) -> SenderVerdict {
+        let dir = self.directory();
+        if !dir.sender_domain_allowed(tenant, domain.as_str()) {
+            SenderVerdict::NotAuthorized(domain.clone())
+        } else if dir.sender_address_allowed(tenant, local, domain.as_str()) {
+            SenderVerdict::Allowed
+        } else {
+            SenderVerdict::AddressNotAllowed(format!("{local}@{domain}"))
         }
     }
 

@@ -27,6 +27,12 @@ pub fn new_operator_token() -> String {
     format!("mro_{}", random_text(24))
 }
 
+/// A domain verification token: 32 random lowercase hex characters (128 bits).
+pub fn new_verification_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex(&bytes)
+}
+
 /// An SMTP username: `mrs_` and 16 random lowercase hex characters.
 pub fn new_smtp_username() -> String {
     let bytes: [u8; 8] = rand::random();

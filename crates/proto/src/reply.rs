@@ -345,6 +345,15 @@ pub fn data_and_bdat_mixed() -> Reply {
         "DATA and BDAT cannot be mixed in one transaction",
     )
 }
+/// The domain is verified but allows only some local parts (per-domain sender list).
+pub fn sender_address_not_allowed(address: &str) -> Reply {
+    Reply::new(
+        550,
+        (5, 7, 1),
+        format!("Sender address {address} is not an allowed sender of its domain"),
+    )
+}
+
 pub fn header_sender_not_authorized(domain: &str) -> Reply {
     Reply::new(
         550,

@@ -81,6 +81,8 @@ impl Stack {
                 tenant_id: tenant.clone(),
                 name: "acme.test".into(),
                 verified: true,
+                verification_token: "tok".into(),
+                dkim_keys: vec![],
             })
             .await
             .expect("domain");

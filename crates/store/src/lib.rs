@@ -63,6 +63,48 @@ pub trait Store: Send + Sync + 'static {
         tenant: Option<&TenantId>,
     ) -> Result<Vec<DomainRecord>, StoreError>;
 
+    // --- domains and DKIM keys ---
+
+    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError>;
+    /// Stores a check's outcome; `verified` follows `status.may_send()`. Returns
+    /// whether the domain exists.
+    async fn record_domain_check(&self, name: &str, check: DomainCheck)
+    -> Result<bool, StoreError>;
+    /// Replaces the allowed local parts (lowercased; empty: any). Returns whether the
+    /// domain exists.
+    async fn set_allowed_local_parts(
+        &self,
+        name: &str,
+        local_parts: &[String],
+    ) -> Result<bool, StoreError>;
+    /// Keys of one domain (`Some`) or of every domain (`None`, for the signing cache),
+    /// oldest first.
+    async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError>;
+    async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError>;
+    /// Moves a key to `state`, setting `activated_at` (when becoming active) and
+    /// `retire_after` as given. Returns whether the key exists.
+    async fn set_dkim_key_state(
+        &self,
+        domain: &str,
+        selector: &str,
+        state: KeyState,
+        at: i64,
+        retire_after: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// A tenant-level event (no message, no recipient), e.g. `domain.dns_error`.
+    async fn insert_tenant_event(
+        &self,
+        tenant: &TenantId,
+        kind: mailroom_model::EventType,
+        detail: serde_json::Value,
+    ) -> Result<mailroom_model::Event, StoreError>;
+    /// The tenant's tenant-level events (those without a message), newest first.
+    async fn list_tenant_events(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<mailroom_model::Event>, StoreError>;
+
     // --- suppression list, sandbox recipients, idempotency, quotas ---
 
     /// Which of `addresses` (compared lowercased) are on the tenant's suppression list,

@@ -31,6 +31,10 @@ pub struct NewMessage {
     pub idempotency: Option<IdempotencyRecord>,
     /// `{"tags": [...], "metadata": {...}}` from an HTTP submission, echoed on events.
     pub meta: Option<serde_json::Value>,
+    /// The return-path domain (`bounces.<from-domain>`): delivery rewrites the
+    /// envelope sender to a per-recipient VERP address there. `None`: the envelope
+    /// sender is used as submitted (DSNs always go to `mail_from`).
+    pub return_path: Option<String>,
 }
 
 /// The first answer to a request carrying an `Idempotency-Key`.
@@ -79,6 +83,9 @@ pub struct TenantRecord {
     /// and recording them as `suppressed`.
     pub reject_suppressed: bool,
     pub limits: TenantLimits,
+    /// Add an ARC set to submitted mail that already carries authentication
+    /// (forwarded mail), when the operator configured a sealing key.
+    pub arc_sealing: bool,
 }
 
 /// Per-tenant limits; `None` means the server-wide default from the configuration.
@@ -98,6 +105,7 @@ pub struct TenantSettings {
     pub status: Option<TenantStatus>,
     pub sandbox: Option<bool>,
     pub reject_suppressed: Option<bool>,
+    pub arc_sealing: Option<bool>,
     pub messages_per_second: Option<Option<f64>>,
     pub messages_per_day: Option<Option<i64>>,
     pub max_recipients: Option<Option<i64>>,
@@ -149,15 +157,132 @@ pub struct AllowedIp {
 pub struct NewDomain {
     pub tenant_id: TenantId,
     pub name: String,
+    /// Starts as `verified` (operator's word, or a managed domain) instead of `pending`.
     pub verified: bool,
+    /// Published by the tenant as `mailroom-verification=<token>`.
+    pub verification_token: String,
+    /// Written in the same transaction as the domain.
+    pub dkim_keys: Vec<NewDkimKey>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct DomainRecord {
     pub name: String,
     pub tenant_id: TenantId,
+    /// May send: `status` is `verified` or `degraded`.
     pub verified: bool,
     pub created_at: i64,
+    pub status: DomainStatus,
+    pub verification_token: String,
+    pub last_checked_at: Option<i64>,
+    /// The last check's outcome (`{"result", "reason", "records": [...]}`).
+    pub last_check: Option<serde_json::Value>,
+    /// Lowercased local parts the domain may send from; empty: any.
+    pub allowed_local_parts: Vec<String>,
+}
+
+/// Where a domain stands with DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainStatus {
+    Pending,
+    Verified,
+    Failed,
+    /// DNS did not answer; checked again soon.
+    TemporaryFailure,
+    /// Was verified, but its verification record is gone: still sends, raises
+    /// `domain.dns_error`.
+    Degraded,
+}
+
+impl DomainStatus {
+    pub const ALL: [DomainStatus; 5] = [
+        Self::Pending,
+        Self::Verified,
+        Self::Failed,
+        Self::TemporaryFailure,
+        Self::Degraded,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Verified => "verified",
+            Self::Failed => "failed",
+            Self::TemporaryFailure => "temporary_failure",
+            Self::Degraded => "degraded",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+    /// Whether a domain in this state may be used as a sender domain.
+    pub fn may_send(self) -> bool {
+        matches!(self, Self::Verified | Self::Degraded)
+    }
+}
+
+/// A DKIM key's place in its rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Created, its DNS record not yet seen: does not sign.
+    Pending,
+    /// Signs.
+    Active,
+    /// Replaced by a newer key; still signs until `retire_after`.
+    Retiring,
+    /// No longer signs.
+    Retired,
+}
+
+impl KeyState {
+    pub const ALL: [KeyState; 4] = [Self::Pending, Self::Active, Self::Retiring, Self::Retired];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Retiring => "retiring",
+            Self::Retired => "retired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+    pub fn signs(self) -> bool {
+        matches!(self, Self::Active | Self::Retiring)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewDkimKey {
+    pub domain: String,
+    pub selector: String,
+    /// `ed25519` or `rsa2048`.
+    pub algorithm: String,
+    pub private_key_pem: String,
+    pub state: KeyState,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DkimKeyRecord {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    /// Never serialised: private keys do not leave the server through the API.
+    #[serde(skip)]
+    pub private_key_pem: String,
+    pub state: KeyState,
+    pub created_at: i64,
+    pub activated_at: Option<i64>,
+    pub retire_after: Option<i64>,
+}
+
+/// The outcome of a DNS check of a domain, as stored.
+#[derive(Clone, Debug)]
+pub struct DomainCheck {
+    pub status: DomainStatus,
+    pub checked_at: i64,
+    pub result: serde_json::Value,
 }
 
 /// What the policy layer keeps in memory.
@@ -216,6 +341,8 @@ pub struct DueRecipient {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub smtputf8: bool,
+    /// See `NewMessage::return_path`.
+    pub return_path: Option<String>,
 }
 
 /// The result of one delivery attempt for one recipient, recorded with its event.

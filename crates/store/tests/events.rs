@@ -49,6 +49,7 @@ fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
             .collect(),
         accepted_detail: serde_json::json!({}),
         leased_until: None,
+        return_path: None,
         idempotency: None,
         meta: None,
     }

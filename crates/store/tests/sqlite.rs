@@ -55,6 +55,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
         leased_until: None,
         idempotency: None,
         meta: None,
+        return_path: None,
     }
 }
 
@@ -174,6 +175,8 @@ async fn directory_survives_a_reopen() {
             tenant_id: tenant.id.clone(),
             name: "acme.test".into(),
             verified: true,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
         })
         .await
         .unwrap();
@@ -225,6 +228,8 @@ async fn unique_values_conflict_with_a_typed_error() {
         tenant_id: t.clone(),
         name: "acme.test".into(),
         verified: false,
+        verification_token: "tok".into(),
+        dkim_keys: vec![],
     };
     store.add_domain(domain(&acme.id)).await.unwrap();
     assert!(matches!(
@@ -342,4 +347,96 @@ async fn unknown_message_reads_as_none() {
     assert!(store.get_message(&id).await.unwrap().is_none());
     assert!(store.load_body(&id).await.unwrap().is_none());
     assert!(store.count_recipients_by_state().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn domains_keys_checks_and_tenant_events() {
+    use mailroom_model::EventType;
+    use mailroom_store::{DomainCheck, DomainStatus, KeyState, NewDkimKey};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("m.db")).await;
+    let t = store.create_tenant(new_tenant("keys")).await.unwrap();
+    let key = |selector: &str, state| NewDkimKey {
+        domain: "keys.test".into(),
+        selector: selector.into(),
+        algorithm: "ed25519".into(),
+        private_key_pem: "-----BEGIN PRIVATE KEY-----".into(),
+        state,
+    };
+    let d = store
+        .add_domain(NewDomain {
+            tenant_id: t.id.clone(),
+            name: "keys.test".into(),
+            verified: false,
+            verification_token: "tok123".into(),
+            dkim_keys: vec![key("s1", KeyState::Active)],
+        })
+        .await
+        .unwrap();
+    assert_eq!(d.status, DomainStatus::Pending);
+    assert!(!d.verified);
+    store
+        .add_dkim_key(key("s2", KeyState::Pending))
+        .await
+        .unwrap();
+    let keys = store.list_dkim_keys(Some("keys.test")).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0].activated_at.is_some() && keys[1].activated_at.is_none());
+    let json = serde_json::to_string(&keys).unwrap();
+    assert!(!json.contains("PRIVATE"), "{json}");
+
+    assert!(
+        store
+            .set_dkim_key_state("keys.test", "s2", KeyState::Active, 5, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_dkim_key_state("keys.test", "s1", KeyState::Retiring, 5, Some(99))
+            .await
+            .unwrap()
+    );
+    let keys = store.list_dkim_keys(None).await.unwrap();
+    assert_eq!(keys[1].state, KeyState::Active);
+    assert_eq!(keys[1].activated_at, Some(5));
+    assert_eq!(keys[0].retire_after, Some(99));
+
+    let check = DomainCheck {
+        status: DomainStatus::Verified,
+        checked_at: 7,
+        result: serde_json::json!({"result": "verified"}),
+    };
+    assert!(store.record_domain_check("keys.test", check).await.unwrap());
+    let parts = ["News".to_string()];
+    assert!(
+        store
+            .set_allowed_local_parts("keys.test", &parts)
+            .await
+            .unwrap()
+    );
+    let d = store.get_domain("keys.test").await.unwrap().unwrap();
+    assert!(d.verified);
+    assert_eq!(d.status, DomainStatus::Verified);
+    assert_eq!(d.last_checked_at, Some(7));
+    assert_eq!(d.verification_token, "tok123");
+    assert_eq!(d.allowed_local_parts, vec!["news".to_string()]);
+    assert!(store.get_domain("nope.test").await.unwrap().is_none());
+
+    store
+        .insert_tenant_event(
+            &t.id,
+            EventType::DomainDnsError,
+            serde_json::json!({"domain": "keys.test"}),
+        )
+        .await
+        .unwrap();
+    let events = store.list_tenant_events(&t.id, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, EventType::DomainDnsError);
+    assert!(events[0].message_id.is_none());
+    assert_eq!(
+        serde_json::to_value(events[0].kind).unwrap(),
+        serde_json::json!("domain.dns_error")
+    );
 }

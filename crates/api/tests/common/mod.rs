@@ -34,6 +34,9 @@ pub struct Api {
     pub app: Router,
     pub store: Arc<SqliteStore>,
     pub policy: Arc<Policy>,
+    /// The DNS server the domain checks ask (empty zone; `dns.set_zone` to publish).
+    pub dns: mailroom_testkit::DnsServerHandle,
+    pub domains: Arc<mailroom_api::DomainServices>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +66,11 @@ impl Response {
 
 impl Api {
     pub async fn new() -> Self {
+        Self::with_webhooks(false).await
+    }
+
+    /// `allow_private`: whether webhook URLs may point at loopback/private addresses.
+    pub async fn with_webhooks(allow_private: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(
             SqliteStore::open(&dir.path().join("mailroom.db"))
@@ -78,7 +86,25 @@ impl Api {
             policy.clone(),
             "mailroom.test".into(),
         ));
+        // TTL 0: a changed zone is seen at once. One try: SERVFAIL answers quickly.
+        let (addr, dns) =
+            mailroom_testkit::spawn_dns(mailroom_testkit::TestZone::new().ttl(0)).await;
+        let resolver = mailroom_dns::HickoryResolver::with_nameserver_options(
+            &[addr],
+            mailroom_dns::NameserverOptions {
+                timeout: std::time::Duration::from_secs(1),
+                attempts: 1,
+            },
+        )
+        .expect("resolver");
+        let domains = Arc::new(mailroom_api::DomainServices::new(
+            dyn_store.clone(),
+            policy.clone(),
+            ingest.signer().clone(),
+            Arc::new(resolver),
+        ));
         let app = app(AppState {
+            domains: domains.clone(),
             store: dyn_store,
             policy: policy.clone(),
             operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
@@ -88,13 +114,18 @@ impl Api {
             max_api_recipients: 50,
             inflight_keys: Default::default(),
             metrics: common_metrics(),
-            webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
-                .expect("webhook client"),
+            webhooks: mailroom_events::WebhookClient::new(
+                std::time::Duration::from_secs(2),
+                allow_private,
+            )
+            .expect("webhook client"),
         });
         Self {
             app,
             store,
             policy,
+            dns,
+            domains,
             _dir: dir,
         }
     }

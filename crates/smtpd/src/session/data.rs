@@ -162,6 +162,7 @@ fn ingest_reply(e: &IngestError) -> Reply {
     match e {
         IngestError::MissingFrom | IngestError::MultipleFrom => reply::missing_from_header(),
         IngestError::FromNotAuthorized(d) => reply::header_sender_not_authorized(d.as_str()),
+        IngestError::FromAddressNotAllowed(a) => reply::sender_address_not_allowed(a),
         IngestError::MalformedHeaders(why) => reply::malformed_headers(why),
         IngestError::Refused(Refusal::Inactive(status)) => reply::account_inactive(status.as_str()),
         IngestError::Refused(Refusal::RateLimited(e)) => {

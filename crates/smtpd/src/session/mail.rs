@@ -63,12 +63,13 @@ impl Session {
         match self
             .shared
             .policy
-            .check_sender_domain(&tenant.tenant_id, address.domain())
+            .check_sender(&tenant.tenant_id, address.local(), address.domain())
         {
             SenderVerdict::Allowed => Ok(address),
             SenderVerdict::NotAuthorized(domain) => {
                 Err(reply::sender_not_authorized(domain.as_str()))
             }
+            SenderVerdict::AddressNotAllowed(a) => Err(reply::sender_address_not_allowed(&a)),
         }
     }
 }

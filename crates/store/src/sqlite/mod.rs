@@ -2,6 +2,7 @@
 //! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
 //! reads and administrative writes, and the group-commit writer for messages.
 
+mod domains;
 mod events;
 mod ops;
 mod tenant_policy;
@@ -100,6 +101,7 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
             max_recipients: r.get("max_recipients"),
             max_message_size: r.get("max_message_size"),
         },
+        arc_sealing: r.get("arc_sealing"),
     }
 }
 
@@ -113,14 +115,7 @@ fn credential_from_row(r: &sqlx::sqlite::SqliteRow) -> CredentialRecord {
     }
 }
 
-fn domain_from_row(r: &sqlx::sqlite::SqliteRow) -> DomainRecord {
-    DomainRecord {
-        name: r.get("name"),
-        tenant_id: TenantId::from_stored(r.get("tenant_id")),
-        verified: r.get("verified"),
-        created_at: r.get("created_at"),
-    }
-}
+use domains::domain_from_row;
 
 fn allowed_from_row(r: &sqlx::sqlite::SqliteRow) -> AllowedIp {
     AllowedIp {
@@ -181,6 +176,7 @@ impl Store for SqliteStore {
             sandbox: false,
             reject_suppressed: false,
             limits: TenantLimits::default(),
+            arc_sealing: true,
         })
     }
 
@@ -209,7 +205,11 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
         // One statement per setting given, all in one transaction; the column names
         // are constants, only values are bound.
-        let flags: [(&'static str, Option<bool>); 3] = [
+        let flags: [(&'static str, Option<bool>); 4] = [
+            (
+                "UPDATE tenants SET arc_sealing = $1 WHERE id = $2",
+                settings.arc_sealing,
+            ),
             (
                 "UPDATE tenants SET bounce_reports = $1 WHERE id = $2",
                 settings.bounce_reports,
@@ -361,23 +361,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
-        let now = now_millis();
-        sqlx::query(
-            "INSERT INTO domains (name, tenant_id, verified, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&d.name)
-        .bind(d.tenant_id.as_str())
-        .bind(d.verified)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db("domain"))?;
-        Ok(DomainRecord {
-            name: d.name,
-            tenant_id: d.tenant_id,
-            verified: d.verified,
-            created_at: now,
-        })
+        domains::add_domain(&self.pool, d).await
     }
 
     async fn list_domains(
@@ -399,6 +383,62 @@ impl Store for SqliteStore {
         }
         .map_err(db("domain"))?;
         Ok(rows.iter().map(domain_from_row).collect())
+    }
+
+    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
+        domains::get_domain(&self.pool, name).await
+    }
+
+    async fn record_domain_check(
+        &self,
+        name: &str,
+        check: DomainCheck,
+    ) -> Result<bool, StoreError> {
+        domains::record_domain_check(&self.pool, name, check).await
+    }
+
+    async fn set_allowed_local_parts(
+        &self,
+        name: &str,
+        local_parts: &[String],
+    ) -> Result<bool, StoreError> {
+        domains::set_allowed_local_parts(&self.pool, name, local_parts).await
+    }
+
+    async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError> {
+        domains::list_dkim_keys(&self.pool, domain).await
+    }
+
+    async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError> {
+        domains::add_dkim_key(&self.pool, key).await
+    }
+
+    async fn set_dkim_key_state(
+        &self,
+        domain: &str,
+        selector: &str,
+        state: KeyState,
+        at: i64,
+        retire_after: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        domains::set_dkim_key_state(&self.pool, domain, selector, state, at, retire_after).await
+    }
+
+    async fn insert_tenant_event(
+        &self,
+        tenant: &TenantId,
+        kind: EventType,
+        detail: serde_json::Value,
+    ) -> Result<Event, StoreError> {
+        domains::insert_tenant_event(&self.pool, tenant, kind, detail).await
+    }
+
+    async fn list_tenant_events(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        domains::list_tenant_events(&self.pool, tenant, limit).await
     }
 
     async fn suppressed_among(

@@ -149,7 +149,8 @@ async fn claim(
     for r in rows {
         let message_id: String = r.get("message_id");
         let m = sqlx::query(
-            "SELECT tenant_id, mail_from, received_at, dsn_ret, dsn_envid, smtputf8 FROM messages WHERE id = $1",
+            "SELECT tenant_id, mail_from, received_at, dsn_ret, dsn_envid, smtputf8, return_path \
+             FROM messages WHERE id = $1",
         )
         .bind(&message_id)
         .fetch_one(&mut *conn)
@@ -169,6 +170,7 @@ async fn claim(
             dsn_ret: m.get("dsn_ret"),
             dsn_envid: m.get("dsn_envid"),
             smtputf8: m.get("smtputf8"),
+            return_path: m.get("return_path"),
         });
     }
     Ok(out)

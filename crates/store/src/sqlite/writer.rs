@@ -181,7 +181,7 @@ async fn insert_all(
     let err = |e| StoreError::from_sqlx(e, "message");
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
-         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta) ",
+         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path) ",
     );
     qb.push_values(messages, |mut b, m| {
         b.push_bind(m.id.as_str())
@@ -196,7 +196,8 @@ async fn insert_all(
             .push_bind(m.dsn_envid.as_deref())
             .push_bind(m.smtputf8)
             .push_bind(m.body.as_slice())
-            .push_bind(m.meta.as_ref().map(|v| v.to_string()));
+            .push_bind(m.meta.as_ref().map(|v| v.to_string()))
+            .push_bind(m.return_path.as_deref());
     });
     qb.build().execute(&mut *conn).await.map_err(err)?;
 

@@ -1,0 +1,219 @@
+//! The last step of ingest before the durable enqueue: ARC sealing of passed-on mail
+//! (when it already carries DKIM-Signature/ARC headers and the operator configured a
+//! sealing key) and DKIM signing with the sending domain's keys, plus the return-path
+//! domain the delivery side rewrites the envelope sender to (VERP, see
+//! `mailroom_delivery::verp`).
+//!
+//! Keys are held in memory ([`Signer`]), loaded from the store at start and reloaded
+//! after every change (a domain added, a key rotated, activated or retired), so the
+//! hot path never queries the database. Owns no key lifecycle: that is the API and the
+//! background domain checker.
+
+use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
+use mailroom_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+/// The operator's ARC sealer: the signing domain and selector of `key` (RSA) and
+/// the authenticator that checks what the message already carries.
+pub struct ArcSealer {
+    pub domain: String,
+    pub selector: String,
+    pub key: DkimKey,
+    pub authenticator: Authenticator,
+    /// The `authserv-id` in `ARC-Authentication-Results` (this host's name).
+    pub authserv_id: String,
+}
+
+/// Domain → (selector, key) of its signing keys.
+type KeyMap = HashMap<String, Vec<(String, Arc<DkimKey>)>>;
+
+/// Signing keys by domain (active and retiring keys only), and the sealer.
+pub struct Signer {
+    keys: RwLock<Arc<KeyMap>>,
+    /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
+    return_path_label: Option<String>,
+    arc: Option<ArcSealer>,
+}
+
+impl Default for Signer {
+    fn default() -> Self {
+        Self::new(Some("bounces".into()), None)
+    }
+}
+
+/// What signing did, for the `accepted` event and the log.
+#[derive(Debug, Default, Clone)]
+pub struct Signed {
+    pub body: Vec<u8>,
+    /// Selectors that signed.
+    pub selectors: Vec<String>,
+    /// The ARC set was added (and the result of our checks recorded in it).
+    pub arc_sealed: bool,
+    /// The checks' `Authentication-Results` text, when the message was sealed.
+    pub auth_results: Option<String>,
+}
+
+impl Signer {
+    pub fn new(return_path_label: Option<String>, arc: Option<ArcSealer>) -> Self {
+        Self {
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            return_path_label,
+            arc,
+        }
+    }
+
+    /// Re-reads the keys from the store. Keys that do not parse are skipped (and
+    /// logged): the domain then sends with what is left, or unsigned.
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut map = KeyMap::new();
+        for k in store.list_dkim_keys(None).await? {
+            if !k.state.signs() {
+                continue;
+            }
+            match DkimKey::from_pem(&k.private_key_pem) {
+                Ok(key) => map
+                    .entry(k.domain.clone())
+                    .or_default()
+                    .push((k.selector.clone(), Arc::new(key))),
+                Err(e) => {
+                    tracing::error!(domain = %k.domain, selector = %k.selector, error = %e, "stored DKIM key does not load; not signing with it");
+                }
+            }
+        }
+        *self.keys.write().expect("signer lock") = Arc::new(map);
+        Ok(())
+    }
+
+    /// Selectors currently signing for `domain`.
+    pub fn selectors(&self, domain: &str) -> Vec<String> {
+        let keys = self.keys.read().expect("signer lock").clone();
+        keys.get(domain)
+            .map(|v| v.iter().map(|(s, _)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `<label>.<domain>`: where the envelope sender is rewritten to.
+    pub fn return_path(&self, domain: &str) -> Option<String> {
+        self.return_path_label
+            .as_ref()
+            .map(|label| format!("{label}.{domain}"))
+    }
+
+    /// Seals (when asked and the message carries authentication) and signs `body`
+    /// for `domain`. Never fails the submission: a failure to sign or seal is logged
+    /// and the message goes on as it is.
+    pub async fn apply(
+        &self,
+        body: Vec<u8>,
+        domain: &str,
+        seal: Option<SealContext<'_>>,
+    ) -> Signed {
+        let mut out = Signed {
+            body,
+            ..Signed::default()
+        };
+        if let (Some(arc), Some(ctx)) = (&self.arc, seal)
+            && carries_authentication(&out.body)
+        {
+            let smtp = SmtpContext {
+                client_ip: ctx.client_ip,
+                helo: ctx.helo,
+                mail_from: ctx.mail_from,
+            };
+            let key = ArcSealKey {
+                domain: &arc.domain,
+                selector: &arc.selector,
+                key: &arc.key,
+            };
+            match mailroom_auth::verify_and_seal(
+                &arc.authenticator,
+                &out.body,
+                &smtp,
+                &arc.authserv_id,
+                &key,
+            )
+            .await
+            {
+                Ok(sealed) => {
+                    out.body = sealed.message;
+                    out.arc_sealed = true;
+                    out.auth_results = Some(sealed.summary.header);
+                }
+                Err(e) => tracing::warn!(error = %e, "ARC sealing skipped"),
+            }
+        }
+        let keys = self.keys.read().expect("signer lock").clone();
+        let Some(domain_keys) = keys.get(domain).filter(|k| !k.is_empty()) else {
+            tracing::warn!(
+                domain,
+                "no active DKIM key for the sending domain; delivering unsigned"
+            );
+            return out;
+        };
+        let refs: Vec<(&str, &DkimKey)> = domain_keys
+            .iter()
+            .map(|(s, k)| (s.as_str(), k.as_ref()))
+            .collect();
+        match mailroom_auth::sign(&out.body, domain, &refs) {
+            Ok(signed) => {
+                out.body = signed;
+                out.selectors = domain_keys.iter().map(|(s, _)| s.clone()).collect();
+            }
+            Err(e) => {
+                tracing::error!(domain, error = %e, "DKIM signing failed; delivering unsigned")
+            }
+        }
+        out
+    }
+}
+
+/// The session facts ARC's checks need, when the tenant has sealing on.
+#[derive(Clone, Copy, Debug)]
+pub struct SealContext<'a> {
+    pub client_ip: IpAddr,
+    pub helo: &'a str,
+    pub mail_from: &'a str,
+}
+
+/// Whether the header section has a DKIM-Signature or ARC-* header.
+pub fn carries_authentication(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    let mut at_line_start = true;
+    for (i, &b) in message[..end].iter().enumerate() {
+        if at_line_start {
+            let rest = &message[i..end];
+            let starts =
+                |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
+            if starts(b"dkim-signature:")
+                || starts(b"arc-seal:")
+                || starts(b"arc-message-signature:")
+            {
+                return true;
+            }
+        }
+        at_line_start = b == b'\n';
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_authentication_headers_only_in_the_header_section() {
+        assert!(carries_authentication(
+            b"From: a@b\r\nDKIM-Signature: v=1\r\n\r\nx"
+        ));
+        assert!(carries_authentication(b"arc-seal: i=1\r\n\r\n"));
+        assert!(!carries_authentication(
+            b"From: a@b\r\nX-DKIM-Signature: v\r\n\r\nDKIM-Signature: no\r\n"
+        ));
+        assert!(!carries_authentication(b"From: a@b\r\n\r\n"));
+    }
+}

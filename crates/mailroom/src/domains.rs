@@ -1,0 +1,287 @@
+//! Sending domains in the binary: the `domains`, `arc` and `managed_domain`
+//! configuration sections (validated with key names), building the domain services
+//! and the signer from them, and the background task that re-checks domains and
+//! advances DKIM key rotation.
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use mailroom_api::DomainServices;
+use mailroom_auth::{Authenticator, DkimKey, KeyAlgorithm, RecordOptions, SpfAuthorization};
+use mailroom_ingest::{ArcSealer, Signer};
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsSection {
+    /// Label of the verification TXT (`_mailroom.<domain>`).
+    pub verification_label: String,
+    /// Re-check interval of verified domains.
+    pub recheck_interval_secs: u64,
+    /// Re-check interval of pending, failed and temporarily failed domains.
+    pub pending_recheck_interval_secs: u64,
+    /// Return-path (VERP) subdomain label; empty: envelope senders are not rewritten.
+    pub return_path_label: String,
+    /// Host the return-path MX points at (the operator's bounce receiver).
+    pub return_path_mx: Option<String>,
+    /// SPF as `include:<this>`; else `egress_ips`.
+    pub spf_include: Option<String>,
+    pub egress_ips: Vec<IpAddr>,
+    /// DKIM as CNAME into this operator zone instead of TXT.
+    pub dkim_cname_zone: Option<String>,
+    /// `rua=` of the suggested DMARC record.
+    pub dmarc_rua: Option<String>,
+    /// How long a replaced DKIM key keeps signing.
+    pub rotation_grace_secs: u64,
+}
+
+impl Default for DomainsSection {
+    fn default() -> Self {
+        Self {
+            verification_label: "_mailroom".into(),
+            recheck_interval_secs: 86_400,
+            pending_recheck_interval_secs: 300,
+            return_path_label: "bounces".into(),
+            return_path_mx: None,
+            spf_include: None,
+            egress_ips: Vec::new(),
+            dkim_cname_zone: None,
+            dmarc_rua: None,
+            rotation_grace_secs: 7 * 86_400,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArcSection {
+    /// Sealing domain (`d=`); unset: no ARC sealing.
+    pub domain: Option<String>,
+    pub selector: String,
+    /// RSA PKCS#8 PEM; unset: generated once into `data_dir/arc-key.pem`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for ArcSection {
+    fn default() -> Self {
+        Self {
+            domain: None,
+            selector: "arc".into(),
+            key_file: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagedDomainSection {
+    /// Each tenant gets `<short-id>.<zone>`, verified, with DKIM keys.
+    pub zone: Option<String>,
+    /// An authoritative DNS listener for `zone` (not available yet).
+    pub dns_listen: Option<SocketAddr>,
+}
+
+pub fn validate(c: &Config) -> Result<()> {
+    let d = &c.domains;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !label_ok(&d.verification_label) {
+        bail!(
+            "invalid value for key domains.verification_label: one DNS label (letters, digits, '-', '_')"
+        );
+    }
+    if !d.return_path_label.is_empty() && !label_ok(&d.return_path_label) {
+        bail!(
+            "invalid value for key domains.return_path_label: one DNS label, or empty for no VERP"
+        );
+    }
+    if d.spf_include.is_some() && !d.egress_ips.is_empty() {
+        bail!("invalid value for key domains.spf_include / domains.egress_ips: set one, not both");
+    }
+    if d.recheck_interval_secs < 60 || d.pending_recheck_interval_secs < 10 {
+        bail!(
+            "invalid value for key domains.recheck_interval_secs / domains.pending_recheck_interval_secs: at least 60 / 10"
+        );
+    }
+    if c.arc.key_file.is_some() && c.arc.domain.is_none() {
+        bail!("invalid value for key arc.key_file: set arc.domain too");
+    }
+    if mailroom_auth::validate_selector(&c.arc.selector).is_err() {
+        bail!("invalid value for key arc.selector: not a DKIM selector");
+    }
+    if c.managed_domain.dns_listen.is_some() {
+        bail!(
+            "invalid value for key managed_domain.dns_listen: the authoritative DNS listener is not available in this version"
+        );
+    }
+    if let Some(zone) = &c.managed_domain.zone
+        && mailroom_model::parse_domain(zone).is_err()
+    {
+        bail!("invalid value for key managed_domain.zone: not a domain name");
+    }
+    Ok(())
+}
+
+pub fn record_options(c: &Config) -> RecordOptions {
+    let d = &c.domains;
+    RecordOptions {
+        verification_label: d.verification_label.clone(),
+        return_path_label: (!d.return_path_label.is_empty()).then(|| d.return_path_label.clone()),
+        return_path_mx: d.return_path_mx.clone(),
+        spf: match &d.spf_include {
+            Some(name) => SpfAuthorization::Include(name.clone()),
+            None if !d.egress_ips.is_empty() => SpfAuthorization::Addresses(d.egress_ips.clone()),
+            None => RecordOptions::default().spf,
+        },
+        dkim_cname_zone: d.dkim_cname_zone.clone(),
+        dmarc_rua: d.dmarc_rua.clone(),
+    }
+}
+
+/// The signing cache (loaded from the store) with the ARC sealer if configured.
+pub async fn signer(c: &Config, store: &mailroom_store::DynStore) -> Result<Arc<Signer>> {
+    let arc = match &c.arc.domain {
+        None => None,
+        Some(domain) => {
+            let path = c
+                .arc
+                .key_file
+                .clone()
+                .unwrap_or_else(|| c.data_dir.join("arc-key.pem"));
+            let key = if path.exists() {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {} (arc.key_file)", path.display()))?;
+                DkimKey::from_pem(&text)
+                    .with_context(|| format!("{} (arc.key_file)", path.display()))?
+            } else {
+                let key =
+                    DkimKey::generate(KeyAlgorithm::Rsa2048).context("generating the ARC key")?;
+                crate::files::write_private(&path, key.to_pem().as_bytes())?;
+                println!(
+                    "ARC sealing key generated: publish TXT {}._domainkey.{domain} \"{}\"",
+                    c.arc.selector,
+                    key.public_txt()
+                );
+                key
+            };
+            let authenticator = if c.dns.nameservers.is_empty() {
+                Authenticator::system()
+            } else {
+                Authenticator::with_nameservers(
+                    &c.dns.nameservers,
+                    Duration::from_secs(c.dns.timeout_secs.unwrap_or(5)),
+                )
+            }
+            .context("ARC authenticator (dns.nameservers)")?;
+            Some(ArcSealer {
+                domain: domain.clone(),
+                selector: c.arc.selector.clone(),
+                key,
+                authenticator,
+                authserv_id: c.hostname.clone(),
+            })
+        }
+    };
+    let label =
+        (!c.domains.return_path_label.is_empty()).then(|| c.domains.return_path_label.clone());
+    let signer = Arc::new(Signer::new(label, arc));
+    signer
+        .reload(store.as_ref())
+        .await
+        .context("loading DKIM keys")?;
+    Ok(signer)
+}
+
+pub fn services(
+    c: &Config,
+    store: mailroom_store::DynStore,
+    policy: Arc<mailroom_policy::Policy>,
+    signer: Arc<Signer>,
+    resolver: Arc<dyn mailroom_dns::Resolver>,
+) -> DomainServices {
+    let mut s = DomainServices::new(store, policy, signer, resolver);
+    s.records = record_options(c);
+    s.rotation_grace_ms = (c.domains.rotation_grace_secs * 1000) as i64;
+    s.recheck_ms = (c.domains.recheck_interval_secs * 1000) as i64;
+    s.pending_recheck_ms = (c.domains.pending_recheck_interval_secs * 1000) as i64;
+    s.managed_zone = c.managed_domain.zone.clone();
+    s
+}
+
+/// Re-checks due domains and advances key rotation, every `tick` until shutdown.
+pub async fn maintain(services: Arc<DomainServices>, tick: Duration, shutdown: CancellationToken) {
+    loop {
+        match services.maintain(mailroom_model::now_millis()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(checked = n, "domains re-checked"),
+            Err(e) => tracing::warn!(error = %e, "domain maintenance failed; retrying next round"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// `mailroom domain show`: a summary and a table of records, or BIND zone lines.
+pub fn render_records(v: &serde_json::Value, zone_file: bool) -> String {
+    let empty = Vec::new();
+    let records = v["records"].as_array().unwrap_or(&empty);
+    let mut out = String::new();
+    if zone_file {
+        for r in records {
+            let (name, rtype, value) = (
+                r["name"].as_str().unwrap_or(""),
+                r["type"].as_str().unwrap_or(""),
+                r["value"].as_str().unwrap_or(""),
+            );
+            let data = match rtype {
+                "TXT" => value
+                    .as_bytes()
+                    .chunks(255)
+                    .map(|c| {
+                        format!(
+                            "\"{}\"",
+                            String::from_utf8_lossy(c)
+                                .replace('\\', "\\\\")
+                                .replace('"', "\\\"")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => format!("{value}."),
+            };
+            out.push_str(&format!("{name}. 3600 IN {rtype} {data}\n"));
+        }
+        return out;
+    }
+    out.push_str(&format!(
+        "{}  status: {}  last check: {}\n\n",
+        v["name"].as_str().unwrap_or("?"),
+        v["status"].as_str().unwrap_or("?"),
+        v["last_check"]
+    ));
+    out.push_str(&format!(
+        "{:<16} {:<6} {:<18} {:<40} VALUE\n",
+        "KIND", "TYPE", "STATE", "NAME"
+    ));
+    for r in records {
+        out.push_str(&format!(
+            "{:<16} {:<6} {:<18} {:<40} {}\n",
+            r["kind"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            r["name"].as_str().unwrap_or(""),
+            r["value"].as_str().unwrap_or(""),
+        ));
+    }
+    out
+}

@@ -1,0 +1,151 @@
+"""Sending domains end to end: a domain is added over the API, its records are published
+in a DNS server run by this test (a small UDP responder on dnspython, on loopback),
+verified through DNS, used in an SMTP submission, delivered to the sink, and the
+received message passes dkimpy against the published records. The envelope sender at
+the sink is the VERP return-path address.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import uuid
+
+import dkim
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from mailroom_harness import MailroomServer, assert_queued, binary_missing_reason, make_message, submit
+from sink import SmtpSink
+from test_delivery import delivery_config
+
+
+class TxtServer:
+    """Answers TXT queries from `records` (name -> list of texts); NXDOMAIN otherwise."""
+
+    def __init__(self):
+        self.records: dict[str, list[str]] = {}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            try:
+                q = dns.message.from_wire(wire)
+            except Exception:
+                continue
+            r = dns.message.make_response(q)
+            r.flags |= dns.flags.AA
+            question = q.question[0]
+            name = question.name.to_text().rstrip(".").lower()
+            texts = self.records.get(name)
+            if texts is None:
+                r.set_rcode(dns.rcode.NXDOMAIN)
+            elif question.rdtype == dns.rdatatype.TXT:
+                quoted = [" ".join('"%s"' % t[i:i + 255].replace('"', '\\"')
+                                   for i in range(0, len(t), 255)) for t in texts]
+                r.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", *quoted))
+            self.sock.sendto(r.to_wire(), peer)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def dns_server():
+    s = TxtServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def sink():
+    s = SmtpSink().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sink, dns_server):
+    reason = binary_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    extra = delivery_config(sink.port) + (
+        "\n[dns]\n"
+        f'nameservers = ["127.0.0.1:{dns_server.port}"]\n'
+        "timeout_secs = 2\n"
+    )
+    srv = MailroomServer(tmp_path_factory.mktemp("mailroom-domains"), extra_config=extra)
+    try:
+        srv.start()
+    except RuntimeError as err:
+        srv.kill()
+        pytest.fail(str(err), pytrace=False)
+    yield srv
+    srv.stop()
+
+
+def test_domain_verified_through_dns_signs_mail_that_dkimpy_verifies(server, sink, dns_server):
+    domain = f"d{uuid.uuid4().hex[:8]}.test"
+    tenant = server.create_tenant("domains")
+    r = server.api("POST", f"/v1/tenants/{tenant.id}/domains", {"name": domain})
+    assert r.status == 201, r
+    assert r.body["status"] == "pending"
+    assert "private" not in str(r.body).lower()
+
+    r = server.api("POST", f"/v1/domains/{domain}/verify")
+    assert r.status == 200, r
+    assert r.body["status"] == "failed" and r.body["last_check"]["reason"] == "missing", r
+
+    shown = server.api("GET", f"/v1/domains/{domain}")
+    for rec in shown.body["records"]:
+        if rec["type"] == "TXT":
+            dns_server.records.setdefault(rec["name"], []).append(rec["value"])
+    r = server.api("POST", f"/v1/domains/{domain}/verify")
+    assert r.status == 200, r
+    assert r.body["status"] == "verified", r
+    states = {(rec["kind"], rec["name"]): rec["state"] for rec in r.body["records"]}
+    assert all(s == "correct" for s in states.values()), states
+
+    rcpt = f"ok-{uuid.uuid4().hex[:8]}@example.net"
+    sender = f"app@{domain}"
+    with server.smtp_starttls() as client:
+        client.login(tenant.username, tenant.password)
+        msg = make_message(mail_from=sender, to=[rcpt], subject="signed end to end")
+        msg_id = assert_queued(submit(client, sender, [rcpt], msg))
+
+    got = sink.wait_for_rcpt(rcpt)
+    # VERP: the envelope sender names the message and recipient at the return path.
+    assert re.fullmatch(rf"b\+{msg_id.lower()}-0@bounces\.{re.escape(domain)}", got.mail_from), got.mail_from
+    data = got.data if isinstance(got.data, bytes) else got.data.encode()
+    assert data.count(b"DKIM-Signature:") == 2, data[:2000]
+    asked = []
+
+    def lookup(name, timeout=5):
+        key = (name.decode() if isinstance(name, bytes) else name).lower().rstrip(".")
+        asked.append(key)
+        texts = dns_server.records.get(key)
+        return texts[0].encode() if texts else None
+
+    d = dkim.DKIM(data)
+    for idx in range(2):
+        assert d.verify(idx=idx, dnsfunc=lookup), f"signature {idx} did not verify"
+    assert len([a for a in asked if a.endswith(f"._domainkey.{domain}")]) >= 2, asked
+    # The From header is as the tenant wrote it.
+    assert f"From: <{sender}>".encode() in data
