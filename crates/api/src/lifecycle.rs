@@ -153,6 +153,35 @@ impl DomainServices {
             .collect())
     }
 
+    /// The records of every managed domain (`<short-id>.<managed zone>`), as zone text
+    /// for Mailroom's own authoritative DNS listener (`managed_domain.dns_listen`).
+    pub async fn managed_zone_text(&self) -> Result<String, StoreError> {
+        let Some(zone) = &self.managed_zone else {
+            return Ok(String::new());
+        };
+        let suffix = format!(".{zone}");
+        let mut text = String::new();
+        for d in self.store.list_domains(None).await? {
+            if !d.name.ends_with(&suffix) {
+                continue;
+            }
+            let keys = self.live_keys(&d.name).await?;
+            let parsed: Vec<(String, DkimKey)> = keys
+                .iter()
+                .filter_map(|k| {
+                    Some((
+                        k.selector.clone(),
+                        DkimKey::from_pem(&k.private_key_pem).ok()?,
+                    ))
+                })
+                .collect();
+            let refs: Vec<(&str, &DkimKey)> = parsed.iter().map(|(s, k)| (s.as_str(), k)).collect();
+            let records = expected_records(&d.name, &d.verification_token, &refs, &self.records);
+            text.push_str(&mailroom_auth::render_zone_file(&records));
+        }
+        Ok(text)
+    }
+
     /// Every record to publish with its state now, as JSON for the API and CLI.
     pub async fn records(&self, d: &DomainRecord) -> Result<Vec<Value>, StoreError> {
         let keys = self.live_keys(&d.name).await?;

@@ -4,11 +4,15 @@
 //! hickory ([`HickoryResolver`]) and an in-memory [`StaticResolver`] for callers' unit
 //! tests.
 //!
+//! [`authority`] is the other direction: a small authoritative server (the managed
+//! domain zone, and the test suites' DNS).
+//!
 //! It does not own cache policy (hickory's TTL-respecting cache is kept as is), route
 //! decisions (Null MX, implicit MX, which addresses may be dialled) or retry timing:
 //! those belong to `delivery`.
 
 mod answer;
+pub mod authority;
 mod hickory;
 mod mx;
 mod resolver;

@@ -117,10 +117,8 @@ pub fn validate(c: &Config) -> Result<()> {
     if mailroom_auth::validate_selector(&c.arc.selector).is_err() {
         bail!("invalid value for key arc.selector: not a DKIM selector");
     }
-    if c.managed_domain.dns_listen.is_some() {
-        bail!(
-            "invalid value for key managed_domain.dns_listen: the authoritative DNS listener is not available in this version"
-        );
+    if c.managed_domain.dns_listen.is_some() && c.managed_domain.zone.is_none() {
+        bail!("invalid value for key managed_domain.dns_listen: set managed_domain.zone too");
     }
     if let Some(zone) = &c.managed_domain.zone
         && mailroom_model::parse_domain(zone).is_err()
@@ -229,6 +227,48 @@ pub async fn maintain(services: Arc<DomainServices>, tick: Duration, shutdown: C
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// Serves the managed zone on `managed_domain.dns_listen` (UDP and TCP) and rebuilds
+/// it from the store every few seconds, so a new tenant's domain, a rotated key or a
+/// retired one is published without a restart. Returns the bound address.
+pub async fn serve_managed_zone(
+    services: Arc<DomainServices>,
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<std::net::SocketAddr> {
+    let build = |text: &str| mailroom_dns::authority::Zone::parse(text).map(|z| z.ttl(60));
+    let text = services
+        .managed_zone_text()
+        .await
+        .context("reading the managed domains")?;
+    let zone = build(&text).context("building the managed zone")?;
+    let (bound, handle) = mailroom_dns::authority::serve_dns(addr, zone)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (managed_domain.dns_listen)"))?;
+    tokio::spawn(async move {
+        let mut last = text;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            match services.managed_zone_text().await {
+                Ok(text) if text != last => match build(&text) {
+                    Ok(zone) => {
+                        handle.set_zone(zone);
+                        tracing::info!("managed zone republished");
+                        last = text;
+                    }
+                    Err(e) => tracing::error!(error = %e, "managed zone not republished"),
+                },
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading the managed domains failed"),
+            }
+        }
+        drop(handle);
+    });
+    Ok(bound)
 }
 
 /// `mailroom domain show`: a summary and a table of records, or BIND zone lines.

@@ -124,8 +124,9 @@ enum Command {
 }
 
 fn init_logging(format: &str, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILROOM_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},sqlx=warn,hickory_server=warn"))
+    });
     use std::io::IsTerminal;
     // Colours only for a person at a terminal, never in files or pipes.
     let builder = tracing_subscriber::fmt()

@@ -69,7 +69,9 @@ pub async fn run(config: Config) -> Result<()> {
     report.insert("http".into(), serde_json::json!(http_addr.to_string()));
     files::write_public(
         &config.data_dir.join("listeners.json"),
-        serde_json::Value::Object(report).to_string().as_bytes(),
+        serde_json::Value::Object(report.clone())
+            .to_string()
+            .as_bytes(),
     )?;
 
     let own: Vec<std::net::SocketAddr> = listeners
@@ -161,6 +163,18 @@ pub async fn run(config: Config) -> Result<()> {
         Duration::from_secs(config.domains.pending_recheck_interval_secs.min(60)),
         shutdown.clone(),
     ));
+    if let Some(addr) = config.managed_domain.dns_listen {
+        let bound =
+            crate::domains::serve_managed_zone(domains.clone(), addr, shutdown.clone()).await?;
+        println!("DNS managed zone  listening on {bound} (UDP and TCP)");
+        report.insert("dns".into(), serde_json::json!(bound.to_string()));
+        files::write_public(
+            &config.data_dir.join("listeners.json"),
+            serde_json::Value::Object(report.clone())
+                .to_string()
+                .as_bytes(),
+        )?;
+    }
     let app = mailroom_api::app(mailroom_api::AppState {
         domains,
         store: store.clone(),

@@ -1,9 +1,9 @@
-//! The socket side of the test DNS server: [`spawn_dns`] binds UDP and TCP on one
-//! loopback port and serves a [`TestZone`] through hickory-server's `Server` with a
-//! small request handler of ours; [`DnsServerHandle`] keeps it alive and shows what
-//! was asked.
+//! The socket side of the authoritative server: [`serve_dns`] binds UDP and TCP on one
+//! address ([`spawn_dns`]: an ephemeral loopback port, for tests) and serves a [`Zone`]
+//! through hickory-server's `Server` with a small request handler of ours;
+//! [`DnsServerHandle`] keeps it alive and shows what was asked (bounded log).
 
-use super::zone::{Answer, TestZone};
+use super::zone::{Answer, Zone};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
@@ -37,7 +37,7 @@ type SharedLog = Arc<Mutex<QueryLog>>;
 /// Answers every request from the zone.
 struct ZoneHandler {
     /// Shared with the handle so a test can change DNS while the server runs.
-    zone: Arc<RwLock<TestZone>>,
+    zone: Arc<RwLock<Zone>>,
     log: SharedLog,
 }
 
@@ -139,7 +139,7 @@ pub struct DnsServerHandle {
     addr: SocketAddr,
     server: Server<ZoneHandler>,
     log: SharedLog,
-    zone: Arc<RwLock<TestZone>>,
+    zone: Arc<RwLock<Zone>>,
 }
 
 impl fmt::Debug for DnsServerHandle {
@@ -180,8 +180,8 @@ impl DnsServerHandle {
 
     /// Replaces what the server answers from, for the questions that come after (a
     /// record published or removed while a test runs). Resolvers' caches are not
-    /// told: give the zone a short [`ttl`](TestZone::ttl) when that matters.
-    pub fn set_zone(&self, zone: TestZone) {
+    /// told: give the zone a short [`ttl`](Zone::ttl) when that matters.
+    pub fn set_zone(&self, zone: Zone) {
         *self.zone.write().unwrap_or_else(PoisonError::into_inner) = zone;
     }
 
@@ -201,17 +201,29 @@ impl Drop for DnsServerHandle {
     }
 }
 
-/// Starts an authoritative DNS server for `zone` on 127.0.0.1, UDP and TCP on the same
-/// ephemeral port, and returns that address with the handle that keeps it running.
-///
-/// Must be called inside a tokio runtime; the server's tasks run on it.
-///
-/// # Panics
-///
-/// If no loopback port free for both UDP and TCP can be found (test environment
-/// broken).
-pub async fn spawn_dns(zone: TestZone) -> (SocketAddr, DnsServerHandle) {
-    let (udp, tcp, addr) = bind_pair().await;
+/// Starts an authoritative DNS server for `zone` on `addr`, UDP and TCP (port 0: one
+/// ephemeral port free for both). Returns the bound address and the handle that keeps
+/// it running.
+pub async fn serve_dns(
+    addr: SocketAddr,
+    zone: Zone,
+) -> std::io::Result<(SocketAddr, DnsServerHandle)> {
+    let (udp, tcp, bound) = if addr.port() == 0 {
+        bind_pair_on(addr.ip()).await?
+    } else {
+        let udp = UdpSocket::bind(addr).await?;
+        let tcp = TcpListener::bind(addr).await?;
+        (udp, tcp, addr)
+    };
+    Ok(start(udp, tcp, bound, zone))
+}
+
+fn start(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    addr: SocketAddr,
+    zone: Zone,
+) -> (SocketAddr, DnsServerHandle) {
     let log = SharedLog::default();
     let zone = Arc::new(RwLock::new(zone));
     let mut server = Server::new(ZoneHandler {
@@ -231,11 +243,29 @@ pub async fn spawn_dns(zone: TestZone) -> (SocketAddr, DnsServerHandle) {
     )
 }
 
-/// A UDP socket on an ephemeral loopback port and a TCP listener on the same port.
-async fn bind_pair() -> (UdpSocket, TcpListener, SocketAddr) {
+/// Starts an authoritative DNS server for `zone` on 127.0.0.1, UDP and TCP on the same
+/// ephemeral port, and returns that address with the handle that keeps it running.
+///
+/// Must be called inside a tokio runtime; the server's tasks run on it.
+///
+/// # Panics
+///
+/// If no loopback port free for both UDP and TCP can be found (test environment
+/// broken).
+pub async fn spawn_dns(zone: Zone) -> (SocketAddr, DnsServerHandle) {
+    match bind_pair_on(Ipv4Addr::LOCALHOST.into()).await {
+        Ok((udp, tcp, addr)) => start(udp, tcp, addr, zone),
+        Err(e) => panic!("spawn_dns: no loopback port free for both UDP and TCP: {e}"),
+    }
+}
+
+/// A UDP socket on an ephemeral port of `ip` and a TCP listener on the same port.
+async fn bind_pair_on(
+    ip: std::net::IpAddr,
+) -> std::io::Result<(UdpSocket, TcpListener, SocketAddr)> {
     let mut last_error = None;
     for _ in 0..BIND_TRIES {
-        let udp = match UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await {
+        let udp = match UdpSocket::bind((ip, 0)).await {
             Ok(udp) => udp,
             Err(e) => {
                 last_error = Some(e);
@@ -250,11 +280,9 @@ async fn bind_pair() -> (UdpSocket, TcpListener, SocketAddr) {
             }
         };
         match TcpListener::bind(addr).await {
-            Ok(tcp) => return (udp, tcp, addr),
+            Ok(tcp) => return Ok((udp, tcp, addr)),
             Err(e) => last_error = Some(e),
         }
     }
-    panic!(
-        "spawn_dns: no loopback port free for both UDP and TCP after {BIND_TRIES} tries: {last_error:?}"
-    );
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port")))
 }

@@ -1,8 +1,8 @@
-//! Zone text for [`TestZone::parse`]: one record per line, a readable subset of RFC
+//! Zone text for [`Zone::parse`]: one record per line, a readable subset of RFC
 //! 1035 master-file syntax plus three pseudo-types for failures. Owns the parser and
 //! its line-numbered errors.
 
-use super::zone::{Behaviour, TestZone, parse_name, split_txt};
+use super::zone::{Behaviour, Zone, parse_name, split_txt};
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
 use hickory_server::proto::rr::{Name, RData};
 use std::fmt;
@@ -17,7 +17,7 @@ pub struct ZoneParseError {
     pub message: String,
 }
 
-impl TestZone {
+impl Zone {
     /// Reads zone text, one record per line:
     ///
     /// ```text
@@ -38,8 +38,8 @@ impl TestZone {
     /// and `\\` escapes, or the bare rest of the line), and the pseudo-types NXDOMAIN,
     /// SERVFAIL and TIMEOUT, which do what the builder methods of the same names do.
     /// Comments are whole lines only.
-    pub fn parse(text: &str) -> Result<TestZone, ZoneParseError> {
-        let mut zone = TestZone::new();
+    pub fn parse(text: &str) -> Result<Zone, ZoneParseError> {
+        let mut zone = Zone::new();
         for (index, line) in text.lines().enumerate() {
             parse_line(&mut zone, line).map_err(|message| ZoneParseError {
                 line: index + 1,
@@ -61,7 +61,7 @@ where
         .map_err(|e| format!("bad {what} {value:?}: {e}"))
 }
 
-fn parse_line(zone: &mut TestZone, line: &str) -> Result<(), String> {
+fn parse_line(zone: &mut Zone, line: &str) -> Result<(), String> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with(';') || trimmed.starts_with('#') {
         return Ok(());
@@ -89,7 +89,7 @@ fn parse_line(zone: &mut TestZone, line: &str) -> Result<(), String> {
         None => return Err(format!("missing record type after {owner_text:?}")),
     };
     let args: Vec<&str> = tokens[i + 1..].iter().map(|(_, t)| *t).collect();
-    let no_args = |zone: &mut TestZone, behaviour| {
+    let no_args = |zone: &mut Zone, behaviour| {
         if args.is_empty() {
             zone.set_behaviour(owner.clone(), behaviour);
             Ok(())
@@ -204,7 +204,7 @@ mod tests {
     use hickory_server::proto::op::ResponseCode;
     use hickory_server::proto::rr::RecordType;
 
-    fn records(zone: &TestZone, name: &str, qtype: RecordType) -> Vec<(u32, RData)> {
+    fn records(zone: &Zone, name: &str, qtype: RecordType) -> Vec<(u32, RData)> {
         match zone.answer(&parse_name(name).unwrap(), qtype) {
             Answer::Reply { answers, .. } => answers.into_iter().map(|r| (r.ttl, r.data)).collect(),
             Answer::Silent => panic!("silent"),
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn reads_the_documented_example() {
-        let zone = TestZone::parse(
+        let zone = Zone::parse(
             "; mail for example.test\n\
              example.test.        MX 10 mx1.example.test.\n\
              example.test.    300 IN MX 20 mx2.example.test.\n\
@@ -285,7 +285,7 @@ mod tests {
         ];
         for (line, expected) in cases {
             let text = format!("ok.test. A 127.0.0.1\n{line}\n");
-            let err = TestZone::parse(&text).unwrap_err();
+            let err = Zone::parse(&text).unwrap_err();
             assert_eq!(err.line, 2, "{line}");
             assert!(
                 err.message.contains(expected),

@@ -1,4 +1,4 @@
-//! [`TestZone`]: what the test DNS server knows, built in code, and the pure function
+//! [`Zone`]: what the test DNS server knows, built in code, and the pure function
 //! that turns a question into an answer (records, NODATA, NXDOMAIN, SERVFAIL or
 //! silence). No sockets here.
 
@@ -36,9 +36,9 @@ struct NameData {
 /// A zone for [`spawn_dns`](crate::spawn_dns), built in code:
 ///
 /// ```
-/// use mailroom_testkit::TestZone;
+/// use mailroom_dns::authority::Zone;
 /// use std::net::Ipv4Addr;
-/// let zone = TestZone::new()
+/// let zone = Zone::new()
 ///     .mx("example.test", 10, "mx1.example.test")
 ///     .a("mx1.example.test", Ipv4Addr::LOCALHOST)
 ///     .null_mx("nomail.test")
@@ -46,7 +46,7 @@ struct NameData {
 ///     .timeout("slow.test");
 /// ```
 ///
-/// or from zone text with [`TestZone::parse`]. Names are case-insensitive and absolute
+/// or from zone text with [`Zone::parse`]. Names are case-insensitive and absolute
 /// whether or not they end in a dot; U-labels are converted to A-labels.
 ///
 /// What a query gets:
@@ -60,13 +60,13 @@ struct NameData {
 ///
 /// Builder methods panic on a string that cannot be a DNS name: it is a bug in the test.
 #[derive(Clone, Debug)]
-pub struct TestZone {
+pub struct Zone {
     /// Keyed by the lowercase absolute A-label form, e.g. `"mx1.example.test."`.
     names: BTreeMap<String, NameData>,
     ttl: u32,
 }
 
-impl Default for TestZone {
+impl Default for Zone {
     fn default() -> Self {
         Self {
             names: BTreeMap::new(),
@@ -88,7 +88,7 @@ pub(crate) enum Answer {
     Silent,
 }
 
-impl TestZone {
+impl Zone {
     /// An empty zone: every name is NXDOMAIN.
     pub fn new() -> Self {
         Self::default()
@@ -319,7 +319,7 @@ pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
 fn expect_name(s: &str) -> Name {
     match parse_name(s) {
         Ok(name) => name,
-        Err(e) => panic!("TestZone: {e}"),
+        Err(e) => panic!("Zone: {e}"),
     }
 }
 
@@ -343,7 +343,7 @@ pub(crate) fn split_txt(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn ask(zone: &TestZone, name: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>, bool) {
+    fn ask(zone: &Zone, name: &str, qtype: RecordType) -> (ResponseCode, Vec<RData>, bool) {
         match zone.answer(&parse_name(name).unwrap(), qtype) {
             Answer::Reply {
                 rcode,
@@ -358,8 +358,8 @@ mod tests {
         }
     }
 
-    fn zone() -> TestZone {
-        TestZone::new()
+    fn zone() -> Zone {
+        Zone::new()
             .mx("Example.TEST", 20, "mx2.example.test")
             .mx("example.test.", 10, "mx1.example.test")
             .a("mx1.example.test", Ipv4Addr::LOCALHOST)
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn cname_is_answered_and_chased_in_zone() {
-        let z = TestZone::new()
+        let z = Zone::new()
             .cname("s1._domainkey.example.test", "s1.keys.other.test")
             .txt("s1.keys.other.test", "v=DKIM1; p=abc")
             .cname("out.example.test", "elsewhere.invalid");
@@ -472,8 +472,8 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "TestZone: bad name")]
+    #[should_panic(expected = "Zone: bad name")]
     fn bad_names_panic_clearly() {
-        let _ = TestZone::new().a("a..b", Ipv4Addr::LOCALHOST);
+        let _ = Zone::new().a("a..b", Ipv4Addr::LOCALHOST);
     }
 }
