@@ -100,16 +100,44 @@ impl RequestHandler for ZoneHandler {
             }
             Answer::Reply {
                 rcode,
-                answers,
-                soa,
+                mut answers,
+                mut soa,
             } => {
                 metadata.response_code = rcode;
+                if request.protocol() == Protocol::Udp
+                    && edns.is_none()
+                    && encoded_size(&qname, &answers, soa.as_deref()) > CLASSIC_UDP_LIMIT
+                {
+                    // Too big for a client without EDNS: say so (TC) with no records,
+                    // and the client asks again over TCP (RFC 1035 4.2.1, RFC 7766).
+                    // hickory's own truncation leaves stray bytes after the counted
+                    // records, which strict clients refuse.
+                    metadata.truncation = true;
+                    answers.clear();
+                    soa = None;
+                }
                 let none: [&Record; 0] = [];
                 let response = builder.build(metadata, answers.iter(), none, soa.as_deref(), none);
                 send(&mut response_handle, response, metadata).await
             }
         }
     }
+}
+
+/// A UDP message without EDNS may not exceed this (RFC 1035 4.2.1).
+const CLASSIC_UDP_LIMIT: usize = 512;
+
+/// An upper bound of the encoded response: header, question, and every record encoded
+/// on its own (no name compression, so never an underestimate).
+fn encoded_size(qname: &Name, answers: &[Record], soa: Option<&Record>) -> usize {
+    use hickory_server::proto::serialize::binary::BinEncodable;
+    let question = qname.to_bytes().map(|b| b.len()).unwrap_or(255) + 4;
+    let records: usize = answers
+        .iter()
+        .chain(soa)
+        .map(|r| r.to_bytes().map(|b| b.len()).unwrap_or(CLASSIC_UDP_LIMIT))
+        .sum();
+    12 + question + records
 }
 
 /// Sends a response; a send failure is the client's problem (it will time out).
