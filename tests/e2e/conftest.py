@@ -57,6 +57,16 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def sink():
+    """A scripted SMTP sink (sink.py) on 127.0.0.1 for the module's delivery tests."""
+    from sink import SmtpSink
+
+    s = SmtpSink().start()
+    yield s
+    s.stop()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     reason = binary_missing_reason()

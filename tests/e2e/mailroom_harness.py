@@ -482,6 +482,23 @@ class Tenant:
         return client.auth(mechanism, method, initial_response_ok=initial_response_ok)
 
 
+def start_server(workdir, extra_config: str = "", **kw) -> "MailroomServer":
+    """Starts a MailroomServer in `workdir`; skips when the binary is missing and fails
+    the test (not the run) when it does not come up."""
+    import pytest
+
+    reason = binary_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    srv = MailroomServer(workdir, extra_config=extra_config, **kw)
+    try:
+        srv.start()
+    except RuntimeError as err:
+        srv.kill()
+        pytest.fail(str(err), pytrace=False)
+    return srv
+
+
 def poll_until(fn, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
     """Calls fn() until it returns something truthy (returned) or the deadline passes
     (AssertionError naming `what` and fn's last value). Bounded: timeout <= 20 s here."""

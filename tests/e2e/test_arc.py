@@ -16,8 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailroom_harness import MailroomServer, assert_queued, binary_missing_reason, submit
-from sink import SmtpSink
+from mailroom_harness import assert_queued, start_server, submit
 from test_delivery import delivery_config
 from test_domains import TxtServer
 
@@ -37,28 +36,14 @@ def txt():
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sink, txt):
-    reason = binary_missing_reason()
-    if reason:
-        pytest.skip(reason)
     extra = delivery_config(sink.port) + (
         f'\n[arc]\ndomain = "{ARC_DOMAIN}"\nselector = "seal"\n'
         f'\n[dns]\nnameservers = ["127.0.0.1:{txt.port}"]\ntimeout_secs = 2\n'
     )
-    srv = MailroomServer(tmp_path_factory.mktemp("mailroom-arc"), extra_config=extra)
-    try:
-        srv.start()
-    except RuntimeError as err:
-        srv.kill()
-        pytest.fail(str(err), pytrace=False)
+    srv = start_server(tmp_path_factory.mktemp("mailroom-arc"), extra_config=extra)
     yield srv
     srv.stop()
 

@@ -22,9 +22,9 @@ from mailroom_harness import (
     MailroomServer,
     assert_queued,
     assert_reply,
-    binary_missing_reason,
     make_message,
     poll_until,
+    start_server,
     submit,
 )
 from sink import SmtpSink
@@ -66,27 +66,11 @@ def uniq(kind: str) -> str:
 
 
 def _start(workdir, sink_port: int, **kw) -> MailroomServer:
-    srv = MailroomServer(workdir, extra_config=delivery_config(sink_port, **kw))
-    try:
-        srv.start()
-    except RuntimeError as err:
-        srv.kill()
-        pytest.fail(str(err), pytrace=False)
-    return srv
-
-
-@pytest.fixture(scope="module")
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
+    return start_server(workdir, extra_config=delivery_config(sink_port, **kw))
 
 
 @pytest.fixture(scope="module")
 def dserver(tmp_path_factory, sink):
-    reason = binary_missing_reason()
-    if reason:
-        pytest.skip(reason)
     srv = _start(tmp_path_factory.mktemp("mailroom-delivery"), sink.port)
     yield srv
     srv.stop()

@@ -20,8 +20,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from mailroom_harness import MailroomServer, assert_queued, binary_missing_reason, make_message, submit
-from sink import SmtpSink
+from mailroom_harness import assert_queued, make_message, start_server, submit
 from test_delivery import delivery_config
 
 
@@ -74,29 +73,15 @@ def dns_server():
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sink, dns_server):
-    reason = binary_missing_reason()
-    if reason:
-        pytest.skip(reason)
     extra = delivery_config(sink.port) + (
         "\n[dns]\n"
         f'nameservers = ["127.0.0.1:{dns_server.port}"]\n'
         "timeout_secs = 2\n"
     )
-    srv = MailroomServer(tmp_path_factory.mktemp("mailroom-domains"), extra_config=extra)
-    try:
-        srv.start()
-    except RuntimeError as err:
-        srv.kill()
-        pytest.fail(str(err), pytrace=False)
+    srv = start_server(tmp_path_factory.mktemp("mailroom-domains"), extra_config=extra)
     yield srv
     srv.stop()
 

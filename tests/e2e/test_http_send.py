@@ -17,8 +17,7 @@ import uuid
 
 import pytest
 
-from mailroom_harness import MailroomServer, binary_missing_reason, poll_until
-from sink import SmtpSink
+from mailroom_harness import poll_until, start_server
 from test_delivery import delivery_config
 from test_webhooks import Receiver, verify_signature
 
@@ -29,26 +28,12 @@ def uniq(kind: str) -> str:
     return f"{kind}-{uuid.uuid4().hex[:8]}@example.net"
 
 
-@pytest.fixture(scope="module")
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sink):
-    reason = binary_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    srv = MailroomServer(tmp_path_factory.mktemp("mailroom-http"),
+    srv = start_server(tmp_path_factory.mktemp("mailroom-http"),
                          extra_config=delivery_config(sink.port)
                          + "\n[webhooks]\nallow_private = true\nretry_schedule_secs = [1]\n")
-    try:
-        srv.start()
-    except RuntimeError as err:
-        srv.kill()
-        pytest.fail(str(err), pytrace=False)
     yield srv
     srv.stop()
 

@@ -8,9 +8,7 @@ delivered to the sink and dkimpy verifies both signatures with keys fetched over
 
 from __future__ import annotations
 
-import json
 import socket
-import time
 import uuid
 
 import dkim
@@ -20,8 +18,7 @@ import dns.rdatatype
 import pytest
 import spf
 
-from mailroom_harness import MailroomServer, binary_missing_reason, poll_until
-from sink import SmtpSink
+from mailroom_harness import poll_until, start_server
 from test_delivery import delivery_config
 
 ZONE = "mail.mailroom.test"
@@ -42,30 +39,16 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-@pytest.fixture(scope="module")
-def sink():
-    s = SmtpSink().start()
-    yield s
-    s.stop()
-
 
 @pytest.fixture(scope="module")
 def managed(tmp_path_factory, sink):
-    reason = binary_missing_reason()
-    if reason:
-        pytest.skip(reason)
     port = free_port()
     extra = delivery_config(sink.port) + (
         f'\n[managed_domain]\nzone = "{ZONE}"\ndns_listen = "127.0.0.1:{port}"\n'
         f'\n[dns]\nnameservers = ["127.0.0.1:{port}"]\ntimeout_secs = 2\n'
         '\n[domains]\negress_ips = ["127.0.0.1"]\n'
     )
-    srv = MailroomServer(tmp_path_factory.mktemp("mailroom-managed"), extra_config=extra)
-    try:
-        srv.start()
-    except RuntimeError as err:
-        srv.kill()
-        pytest.fail(str(err), pytrace=False)
+    srv = start_server(tmp_path_factory.mktemp("mailroom-managed"), extra_config=extra)
     yield srv, port
     srv.stop()
 

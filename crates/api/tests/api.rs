@@ -3,24 +3,24 @@
 //! name the field, tenant isolation, and agreement between `openapi.json` and the
 //! router.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use mailroom_api::{AppState, app};
+use common::OPERATOR;
 use mailroom_model::{MessageId, TenantId, now_millis};
-use mailroom_policy::{Policy, PolicyConfig, secrets};
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{DynStore, NewMessage, NewRecipient, Store};
+use mailroom_store::{NewMessage, NewRecipient, Store};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-const OPERATOR: &str = "mro_api_test_operator_token";
-
+/// The shared in-memory API (tests/common) with this file's response view.
 struct Api {
     app: Router,
     store: Arc<SqliteStore>,
-    _dir: tempfile::TempDir,
+    _inner: common::Api,
 }
 
 struct Response {
@@ -32,45 +32,11 @@ struct Response {
 
 impl Api {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("mailroom.db"))
-                .await
-                .expect("open store"),
-        );
-        let dyn_store: DynStore = store.clone();
-        let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
-            .await
-            .expect("policy");
-        let ingest = Arc::new(mailroom_ingest::Ingest::new(
-            dyn_store.clone(),
-            policy.clone(),
-            "mailroom.test".into(),
-        ));
-        let domains = Arc::new(mailroom_api::DomainServices::new(
-            dyn_store.clone(),
-            policy.clone(),
-            ingest.signer().clone(),
-            Arc::new(mailroom_dns::StaticResolver::new()),
-        ));
-        let app = app(AppState {
-            domains,
-            store: dyn_store,
-            policy,
-            operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
-            delivery_wake: Arc::new(tokio::sync::Notify::new()),
-            ingest,
-            hostname: Arc::new("mailroom.test".into()),
-            max_api_recipients: 50,
-            inflight_keys: Default::default(),
-            metrics: None,
-            webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
-                .expect("webhook client"),
-        });
+        let inner = common::Api::new().await;
         Self {
-            app,
-            store,
-            _dir: dir,
+            app: inner.app.clone(),
+            store: inner.store.clone(),
+            _inner: inner,
         }
     }
 
@@ -103,8 +69,12 @@ impl Api {
         let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
             .await
             .expect("body");
+        let is_json = content_type.as_deref().is_some_and(|t| t.contains("json"));
         let json = if bytes.is_empty() {
             Value::Null
+        } else if !is_json {
+            // /metrics is text; everything else must be JSON.
+            Value::String(String::from_utf8_lossy(&bytes).into_owned())
         } else {
             serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 panic!(
