@@ -1,11 +1,11 @@
 //! `/v1/domains/{name}`: one sending domain with every record to publish and its
 //! state, ownership verification, DKIM key rotation and the allowed sender local
-//! parts. Handlers translate; the lifecycle is `lifecycle`. Private keys are never
+//! parts. Handlers translate; the lifecycle is the `mailroom-domains` crate. Private keys are never
 //! serialised (`DkimKeyRecord` skips them).
 
 use crate::auth::Principal;
 use crate::error::parse_json;
-use crate::lifecycle::LifecycleError;
+use mailroom_domains::LifecycleError;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;

@@ -8,7 +8,6 @@ pub mod compose;
 mod domains;
 mod error;
 mod events;
-pub mod lifecycle;
 mod messages;
 mod observe;
 mod openapi;
@@ -19,7 +18,7 @@ mod tenants;
 mod webhooks;
 
 pub use error::ApiError;
-pub use lifecycle::DomainServices;
+pub use mailroom_domains::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
 
 use axum::Router;
@@ -53,7 +52,7 @@ pub struct AppState {
     pub metrics: Option<MetricsRenderer>,
     /// Sends webhook test pings; also says whether webhook URLs may be private.
     pub webhooks: mailroom_events::WebhookClient,
-    /// Sending domains: resolver, record options, key rotation (see `lifecycle`).
+    /// Sending domains: resolver, record options, key rotation (see the `mailroom-domains` crate).
     pub domains: Arc<DomainServices>,
 }
 
