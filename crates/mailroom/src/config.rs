@@ -258,7 +258,17 @@ pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
         Some(p) => p.display().to_string(),
         None => "configuration".into(),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?;
+    parse(&text, &origin, env)
+}
+
+/// Parses configuration text (`origin` names it in errors), applies environment
+/// overrides, validates. Pure: reads no file (the fuzz target `config` calls it).
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Config> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, &e))?;
     let mut from_env = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("MAILROOM_") else {
@@ -278,7 +288,7 @@ pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
     }
     let config: Config = if from_env.is_empty() {
         // Straight from the text, so errors carry the file line.
-        toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?
+        toml::from_str(text).map_err(|e| toml_error(origin, &e))?
     } else {
         Config::deserialize(toml::Value::Table(table)).map_err(|e| {
             let env = from_env.join(", ");

@@ -4,12 +4,13 @@
 mod cli_send;
 mod client;
 mod client_events;
-mod config;
-mod event_config;
 mod files;
 mod metrics;
 mod serve;
 mod tls;
+
+// Configuration lives in the library target (src/lib.rs) so the fuzzers reach it.
+use mailroom::config;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
