@@ -274,6 +274,11 @@ pub fn parse(
         let Some(rest) = name.strip_prefix("MAILROOM_") else {
             continue;
         };
+        // MAILROOM_LOG is the log filter (an EnvFilter, read in main.rs), not the
+        // [log] section; only MAILROOM_LOG__<KEY> sets keys there.
+        if rest == "LOG" {
+            continue;
+        }
         let path: Vec<String> = rest
             .to_ascii_lowercase()
             .split("__")
@@ -638,6 +643,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("smtp.max_recipients"), "{e}");
+        // Found by tests/e2e/test_logs.py: the documented MAILROOM_LOG=debug filter
+        // was taken for the [log] section and the server refused to start.
+        let c = load_text("", &[("MAILROOM_LOG", "debug,sqlx=warn")]).unwrap();
+        assert_eq!(c.log.level, "info");
         let e = load_text("", &[("MAILROOM_LOG__FORMAT", "xml")])
             .unwrap_err()
             .to_string();
