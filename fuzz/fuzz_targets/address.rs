@@ -18,17 +18,27 @@ fuzz_target!(|data: &[u8]| {
     };
     let local = addr.local();
     let domain = addr.domain().as_str();
-    assert!(!local.is_empty() && local.len() <= MAX_LOCAL_LEN, "{addr:?}");
-    assert!(!domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN, "{addr:?}");
+    assert!(
+        !local.is_empty() && local.len() <= MAX_LOCAL_LEN,
+        "{addr:?}"
+    );
+    assert!(
+        !domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN,
+        "{addr:?}"
+    );
     assert!(text.len() <= MAX_ADDRESS_LEN);
     assert!(
-        !local.chars().any(|c| matches!(c, '%' | '!' | '"' | '@' | '[' | ']' | '\\' | ':' | '<' | '>')
-            || c.is_control()
+        !local.chars().any(|c| matches!(
+            c,
+            '%' | '!' | '"' | '@' | '[' | ']' | '\\' | ':' | '<' | '>'
+        ) || c.is_control()
             || c.is_whitespace()),
         "{addr:?}"
     );
     assert!(
-        domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'),
+        domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'),
         "{addr:?}"
     );
     let again = Address::parse(&addr.to_string()).expect("printed address parses");

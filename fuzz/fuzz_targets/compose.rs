@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let n = msg.recipients.len();
     assert!((1..=MAX_RECIPIENTS).contains(&n), "{n} recipients");
     for (i, (a, _)) in msg.recipients.iter().enumerate() {
-        assert!(!msg.recipients[..i].iter().any(|(b, _)| b == a), "duplicate {a}");
+        assert!(
+            !msg.recipients[..i].iter().any(|(b, _)| b == a),
+            "duplicate {a}"
+        );
     }
     let body = &msg.body;
     assert!(!body.contains(&0), "NUL in composed message");

@@ -20,12 +20,18 @@ fuzz_target!(|line: &[u8]| {
         // Error replies may quote the client's parameter: it must never break the
         // reply framing (one CRLF per line, no other CR or LF).
         let reply = e.reply();
-        assert!(reply.is_permanent(), "command errors are permanent: {reply:?}");
+        assert!(
+            reply.is_permanent(),
+            "command errors are permanent: {reply:?}"
+        );
         let mut wire = Vec::new();
         reply.write_to(&mut wire);
         let crlfs = wire.windows(2).filter(|w| w == b"\r\n").count();
         let crs = wire.iter().filter(|&&b| b == b'\r').count();
         let lfs = wire.iter().filter(|&&b| b == b'\n').count();
-        assert!(crlfs == reply.lines.len() && crs == crlfs && lfs == crlfs, "{wire:?}");
+        assert!(
+            crlfs == reply.lines.len() && crs == crlfs && lfs == crlfs,
+            "{wire:?}"
+        );
     }
 });

@@ -14,7 +14,10 @@ fn check(reply: &SmtpReply) {
         assert_eq!(u16::from(class), reply.code / 100, "{reply:?}");
     }
     assert!(
-        !reply.text.chars().any(|c| c.is_control() && c != '\t' && c != '\n'),
+        !reply
+            .text
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\n'),
         "{reply:?}"
     );
     assert!(reply.lines().count() <= MAX_REPLY_LINES, "{reply:?}");
