@@ -44,6 +44,11 @@ def _mount_tmpfs(path):
                            "tmpfs", str(path)], capture_output=True, text=True, timeout=30)
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    # Never fill a real disk: the data directory must now be the small tmpfs.
+    total = shutil.disk_usage(path).total
+    if total > 64 * 1024 * 1024:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+        pytest.fail(f"{path} is {total} bytes after mounting a {TMPFS_SIZE} tmpfs")
 
 
 def _fill(path, leave: int) -> int:
