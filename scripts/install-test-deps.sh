@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the Python suites (tests/e2e, tests/auth) need: the swaks SMTP client,
-# pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks.
+# pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks; nmap and testssl
+# for tests/e2e/test_external_tools.py; cargo-fuzz for scripts/fuzz.
 # Idempotent and fast when everything is already there.
 set -euo pipefail
 
@@ -24,6 +25,9 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 perl -MAuthen::SASL -e1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Scanners for tests/e2e/test_external_tools.py (nmap's NSE smtp scripts, testssl).
+command -v nmap >/dev/null 2>&1 || missing+=(nmap)
+command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -36,4 +40,11 @@ if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver, cryptography' >
     "$python" -m pip install -q -r "$repo_root/requirements-dev.txt"
 fi
 
+# cargo-fuzz (scripts/fuzz), from crates.io with its locked dependencies.
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "install-test-deps: installing cargo-fuzz" >&2
+    cargo install -q cargo-fuzz --locked
+fi
+
+echo "install-test-deps: nmap $(command -v nmap), testssl $(command -v testssl), cargo-fuzz $(command -v cargo-fuzz)" >&2
 echo "install-test-deps: swaks $(command -v swaks), promtool $(command -v promtool), pytest $("$python" -c 'import pytest; print(pytest.__version__)')" >&2

@@ -24,6 +24,7 @@ VARIANTS = {
     "lf-dot-cr": b"\n.\r",
     "crlf-nul-dot-crlf": b"\r\n\x00.\r\n",
     "cr-dot-cr": b"\r.\r",
+    "crlf-dot-cr-crlf": b"\r\n.\r\r\n",
     "dot-lf": b".\n",
     "crlf-dot-space-crlf": b"\r\n. \r\n\n.\n",
     "bare-lf-line": b"\nbare lf line\n",

@@ -5,13 +5,13 @@
 
 use crate::auth::Principal;
 use crate::error::parse_json;
-use mailroom_domains::LifecycleError;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use mailroom_domains::LifecycleError;
 use mailroom_model::{now_millis, parse_domain};
 use mailroom_store::DomainRecord;
 use serde::Deserialize;

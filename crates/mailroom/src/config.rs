@@ -277,12 +277,27 @@ pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
         Some(p) => p.display().to_string(),
         None => "configuration".into(),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?;
+    parse(&text, &origin, env)
+}
+
+/// Parses configuration text (`origin` names it in errors), applies environment
+/// overrides, validates. Pure: reads no file (the fuzz target `config` calls it).
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Config> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, &e))?;
     let mut from_env = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("MAILROOM_") else {
             continue;
         };
+        // MAILROOM_LOG is the log filter (an EnvFilter, read in main.rs), not the
+        // [log] section; only MAILROOM_LOG__<KEY> sets keys there.
+        if rest == "LOG" {
+            continue;
+        }
         let path: Vec<String> = rest
             .to_ascii_lowercase()
             .split("__")
@@ -297,7 +312,7 @@ pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) ->
     }
     let config: Config = if from_env.is_empty() {
         // Straight from the text, so errors carry the file line.
-        toml::from_str(&text).map_err(|e| toml_error(&origin, &e))?
+        toml::from_str(text).map_err(|e| toml_error(origin, &e))?
     } else {
         Config::deserialize(toml::Value::Table(table)).map_err(|e| {
             let env = from_env.join(", ");
@@ -648,6 +663,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("smtp.max_recipients"), "{e}");
+        // Found by tests/e2e/test_logs.py: the documented MAILROOM_LOG=debug filter
+        // was taken for the [log] section and the server refused to start.
+        let c = load_text("", &[("MAILROOM_LOG", "debug,sqlx=warn")]).unwrap();
+        assert_eq!(c.log.level, "info");
         let e = load_text("", &[("MAILROOM_LOG__FORMAT", "xml")])
             .unwrap_err()
             .to_string();

@@ -1,5 +1,8 @@
 //! The server certificate: the configured PEM files, or a self-signed certificate
-//! generated once into the data directory (so clients can pin it across restarts).
+//! generated into the data directory (so clients can pin it across restarts). The
+//! generated one is valid for a year and replaced when it is older than
+//! `REGENERATE_AFTER_DAYS` (testssl rates multi-century certificates HIGH, rightly:
+//! a key that never expires is never rotated).
 
 use anyhow::{Context, Result};
 use rustls_pki_types::pem::PemObject;
@@ -25,19 +28,22 @@ pub fn acceptor(config: &crate::config::Config) -> Result<TlsAcceptor> {
     let key = PrivateKeyDer::from_pem_file(&key)
         .with_context(|| format!("tls.key_file {} is not a PEM private key", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match")?;
+    // Our order (rustls's: AEAD suites with forward secrecy, strongest first), not
+    // whatever a client prefers first.
+    server.ignore_client_order = true;
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
 fn generate_if_missing(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf)> {
     let cert_path = dir.join("cert.pem");
     let key_path = dir.join("key.pem");
-    if cert_path.exists() && key_path.exists() {
+    if cert_path.exists() && key_path.exists() && !too_old(&cert_path) {
         return Ok((cert_path, key_path));
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -46,10 +52,36 @@ fn generate_if_missing(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf)>
         "localhost".to_string(),
         "127.0.0.1".to_string(),
     ];
-    let certified = rcgen::generate_simple_self_signed(names)
+    let mut params =
+        rcgen::CertificateParams::new(names).context("self-signed certificate names")?;
+    let today = chrono::Utc::now().date_naive();
+    let ymd = |d: chrono::NaiveDate| {
+        use chrono::Datelike;
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    };
+    params.not_before = ymd(today - chrono::Days::new(1));
+    params.not_after = ymd(today + chrono::Days::new(VALID_DAYS));
+    let key = rcgen::KeyPair::generate().context("generating a TLS key")?;
+    let cert = params
+        .self_signed(&key)
         .context("generating a self-signed certificate")?;
-    crate::files::write_private(&key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    crate::files::write_private(&cert_path, certified.cert.pem().as_bytes())?;
+    crate::files::write_private(&key_path, key.serialize_pem().as_bytes())?;
+    crate::files::write_private(&cert_path, cert.pem().as_bytes())?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed TLS certificate");
     Ok((cert_path, key_path))
+}
+
+/// Validity of a generated certificate.
+const VALID_DAYS: u64 = 365;
+/// A generated certificate is replaced at the first start after this many days.
+const REGENERATE_AFTER_DAYS: u64 = 330;
+
+/// Whether the generated certificate at `path` is due for replacement (by the age of
+/// the file: it was written when it was generated).
+fn too_old(path: &Path) -> bool {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    age.is_some_and(|a| a.as_secs() > REGENERATE_AFTER_DAYS * 86_400)
 }

@@ -72,6 +72,11 @@ impl Address {
         let (local, domain) = text.rsplit_once('@').ok_or(AddressError::MissingDomain)?;
         validate_local(local)?;
         let domain = parse_domain(domain)?;
+        // IDNA can make the domain longer than it was typed: check the result too, so
+        // an accepted address always fits the RFC 5321 limits and parses again.
+        if local.len() + 1 + domain.0.len() > MAX_ADDRESS_LEN {
+            return Err(AddressError::TooLong);
+        }
         Ok(Self {
             local: local.to_string(),
             domain,
@@ -212,5 +217,14 @@ mod tests {
         assert_eq!(Address::parse(&long_local), Err(BadLocalLength));
         let long = format!("a@{}.test", "b".repeat(260));
         assert_eq!(Address::parse(&long), Err(TooLong));
+    }
+
+    /// Found by the `address` fuzz target: 245 bytes as typed, 257 characters once
+    /// the Unicode labels became A-labels; the printed address did not parse again.
+    #[test]
+    fn idna_growth_is_checked_against_the_length_limit() {
+        let typed = "a.ag@sle.org.szmAple.orgxamuaab.5rgxargzamuaab.zxamAple.org.Apl-b\u{33c}cce.evplb\u{2bc}cele.org.Aple.org.szmAple.orgxamuaab.le.org.szmAple.ozyamApl1e.orA.lmuaab.zxamAple.org.Aple.org.saab.zxamAple.org.Aple.org.szmAple.orgxamuaab.zyamApl4e.orA.lgpe.org.st";
+        assert!(typed.len() <= MAX_ADDRESS_LEN);
+        assert_eq!(Address::parse(typed), Err(AddressError::TooLong));
     }
 }

@@ -113,6 +113,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     {
         return Err(CommandError::BadLineEnding);
     }
+    check_numbers_and_duplicates(&line[..line.len() - 2])?;
     let mut iter = line.iter();
     let request = Request::parse(&mut iter).map_err(|e| match e {
         ProtoError::NeedsMoreData { .. } => CommandError::Syntax("incomplete command"),
@@ -211,6 +212,68 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
     })
 }
 
+/// What smtp-proto does not check: it truncates numbers that do not fit (so
+/// `BDAT 99999999999999999999999` became a 999-byte chunk, and the bytes after it
+/// commands; `SIZE=` likewise) and lets a repeated ESMTP parameter silently override
+/// (or not) the first. RFC 1869 4.1.2 allows each parameter once. Both are refused here,
+/// on the raw line, before smtp-proto sees it.
+fn check_numbers_and_duplicates(line: &[u8]) -> Result<(), CommandError> {
+    let text = String::from_utf8_lossy(line);
+    let verb_len = text.find(' ').unwrap_or(text.len());
+    let verb = text[..verb_len].to_ascii_uppercase();
+    match verb.as_str() {
+        "BDAT" => {
+            let usage = CommandError::Syntax("BDAT <size> [LAST]");
+            let mut args = text[verb_len..].split_ascii_whitespace();
+            let size = args.next().ok_or(usage.clone())?;
+            if !size.bytes().all(|b| b.is_ascii_digit()) || size.parse::<usize>().is_err() {
+                return Err(usage);
+            }
+            match (args.next(), args.next()) {
+                (None, _) => Ok(()),
+                (Some(last), None) if last.eq_ignore_ascii_case("LAST") => Ok(()),
+                _ => Err(usage),
+            }
+        }
+        "MAIL" | "RCPT" => {
+            let Some(params) = after_path(&text) else {
+                return Ok(()); // no path: smtp-proto reports the syntax error
+            };
+            let mut seen: Vec<String> = Vec::new();
+            for param in params.split_ascii_whitespace() {
+                let (key, value) = param.split_once('=').unwrap_or((param, ""));
+                let key = key.to_ascii_uppercase();
+                if seen.contains(&key) {
+                    return Err(CommandError::Parameter(format!("{key} (given twice)")));
+                }
+                if key == "SIZE" && value.parse::<usize>().is_err() {
+                    return Err(CommandError::Parameter("SIZE".into()));
+                }
+                seen.push(key);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The text after the `<path>` of MAIL FROM / RCPT TO (quotes in the path respected).
+fn after_path(text: &str) -> Option<&str> {
+    let start = text.find('<')?;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '>' if !quoted => return Some(&text[start + i + 1..]),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +368,57 @@ mod tests {
             Err(CommandError::Parameter(_))
         ));
         assert!(p("MAIL FROM:<a@b.example> BODY=BINARYMIME\r\n").is_err());
+    }
+
+    /// Found by review for the fuzzing issue: smtp-proto truncated overflowing numbers
+    /// (a 23-digit BDAT size became 999) and let repeated parameters override.
+    #[test]
+    fn overflowing_numbers_and_repeated_parameters_are_refused() {
+        let huge = "99999999999999999999999";
+        assert_eq!(
+            p(&format!("BDAT {huge} LAST\r\n")),
+            Err(CommandError::Syntax("BDAT <size> [LAST]"))
+        );
+        for bad in [
+            "BDAT 10 LAST LAST",
+            "BDAT 10 FIRST",
+            "BDAT -1",
+            "BDAT +5",
+            "BDAT",
+        ] {
+            assert!(p(&format!("{bad}\r\n")).is_err(), "{bad}");
+        }
+        assert_eq!(
+            p(&format!("MAIL FROM:<a@b.example> SIZE={huge}\r\n")),
+            Err(CommandError::Parameter("SIZE".into()))
+        );
+        for (line, key) in [
+            ("MAIL FROM:<a@b.example> SIZE=10 SIZE=20", "SIZE"),
+            ("MAIL FROM:<a@b.example> BODY=8BITMIME body=7BIT", "BODY"),
+            ("MAIL FROM:<a@b.example> RET=FULL RET=HDRS", "RET"),
+            ("MAIL FROM:<a@b.example> ENVID=a ENVID=b", "ENVID"),
+            ("MAIL FROM:<a@b.example> SMTPUTF8 SMTPUTF8", "SMTPUTF8"),
+            (
+                "RCPT TO:<c@d.example> NOTIFY=SUCCESS NOTIFY=FAILURE",
+                "NOTIFY",
+            ),
+            (
+                "RCPT TO:<c@d.example> ORCPT=rfc822;a ORCPT=rfc822;b",
+                "ORCPT",
+            ),
+        ] {
+            assert_eq!(
+                p(&format!("{line}\r\n")),
+                Err(CommandError::Parameter(format!("{key} (given twice)"))),
+                "{line}"
+            );
+        }
+        // Still fine: one of each, several different ones, a '>' inside quotes.
+        assert!(p("MAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME RET=HDRS\r\n").is_ok());
+        assert!(p("BDAT 0 LAST\r\n").is_ok());
+        assert_eq!(
+            after_path("MAIL FROM:<\"x>y\"@b.example> SIZE=1"),
+            Some(" SIZE=1")
+        );
     }
 }

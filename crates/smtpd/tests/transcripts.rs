@@ -1289,3 +1289,367 @@ async fn suppressed_recipient_is_accepted_and_recorded_or_refused_on_request() {
         .expect("550 5.1.1 Recipient is on this account's suppression list (bounce)")
         .await;
 }
+
+// --- adversarial input (the security suite; see SECURITY.md) ----------------------
+
+/// nmap's smtp-open-relay script: its 16 (MAIL FROM, RCPT TO) tricks, with
+/// `acme.test` as the server's domain, 192.0.2.1 as its address and
+/// relaytest@nmap.scanme.org as the foreign target.
+const RELAY_TRICKS: [(&str, &str); 16] = [
+    ("<>", "<relaytest@nmap.scanme.org>"),
+    ("<antispam@acme.test>", "<relaytest@nmap.scanme.org>"),
+    ("<antispam@[192.0.2.1]>", "<relaytest@nmap.scanme.org>"),
+    (
+        "<antispam@acme.test>",
+        "<relaytest%nmap.scanme.org@acme.test>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<relaytest%nmap.scanme.org@[192.0.2.1]>",
+    ),
+    ("<antispam@acme.test>", "<\"relaytest@nmap.scanme.org\">"),
+    ("<antispam@acme.test>", "<\"relaytest%nmap.scanme.org\">"),
+    (
+        "<antispam@acme.test>",
+        "<relaytest@nmap.scanme.org@[192.0.2.1]>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<\"relaytest@nmap.scanme.org\"@[192.0.2.1]>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<relaytest@nmap.scanme.org@acme.test>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<@[192.0.2.1]:relaytest@nmap.scanme.org>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<@acme.test:relaytest@nmap.scanme.org>",
+    ),
+    ("<antispam@acme.test>", "<nmap.scanme.org!relaytest>"),
+    (
+        "<antispam@acme.test>",
+        "<nmap.scanme.org!relaytest@acme.test>",
+    ),
+    (
+        "<antispam@acme.test>",
+        "<nmap.scanme.org!relaytest@[192.0.2.1]>",
+    ),
+    ("<antispam@acme.test>", "<relaytest%nmap.scanme.org>"),
+];
+
+#[tokio::test]
+async fn unauthenticated_client_never_relays_any_of_the_16_tricks() {
+    let stack = Stack::new().await;
+    // One session per trick: refusals count as errors and would close a shared one.
+    for tls in [false, true] {
+        for (from, to) in RELAY_TRICKS {
+            let mut t = stack.connect(STRANGER).await;
+            t.ehlo().await;
+            if tls {
+                t.send("STARTTLS").starttls().await;
+                t.ehlo().await;
+            }
+            t.send(&format!("MAIL FROM:{from}"))
+                .expect("530 5.7.0")
+                .await;
+            t.send(&format!("RCPT TO:{to}")).expect("530 5.7.0").await;
+            t.send("DATA").expect("530 5.7.0").await;
+            t.send("RSET").expect("250 2.0.0").await;
+        }
+    }
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+/// An authorized client (here: allowlisted) may send anywhere, but no trick may make
+/// an address mean something other than what it says: `%`, `!`, quotes, literals and
+/// double `@` are refused; a source route is dropped, leaving the plain address.
+#[tokio::test]
+async fn authorized_client_cannot_use_relay_tricks() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<>").expect("550 5.7.1").await;
+    t.send("MAIL FROM:<antispam@[192.0.2.1]>")
+        .expect("553 5.1.7")
+        .await;
+    // One session per trick: refusals count as errors and would close a shared one.
+    for (_, to) in &RELAY_TRICKS[3..] {
+        // A source route through a domain is dropped; through an address literal
+        // it is refused like any literal.
+        if *to == "<@acme.test:relaytest@nmap.scanme.org>" {
+            continue;
+        }
+        let mut t = stack.connect(LISTED).await;
+        t.ehlo().await;
+        t.send("MAIL FROM:<antispam@acme.test>")
+            .expect("250 2.1.0")
+            .await;
+        t.send(&format!("RCPT TO:{to}")).expect("553 5.1.3").await;
+        t.send("DATA").expect("503 5.5.1 Need RCPT").await;
+    }
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<antispam@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RCPT TO:<@acme.test:relaytest@nmap.scanme.org>")
+        .expect("250 2.1.5")
+        .await;
+    t.send("DATA").expect("354").await;
+    t.send_raw(message("antispam@acme.test").as_bytes())
+        .send(".")
+        .expect("250 2.0.0 Ok: queued as ")
+        .await;
+    // Only the plain address behind the source route was taken.
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+#[tokio::test]
+async fn address_syntax_attacks_are_refused() {
+    let stack = Stack::new().await;
+    let long_local = format!("{}@acme.test", "a".repeat(65));
+    let long_label = format!("a@{}.test", "b".repeat(64));
+    let long_domain = format!("a@{}.test", vec!["c".repeat(60); 5].join("."));
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    for from in [
+        "<;sleep 66;>",
+        "<$(reboot)@acme.test>",
+        "<a|b;id@acme.test>",
+        &format!("<{long_local}>"),
+        &format!("<{long_label}>"),
+        &format!("<{long_domain}>"),
+    ] {
+        t.send(&format!("MAIL FROM:{from}"))
+            .expect("553 5.1.7")
+            .await;
+    }
+    // CR, LF and NUL never reach the address parser: the line itself is refused, and
+    // a bare LF ends it, so what follows is a separate (here: out of order) command.
+    t.send_raw(b"MAIL FROM:<a\0b@acme.test>\r\n")
+        .expect("500 5.5.2")
+        .await;
+    t.send_raw(b"MAIL FROM:<a\rb@acme.test>\r\n")
+        .expect("500 5.5.2")
+        .await;
+    t.send_raw(b"MAIL FROM:<a@acme.test>\nRCPT TO:<b@example.net>\r\n")
+        .expect("500 5.5.2")
+        .await;
+    t.expect("503 5.5.1 Need MAIL").await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    for to in [
+        "<;sleep 66;@example.net>",
+        &format!("<{}@example.net>", "r".repeat(65)),
+        &format!("<r@{}.example>", "x".repeat(64)),
+        "<r@exa mple.net>",
+    ] {
+        // Refused by the lexer (501 5.5.4) or the address rules (553 5.1.3).
+        let r = t.send(&format!("RCPT TO:{to}")).expect("5").await;
+        let last = r.last();
+        assert!(
+            last.starts_with("553 5.1.3") || last.starts_with("501 5.5.4"),
+            "{to}: {last}"
+        );
+    }
+    t.send_raw(b"RCPT TO:<r@example.net\0>\r\n")
+        .expect("500 5.5.2")
+        .await;
+    t.send("DATA").expect("503 5.5.1 Need RCPT").await;
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+/// Regression for the smtp-proto number truncation (proto/src/command.rs): a
+/// 23-digit SIZE or BDAT size was read as 999.
+#[tokio::test]
+async fn duplicate_and_overflowing_esmtp_parameters_are_refused() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    let huge = "99999999999999999999999";
+    for params in [
+        format!("SIZE={huge}"),
+        "SIZE=10 SIZE=20".into(),
+        "BODY=8BITMIME BODY=7BIT".into(),
+        "RET=FULL RET=HDRS".into(),
+        "ENVID=a ENVID=b".into(),
+        format!("ENVID={}", "e".repeat(101)),
+        "FOO=BAR".into(),
+    ] {
+        t.send(&format!("MAIL FROM:<sender@acme.test> {params}"))
+            .expect("555 5.5.4")
+            .await;
+    }
+    // A fresh session: ten refusals close one (smtp.max_errors).
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test> SIZE=100")
+        .expect("250 2.1.0")
+        .await;
+    for params in [
+        "NOTIFY=SUCCESS NOTIFY=FAILURE",
+        "NOTIFY=NEVER,SUCCESS",
+        "ORCPT=rfc822;a@example.net ORCPT=rfc822;b@example.net",
+    ] {
+        t.send(&format!("RCPT TO:<one@example.net> {params}"))
+            .expect("555 5.5.4")
+            .await;
+    }
+    t.send("RCPT TO:<one@example.net> NOTIFY=FAILURE")
+        .expect("250 2.1.5")
+        .await;
+    t.send(&format!("BDAT {huge} LAST"))
+        .expect("501 5.5.4")
+        .await;
+    t.send("BDAT 5 LAST LAST").expect("501 5.5.4").await;
+    // The session is still in order: a correct chunk is taken.
+    let body = message("sender@acme.test");
+    t.send(&format!("BDAT {} LAST", body.len()))
+        .send_raw(body.as_bytes())
+        .expect("250 2.0.0 Ok: queued as ")
+        .await;
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+/// A BDAT chunk is counted bytes: an end-of-data marker and commands inside it are
+/// body, never commands, and make exactly one message.
+#[tokio::test]
+async fn bdat_chunk_contents_are_never_commands() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RCPT TO:<victim@example.net>")
+        .expect("250 2.1.5")
+        .await;
+    let body = format!(
+        "{}\r\n.\r\nMAIL FROM:<sender@acme.test>\r\nRCPT TO:<smuggled@example.net>\r\nDATA\r\nx\r\n.\r\n",
+        message("sender@acme.test")
+    );
+    t.send(&format!("BDAT {} LAST", body.len()))
+        .send_raw(body.as_bytes())
+        .expect("250 2.0.0 Ok: queued as ")
+        .await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    assert_eq!(stack.recipient_rows().await, 1);
+}
+
+#[tokio::test]
+async fn talking_before_the_greeting_gains_nothing() {
+    let stack = Stack::new().await;
+    for (peer, mail_reply) in [(STRANGER, "530 5.7.0"), (LISTED, "250 2.1.0")] {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut client: Box<dyn Io> = Box::new(client);
+        // Written before the session task has run at all, so before the greeting.
+        client
+            .write_all(b"EHLO early.test\r\nMAIL FROM:<sender@acme.test>\r\n")
+            .await
+            .expect("write");
+        let server = tokio::spawn(serve_connection(
+            stack.shared.clone(),
+            server,
+            peer.parse().expect("peer"),
+            false,
+        ));
+        let mut t = Transcript {
+            io: Some(client),
+            inbuf: Vec::new(),
+            pending: Vec::new(),
+            log: String::new(),
+            server,
+        };
+        // The greeting comes first; the early commands are then answered in order,
+        // like any pipelined batch, with no more rights than otherwise.
+        t.expect("220 mx.test ESMTP").await;
+        t.expect("250 ").await;
+        t.expect(mail_reply).await;
+        t.send("QUIT").expect("221 2.0.0").await;
+        t.expect_closed().await;
+    }
+    assert_eq!(stack.recipient_rows().await, 0);
+}
+
+#[tokio::test]
+async fn auth_abuse_is_refused_and_bounded() {
+    let stack = Stack::new().await;
+    // Bad base64, an authzid that is not the user, a huge continuation line: each is
+    // refused and none is a login; the rest of the huge line is not read as commands.
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send("AUTH PLAIN !!!not-base64!!!")
+        .expect("501 5.5.2")
+        .await;
+    t.send(&format!(
+        "AUTH PLAIN {}",
+        b64(&format!("admin\0{USERNAME}\0{PASSWORD}"))
+    ))
+    .expect("535 5.7.8")
+    .await;
+    t.send("AUTH PLAIN").expect("334").await;
+    t.send(&format!("{} NOOP", "QUFB".repeat(5000)))
+        .expect("501 5.5.2")
+        .await;
+    t.send("NOOP").expect("250 2.0.0").await;
+    // Garbage AUTH counts as errors: the session ends at smtp.max_errors (10).
+    for _ in 0..7 {
+        t.send("AUTH PLAIN !!!").expect("501 5.5.2").await;
+    }
+    t.expect("421 4.7.0").await;
+    t.expect_closed().await;
+    // A cancelled exchange, then the right credentials still work (below the limit),
+    // and the rest of a huge line was not read as commands.
+    let mut t = stack.connect(STRANGER).await;
+    t.ehlo().await;
+    t.send("STARTTLS").starttls().await;
+    t.ehlo().await;
+    t.send("AUTH LOGIN").expect("334 VXNlcm5hbWU6").await;
+    t.send("*").expect("501 5.7.0").await;
+    t.send(&format!("AUTH PLAIN {}", plain(USERNAME, PASSWORD)))
+        .expect("235 2.7.0")
+        .await;
+    t.send("NOOP").expect("250 2.0.0").await;
+}
+
+/// Slow-loris: a client that sends a command one byte at a time, each byte within
+/// the read timeout, is still cut off once the whole line takes longer than it.
+#[tokio::test]
+async fn slow_loris_command_is_cut_off_at_the_command_timeout() {
+    let stack = Stack::with_config(true, |c| c.command_timeout = Duration::from_millis(400)).await;
+    let mut t = stack.connect(LISTED).await;
+    let started = tokio::time::Instant::now();
+    // Bounded: at most 23 bytes, one every 150 ms (3.5 s), each well within the
+    // 400 ms read timeout; stop as soon as the server speaks.
+    let mut heard = false;
+    for byte in b"EHLO a-slow-client.test" {
+        let io = t.io.as_mut().expect("stream");
+        // The server may already have hung up: a write may fail.
+        let _ = io.write_all(&[*byte]).await;
+        let _ = io.flush().await;
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(150), io.read(&mut buf)).await
+        {
+            t.inbuf.extend_from_slice(&buf[..n]);
+            heard = true;
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert!(heard, "the server still waits for the line after {took:?}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "cut off only after {took:?}"
+    );
+    t.expect("421 4.4.2").await;
+    t.expect_closed().await;
+}

@@ -40,7 +40,10 @@ impl Session {
             Ok(c) => c,
             Err(Some(r)) => {
                 conn.reply(&r);
-                return Flow::Continue;
+                // A malformed, cancelled or mismatched exchange (no password was
+                // checked) counts as a protocol error, so AUTH garbage cannot keep a
+                // session open for ever (`smtp.max_errors`).
+                return self.error(conn);
             }
             Err(None) => return Flow::Close,
         };

@@ -112,8 +112,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.pos = 0;
     }
 
-    /// Flushes pending replies, then reads more bytes into the buffer.
+    /// Flushes pending replies, then reads more bytes into the buffer, waiting at most
+    /// the read timeout.
     pub async fn fill(&mut self) -> Result<(), ReadStop> {
+        self.fill_until(None).await
+    }
+
+    /// `fill`, but giving up (`Timeout`) at `limit` too.
+    async fn fill_until(&mut self, limit: Option<Instant>) -> Result<(), ReadStop> {
         self.flush().await.map_err(ReadStop::Io)?;
         if self.pos > 0 {
             self.buf.drain(..self.pos);
@@ -126,7 +132,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.buf.truncate(start);
             return Err(ReadStop::SessionExpired);
         }
-        let wait = self.read_timeout.min(self.deadline - now);
+        let mut wait = self.read_timeout.min(self.deadline - now);
+        if let Some(limit) = limit {
+            if now >= limit {
+                self.buf.truncate(start);
+                return Err(ReadStop::Timeout);
+            }
+            wait = wait.min(limit - now);
+        }
         let result = tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => Err(ReadStop::Shutdown),
@@ -174,8 +187,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.buf.len() - self.pos >= max
     }
 
-    /// Reads one line of at most `max` bytes, waiting for input as needed.
+    /// Reads one line of at most `max` bytes, waiting for input as needed. The whole
+    /// line must arrive within the read timeout (RFC 5321 4.5.3.2.7: the timeout is
+    /// for the next *command*), so a client dribbling a byte at a time (slow-loris)
+    /// cannot hold the connection until the session limit.
     pub async fn read_line(&mut self, max: usize) -> Result<Line, ReadStop> {
+        let line_deadline = Instant::now() + self.read_timeout;
         let mut dropping = false;
         loop {
             match self.take_line(max) {
@@ -187,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.discard_buffered();
                 dropping = true;
             }
-            self.fill().await?;
+            self.fill_until(Some(line_deadline)).await?;
         }
     }
 }

@@ -147,7 +147,7 @@ impl Session {
         }
     }
 
-    fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
+    pub(crate) fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
         self.errors += 1;
         if self.errors >= self.shared.config.max_errors {
             conn.reply(&reply::too_many_errors());

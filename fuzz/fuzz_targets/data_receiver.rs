@@ -1,0 +1,80 @@
+//! Fuzz target: the DATA receiver (`mailroom_proto::DataReceiver::data`), fed the
+//! input in pieces whose size comes from the first byte. Checked against a simple
+//! reference model:
+//!
+//! - the end is exactly the first `CRLF . CRLF` (the CRLF before the dot may be the
+//!   DATA command's own, i.e. the start of the input): never earlier (smuggling, two
+//!   messages from one DATA) and never later (bytes after it are the command stream);
+//! - a bare LF, bare CR or NUL before the end always refuses the message;
+//! - an accepted body is the dot-unstuffed input, within the size and line limits.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mailroom_proto::{BodyLimits, DataReceiver, DataStatus};
+
+const LIMITS: BodyLimits = BodyLimits {
+    max_size: 2048,
+    max_line: 100,
+};
+
+/// Index just past the first end-of-data marker, if any.
+fn reference_end(input: &[u8]) -> Option<usize> {
+    if input.starts_with(b".\r\n") {
+        return Some(3);
+    }
+    input
+        .windows(5)
+        .position(|w| w == b"\r\n.\r\n")
+        .map(|p| p + 5)
+}
+
+/// What a correct receiver makes of the body bytes before the `.CRLF` terminator
+/// (`body` is empty or ends with CRLF): `Some(unstuffed)` if it must be accepted.
+fn reference_body(body: &[u8]) -> Option<Vec<u8>> {
+    let faulty = body.iter().enumerate().any(|(i, &b)| {
+        b == 0
+            || (b == b'\n' && (i == 0 || body[i - 1] != b'\r'))
+            || (b == b'\r' && body.get(i + 1) != Some(&b'\n'))
+    });
+    if faulty {
+        return None;
+    }
+    let mut out = Vec::new();
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.strip_suffix(b"\r").expect("no bare LF here");
+        let line = line.strip_prefix(b".").unwrap_or(line);
+        if line.len() > LIMITS.max_line {
+            return None;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    (out.len() <= LIMITS.max_size).then_some(out)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&step, input)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step % 32) + 1;
+    let mut rx = DataReceiver::data(LIMITS);
+    let mut end = None;
+    for (n, piece) in input.chunks(step).enumerate() {
+        if let DataStatus::Done { consumed } = rx.feed(piece) {
+            assert!(consumed >= 1 && consumed <= piece.len());
+            end = Some(n * step + consumed);
+            break;
+        }
+    }
+    assert_eq!(end, reference_end(input), "end of data in {input:?}");
+    let Some(end) = end else {
+        return;
+    };
+    let result = rx.finish();
+    let expected = reference_body(&input[..end - 3]);
+    match (&result, &expected) {
+        (Ok(got), Some(want)) => assert_eq!(got, want),
+        (Err(_), None) => {}
+        _ => panic!("receiver {result:?}, reference {expected:?} for {input:?}"),
+    }
+});
