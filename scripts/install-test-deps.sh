@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the Python suites (tests/e2e, tests/auth) need: the swaks SMTP client,
-# pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks.
+# clamd (ClamAV's daemon), pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks.
 # Idempotent and fast when everything is already there.
 set -euo pipefail
 
@@ -24,6 +24,9 @@ command -v swaks >/dev/null 2>&1 || missing+=(swaks)
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 perl -MAuthen::SASL -e1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# clamd for the content-protection e2e test (it starts its own daemon on a tiny test
+# signature database; nothing downloads signatures and no service is enabled).
+command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
