@@ -161,6 +161,7 @@ impl Api {
                 leased_until: None,
                 idempotency: None,
                 meta: None,
+                quarantine: None,
             })
             .await
             .expect("enqueue");

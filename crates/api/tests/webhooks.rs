@@ -135,6 +135,7 @@ impl Api {
                 leased_until: None,
                 idempotency: None,
                 meta: None,
+                quarantine: None,
             })
             .await
             .expect("enqueue");

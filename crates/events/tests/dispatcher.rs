@@ -151,6 +151,7 @@ async fn retries_sign_and_isolate_slow_endpoints() {
             leased_until: None,
             idempotency: None,
             meta: None,
+            quarantine: None,
         })
         .await
         .unwrap();

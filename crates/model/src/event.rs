@@ -16,10 +16,21 @@ pub enum EventType {
     Bounced,
     Expired,
     Cancelled,
+    /// The open pixel was fetched (message-level; the recipient only when the message
+    /// had one).
+    Opened,
+    /// A tracked link was followed.
+    Clicked,
+    /// The recipient used the one-click unsubscribe link (RFC 8058) and is suppressed.
+    Unsubscribed,
+    /// Content protection held the recipient in quarantine.
+    Filtered,
+    /// A quarantined recipient was released for delivery.
+    Released,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 13] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -28,6 +39,11 @@ impl EventType {
         Self::Bounced,
         Self::Expired,
         Self::Cancelled,
+        Self::Opened,
+        Self::Clicked,
+        Self::Unsubscribed,
+        Self::Filtered,
+        Self::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +56,11 @@ impl EventType {
             Self::Bounced => "bounced",
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Filtered => "filtered",
+            Self::Released => "released",
         }
     }
 

@@ -120,6 +120,10 @@ mod tests {
             sandbox: false,
             reject_suppressed: false,
             limits: Default::default(),
+            track_opens: false,
+            track_clicks: false,
+            list_unsubscribe: false,
+            content_score_threshold: None,
         }
     }
 

@@ -51,6 +51,7 @@ fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
         leased_until: None,
         idempotency: None,
         meta: None,
+        quarantine: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
         leased_until: None,
         idempotency: None,
         meta: None,
+        quarantine: None,
     }
 }
 
