@@ -1,12 +1,16 @@
 //! The one pipeline every submission goes through, whether SMTP or HTTP brought it:
 //! header checks and sender authorization on the `From:` header, trace headers
-//! (`Received:`), missing `Message-ID:`/`Date:`, then the durable enqueue. It returns
+//! (`Received:`), missing `Message-ID:`/`Date:`, the content step (tracking rewrite,
+//! content rules, malware scan: `content.rs`), then the durable enqueue. It returns
 //! the message id only after the store has committed the message.
 //!
 //! Ingest does not know which protocol carried the message beyond what goes into the
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
 
+mod content;
 mod headers;
+
+pub use content::{Action, Actions, ContentConfig, TRACK_HEADER, TrackingConfig};
 
 use mailroom_model::{Address, Domain, MessageId, now_millis};
 use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
@@ -77,6 +81,12 @@ pub enum IngestError {
     /// Recipient number `.0` (in submission order) may not be sent to.
     #[error("recipient {1} is not allowed: {2:?}")]
     RecipientRefused(usize, String, RecipientVerdict),
+    /// A content rule whose action is reject fired (`rule`: its name).
+    #[error("message refused by content rule {rule}: {detail}")]
+    ContentRejected { rule: &'static str, detail: String },
+    /// The malware scanner could not be reached and scanning fails closed.
+    #[error("malware scanner unavailable")]
+    ScanUnavailable,
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -93,6 +103,8 @@ impl IngestError {
             IngestError::TooLarge(_) => "too_large",
             IngestError::TooManyRecipients(_) => "too_many_recipients",
             IngestError::RecipientRefused(..) => "recipient_refused",
+            IngestError::ContentRejected { .. } => "content_rejected",
+            IngestError::ScanUnavailable => "scan_unavailable",
             IngestError::Storage(StoreError::Full) => "storage_full",
             IngestError::Storage(_) => "storage_error",
         }
@@ -109,6 +121,8 @@ pub struct Ingest {
     /// Delivery's intake for fresh messages (stored already claimed, handed over with
     /// their body), so new mail skips the scheduler. `None`: delivery claims it later.
     handoff: Option<Arc<dyn Handoff>>,
+    /// Tracking and content protection; `None`: only the opt-out header is removed.
+    content: Option<Arc<ContentConfig>>,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +131,8 @@ pub struct Accepted {
     pub rfc_message_id: Option<String>,
     /// Each recipient and whether it was suppressed (accepted, never delivered).
     pub recipients: Vec<(String, bool)>,
+    /// Held by content protection until released.
+    pub quarantined: bool,
 }
 
 impl Accepted {
@@ -127,7 +143,7 @@ impl Accepted {
             "rfc_message_id": self.rfc_message_id,
             "recipients": self.recipients.iter().map(|(address, suppressed)| serde_json::json!({
                 "address": address,
-                "status": if *suppressed { "suppressed" } else { "queued" },
+                "status": if *suppressed { "suppressed" } else if self.quarantined { "quarantined" } else { "queued" },
             })).collect::<Vec<_>>(),
         })
     }
@@ -141,7 +157,14 @@ impl Ingest {
             hostname,
             enqueued: Arc::new(tokio::sync::Notify::new()),
             handoff: None,
+            content: None,
         }
+    }
+
+    /// Enables tracking and content protection.
+    pub fn with_content(mut self, content: Arc<ContentConfig>) -> Self {
+        self.content = Some(content);
+        self
     }
 
     /// Hands every accepted message straight to delivery after it is stored.
@@ -209,6 +232,17 @@ impl Ingest {
         let id = MessageId::generate();
         let now = now_millis();
         let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
+        let tenant_record = self.policy.directory().tenant(tenant).cloned();
+        let content = content::apply(
+            self.content.as_deref(),
+            tenant_record.as_ref(),
+            &id,
+            s.recipients.len(),
+            body,
+        )
+        .await?;
+        let body = content.body;
+        // A DKIM/ARC signing step goes here: the body is final from this point on.
         let (client_ip, source) = match &s.origin {
             Origin::Smtp { client_ip, .. } => (Some(*client_ip), "smtp"),
             Origin::Api { client_ip } => (*client_ip, "api"),
@@ -224,6 +258,7 @@ impl Ingest {
             "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
             "tags": s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
             "metadata": s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
+            "content": content.detail,
         });
         let size = body.len();
         let leased_until = self
@@ -259,6 +294,7 @@ impl Ingest {
             leased_until,
             idempotency: None,
             meta: s.meta.clone(),
+            quarantine: content.quarantine,
         };
         let accepted = Accepted {
             id: id.clone(),
@@ -268,6 +304,7 @@ impl Ingest {
                 .iter()
                 .map(|r| (r.address.clone(), r.suppressed.is_some()))
                 .collect(),
+            quarantined: message.quarantine.is_some(),
         };
         let mut message = message;
         message.idempotency = s.idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
@@ -279,6 +316,7 @@ impl Ingest {
         let fresh = self
             .handoff
             .as_ref()
+            .filter(|_| message.quarantine.is_none())
             .map(|_| (due_recipients(&message), Arc::new(message.body.clone())));
         self.store.enqueue(message).await?;
         if let (Some(handoff), Some((due, body))) = (&self.handoff, fresh) {
