@@ -10,14 +10,17 @@ mod events;
 mod messages;
 mod observe;
 mod openapi;
+mod quarantine;
 mod query;
 mod send;
 mod suppressions;
 mod tenants;
+mod tracking;
 mod webhooks;
 
 pub use error::ApiError;
 pub use send::IDEMPOTENCY_WINDOW_MS;
+pub use tracking::TrackingState;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -50,6 +53,9 @@ pub struct AppState {
     pub metrics: Option<MetricsRenderer>,
     /// Sends webhook test pings; also says whether webhook URLs may be private.
     pub webhooks: mailroom_events::WebhookClient,
+    /// Checks tracking tokens for the public `/t/...` endpoints (`None`: tracking is
+    /// off and they answer 404).
+    pub tracking: Option<TrackingState>,
 }
 
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -96,6 +102,14 @@ pub fn app(state: AppState) -> Router {
             get(messages::show).delete(messages::cancel),
         )
         .route("/v1/messages/{id}/retry", post(messages::retry))
+        .route("/v1/messages/{id}/release", post(quarantine::release))
+        .route("/v1/quarantine", get(quarantine::list))
+        .route("/t/o/{token}", get(tracking::open))
+        .route("/t/c/{token}", get(tracking::click))
+        .route(
+            "/t/u/{token}",
+            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
+        )
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
         .route("/v1/events", get(events::list))

@@ -59,6 +59,7 @@ impl Api {
             metrics: None,
             webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
                 .expect("webhook client"),
+            tracking: None,
         });
         Self {
             app,

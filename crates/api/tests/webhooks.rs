@@ -52,6 +52,7 @@ impl Api {
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
             webhooks: mailroom_events::WebhookClient::new(Duration::from_secs(2), allow_private)
                 .expect("client"),
+            tracking: None,
         });
         Self {
             app,

@@ -8,6 +8,7 @@
 
 pub mod clamd;
 pub mod html;
+pub mod machine;
 pub mod mime;
 pub mod rules;
 pub mod sniff;

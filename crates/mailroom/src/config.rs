@@ -24,6 +24,8 @@ pub struct Config {
     pub limits: LimitsSection,
     pub events: crate::event_config::EventsSection,
     pub webhooks: crate::event_config::WebhooksSection,
+    pub tracking: crate::content_config::TrackingSection,
+    pub content: crate::content_config::ContentSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -187,6 +189,8 @@ impl Default for Config {
             limits: LimitsSection::default(),
             events: Default::default(),
             webhooks: Default::default(),
+            tracking: Default::default(),
+            content: Default::default(),
         }
     }
 }
@@ -240,9 +244,9 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 12] = [
+const TOP_LEVEL: [&str; 14] = [
     "data_dir", "hostname", "smtp", "http", "tls", "storage", "log", "delivery", "dns", "limits",
-    "events", "webhooks",
+    "events", "webhooks", "tracking", "content",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -454,6 +458,7 @@ impl Config {
             }
         }
         crate::event_config::validate(&self.events, &self.webhooks)?;
+        crate::content_config::validate(&self.tracking, &self.content)?;
         for (i, r) in d.routes.iter().enumerate() {
             if r.domains.is_empty() {
                 bail!(

@@ -5,6 +5,7 @@ mod cli_send;
 mod client;
 mod client_events;
 mod config;
+mod content_config;
 mod event_config;
 mod files;
 mod metrics;

@@ -101,8 +101,12 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
     let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
+    let (content, tracking) = crate::content_config::build(&config)?;
     let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
         .with_notify(delivery_wake.clone());
+    if let Some(content) = content {
+        ingest = ingest.with_content(Arc::new(content));
+    }
     if let Some(engine) = &engine {
         // Fresh messages go straight to delivery, in memory, once they are durable.
         ingest = ingest.with_handoff(Arc::new(mailroom_delivery::EngineHandoff(engine.clone())));
@@ -157,6 +161,7 @@ pub async fn run(config: Config) -> Result<()> {
         inflight_keys: Default::default(),
         metrics: Some(crate::metrics::install(shutdown.clone())?),
         webhooks: webhook_client,
+        tracking: Some(tracking),
     });
     tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();

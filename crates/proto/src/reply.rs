@@ -368,7 +368,11 @@ pub fn content_rejected(rule: &str) -> Reply {
 }
 /// The malware scanner is unreachable and scanning fails closed.
 pub fn scan_unavailable() -> Reply {
-    Reply::new(451, (4, 7, 1), "Content scanner unavailable, try again later")
+    Reply::new(
+        451,
+        (4, 7, 1),
+        "Content scanner unavailable, try again later",
+    )
 }
 pub fn storage_unavailable() -> Reply {
     Reply::new(451, (4, 3, 0), "Temporary storage failure, try again later")

@@ -163,8 +163,11 @@ pub trait Store: Send + Sync + 'static {
     async fn record_event(&self, event: NewEvent) -> Result<(), StoreError>;
     /// Adds (or replaces) the suppression and records its `unsubscribed` event, in one
     /// transaction.
-    async fn unsubscribe(&self, suppression: Suppression, event: NewEvent)
-    -> Result<(), StoreError>;
+    async fn unsubscribe(
+        &self,
+        suppression: Suppression,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
     /// Makes the message's quarantined recipients `queued` and due now, each with a
     /// `released` event; returns how many.
     async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError>;

@@ -90,6 +90,7 @@ impl Api {
             metrics: common_metrics(),
             webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
                 .expect("webhook client"),
+            tracking: None,
         });
         Self {
             app,

@@ -37,7 +37,10 @@ async fn insert(conn: &mut SqliteConnection, e: &NewEvent) -> Result<(), StoreEr
     Ok(())
 }
 
-pub(crate) async fn execute(conn: &mut SqliteConnection, op: &ContentOp) -> Result<u64, StoreError> {
+pub(crate) async fn execute(
+    conn: &mut SqliteConnection,
+    op: &ContentOp,
+) -> Result<u64, StoreError> {
     match op {
         ContentOp::Event(e) => insert(conn, e).await.map(|_| 1),
         ContentOp::Unsubscribe(s, e) => {
