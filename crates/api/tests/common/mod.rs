@@ -63,6 +63,20 @@ impl Response {
 
 impl Api {
     pub async fn new() -> Self {
+        Self::build(None).await
+    }
+
+    /// With tracking and content protection (`key` checks tracking tokens).
+    pub async fn with_content(
+        content: mailroom_ingest::ContentConfig,
+        key: mailroom_content::Key,
+    ) -> Self {
+        Self::build(Some((content, key))).await
+    }
+
+    async fn build(
+        content: Option<(mailroom_ingest::ContentConfig, mailroom_content::Key)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(
             SqliteStore::open(&dir.path().join("mailroom.db"))
@@ -73,11 +87,14 @@ impl Api {
         let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
             .await
             .expect("policy");
-        let ingest = Arc::new(mailroom_ingest::Ingest::new(
-            dyn_store.clone(),
-            policy.clone(),
-            "mailroom.test".into(),
-        ));
+        let mut ingest =
+            mailroom_ingest::Ingest::new(dyn_store.clone(), policy.clone(), "mailroom.test".into());
+        let mut tracking = None;
+        if let Some((content, key)) = content {
+            ingest = ingest.with_content(Arc::new(content));
+            tracking = Some(mailroom_api::TrackingState { key });
+        }
+        let ingest = Arc::new(ingest);
         let app = app(AppState {
             store: dyn_store,
             policy: policy.clone(),
@@ -90,7 +107,7 @@ impl Api {
             metrics: common_metrics(),
             webhooks: mailroom_events::WebhookClient::new(std::time::Duration::from_secs(5), false)
                 .expect("webhook client"),
-            tracking: None,
+            tracking,
         });
         Self {
             app,
