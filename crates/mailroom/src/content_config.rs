@@ -120,15 +120,17 @@ fn secret(t: &TrackingSection, data_dir: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// `http_addr`: the HTTP listener's bound address (the default tracking host).
 pub fn build(
     config: &crate::config::Config,
+    http_addr: std::net::SocketAddr,
 ) -> Result<(Option<ContentConfig>, mailroom_api::TrackingState)> {
     let key = Key::new(secret(&config.tracking, &config.data_dir)?.as_bytes());
     let base_url = config
         .tracking
         .base_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.http.listen));
+        .unwrap_or_else(|| format!("http://{http_addr}"));
     let state = mailroom_api::TrackingState { key: key.clone() };
     let c = &config.content;
     if !c.enabled {

@@ -101,7 +101,7 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
     let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
-    let (content, tracking) = crate::content_config::build(&config)?;
+    let (content, tracking) = crate::content_config::build(&config, http_addr)?;
     let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
         .with_notify(delivery_wake.clone());
     if let Some(content) = content {
