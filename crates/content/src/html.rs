@@ -85,10 +85,10 @@ pub fn rewrite(
     let link = move |el: &mut lol_html::html_content::Element| {
         if let Some(raw) = el.get_attribute("href") {
             let href = decode_entities(raw.trim());
-            if is_web_url(&href) {
-                if let Some(new) = track(&href) {
-                    el.set_attribute("href", &new)?;
-                }
+            if is_web_url(&href)
+                && let Some(new) = track(&href)
+            {
+                el.set_attribute("href", &new)?;
             }
         }
         Ok(())
@@ -96,19 +96,19 @@ pub fn rewrite(
     let s = settings(enc)
         .append_element_content_handler(element!("a[href], area[href]", link))
         .append_element_content_handler(element!("body", move |el| {
-            if let Some(p) = &pixel_body {
-                if !*done_body.borrow() {
-                    el.append(p, ContentType::Html);
-                    *done_body.borrow_mut() = true;
-                }
+            if let Some(p) = &pixel_body
+                && !*done_body.borrow()
+            {
+                el.append(p, ContentType::Html);
+                *done_body.borrow_mut() = true;
             }
             Ok(())
         }))
         .append_document_content_handler(end!(move |end| {
-            if let Some(p) = &pixel_end {
-                if !*done_end.borrow() {
-                    end.append(p, ContentType::Html);
-                }
+            if let Some(p) = &pixel_end
+                && !*done_end.borrow()
+            {
+                end.append(p, ContentType::Html);
             }
             Ok(())
         }));
@@ -149,12 +149,11 @@ pub fn links(html: &[u8], charset: Option<&str>) -> Result<Vec<Link>, HtmlError>
             Ok(())
         }))
         .append_element_content_handler(text!("a *, a", move |t| {
-            if *l2.borrow() {
-                if let Some(last) = f2.borrow_mut().last_mut() {
-                    if last.text.len() < 1024 {
-                        last.text.push_str(&decode_entities(t.as_str()));
-                    }
-                }
+            if *l2.borrow()
+                && let Some(last) = f2.borrow_mut().last_mut()
+                && last.text.len() < 1024
+            {
+                last.text.push_str(&decode_entities(t.as_str()));
             }
             Ok(())
         }));

@@ -30,10 +30,10 @@ const SCANNERS: &[(&str, &str)] = &[
 /// The kind of machine that made this request, if it looks like one.
 pub fn classify(user_agent: Option<&str>, ip: Option<IpAddr>) -> Option<&'static str> {
     // Apple's privacy proxy fetches from Apple's 17.0.0.0/8 with a bare "Mozilla/5.0".
-    if let Some(IpAddr::V4(v4)) = ip {
-        if v4.octets()[0] == 17 {
-            return Some("apple-privacy-proxy");
-        }
+    if let Some(IpAddr::V4(v4)) = ip
+        && v4.octets()[0] == 17
+    {
+        return Some("apple-privacy-proxy");
     }
     let ua = user_agent.map(str::trim).unwrap_or_default();
     if ua.is_empty() {

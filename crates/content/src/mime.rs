@@ -132,13 +132,14 @@ fn walk(message: &[u8], range: Range<usize>, depth: usize, out: &mut Vec<Leaf>) 
             .map(|(_, v)| v.clone())
     };
     let body = range.start + body_at.min(data.len())..range.end;
-    if ctype.starts_with("multipart/") && depth < MAX_DEPTH {
-        if let Some(boundary) = param(&cparams, "boundary").filter(|b| !b.is_empty()) {
-            for part in split_multipart(message, body.clone(), boundary.as_bytes()) {
-                walk(message, part, depth + 1, out);
-            }
-            return;
+    if ctype.starts_with("multipart/")
+        && depth < MAX_DEPTH
+        && let Some(boundary) = param(&cparams, "boundary").filter(|b| !b.is_empty())
+    {
+        for part in split_multipart(message, body.clone(), boundary.as_bytes()) {
+            walk(message, part, depth + 1, out);
         }
+        return;
     }
     let encoding = get("content-transfer-encoding")
         .map(|e| e.trim().to_ascii_lowercase())
@@ -259,12 +260,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;

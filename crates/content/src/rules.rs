@@ -186,14 +186,14 @@ pub fn inspect(
     out.links.extend(html_links.iter().map(|l| l.href.clone()));
     let mut seen = BTreeSet::new();
     for url in &out.links {
-        if let Some(domain) = host_of(url).and_then(|h| rules.domain_blocked(&h)) {
-            if seen.insert(domain.clone()) {
-                out.findings.push(Finding {
-                    rule: "url_blocklist",
-                    detail: format!("link to blocklisted domain {domain}"),
-                    score: None,
-                });
-            }
+        if let Some(domain) = host_of(url).and_then(|h| rules.domain_blocked(&h))
+            && seen.insert(domain.clone())
+        {
+            out.findings.push(Finding {
+                rule: "url_blocklist",
+                detail: format!("link to blocklisted domain {domain}"),
+                score: None,
+            });
         }
     }
     let links = out.links.clone();
@@ -252,10 +252,11 @@ fn inspect_zip(data: &[u8], rules: &RuleSet, budget: &mut usize, depth: usize) -
         if let Some(d) = sniff::sniff(&e.data) {
             return Some(format!("archive entry {} is {}", e.name, d.as_str()));
         }
-        if zip::is_zip(&e.data) && depth < ZIP_DEPTH {
-            if let Some(why) = inspect_zip(&e.data, rules, budget, depth + 1) {
-                return Some(format!("{} → {why}", e.name));
-            }
+        if zip::is_zip(&e.data)
+            && depth < ZIP_DEPTH
+            && let Some(why) = inspect_zip(&e.data, rules, budget, depth + 1)
+        {
+            return Some(format!("{} → {why}", e.name));
         }
     }
     None
@@ -361,17 +362,16 @@ fn heuristics(
             .address()
             .and_then(|a| a.rsplit_once('@'))
             .map(|(_, d)| d.to_ascii_lowercase());
-        if let (Some(name), Some(domain)) = (from.name(), address_domain) {
-            if let Some(shown) = domain_in(name) {
-                if base_domain(&shown) != base_domain(&domain) {
-                    heuristic(
-                        out,
-                        "display_name_spoof",
-                        5,
-                        format!("display name shows {shown}, address is at {domain}"),
-                    );
-                }
-            }
+        if let (Some(name), Some(domain)) = (from.name(), address_domain)
+            && let Some(shown) = domain_in(name)
+            && base_domain(&shown) != base_domain(&domain)
+        {
+            heuristic(
+                out,
+                "display_name_spoof",
+                5,
+                format!("display name shows {shown}, address is at {domain}"),
+            );
         }
     }
     for l in html_links {

@@ -130,8 +130,8 @@ pub fn take_header(message: &[u8], name: &str) -> (Vec<u8>, Vec<String>) {
     let mut kept = Vec::with_capacity(message.len());
     let mut values = Vec::new();
     let mut dropping = false;
-    let mut lines = section.split_inclusive(|b| *b == b'\n').peekable();
-    while let Some(line) = lines.next() {
+    let lines = section.split_inclusive(|b| *b == b'\n').peekable();
+    for line in lines {
         let continuation = line.starts_with(b" ") || line.starts_with(b"\t");
         if !continuation {
             let field = line.iter().position(|b| *b == b':').map(|p| &line[..p]);
@@ -145,11 +145,9 @@ pub fn take_header(message: &[u8], name: &str) -> (Vec<u8>, Vec<String>) {
                     .to_string(),
                 );
             }
-        } else if dropping {
-            if let Some(v) = values.last_mut() {
-                v.push(' ');
-                v.push_str(String::from_utf8_lossy(line).trim());
-            }
+        } else if dropping && let Some(v) = values.last_mut() {
+            v.push(' ');
+            v.push_str(String::from_utf8_lossy(line).trim());
         }
         if !dropping {
             kept.extend_from_slice(line);

@@ -158,16 +158,17 @@ pub(crate) async fn apply(
                 json!({ "opens": plan.opens, "clicks": plan.clicks, "links": r.links, "skipped_parts": r.skipped }),
             );
         }
-        if tenant.is_some_and(|t| t.list_unsubscribe) && recipient.is_some() {
-            if let Some(url) = plan.unsubscribe_url() {
-                body = prepend(
-                    body,
-                    &format!(
-                        "List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-                    ),
-                );
-                detail.insert("list_unsubscribe".into(), json!(true));
-            }
+        if tenant.is_some_and(|t| t.list_unsubscribe)
+            && recipient.is_some()
+            && let Some(url) = plan.unsubscribe_url()
+        {
+            body = prepend(
+                body,
+                &format!(
+                    "List-Unsubscribe: <{url}>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                ),
+            );
+            detail.insert("list_unsubscribe".into(), json!(true));
         }
     }
     let unwrap = |u: &str| plan.as_ref().and_then(|p| p.unwrap_click(u));

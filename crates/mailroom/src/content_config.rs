@@ -85,10 +85,10 @@ pub fn validate(t: &TrackingSection, c: &ContentSection) -> Result<()> {
     if t.secret.as_ref().is_some_and(|s| s.len() < 16) {
         bail!("invalid value for key tracking.secret: at least 16 characters");
     }
-    if let Some(addr) = &c.clamd {
-        if ClamdAddr::parse(addr).is_none() {
-            bail!("invalid value for key content.clamd: tcp:HOST:PORT or unix:/PATH");
-        }
+    if let Some(addr) = &c.clamd
+        && ClamdAddr::parse(addr).is_none()
+    {
+        bail!("invalid value for key content.clamd: tcp:HOST:PORT or unix:/PATH");
     }
     if c.clamd_timeout_secs == 0 {
         bail!("invalid value for key content.clamd_timeout_secs: must be at least 1");
@@ -110,10 +110,10 @@ fn secret(t: &TrackingSection, data_dir: &Path) -> Result<String> {
         return Ok(s.clone());
     }
     let path = data_dir.join("tracking-secret");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if !text.trim().is_empty() {
-            return Ok(text.trim().to_string());
-        }
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(text.trim().to_string());
     }
     let s = mailroom_policy::secrets::new_operator_token();
     crate::files::write_private(&path, format!("{s}\n").as_bytes())?;

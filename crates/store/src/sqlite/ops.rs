@@ -37,7 +37,7 @@ pub(crate) enum Op {
     },
     /// Engagement events, unsubscribes and quarantine releases (`tracking.rs`).
     Content {
-        op: super::tracking::ContentOp,
+        op: Box<super::tracking::ContentOp>,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
 }

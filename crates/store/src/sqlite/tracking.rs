@@ -101,7 +101,11 @@ async fn release(conn: &mut SqliteConnection, id: &MessageId, now: i64) -> Resul
 
 impl SqliteStore {
     pub(crate) async fn content_op(&self, op: ContentOp) -> Result<u64, StoreError> {
-        self.op(|done| super::ops::Op::Content { op, done }).await
+        self.op(|done| super::ops::Op::Content {
+            op: Box::new(op),
+            done,
+        })
+        .await
     }
 
     pub(crate) async fn quarantine_list(
