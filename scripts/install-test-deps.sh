@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the Python suites (tests/e2e, tests/auth) need: the swaks SMTP client,
-# pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF checks; nmap and testssl
-# for tests/e2e/test_external_tools.py; cargo-fuzz for scripts/fuzz.
+# clamd (ClamAV's daemon), pytest, and dkimpy/pyspf for the independent DKIM/ARC/SPF
+# checks; nmap and testssl for tests/e2e/test_external_tools.py; cargo-fuzz for scripts/fuzz.
 # Idempotent and fast when everything is already there.
 set -euo pipefail
 
@@ -28,6 +28,9 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Scanners for tests/e2e/test_external_tools.py (nmap's NSE smtp scripts, testssl).
 command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
+# clamd for the content-protection e2e test (it starts its own daemon on a tiny test
+# signature database; nothing downloads signatures and no service is enabled).
+command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

@@ -93,6 +93,50 @@ pub struct SendRequest {
     pub raw: Option<String>,
     #[serde(default)]
     pub envelope: Option<Envelope>,
+    /// Per-message tracking opt-out; it can only turn off what the tenant enables.
+    #[serde(default)]
+    pub tracking: Option<TrackingChoice>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingChoice {
+    #[serde(default = "yes")]
+    pub opens: bool,
+    #[serde(default = "yes")]
+    pub clicks: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TrackingChoice {
+    /// The `X-Mailroom-Track` line ingest reads (and removes) for this choice.
+    fn header_line(self) -> String {
+        let on: Vec<&str> = [(self.opens, "opens"), (self.clicks, "clicks")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+        let value = if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(", ")
+        };
+        format!("{}: {value}\r\n", mailroom_ingest::TRACK_HEADER)
+    }
+}
+
+/// Puts the tracking choice (if any) in front of the composed message.
+fn with_tracking(req: &SendRequest, body: Vec<u8>) -> Vec<u8> {
+    match req.tracking {
+        None => body,
+        Some(t) => {
+            let mut out = t.header_line().into_bytes();
+            out.extend_from_slice(&body);
+            out
+        }
+    }
 }
 
 /// A validated, composed message ready for ingest.
@@ -128,6 +172,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "subject",
     "date",
     "message-id",
+    "x-mailroom-track",
     "mime-version",
     "content-type",
     "content-transfer-encoding",
@@ -410,7 +455,7 @@ pub fn compose(
     Ok(Composed {
         mail_from: from,
         recipients,
-        body: to_crlf(&body),
+        body: with_tracking(req, to_crlf(&body)),
         meta,
     })
 }
@@ -469,7 +514,7 @@ fn compose_raw(
     Ok(Composed {
         mail_from,
         recipients,
-        body: to_crlf(&bytes),
+        body: with_tracking(req, to_crlf(&bytes)),
         meta,
     })
 }

@@ -15,6 +15,9 @@ pub struct ApiError {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The content rule that refused a message (RFC 7807 extension member).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'static str>,
     /// Seconds for a `Retry-After` header (429).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -28,6 +31,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            rule: None,
             retry_after: None,
         }
     }
@@ -40,6 +44,11 @@ impl ApiError {
     /// Names the input the problem is about.
     pub fn with_field(mut self, field: &str) -> Self {
         self.field = Some(field.to_string());
+        self
+    }
+
+    pub fn with_rule(mut self, rule: &'static str) -> Self {
+        self.rule = Some(rule);
         self
     }
 

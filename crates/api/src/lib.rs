@@ -11,15 +11,18 @@ mod events;
 mod messages;
 mod observe;
 mod openapi;
+mod quarantine;
 mod query;
 mod send;
 mod suppressions;
 mod tenants;
+mod tracking;
 mod webhooks;
 
 pub use error::ApiError;
 pub use mailroom_domains::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
+pub use tracking::TrackingState;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -54,6 +57,9 @@ pub struct AppState {
     pub webhooks: mailroom_events::WebhookClient,
     /// Sending domains: resolver, record options, key rotation (see the `mailroom-domains` crate).
     pub domains: Arc<DomainServices>,
+    /// Checks tracking tokens for the public `/t/...` endpoints (`None`: tracking is
+    /// off and they answer 404).
+    pub tracking: Option<TrackingState>,
 }
 
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -107,6 +113,14 @@ pub fn app(state: AppState) -> Router {
             get(messages::show).delete(messages::cancel),
         )
         .route("/v1/messages/{id}/retry", post(messages::retry))
+        .route("/v1/messages/{id}/release", post(quarantine::release))
+        .route("/v1/quarantine", get(quarantine::list))
+        .route("/t/o/{token}", get(tracking::open))
+        .route("/t/c/{token}", get(tracking::click))
+        .route(
+            "/t/u/{token}",
+            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
+        )
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
         .route("/v1/events", get(events::list))

@@ -10,7 +10,7 @@ use mailroom_model::MessageId;
 use serde_json::json;
 
 /// The message, if the caller may see it (a foreign message looks missing).
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     p: &Principal,
     id: &str,

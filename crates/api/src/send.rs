@@ -240,6 +240,18 @@ fn ingest_error(e: IngestError, fields: &[String], raw: bool) -> ApiError {
                 RecipientVerdict::Allowed => ApiError::invalid(field, "recipient refused"),
             }
         }
+        IngestError::ContentRejected { rule, detail } => ApiError::status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Message refused by content rule",
+            format!("content rule {rule} refused the message: {detail}"),
+        )
+        .with_rule(rule),
+        IngestError::ScanUnavailable => ApiError::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Content scanner unavailable",
+            "the malware scanner could not be reached; retry later",
+        )
+        .with_retry_after(30),
         IngestError::Storage(s) => ApiError::storage(s),
     }
 }

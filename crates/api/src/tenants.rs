@@ -140,6 +140,13 @@ struct PatchTenant {
     #[serde(default, deserialize_with = "double")]
     max_message_size: Option<Option<i64>>,
     sandbox_recipients: Option<Vec<String>>,
+    /// Engagement tracking and one-click unsubscribe: the tenant's own choice.
+    track_opens: Option<bool>,
+    track_clicks: Option<bool>,
+    list_unsubscribe: Option<bool>,
+    /// Operator only: a tenant could otherwise switch its content filter off.
+    #[serde(default, deserialize_with = "double")]
+    content_score_threshold: Option<Option<i64>>,
 }
 
 fn positive<T: PartialOrd + Default + Copy>(
@@ -157,8 +164,9 @@ fn positive<T: PartialOrd + Default + Copy>(
     Ok(v)
 }
 
-/// Changes a tenant's settings. A tenant may change its own bounce reports and
-/// suppression behaviour; status, sandbox and limits are the operator's.
+/// Changes a tenant's settings. A tenant may change its own bounce reports,
+/// suppression behaviour, tracking and unsubscribe headers; status, sandbox, limits and
+/// the content score threshold are the operator's.
 pub async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -174,7 +182,8 @@ pub async fn update(
         || req.messages_per_day.is_some()
         || req.max_recipients.is_some()
         || req.max_message_size.is_some()
-        || req.sandbox_recipients.is_some();
+        || req.sandbox_recipients.is_some()
+        || req.content_score_threshold.is_some();
     if operator_only {
         p.require_operator()?;
     }
@@ -196,6 +205,10 @@ pub async fn update(
         messages_per_day: positive("messages_per_day", req.messages_per_day)?,
         max_recipients: positive("max_recipients", req.max_recipients)?,
         max_message_size: positive("max_message_size", req.max_message_size)?,
+        track_opens: req.track_opens,
+        track_clicks: req.track_clicks,
+        list_unsubscribe: req.list_unsubscribe,
+        content_score_threshold: positive("content_score_threshold", req.content_score_threshold)?,
     };
     let mut sandbox = Vec::new();
     if let Some(list) = &req.sandbox_recipients {

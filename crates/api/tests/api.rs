@@ -139,6 +139,7 @@ impl Api {
                 idempotency: None,
                 meta: None,
                 return_path: None,
+                quarantine: None,
             })
             .await
             .expect("enqueue");

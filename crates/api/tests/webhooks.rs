@@ -108,6 +108,7 @@ impl Api {
                 return_path: None,
                 idempotency: None,
                 meta: None,
+                quarantine: None,
             })
             .await
             .expect("enqueue");

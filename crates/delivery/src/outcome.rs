@@ -201,7 +201,9 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             | RecipientState::Deferred
             | RecipientState::Delivered
             | RecipientState::Cancelled
-            | RecipientState::Suppressed => {}
+            | RecipientState::Suppressed
+            // Delivery never produces it (quarantine happens at ingest).
+            | RecipientState::Quarantined => {}
         }
         outcomes.push(Outcome {
             message_id: r.message_id.clone(),
@@ -343,6 +345,7 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
         idempotency: None,
         meta: None,
         return_path: None,
+        quarantine: None,
     };
     match engine.store.enqueue(message).await {
         Ok(()) => {

@@ -197,6 +197,7 @@ impl Harness {
             idempotency: None,
             meta: None,
             return_path: None,
+            quarantine: None,
         }
     }
 
@@ -1789,6 +1790,27 @@ impl Store for CountingStore {
     }
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         self.inner.count_recipients_by_state().await
+    }
+    // --- tracking and quarantine ---
+    async fn record_event(&self, event: mailroom_store::NewEvent) -> Result<(), StoreError> {
+        self.inner.record_event(event).await
+    }
+    async fn unsubscribe(
+        &self,
+        s: mailroom_store::Suppression,
+        event: mailroom_store::NewEvent,
+    ) -> Result<(), StoreError> {
+        self.inner.unsubscribe(s, event).await
+    }
+    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        self.inner.release_quarantined(id, now).await
+    }
+    async fn list_quarantined(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: i64,
+    ) -> Result<Vec<mailroom_store::QuarantinedMessage>, StoreError> {
+        self.inner.list_quarantined(tenant, limit).await
     }
     // --- events and webhooks ---
     async fn list_events(

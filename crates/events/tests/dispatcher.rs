@@ -152,6 +152,7 @@ async fn retries_sign_and_isolate_slow_endpoints() {
             return_path: None,
             idempotency: None,
             meta: None,
+            quarantine: None,
         })
         .await
         .unwrap();

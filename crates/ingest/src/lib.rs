@@ -1,15 +1,19 @@
 //! The one pipeline every submission goes through, whether SMTP or HTTP brought it:
 //! header checks and sender authorization on the `From:` header, trace headers
-//! (`Received:`), missing `Message-ID:`/`Date:`, then the durable enqueue. It returns
+//! (`Received:`), missing `Message-ID:`/`Date:`, the content step (tracking rewrite,
+//! content rules, malware scan: `content.rs`), then the durable enqueue. It returns
 //! the message id only after the store has committed the message.
 //!
 //! Ingest does not know which protocol carried the message beyond what goes into the
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
 
+mod content;
 mod headers;
 mod sign;
 
 pub use sign::{ArcSealer, SealContext, Signed, Signer, carries_authentication};
+
+pub use content::{Action, Actions, ContentConfig, TRACK_HEADER, TrackingConfig};
 
 use mailroom_model::{Address, Domain, MessageId, now_millis};
 use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
@@ -83,6 +87,12 @@ pub enum IngestError {
     /// Recipient number `.0` (in submission order) may not be sent to.
     #[error("recipient {1} is not allowed: {2:?}")]
     RecipientRefused(usize, String, RecipientVerdict),
+    /// A content rule whose action is reject fired (`rule`: its name).
+    #[error("message refused by content rule {rule}: {detail}")]
+    ContentRejected { rule: &'static str, detail: String },
+    /// The malware scanner could not be reached and scanning fails closed.
+    #[error("malware scanner unavailable")]
+    ScanUnavailable,
     #[error(transparent)]
     Storage(#[from] StoreError),
 }
@@ -100,6 +110,8 @@ impl IngestError {
             IngestError::TooLarge(_) => "too_large",
             IngestError::TooManyRecipients(_) => "too_many_recipients",
             IngestError::RecipientRefused(..) => "recipient_refused",
+            IngestError::ContentRejected { .. } => "content_rejected",
+            IngestError::ScanUnavailable => "scan_unavailable",
             IngestError::Storage(StoreError::Full) => "storage_full",
             IngestError::Storage(_) => "storage_error",
         }
@@ -118,6 +130,8 @@ pub struct Ingest {
     handoff: Option<Arc<dyn Handoff>>,
     /// DKIM keys and the ARC sealer, in memory (see `sign`).
     signer: Arc<Signer>,
+    /// Tracking and content protection; `None`: only the opt-out header is removed.
+    content: Option<Arc<ContentConfig>>,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +140,8 @@ pub struct Accepted {
     pub rfc_message_id: Option<String>,
     /// Each recipient and whether it was suppressed (accepted, never delivered).
     pub recipients: Vec<(String, bool)>,
+    /// Held by content protection until released.
+    pub quarantined: bool,
 }
 
 impl Accepted {
@@ -136,7 +152,7 @@ impl Accepted {
             "rfc_message_id": self.rfc_message_id,
             "recipients": self.recipients.iter().map(|(address, suppressed)| serde_json::json!({
                 "address": address,
-                "status": if *suppressed { "suppressed" } else { "queued" },
+                "status": if *suppressed { "suppressed" } else if self.quarantined { "quarantined" } else { "queued" },
             })).collect::<Vec<_>>(),
         })
     }
@@ -151,6 +167,7 @@ impl Ingest {
             enqueued: Arc::new(tokio::sync::Notify::new()),
             handoff: None,
             signer: Arc::new(Signer::default()),
+            content: None,
         }
     }
 
@@ -163,6 +180,12 @@ impl Ingest {
     /// The key cache: reload it after a key or domain changes.
     pub fn signer(&self) -> &Arc<Signer> {
         &self.signer
+    }
+
+    /// Enables tracking and content protection.
+    pub fn with_content(mut self, content: Arc<ContentConfig>) -> Self {
+        self.content = Some(content);
+        self
     }
 
     /// Hands every accepted message straight to delivery after it is stored.
@@ -232,6 +255,16 @@ impl Ingest {
         let id = MessageId::generate();
         let now = now_millis();
         let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
+        let tenant_record = self.policy.directory().tenant(tenant).cloned();
+        let content = content::apply(
+            self.content.as_deref(),
+            tenant_record.as_ref(),
+            &id,
+            s.recipients.len(),
+            body,
+        )
+        .await?;
+        let body = content.body;
         // Signing is the last change to the message before it is stored.
         let (signed, return_path) = self.sign(&s, &parsed, body).await;
         let body = signed.body;
@@ -252,6 +285,7 @@ impl Ingest {
             "metadata": s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
             "dkim_selectors": signed.selectors,
             "arc_sealed": signed.arc_sealed,
+            "content": content.detail,
         });
         let size = body.len();
         let leased_until = self
@@ -288,6 +322,7 @@ impl Ingest {
             idempotency: None,
             meta: s.meta.clone(),
             return_path,
+            quarantine: content.quarantine,
         };
         let accepted = Accepted {
             id: id.clone(),
@@ -297,6 +332,7 @@ impl Ingest {
                 .iter()
                 .map(|r| (r.address.clone(), r.suppressed.is_some()))
                 .collect(),
+            quarantined: message.quarantine.is_some(),
         };
         let mut message = message;
         message.idempotency = s.idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
@@ -308,6 +344,7 @@ impl Ingest {
         let fresh = self
             .handoff
             .as_ref()
+            .filter(|_| message.quarantine.is_none())
             .map(|_| (due_recipients(&message), Arc::new(message.body.clone())));
         self.store.enqueue(message).await?;
         if let (Some(handoff), Some((due, body))) = (&self.handoff, fresh) {

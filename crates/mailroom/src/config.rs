@@ -27,6 +27,8 @@ pub struct Config {
     pub domains: crate::domains::DomainsSection,
     pub arc: crate::domains::ArcSection,
     pub managed_domain: crate::domains::ManagedDomainSection,
+    pub tracking: crate::content_config::TrackingSection,
+    pub content: crate::content_config::ContentSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -193,6 +195,8 @@ impl Default for Config {
             domains: Default::default(),
             arc: Default::default(),
             managed_domain: Default::default(),
+            tracking: Default::default(),
+            content: Default::default(),
         }
     }
 }
@@ -246,7 +250,7 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 15] = [
+const TOP_LEVEL: [&str; 17] = [
     "data_dir",
     "hostname",
     "smtp",
@@ -262,6 +266,8 @@ const TOP_LEVEL: [&str; 15] = [
     "domains",
     "arc",
     "managed_domain",
+    "tracking",
+    "content",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -489,6 +495,7 @@ impl Config {
             }
         }
         crate::event_config::validate(&self.events, &self.webhooks)?;
+        crate::content_config::validate(&self.tracking, &self.content)?;
         for (i, r) in d.routes.iter().enumerate() {
             if r.domains.is_empty() {
                 bail!(

@@ -5,6 +5,7 @@
 //! in the binary (`main.rs`).
 
 pub mod config;
+pub mod content_config;
 pub mod domains;
 pub mod event_config;
 pub mod files;

@@ -10,7 +10,7 @@ mod tls;
 
 // Configuration (and the domain sections and files it needs) lives in the library
 // target (src/lib.rs) so the fuzzers reach it.
-use mailroom::{config, domains, files};
+use mailroom::{config, content_config, domains, files};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};

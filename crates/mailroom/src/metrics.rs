@@ -86,6 +86,10 @@ fn describe() {
         "mailroom_smtp_rejections_total",
         "SMTP replies with a 4xx or 5xx code, by code and enhanced code"
     );
+    describe_counter!(
+        "mailroom_content_verdicts_total",
+        "Content-protection verdicts on submitted messages, by rule and action"
+    );
     describe_gauge!(
         "mailroom_webhook_deliveries",
         "Webhook deliveries by state: pending (the backlog) and failed (gave up), read at scrape time"

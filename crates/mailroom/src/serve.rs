@@ -105,9 +105,13 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
     let signer = crate::domains::signer(&config, &store).await?;
+    let (content, tracking) = crate::content_config::build(&config, http_addr)?;
     let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
         .with_notify(delivery_wake.clone())
         .with_signer(signer.clone());
+    if let Some(content) = content {
+        ingest = ingest.with_content(Arc::new(content));
+    }
     if let Some(engine) = &engine {
         // Fresh messages go straight to delivery, in memory, once they are durable.
         ingest = ingest.with_handoff(Arc::new(mailroom_delivery::EngineHandoff(engine.clone())));
@@ -187,6 +191,7 @@ pub async fn run(config: Config) -> Result<()> {
         inflight_keys: Default::default(),
         metrics: Some(crate::metrics::install(shutdown.clone())?),
         webhooks: webhook_client,
+        tracking: Some(tracking),
     });
     tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
     let http_shutdown = shutdown.clone();

@@ -20,10 +20,21 @@ pub enum EventType {
     /// found in DNS (the domain is shown as degraded).
     #[serde(rename = "domain.dns_error")]
     DomainDnsError,
+    /// The open pixel was fetched (message-level; the recipient only when the message
+    /// had one).
+    Opened,
+    /// A tracked link was followed.
+    Clicked,
+    /// The recipient used the one-click unsubscribe link (RFC 8058) and is suppressed.
+    Unsubscribed,
+    /// Content protection held the recipient in quarantine.
+    Filtered,
+    /// A quarantined recipient was released for delivery.
+    Released,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 14] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -33,6 +44,11 @@ impl EventType {
         Self::Expired,
         Self::Cancelled,
         Self::DomainDnsError,
+        Self::Opened,
+        Self::Clicked,
+        Self::Unsubscribed,
+        Self::Filtered,
+        Self::Released,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +62,11 @@ impl EventType {
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
             Self::DomainDnsError => "domain.dns_error",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+            Self::Unsubscribed => "unsubscribed",
+            Self::Filtered => "filtered",
+            Self::Released => "released",
         }
     }
 

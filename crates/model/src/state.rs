@@ -21,10 +21,13 @@ pub enum RecipientState {
     Cancelled,
     /// On the tenant's suppression list: accepted, never delivered (final).
     Suppressed,
+    /// Held by content protection: never claimed for delivery until released through
+    /// the API (then `queued`) or deleted (then `cancelled`). Not final.
+    Quarantined,
 }
 
 impl RecipientState {
-    pub const ALL: [RecipientState; 7] = [
+    pub const ALL: [RecipientState; 8] = [
         Self::Queued,
         Self::Deferred,
         Self::Delivered,
@@ -32,6 +35,7 @@ impl RecipientState {
         Self::Expired,
         Self::Cancelled,
         Self::Suppressed,
+        Self::Quarantined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl RecipientState {
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
             Self::Suppressed => "suppressed",
+            Self::Quarantined => "quarantined",
         }
     }
 
@@ -53,7 +58,7 @@ impl RecipientState {
     /// Whether no further delivery attempt will be made.
     pub fn is_final(self) -> bool {
         match self {
-            Self::Queued | Self::Deferred => false,
+            Self::Queued | Self::Deferred | Self::Quarantined => false,
             Self::Delivered
             | Self::Bounced
             | Self::Expired

@@ -139,6 +139,10 @@ mod tests {
             reject_suppressed: false,
             limits: Default::default(),
             arc_sealing: true,
+            track_opens: false,
+            track_clicks: false,
+            list_unsubscribe: false,
+            content_score_threshold: None,
         }
     }
 

@@ -367,6 +367,22 @@ pub fn missing_from_header() -> Reply {
 pub fn malformed_headers(why: &str) -> Reply {
     Reply::new(550, (5, 6, 0), format!("Message refused: {why}"))
 }
+/// A content rule (URL blocklist, attachment, heuristics, malware) refused the message.
+pub fn content_rejected(rule: &str) -> Reply {
+    Reply::new(
+        550,
+        (5, 7, 1),
+        format!("Message refused by content rule {rule}"),
+    )
+}
+/// The malware scanner is unreachable and scanning fails closed.
+pub fn scan_unavailable() -> Reply {
+    Reply::new(
+        451,
+        (4, 7, 1),
+        "Content scanner unavailable, try again later",
+    )
+}
 pub fn storage_unavailable() -> Reply {
     Reply::new(451, (4, 3, 0), "Temporary storage failure, try again later")
 }

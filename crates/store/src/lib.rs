@@ -198,6 +198,28 @@ pub trait Store: Send + Sync + 'static {
     /// Recipient counts by state, for status and metrics.
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError>;
 
+    // --- tracking and quarantine ---
+
+    /// Records a message-level event that changes no recipient state (`opened`,
+    /// `clicked`).
+    async fn record_event(&self, event: NewEvent) -> Result<(), StoreError>;
+    /// Adds (or replaces) the suppression and records its `unsubscribed` event, in one
+    /// transaction.
+    async fn unsubscribe(
+        &self,
+        suppression: Suppression,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+    /// Makes the message's quarantined recipients `queued` and due now, each with a
+    /// `released` event; returns how many.
+    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError>;
+    /// Messages with quarantined recipients, oldest first, at most `limit`.
+    async fn list_quarantined(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedMessage>, StoreError>;
+
     // --- events and webhooks ---
 
     /// A page of the event stream after `query.after`, in seq order. Only events with a

@@ -35,6 +35,10 @@ pub struct NewMessage {
     /// envelope sender to a per-recipient VERP address there. `None`: the envelope
     /// sender is used as submitted (DSNs always go to `mail_from`).
     pub return_path: Option<String>,
+    /// Held by content protection: recipients that are not suppressed are stored in
+    /// state `quarantined` with a `filtered` event carrying this detail, and are never
+    /// claimed until released.
+    pub quarantine: Option<serde_json::Value>,
 }
 
 /// The first answer to a request carrying an `Idempotency-Key`.
@@ -86,6 +90,15 @@ pub struct TenantRecord {
     /// Add an ARC set to submitted mail that already carries authentication
     /// (forwarded mail), when the operator configured a sealing key.
     pub arc_sealing: bool,
+    /// Add the open pixel to HTML parts.
+    pub track_opens: bool,
+    /// Rewrite http(s) links in HTML parts to tracking links.
+    pub track_clicks: bool,
+    /// Add RFC 8058 one-click `List-Unsubscribe` headers (single-recipient messages).
+    pub list_unsubscribe: bool,
+    /// Content heuristics score at which the heuristics rule fires; `None`: the
+    /// server default.
+    pub content_score_threshold: Option<i64>,
 }
 
 /// Per-tenant limits; `None` means the server-wide default from the configuration.
@@ -110,6 +123,36 @@ pub struct TenantSettings {
     pub messages_per_day: Option<Option<i64>>,
     pub max_recipients: Option<Option<i64>>,
     pub max_message_size: Option<Option<i64>>,
+    pub track_opens: Option<bool>,
+    pub track_clicks: Option<bool>,
+    pub list_unsubscribe: Option<bool>,
+    pub content_score_threshold: Option<Option<i64>>,
+}
+
+/// A message-level event that is not a delivery outcome (opened, clicked, ...).
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub kind: mailroom_model::EventType,
+    pub at: i64,
+    pub message_id: MessageId,
+    pub tenant_id: TenantId,
+    /// Set only when it is known (a message with one recipient).
+    pub recipient: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// A message with recipients held in quarantine, for `GET /v1/quarantine`.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuarantinedMessage {
+    pub id: MessageId,
+    pub tenant_id: TenantId,
+    pub mail_from: String,
+    pub rfc_message_id: Option<String>,
+    pub received_at: i64,
+    pub size: i64,
+    pub recipients: Vec<String>,
+    /// The `filtered` event's detail: the rules that fired.
+    pub filter: serde_json::Value,
 }
 
 /// One address on a tenant's suppression list.

@@ -52,6 +52,7 @@ fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
         return_path: None,
         idempotency: None,
         meta: None,
+        quarantine: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
         idempotency: None,
         meta: None,
         return_path: None,
+        quarantine: None,
     }
 }
 

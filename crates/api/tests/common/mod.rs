@@ -66,11 +66,26 @@ impl Response {
 
 impl Api {
     pub async fn new() -> Self {
-        Self::with_webhooks(false).await
+        Self::build(false, None).await
     }
 
     /// `allow_private`: whether webhook URLs may point at loopback/private addresses.
     pub async fn with_webhooks(allow_private: bool) -> Self {
+        Self::build(allow_private, None).await
+    }
+
+    /// With tracking and content protection (`key` checks tracking tokens).
+    pub async fn with_content(
+        content: mailroom_ingest::ContentConfig,
+        key: mailroom_content::Key,
+    ) -> Self {
+        Self::build(false, Some((content, key))).await
+    }
+
+    async fn build(
+        allow_private: bool,
+        content: Option<(mailroom_ingest::ContentConfig, mailroom_content::Key)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(
             SqliteStore::open(&dir.path().join("mailroom.db"))
@@ -81,11 +96,14 @@ impl Api {
         let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
             .await
             .expect("policy");
-        let ingest = Arc::new(mailroom_ingest::Ingest::new(
-            dyn_store.clone(),
-            policy.clone(),
-            "mailroom.test".into(),
-        ));
+        let mut ingest =
+            mailroom_ingest::Ingest::new(dyn_store.clone(), policy.clone(), "mailroom.test".into());
+        let mut tracking = None;
+        if let Some((content, key)) = content {
+            ingest = ingest.with_content(Arc::new(content));
+            tracking = Some(mailroom_api::TrackingState { key });
+        }
+        let ingest = Arc::new(ingest);
         // TTL 0: a changed zone is seen at once. One try: SERVFAIL answers quickly.
         let (addr, dns) =
             mailroom_testkit::spawn_dns(mailroom_testkit::TestZone::new().ttl(0)).await;
@@ -119,6 +137,7 @@ impl Api {
                 allow_private,
             )
             .expect("webhook client"),
+            tracking,
         });
         Self {
             app,

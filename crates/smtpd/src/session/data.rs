@@ -176,6 +176,8 @@ fn ingest_reply(e: &IngestError) -> Reply {
             // Not a refusal; ingest never returns it, but the reply must still be sane.
             RecipientVerdict::Allowed => reply::storage_unavailable(),
         },
+        IngestError::ContentRejected { rule, .. } => reply::content_rejected(rule),
+        IngestError::ScanUnavailable => reply::scan_unavailable(),
         IngestError::Storage(s) => match s {
             StoreError::Full => reply::storage_full(),
             StoreError::Closed

@@ -6,6 +6,7 @@ mod domains;
 mod events;
 mod ops;
 mod tenant_policy;
+mod tracking;
 mod writer;
 
 use crate::*;
@@ -102,6 +103,10 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
             max_message_size: r.get("max_message_size"),
         },
         arc_sealing: r.get("arc_sealing"),
+        track_opens: r.get("track_opens"),
+        track_clicks: r.get("track_clicks"),
+        list_unsubscribe: r.get("list_unsubscribe"),
+        content_score_threshold: r.get("content_score_threshold"),
     }
 }
 
@@ -177,6 +182,10 @@ impl Store for SqliteStore {
             reject_suppressed: false,
             limits: TenantLimits::default(),
             arc_sealing: true,
+            track_opens: false,
+            track_clicks: false,
+            list_unsubscribe: false,
+            content_score_threshold: None,
         })
     }
 
@@ -205,7 +214,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
         // One statement per setting given, all in one transaction; the column names
         // are constants, only values are bound.
-        let flags: [(&'static str, Option<bool>); 4] = [
+        let flags: [(&'static str, Option<bool>); 7] = [
             (
                 "UPDATE tenants SET arc_sealing = $1 WHERE id = $2",
                 settings.arc_sealing,
@@ -221,6 +230,18 @@ impl Store for SqliteStore {
             (
                 "UPDATE tenants SET reject_suppressed = $1 WHERE id = $2",
                 settings.reject_suppressed,
+            ),
+            (
+                "UPDATE tenants SET track_opens = $1 WHERE id = $2",
+                settings.track_opens,
+            ),
+            (
+                "UPDATE tenants SET track_clicks = $1 WHERE id = $2",
+                settings.track_clicks,
+            ),
+            (
+                "UPDATE tenants SET list_unsubscribe = $1 WHERE id = $2",
+                settings.list_unsubscribe,
             ),
         ];
         for (sql, value) in flags {
@@ -249,7 +270,7 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db("tenant"))?;
         }
-        let counts: [(&'static str, Option<Option<i64>>); 3] = [
+        let counts: [(&'static str, Option<Option<i64>>); 4] = [
             (
                 "UPDATE tenants SET messages_per_day = $1 WHERE id = $2",
                 settings.messages_per_day,
@@ -261,6 +282,10 @@ impl Store for SqliteStore {
             (
                 "UPDATE tenants SET max_message_size = $1 WHERE id = $2",
                 settings.max_message_size,
+            ),
+            (
+                "UPDATE tenants SET content_score_threshold = $1 WHERE id = $2",
+                settings.content_score_threshold,
             ),
         ];
         for (sql, value) in counts {
@@ -693,6 +718,34 @@ impl Store for SqliteStore {
     }
 
     // --- events and webhooks (sqlite/events.rs) ---
+
+    // --- tracking and quarantine ---
+
+    async fn record_event(&self, event: NewEvent) -> Result<(), StoreError> {
+        self.content_op(tracking::ContentOp::Event(event))
+            .await
+            .map(|_| ())
+    }
+
+    async fn unsubscribe(&self, s: Suppression, event: NewEvent) -> Result<(), StoreError> {
+        self.content_op(tracking::ContentOp::Unsubscribe(s, event))
+            .await
+            .map(|_| ())
+    }
+
+    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.content_op(tracking::ContentOp::Release { id, now })
+            .await
+    }
+
+    async fn list_quarantined(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedMessage>, StoreError> {
+        self.quarantine_list(tenant, limit).await
+    }
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         self.events_list(query).await

@@ -35,6 +35,11 @@ pub(crate) enum Op {
         now: i64,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Engagement events, unsubscribes and quarantine releases (`tracking.rs`).
+    Content {
+        op: Box<super::tracking::ContentOp>,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 /// What an op produced, kept until the transaction commits.
@@ -99,6 +104,7 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
             Ok(Done::Count(r.rows_affected()))
         }
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
+        Op::Content { op, .. } => super::tracking::execute(conn, op).await.map(Done::Count),
     }
 }
 
@@ -114,7 +120,10 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Record { done, .. } | Op::Release { done, .. } => {
             let _ = done.send(result.map(|_| ()));
         }
-        Op::RetryNow { done, .. } | Op::Cancel { done, .. } | Op::ReleaseAll { done } => {
+        Op::RetryNow { done, .. }
+        | Op::Cancel { done, .. }
+        | Op::ReleaseAll { done }
+        | Op::Content { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
                 Done::Claimed(_) | Done::Unit => 0,
@@ -233,7 +242,7 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
     Ok(())
 }
 
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut SqliteConnection,
     kind: EventType,
     at: i64,
@@ -262,7 +271,7 @@ async fn insert_event(
 async fn cancel(conn: &mut SqliteConnection, id: &MessageId, now: i64) -> Result<u64, StoreError> {
     let rows = sqlx::query(
         "UPDATE recipients SET state = 'cancelled', lease_until = NULL, updated_at = $1 \
-         WHERE message_id = $2 AND state IN ('queued', 'deferred') RETURNING address",
+         WHERE message_id = $2 AND state IN ('queued', 'deferred', 'quarantined') RETURNING address",
     )
     .bind(now)
     .bind(id.as_str())

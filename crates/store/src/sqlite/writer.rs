@@ -208,7 +208,8 @@ async fn insert_all(
         event_id: EventId,
     }
     let mut rows = Vec::new();
-    // `suppressed` events follow their `accepted` event: (message, idx, event id, detail).
+    // `suppressed` and `filtered` events follow their `accepted` event:
+    // (message, idx, type, event id, detail).
     let mut suppressed = Vec::new();
     for m in messages {
         let detail = m.accepted_detail.to_string();
@@ -223,8 +224,18 @@ async fn insert_all(
                 suppressed.push((
                     *m,
                     idx,
+                    EventType::Suppressed,
                     EventId::generate(),
                     serde_json::json!({ "reason": reason, "suppression": "listed" }).to_string(),
+                ));
+            } else if let Some(filter) = &m.quarantine {
+                // Held by content protection: a `filtered` event after `accepted`.
+                suppressed.push((
+                    *m,
+                    idx,
+                    EventType::Filtered,
+                    EventId::generate(),
+                    filter.to_string(),
                 ));
             }
         }
@@ -238,6 +249,7 @@ async fn insert_all(
             let rcpt = &r.m.recipients[r.idx];
             let (state, next, lease) = match rcpt.suppressed {
                 Some(_) => (RecipientState::Suppressed, None, None),
+                None if r.m.quarantine.is_some() => (RecipientState::Quarantined, None, None),
                 None => (
                     RecipientState::Queued,
                     Some(r.m.leased_until.unwrap_or(r.m.received_at)),
@@ -275,9 +287,9 @@ async fn insert_all(
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
         );
-        qb.push_values(chunk, |mut b, (m, idx, event_id, detail)| {
+        qb.push_values(chunk, |mut b, (m, idx, kind, event_id, detail)| {
             b.push_bind(event_id.as_str())
-                .push_bind(EventType::Suppressed.as_str())
+                .push_bind(kind.as_str())
                 .push_bind(m.received_at)
                 .push_bind(m.id.as_str())
                 .push_bind(m.tenant_id.as_str())
