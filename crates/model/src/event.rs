@@ -20,10 +20,20 @@ pub enum EventType {
     /// found in DNS (the domain is shown as degraded).
     #[serde(rename = "domain.dns_error")]
     DomainDnsError,
+    /// A feedback-loop (ARF) complaint about a delivered message; the recipient is
+    /// suppressed.
+    Complained,
+    /// Tenant-level: the rolling bounce or complaint rate crossed the warning threshold.
+    #[serde(rename = "sender_health.warning")]
+    SenderHealthWarning,
+    /// Tenant-level: the rolling rate crossed the pause threshold; the tenant is paused
+    /// until an operator resumes it.
+    #[serde(rename = "sender_health.paused")]
+    SenderHealthPaused,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 12] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -33,6 +43,9 @@ impl EventType {
         Self::Expired,
         Self::Cancelled,
         Self::DomainDnsError,
+        Self::Complained,
+        Self::SenderHealthWarning,
+        Self::SenderHealthPaused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +59,9 @@ impl EventType {
             Self::Expired => "expired",
             Self::Cancelled => "cancelled",
             Self::DomainDnsError => "domain.dns_error",
+            Self::Complained => "complained",
+            Self::SenderHealthWarning => "sender_health.warning",
+            Self::SenderHealthPaused => "sender_health.paused",
         }
     }
 

@@ -35,6 +35,11 @@ pub(crate) enum Op {
         now: i64,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Bounce and complaint intake, sender health (`intake.rs`).
+    Intake {
+        op: super::intake::IntakeOp,
+        done: oneshot::Sender<Result<super::intake::IntakeDone, StoreError>>,
+    },
 }
 
 /// What an op produced, kept until the transaction commits.
@@ -42,6 +47,7 @@ pub(crate) enum Done {
     Claimed(Vec<DueRecipient>),
     Unit,
     Count(u64),
+    Intake(super::intake::IntakeDone),
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -99,6 +105,7 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
             Ok(Done::Count(r.rows_affected()))
         }
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
+        Op::Intake { op, .. } => super::intake::execute(conn, op).await.map(Done::Intake),
     }
 }
 
@@ -108,7 +115,7 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Claim { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Claimed(rows) => rows,
-                Done::Unit | Done::Count(_) => Vec::new(),
+                Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
             }));
         }
         Op::Record { done, .. } | Op::Release { done, .. } => {
@@ -117,7 +124,15 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::RetryNow { done, .. } | Op::Cancel { done, .. } | Op::ReleaseAll { done } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
-                Done::Claimed(_) | Done::Unit => 0,
+                Done::Claimed(_) | Done::Unit | Done::Intake(_) => 0,
+            }));
+        }
+        Op::Intake { done, .. } => {
+            let _ = done.send(result.and_then(|d| match d {
+                Done::Intake(d) => Ok(d),
+                Done::Claimed(_) | Done::Unit | Done::Count(_) => {
+                    Err(StoreError::Database("intake op produced no result".into()))
+                }
             }));
         }
     }
