@@ -27,6 +27,8 @@ pub struct Config {
     pub domains: crate::domains::DomainsSection,
     pub arc: crate::domains::ArcSection,
     pub managed_domain: crate::domains::ManagedDomainSection,
+    pub intake: crate::intake_config::IntakeSection,
+    pub health: crate::intake_config::HealthSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -193,6 +195,8 @@ impl Default for Config {
             domains: Default::default(),
             arc: Default::default(),
             managed_domain: Default::default(),
+            intake: Default::default(),
+            health: Default::default(),
         }
     }
 }
@@ -246,7 +250,7 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 15] = [
+const TOP_LEVEL: [&str; 17] = [
     "data_dir",
     "hostname",
     "smtp",
@@ -262,6 +266,8 @@ const TOP_LEVEL: [&str; 15] = [
     "domains",
     "arc",
     "managed_domain",
+    "intake",
+    "health",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -427,6 +433,7 @@ impl Config {
             }
         }
         crate::domains::validate(self)?;
+        crate::intake_config::validate(&self.intake, &self.health)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }
@@ -517,6 +524,7 @@ impl Config {
                 max_recipients: self.smtp.max_recipients,
                 max_message_size: self.smtp.max_message_size,
             },
+            health: self.health.thresholds(),
         }
     }
 

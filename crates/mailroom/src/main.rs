@@ -8,6 +8,7 @@ mod config;
 mod domains;
 mod event_config;
 mod files;
+mod intake_config;
 mod metrics;
 mod serve;
 mod tls;
