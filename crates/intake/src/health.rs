@@ -12,8 +12,8 @@
 
 use mailroom_model::{EventType, TenantId, TenantStatus, now_millis};
 use mailroom_policy::Policy;
-use mailroom_policy::health::{HealthAssessment, HealthThresholds};
-use mailroom_store::{DynStore, HealthChange, HealthLevel, SenderHealth, StoreError};
+use mailroom_policy::health::{HealthThresholds, HealthView, assess, stored, view};
+use mailroom_store::{DynStore, HealthChange, HealthLevel, StoreError};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,16 +24,6 @@ use tokio_util::sync::CancellationToken;
 const DEBOUNCE: Duration = Duration::from_secs(2);
 /// Tenants remembered for the debounce before the map is cleared.
 const MAX_REMEMBERED: usize = 10_000;
-
-/// A tenant's health as the API shows it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct HealthView {
-    pub level: HealthLevel,
-    pub window_start: i64,
-    #[serde(flatten)]
-    pub assessment: HealthAssessment,
-    pub thresholds: HealthThresholds,
-}
 
 pub struct HealthMonitor {
     store: DynStore,
@@ -197,44 +187,4 @@ fn change(
         pause,
         event,
     }
-}
-
-async fn stored(store: &DynStore, tenant: &TenantId) -> Result<SenderHealth, StoreError> {
-    Ok(store
-        .get_sender_health(tenant)
-        .await?
-        .unwrap_or(SenderHealth {
-            tenant_id: tenant.clone(),
-            level: HealthLevel::Ok,
-            window_start: 0,
-            updated_at: 0,
-        }))
-}
-
-async fn assess(
-    store: &DynStore,
-    t: HealthThresholds,
-    tenant: &TenantId,
-    window_start: i64,
-    now: i64,
-) -> Result<HealthAssessment, StoreError> {
-    let window_ms = i64::try_from(t.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let since = now.saturating_sub(window_ms).max(window_start);
-    Ok(t.assess(store.health_counts(tenant, since).await?))
-}
-
-/// The current rates and stored level of a tenant (for the API).
-pub async fn view(
-    store: &DynStore,
-    t: HealthThresholds,
-    tenant: &TenantId,
-) -> Result<HealthView, StoreError> {
-    let health = stored(store, tenant).await?;
-    let assessment = assess(store, t, tenant, health.window_start, now_millis()).await?;
-    Ok(HealthView {
-        level: health.level,
-        window_start: health.window_start,
-        assessment,
-        thresholds: t,
-    })
 }

@@ -1,9 +1,11 @@
 //! Sender health: a tenant's rolling hard-bounce and complaint rates against the
 //! configured thresholds (SES-like defaults: warn at 5 % bounces / 0.1 % complaints,
-//! pause at 10 % / 0.5 %). Pure: counts in, an assessment out. Reading the counts and
-//! acting on the level (events, the pause) is the intake crate's `health` monitor.
+//! pause at 10 % / 0.5 %). `assess` is pure: counts in, an assessment out; `view`
+//! reads a tenant's counts and stored level for display. Acting on the level (events,
+//! the pause) is the intake crate's `health` monitor.
 
-use mailroom_store::{HealthCounts, HealthLevel};
+use mailroom_model::{TenantId, now_millis};
+use mailroom_store::{DynStore, HealthCounts, HealthLevel, SenderHealth, StoreError};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -76,6 +78,61 @@ impl HealthThresholds {
             level,
         }
     }
+}
+
+/// A tenant's health as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthView {
+    /// The level last acted on (`paused` stays until the next check after a resume).
+    pub level: HealthLevel,
+    /// Outcomes before this (ms) are not counted.
+    pub window_start: i64,
+    #[serde(flatten)]
+    pub assessment: HealthAssessment,
+    pub thresholds: HealthThresholds,
+}
+
+/// The stored level, or `ok` with the window open since ever.
+pub async fn stored(store: &DynStore, tenant: &TenantId) -> Result<SenderHealth, StoreError> {
+    Ok(store
+        .get_sender_health(tenant)
+        .await?
+        .unwrap_or(SenderHealth {
+            tenant_id: tenant.clone(),
+            level: HealthLevel::Ok,
+            window_start: 0,
+            updated_at: 0,
+        }))
+}
+
+/// Counts the tenant's outcomes since the later of the window's start and
+/// `window_start`, and assesses them.
+pub async fn assess(
+    store: &DynStore,
+    t: HealthThresholds,
+    tenant: &TenantId,
+    window_start: i64,
+    now: i64,
+) -> Result<HealthAssessment, StoreError> {
+    let window_ms = i64::try_from(t.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let since = now.saturating_sub(window_ms).max(window_start);
+    Ok(t.assess(store.health_counts(tenant, since).await?))
+}
+
+/// The current rates and stored level of a tenant.
+pub async fn view(
+    store: &DynStore,
+    t: HealthThresholds,
+    tenant: &TenantId,
+) -> Result<HealthView, StoreError> {
+    let health = stored(store, tenant).await?;
+    let assessment = assess(store, t, tenant, health.window_start, now_millis()).await?;
+    Ok(HealthView {
+        level: health.level,
+        window_start: health.window_start,
+        assessment,
+        thresholds: t,
+    })
 }
 
 #[cfg(test)]
