@@ -69,12 +69,13 @@ fn qmail(text: &str) -> (Vec<ReportedRecipient>, Option<&str>) {
     let mut open = false;
     for line in report.lines() {
         let t = line.trim();
-        if t.starts_with('<') && t.ends_with(">:") {
-            if let Some(a) = address_value(&t[..t.len() - 1]) {
-                out.push(recipient(a, Action::Failed));
-                open = true;
-                continue;
-            }
+        if t.starts_with('<')
+            && t.ends_with(">:")
+            && let Some(a) = address_value(&t[..t.len() - 1])
+        {
+            out.push(recipient(a, Action::Failed));
+            open = true;
+            continue;
         }
         if t.is_empty() {
             open = false;
@@ -115,11 +116,12 @@ fn exim(text: &str) -> (Vec<ReportedRecipient>, Option<&str>) {
         if t.is_empty() {
             continue;
         }
-        if indent <= 2 && !t.contains(' ') {
-            if let Some(a) = address_value(t) {
-                out.push(recipient(a, action));
-                continue;
-            }
+        if indent <= 2
+            && !t.contains(' ')
+            && let Some(a) = address_value(t)
+        {
+            out.push(recipient(a, action));
+            continue;
         }
         if indent > 2
             && let Some(r) = out.last_mut()
@@ -149,11 +151,11 @@ fn sendmail(text: &str) -> (Vec<ReportedRecipient>, Option<&str>) {
         if t.is_empty() {
             continue;
         }
-        if t.starts_with('<') {
-            if let Some(a) = address_value(t) {
-                out.push(recipient(a, Action::Failed));
-                continue;
-            }
+        if t.starts_with('<')
+            && let Some(a) = address_value(t)
+        {
+            out.push(recipient(a, Action::Failed));
+            continue;
         }
         if let Some(r) = out.last_mut() {
             add_words(r, t.trim_start_matches("(reason:").trim_end_matches(')'));
