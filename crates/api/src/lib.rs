@@ -8,6 +8,7 @@ pub mod compose;
 mod domains;
 mod error;
 mod events;
+mod health;
 mod messages;
 mod observe;
 mod openapi;
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/tenants/{id}",
             get(tenants::show).patch(tenants::update),
         )
+        .route("/v1/tenants/{id}/health", get(health::show))
         .route(
             "/v1/tenants/{id}/smtp-credentials",
             post(tenants::create_credential).get(tenants::list_credentials),

@@ -1693,6 +1693,44 @@ impl Store for CountingStore {
     ) -> Result<Vec<mailroom_model::Event>, StoreError> {
         self.inner.list_tenant_events(tenant, limit).await
     }
+    // --- bounce intake and sender health ---
+    async fn bounce_target(
+        &self,
+        id: &MessageId,
+    ) -> Result<Option<mailroom_store::BounceTarget>, StoreError> {
+        self.inner.bounce_target(id).await
+    }
+    async fn record_async_bounce(
+        &self,
+        bounce: mailroom_store::AsyncBounce,
+    ) -> Result<mailroom_store::IntakeRecorded, StoreError> {
+        self.inner.record_async_bounce(bounce).await
+    }
+    async fn record_complaint(
+        &self,
+        complaint: mailroom_store::Complaint,
+    ) -> Result<mailroom_store::IntakeRecorded, StoreError> {
+        self.inner.record_complaint(complaint).await
+    }
+    async fn health_counts(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<mailroom_store::HealthCounts, StoreError> {
+        self.inner.health_counts(tenant, since).await
+    }
+    async fn get_sender_health(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<mailroom_store::SenderHealth>, StoreError> {
+        self.inner.get_sender_health(tenant).await
+    }
+    async fn set_sender_health(
+        &self,
+        change: mailroom_store::HealthChange,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_sender_health(change).await
+    }
     async fn suppressed_among(
         &self,
         tenant: &TenantId,

@@ -29,6 +29,8 @@ pub struct Config {
     pub managed_domain: crate::domains::ManagedDomainSection,
     pub tracking: crate::content_config::TrackingSection,
     pub content: crate::content_config::ContentSection,
+    pub intake: crate::intake_config::IntakeSection,
+    pub health: crate::intake_config::HealthSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -197,6 +199,8 @@ impl Default for Config {
             managed_domain: Default::default(),
             tracking: Default::default(),
             content: Default::default(),
+            intake: Default::default(),
+            health: Default::default(),
         }
     }
 }
@@ -250,7 +254,7 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 17] = [
+const TOP_LEVEL: [&str; 19] = [
     "data_dir",
     "hostname",
     "smtp",
@@ -268,6 +272,8 @@ const TOP_LEVEL: [&str; 17] = [
     "managed_domain",
     "tracking",
     "content",
+    "intake",
+    "health",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -448,6 +454,7 @@ impl Config {
             }
         }
         crate::domains::validate(self)?;
+        crate::intake_config::validate(&self.intake, &self.health)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }
@@ -539,6 +546,7 @@ impl Config {
                 max_recipients: self.smtp.max_recipients,
                 max_message_size: self.smtp.max_message_size,
             },
+            health: self.health.thresholds(),
         }
     }
 

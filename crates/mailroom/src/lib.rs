@@ -9,3 +9,4 @@ pub mod content_config;
 pub mod domains;
 pub mod event_config;
 pub mod files;
+pub mod intake_config;

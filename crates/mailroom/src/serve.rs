@@ -7,8 +7,9 @@ use crate::config::Config;
 use crate::files;
 use anyhow::{Context, Result};
 use mailroom_ingest::Ingest;
+use mailroom_intake::{HealthMonitor, Intake};
 use mailroom_policy::{Policy, secrets};
-use mailroom_smtpd::{Listener, ListenerKind, Shared};
+use mailroom_smtpd::{IntakeHandle, Listener, ListenerKind, Shared};
 use mailroom_store::DynStore;
 use mailroom_store::sqlite::SqliteStore;
 use std::sync::Arc;
@@ -37,23 +38,31 @@ pub async fn run(config: Config) -> Result<()> {
 
     let mut listeners = Vec::new();
     let mut report = serde_json::Map::new();
-    for (kind, addrs, name) in [
+    for (kind, addrs, name, key) in [
         (
             ListenerKind::Submission,
             &config.smtp.submission_listen,
             "submission",
+            "smtp.submission_listen",
         ),
         (
             ListenerKind::ImplicitTls,
             &config.smtp.implicit_tls_listen,
             "implicit_tls",
+            "smtp.implicit_tls_listen",
+        ),
+        (
+            ListenerKind::Intake,
+            &config.intake.listen,
+            "intake",
+            "intake.listen",
         ),
     ] {
         let mut bound = Vec::new();
         for addr in addrs {
             let socket = TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} (smtp.{name}_listen)"))?;
+                .with_context(|| format!("cannot listen on {addr} ({key})"))?;
             let local = socket.local_addr()?;
             println!("SMTP {name:<12} listening on {local}");
             bound.push(serde_json::json!(local.to_string()));
@@ -118,12 +127,28 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let ingest = Arc::new(ingest);
     let acceptor = crate::tls::acceptor(&config)?;
-    let shared = Shared::new(
+    // Sender health: checked after each recorded bounce or complaint, and periodically.
+    let health = Arc::new(HealthMonitor::new(
+        store.clone(),
+        policy.clone(),
+        config.health.enabled,
+    ));
+    tokio::spawn(health.clone().run(
+        Duration::from_secs(config.health.check_interval_secs),
+        shutdown.clone(),
+    ));
+    let intake = (!config.intake.listen.is_empty()).then(|| IntakeHandle {
+        pipeline: Arc::new(Intake::new(store.clone(), health.clone())),
+        max_message_size: config.intake.max_message_size,
+        max_recipients: config.intake.max_recipients,
+    });
+    let shared = Shared::with_intake(
         config.smtp_config(),
         policy.clone(),
         ingest.clone(),
         Some(acceptor),
         shutdown.clone(),
+        intake,
     );
 
     let mut tasks = Vec::new();

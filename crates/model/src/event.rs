@@ -31,10 +31,20 @@ pub enum EventType {
     Filtered,
     /// A quarantined recipient was released for delivery.
     Released,
+    /// A feedback-loop (ARF) complaint about a delivered message; the recipient is
+    /// suppressed.
+    Complained,
+    /// Tenant-level: the rolling bounce or complaint rate crossed the warning threshold.
+    #[serde(rename = "sender_health.warning")]
+    SenderHealthWarning,
+    /// Tenant-level: the rolling rate crossed the pause threshold; the tenant is paused
+    /// until an operator resumes it.
+    #[serde(rename = "sender_health.paused")]
+    SenderHealthPaused,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 17] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -49,6 +59,9 @@ impl EventType {
         Self::Unsubscribed,
         Self::Filtered,
         Self::Released,
+        Self::Complained,
+        Self::SenderHealthWarning,
+        Self::SenderHealthPaused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +80,9 @@ impl EventType {
             Self::Unsubscribed => "unsubscribed",
             Self::Filtered => "filtered",
             Self::Released => "released",
+            Self::Complained => "complained",
+            Self::SenderHealthWarning => "sender_health.warning",
+            Self::SenderHealthPaused => "sender_health.paused",
         }
     }
 

@@ -7,6 +7,7 @@
 //! replies.
 
 mod directory;
+pub mod health;
 mod limiter;
 mod quota;
 pub mod secrets;
@@ -117,6 +118,8 @@ pub struct PolicyConfig {
     pub auth_failures_per_ip: u32,
     pub auth_window: Duration,
     pub defaults: TenantDefaults,
+    /// Sender-health thresholds (`health.*`).
+    pub health: health::HealthThresholds,
 }
 
 impl Default for PolicyConfig {
@@ -125,6 +128,7 @@ impl Default for PolicyConfig {
             auth_failures_per_ip: 10,
             auth_window: Duration::from_secs(300),
             defaults: TenantDefaults::default(),
+            health: health::HealthThresholds::default(),
         }
     }
 }
@@ -140,6 +144,7 @@ pub struct Policy {
     limiter: AuthLimiter,
     quotas: Quotas,
     defaults: TenantDefaults,
+    health: health::HealthThresholds,
 }
 
 const VERIFIED_CACHE_MAX: usize = 10_000;
@@ -161,6 +166,7 @@ impl Policy {
             limiter: AuthLimiter::new(config.auth_failures_per_ip, config.auth_window),
             quotas,
             defaults: config.defaults,
+            health: config.health,
         }))
     }
 
@@ -171,6 +177,11 @@ impl Policy {
         *self.directory.write().expect("directory lock") = directory;
         self.verified.lock().expect("cache lock").clear();
         Ok(())
+    }
+
+    /// The sender-health thresholds in force.
+    pub fn health_thresholds(&self) -> health::HealthThresholds {
+        self.health
     }
 
     pub fn directory(&self) -> Arc<Directory> {

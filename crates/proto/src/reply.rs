@@ -394,6 +394,29 @@ pub fn storage_full() -> Reply {
     )
 }
 
+// --- bounce intake listener ---
+
+pub fn not_a_bounce_address() -> Reply {
+    Reply::new(
+        550,
+        (5, 1, 1),
+        "Recipient not accepted here: not a bounce address",
+    )
+}
+pub fn report_received() -> Reply {
+    Reply::new(250, (2, 0, 0), "Report received")
+}
+pub fn report_not_recognized() -> Reply {
+    Reply::new(
+        550,
+        (5, 6, 0),
+        "Not a delivery status notification or feedback report",
+    )
+}
+pub fn auth_not_offered() -> Reply {
+    Reply::new(503, (5, 5, 1), "AUTH is not offered on this listener")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! wait for them.
 
 use crate::SmtpConfig;
+use crate::intake::{IntakeHandle, serve_intake_connection};
 use crate::session::serve_connection;
 use mailroom_ingest::Ingest;
 use mailroom_policy::Policy;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub(crate) per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Sessions in progress, for graceful shutdown.
     pub tracker: TaskTracker,
+    /// The bounce intake pipeline, for `ListenerKind::Intake` listeners.
+    pub intake: Option<IntakeHandle>,
 }
 
 impl Shared {
@@ -40,6 +43,18 @@ impl Shared {
         tls: Option<TlsAcceptor>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
+        Self::with_intake(config, policy, ingest, tls, shutdown, None)
+    }
+
+    /// Like `new`, with the pipeline that intake listeners hand reports to.
+    pub fn with_intake(
+        config: SmtpConfig,
+        policy: Arc<Policy>,
+        ingest: Arc<Ingest>,
+        tls: Option<TlsAcceptor>,
+        shutdown: CancellationToken,
+        intake: Option<IntakeHandle>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             config,
@@ -49,6 +64,7 @@ impl Shared {
             shutdown,
             per_ip: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
+            intake,
         })
     }
 }
@@ -59,6 +75,9 @@ pub enum ListenerKind {
     Submission,
     /// TLS from the first byte (port 465 style).
     ImplicitTls,
+    /// Bounce and complaint intake (the return-path MX): no AUTH, STARTTLS offered,
+    /// only VERP recipients.
+    Intake,
 }
 
 pub struct Listener {
@@ -127,9 +146,17 @@ pub async fn serve_listener(shared: Arc<Shared>, listener: Listener) {
         match take_slot(&shared, peer.ip()) {
             Ok(slot) => {
                 let shared2 = shared.clone();
+                let kind = listener.kind;
                 shared.tracker.spawn(async move {
                     let _slot = slot;
-                    serve_connection(shared2, stream, peer, implicit).await;
+                    match kind {
+                        ListenerKind::Intake => {
+                            serve_intake_connection(shared2, stream, peer).await
+                        }
+                        ListenerKind::Submission | ListenerKind::ImplicitTls => {
+                            serve_connection(shared2, stream, peer, implicit).await
+                        }
+                    }
                 });
             }
             Err(r) => {

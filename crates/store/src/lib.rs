@@ -7,11 +7,13 @@
 
 mod error;
 mod event_types;
+mod intake_types;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
 pub use event_types::*;
+pub use intake_types::*;
 pub use types::*;
 
 use mailroom_model::{CredentialId, MessageId, TenantId, WebhookId};
@@ -104,6 +106,31 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         limit: i64,
     ) -> Result<Vec<mailroom_model::Event>, StoreError>;
+
+    // --- bounce intake and sender health ---
+
+    /// The message a bounce address or a report names, with its recipients.
+    async fn bounce_target(&self, id: &MessageId) -> Result<Option<BounceTarget>, StoreError>;
+    /// Records a bounce that arrived after the delivery attempt: the recipient (if
+    /// delivered, queued or deferred) becomes `bounced`, with its event and, when hard,
+    /// the suppression, in one transaction. A recipient already bounced is a duplicate.
+    async fn record_async_bounce(&self, bounce: AsyncBounce) -> Result<IntakeRecorded, StoreError>;
+    /// Records a complaint (`complained` event and suppression, reason `complaint`) in
+    /// one transaction; a second complaint about the same recipient is a duplicate.
+    async fn record_complaint(&self, complaint: Complaint) -> Result<IntakeRecorded, StoreError>;
+    /// The tenant's delivered, bounced and complained events since `since` (ms).
+    async fn health_counts(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<HealthCounts, StoreError>;
+    async fn get_sender_health(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SenderHealth>, StoreError>;
+    /// Stores the tenant's new level (with its event, and the pause) in one
+    /// transaction. Returns whether the tenant's status was changed to `paused`.
+    async fn set_sender_health(&self, change: HealthChange) -> Result<bool, StoreError>;
 
     // --- suppression list, sandbox recipients, idempotency, quotas ---
 

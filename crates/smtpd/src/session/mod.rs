@@ -284,7 +284,7 @@ pub async fn serve_connection<S>(
     session.run(&mut conn).await;
 }
 
-fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
+pub(crate) fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
     TlsInfo {
         version: conn
             .protocol_version()

@@ -4,6 +4,7 @@
 
 mod domains;
 mod events;
+mod intake;
 mod ops;
 mod tenant_policy;
 mod tracking;
@@ -79,6 +80,15 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl SqliteStore {
+    async fn intake_op(&self, op: intake::IntakeOp) -> Result<IntakeRecorded, StoreError> {
+        match self.op(|done| ops::Op::Intake { op, done }).await? {
+            intake::IntakeDone::Recorded(r) => Ok(r),
+            intake::IntakeDone::Paused(_) => Ok(IntakeRecorded::NotFound),
+        }
     }
 }
 
@@ -464,6 +474,46 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
         domains::list_tenant_events(&self.pool, tenant, limit).await
+    }
+
+    async fn bounce_target(&self, id: &MessageId) -> Result<Option<BounceTarget>, StoreError> {
+        intake::bounce_target(&self.pool, id).await
+    }
+
+    async fn record_async_bounce(&self, bounce: AsyncBounce) -> Result<IntakeRecorded, StoreError> {
+        self.intake_op(intake::IntakeOp::Bounce(bounce)).await
+    }
+
+    async fn record_complaint(&self, complaint: Complaint) -> Result<IntakeRecorded, StoreError> {
+        self.intake_op(intake::IntakeOp::Complaint(complaint)).await
+    }
+
+    async fn health_counts(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<HealthCounts, StoreError> {
+        intake::health_counts(&self.pool, tenant, since).await
+    }
+
+    async fn get_sender_health(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SenderHealth>, StoreError> {
+        intake::get_sender_health(&self.pool, tenant).await
+    }
+
+    async fn set_sender_health(&self, change: HealthChange) -> Result<bool, StoreError> {
+        match self
+            .op(|done| ops::Op::Intake {
+                op: intake::IntakeOp::Health(change),
+                done,
+            })
+            .await?
+        {
+            intake::IntakeDone::Paused(p) => Ok(p),
+            intake::IntakeDone::Recorded(_) => Ok(false),
+        }
     }
 
     async fn suppressed_among(

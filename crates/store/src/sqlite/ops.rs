@@ -40,6 +40,11 @@ pub(crate) enum Op {
         op: Box<super::tracking::ContentOp>,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Bounce and complaint intake, sender health (`intake.rs`).
+    Intake {
+        op: super::intake::IntakeOp,
+        done: oneshot::Sender<Result<super::intake::IntakeDone, StoreError>>,
+    },
 }
 
 /// What an op produced, kept until the transaction commits.
@@ -47,6 +52,7 @@ pub(crate) enum Done {
     Claimed(Vec<DueRecipient>),
     Unit,
     Count(u64),
+    Intake(super::intake::IntakeDone),
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -105,6 +111,7 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
         }
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
         Op::Content { op, .. } => super::tracking::execute(conn, op).await.map(Done::Count),
+        Op::Intake { op, .. } => super::intake::execute(conn, op).await.map(Done::Intake),
     }
 }
 
@@ -114,7 +121,7 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Claim { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Claimed(rows) => rows,
-                Done::Unit | Done::Count(_) => Vec::new(),
+                Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
             }));
         }
         Op::Record { done, .. } | Op::Release { done, .. } => {
@@ -126,7 +133,15 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         | Op::Content { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
-                Done::Claimed(_) | Done::Unit => 0,
+                Done::Claimed(_) | Done::Unit | Done::Intake(_) => 0,
+            }));
+        }
+        Op::Intake { done, .. } => {
+            let _ = done.send(result.and_then(|d| match d {
+                Done::Intake(d) => Ok(d),
+                Done::Claimed(_) | Done::Unit | Done::Count(_) => {
+                    Err(StoreError::Database("intake op produced no result".into()))
+                }
             }));
         }
     }

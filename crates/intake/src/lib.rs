@@ -1,0 +1,25 @@
+//! Bounce and complaint intake: what arrives at the return-path addresses. Pure
+//! parsers turn a received message into a typed report (`parse`: RFC 3464 DSNs in
+//! `dsn`, RFC 5965 feedback reports in `arf`, qmail/Exim/sendmail text bounces in
+//! `plain`); the pipeline (`pipeline`) matches reports to the original message and
+//! recipient through the VERP address, classifies them with delivery's classifier and
+//! records them through the store; `health` keeps each tenant's rolling bounce and
+//! complaint rates and pauses a tenant that crosses the thresholds.
+//!
+//! This crate owns no socket: the SMTP listener that receives the reports is in
+//! `smtpd`, which asks `Intake` about each recipient and hands it the message.
+
+mod arf;
+mod diagnostic;
+mod dsn;
+pub mod fields;
+pub mod health;
+mod original;
+mod parse;
+mod pipeline;
+mod plain;
+pub mod report;
+
+pub use health::HealthMonitor;
+pub use parse::{MAX_INPUT, ParseError, parse};
+pub use pipeline::{BounceAddress, Intake, IntakeError, Processed};

@@ -1,0 +1,279 @@
+//! The intake pipeline: which recipients the listener may accept (a VERP address of a
+//! stored message, at that message's return-path domain), and what a received report
+//! becomes: each failed recipient an async `bounced` outcome (hard → suppressed), each
+//! complaint a `complained` event with a suppression; then the tenant's sender health
+//! is checked.
+
+use crate::health::HealthMonitor;
+use crate::parse::{ParseError, parse};
+use crate::report::{Action, BounceReport, ComplaintReport, Report, ReportedRecipient};
+use mailroom_delivery::classify::{BounceClass, Verdict, classify};
+use mailroom_delivery::verp::parse_verp;
+use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_store::{AsyncBounce, BounceTarget, Complaint, DynStore, IntakeRecorded, StoreError};
+use serde_json::json;
+use std::sync::Arc;
+
+/// A return-path address the listener accepted: the message and recipient it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BounceAddress {
+    pub message_id: MessageId,
+    pub idx: i64,
+    pub tenant_id: TenantId,
+    /// The stored recipient address the VERP address stands for.
+    pub recipient: String,
+}
+
+/// What a report led to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Processed {
+    pub bounces: usize,
+    pub complaints: usize,
+    /// Reports that changed nothing: delays, successes, duplicates.
+    pub ignored: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("{0}")]
+    Unrecognized(#[from] ParseError),
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+}
+
+pub struct Intake {
+    store: DynStore,
+    health: Arc<HealthMonitor>,
+}
+
+impl Intake {
+    pub fn new(store: DynStore, health: Arc<HealthMonitor>) -> Self {
+        Self { store, health }
+    }
+
+    /// The message and recipient behind `address`, if it is a VERP address of a
+    /// stored message at that message's own return-path domain.
+    pub async fn check_recipient(
+        &self,
+        address: &str,
+    ) -> Result<Option<BounceAddress>, StoreError> {
+        let Some((id, idx)) = parse_verp(address) else {
+            return Ok(None);
+        };
+        let Some(target) = self.store.bounce_target(&id).await? else {
+            return Ok(None);
+        };
+        Ok(address_of(&target, idx, address))
+    }
+
+    /// Parses and records a report received for `envelope` (the accepted recipients).
+    pub async fn process(
+        &self,
+        envelope: &[BounceAddress],
+        raw: &[u8],
+    ) -> Result<Processed, IntakeError> {
+        let report = parse(raw)?;
+        let mut done = Processed::default();
+        let mut tenants: Vec<TenantId> = Vec::new();
+        match report {
+            Report::Bounce(b) => {
+                for target in envelope {
+                    let Some(r) = pick(&b, target, envelope.len()) else {
+                        continue;
+                    };
+                    let recorded = self
+                        .store
+                        .record_async_bounce(bounce(&b, r, target))
+                        .await?;
+                    count(recorded, &mut done.bounces, &mut done.ignored, &mut tenants);
+                }
+                if done.bounces == 0 && done.ignored == 0 {
+                    done.ignored = 1;
+                }
+            }
+            Report::Complaint(c) => {
+                let target = self.complaint_target(&c, envelope).await?;
+                if let Some(target) = target {
+                    let recorded = self.store.record_complaint(complaint(&c, &target)).await?;
+                    count(
+                        recorded,
+                        &mut done.complaints,
+                        &mut done.ignored,
+                        &mut tenants,
+                    );
+                }
+            }
+        }
+        for t in tenants {
+            if let Err(e) = self.health.check(&t).await {
+                tracing::warn!(tenant = %t, error = %e, "sender health check failed");
+            }
+        }
+        Ok(done)
+    }
+
+    /// The original message's own handles first (its VERP Return-Path, X-Mailroom-Id,
+    /// Mailroom's Received id), but only within the envelope's tenant; else the
+    /// envelope's address.
+    async fn complaint_target(
+        &self,
+        c: &ComplaintReport,
+        envelope: &[BounceAddress],
+    ) -> Result<Option<BounceAddress>, StoreError> {
+        let Some(first) = envelope.first() else {
+            return Ok(None);
+        };
+        let o = &c.original;
+        for handle in [o.return_path.as_deref(), c.original_mail_from.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(t) = self.check_recipient(handle).await?
+                && t.tenant_id == first.tenant_id
+            {
+                return Ok(Some(t));
+            }
+        }
+        let id = o
+            .mailroom_id
+            .as_deref()
+            .or(o.received_id.as_deref())
+            .and_then(|i| MessageId::parse(&i.to_ascii_uppercase()));
+        if let Some(id) = id
+            && let Some(target) = self.store.bounce_target(&id).await?
+            && target.tenant_id == first.tenant_id
+        {
+            let wanted: Vec<&str> = c
+                .original_rcpt_to
+                .iter()
+                .map(String::as_str)
+                .chain(o.to.iter().map(String::as_str))
+                .collect();
+            let found = target
+                .recipients
+                .iter()
+                .find(|r| wanted.iter().any(|w| w.eq_ignore_ascii_case(&r.address)))
+                .or(match target.recipients.as_slice() {
+                    [only] => Some(only),
+                    _ => None,
+                });
+            if let Some(r) = found {
+                return Ok(Some(BounceAddress {
+                    message_id: target.message_id.clone(),
+                    idx: r.idx,
+                    tenant_id: target.tenant_id.clone(),
+                    recipient: r.address.clone(),
+                }));
+            }
+        }
+        Ok(Some(first.clone()))
+    }
+}
+
+fn address_of(target: &BounceTarget, idx: i64, address: &str) -> Option<BounceAddress> {
+    let domain = address.trim().trim_end_matches('>').rsplit_once('@')?.1;
+    let return_path = target.return_path.as_deref()?;
+    if !domain.eq_ignore_ascii_case(return_path) {
+        return None;
+    }
+    let r = target.recipients.iter().find(|r| r.idx == idx)?;
+    Some(BounceAddress {
+        message_id: target.message_id.clone(),
+        idx,
+        tenant_id: target.tenant_id.clone(),
+        recipient: r.address.clone(),
+    })
+}
+
+fn count(
+    r: IntakeRecorded,
+    recorded: &mut usize,
+    ignored: &mut usize,
+    tenants: &mut Vec<TenantId>,
+) {
+    match r {
+        IntakeRecorded::Recorded { tenant_id, .. } => {
+            *recorded += 1;
+            if !tenants.contains(&tenant_id) {
+                tenants.push(tenant_id);
+            }
+        }
+        IntakeRecorded::Duplicate | IntakeRecorded::NotFound => *ignored += 1,
+    }
+}
+
+/// The failed recipient of the report that this envelope address is about: the one
+/// with its address, or, when the envelope has one address, the first failure.
+fn pick<'a>(
+    b: &'a BounceReport,
+    target: &BounceAddress,
+    envelope_len: usize,
+) -> Option<&'a ReportedRecipient> {
+    let failed = || b.recipients.iter().filter(|r| r.action == Action::Failed);
+    failed()
+        .find(|r| {
+            r.address
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(&target.recipient))
+        })
+        .or_else(|| {
+            if envelope_len == 1 {
+                failed().next()
+            } else {
+                None
+            }
+        })
+}
+
+/// An `Action: failed` is a failure even when its code reads temporary.
+fn verdict(r: &ReportedRecipient) -> (BounceClass, mailroom_delivery::classify::BounceCategory) {
+    use mailroom_delivery::classify::BounceCategory;
+    let code = r
+        .code
+        .or(r.status.map(|(c, _, _)| u16::from(c) * 100 + 50))
+        .unwrap_or(550);
+    let code = if code / 100 == 5 { code } else { 550 };
+    match classify(code, r.status.filter(|s| s.0 == 5), &r.diagnostic) {
+        Verdict::Bounced(class, category) => (class, category),
+        Verdict::Delivered | Verdict::Deferred => (BounceClass::Soft, BounceCategory::Other),
+    }
+}
+
+fn bounce(b: &BounceReport, r: &ReportedRecipient, target: &BounceAddress) -> AsyncBounce {
+    let (class, category) = verdict(r);
+    let enhanced = r.status.map(|(c, s, d)| format!("{c}.{s}.{d}"));
+    let detail = json!({
+        "async": true,
+        "format": b.format,
+        "reply": { "code": r.code, "enhanced": enhanced, "text": r.diagnostic },
+        "bounce_class": class,
+        "bounce_category": category,
+        "reported_recipient": r.address,
+        "reporting_mta": b.reporting_mta,
+        "remote_mta": r.remote_mta,
+    });
+    AsyncBounce {
+        message_id: target.message_id.clone(),
+        idx: target.idx,
+        at: now_millis(),
+        reply: (!r.diagnostic.is_empty()).then(|| r.diagnostic.clone()),
+        hard: class == BounceClass::Hard,
+        detail,
+    }
+}
+
+fn complaint(c: &ComplaintReport, target: &BounceAddress) -> Complaint {
+    Complaint {
+        message_id: target.message_id.clone(),
+        idx: target.idx,
+        at: now_millis(),
+        detail: json!({
+            "feedback_type": c.feedback_type,
+            "user_agent": c.user_agent,
+            "reporting_mta": c.reporting_mta,
+            "source_ip": c.source_ip,
+            "arrival_date": c.arrival_date,
+            "reported_recipient": c.original_rcpt_to,
+        }),
+    }
+}

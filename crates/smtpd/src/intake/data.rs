@@ -1,0 +1,146 @@
+//! DATA and BDAT on the intake listener: the body through the smuggling-safe receiver
+//! (size-limited), then to the intake pipeline: `250` once the report is recorded (or
+//! recognised as needing nothing), `550 5.6.0` for mail that is neither a bounce nor a
+//! feedback report, `451` when the store fails.
+
+use super::{Flow, IntakeSession, Txn};
+use crate::session::Conn;
+use mailroom_intake::IntakeError;
+use mailroom_proto::{BodyLimits, DataReceiver, DataStatus, Reply, reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+impl IntakeSession {
+    fn limits(&self) -> BodyLimits {
+        BodyLimits {
+            max_size: self.handle.max_message_size,
+            max_line: self.shared.config.max_text_line,
+        }
+    }
+
+    fn data_refusal(&self) -> Option<Reply> {
+        match &self.txn {
+            None => Some(reply::need_mail()),
+            Some(t) if t.recipients.is_empty() => Some(reply::need_rcpt()),
+            Some(_) => None,
+        }
+    }
+
+    pub(super) async fn data<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        if self.txn.as_ref().is_some_and(|t| t.bdat.is_some()) {
+            conn.reply(&reply::data_and_bdat_mixed());
+            return Flow::Continue;
+        }
+        if let Some(r) = self.data_refusal() {
+            conn.reply(&r);
+            return Flow::Continue;
+        }
+        conn.reply(&reply::start_data());
+        let limits = self.limits();
+        let mut rx = DataReceiver::data(limits);
+        loop {
+            if let DataStatus::Done { consumed } = rx.feed(conn.buffered()) {
+                conn.consume(consumed);
+                break;
+            }
+            let n = conn.buffered().len();
+            conn.consume(n);
+            if let Err(stop) = conn.fill().await {
+                super::stopped(conn, stop).await;
+                return Flow::Close;
+            }
+        }
+        let Some(txn) = self.txn.take() else {
+            return Flow::Continue;
+        };
+        match rx.finish() {
+            Ok(body) => self.hand_over(txn, body, conn).await,
+            Err(fault) => {
+                conn.reply(&fault.reply(&limits));
+                Flow::Continue
+            }
+        }
+    }
+
+    pub(super) async fn bdat<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        size: usize,
+        last: bool,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        let refusal = self.data_refusal();
+        let limits = self.limits();
+        // The chunk is read even when it will be refused: its bytes are not commands.
+        let mut remaining = size;
+        while remaining > 0 {
+            if conn.buffered().is_empty()
+                && let Err(stop) = conn.fill().await
+            {
+                super::stopped(conn, stop).await;
+                return Flow::Close;
+            }
+            let take = remaining.min(conn.buffered().len());
+            if refusal.is_none()
+                && let Some(txn) = self.txn.as_mut()
+            {
+                let rx = txn
+                    .bdat
+                    .get_or_insert_with(|| DataReceiver::chunked(limits));
+                rx.feed_chunk(&conn.buffered()[..take]);
+            }
+            conn.consume(take);
+            remaining -= take;
+        }
+        if let Some(r) = refusal {
+            conn.reply(&r);
+            return Flow::Continue;
+        }
+        if !last {
+            conn.reply(&reply::chunk_ok(size));
+            return Flow::Continue;
+        }
+        let Some(mut txn) = self.txn.take() else {
+            return Flow::Continue;
+        };
+        let rx = txn
+            .bdat
+            .take()
+            .unwrap_or_else(|| DataReceiver::chunked(limits));
+        match rx.finish() {
+            Ok(body) => self.hand_over(txn, body, conn).await,
+            Err(fault) => {
+                conn.reply(&fault.reply(&limits));
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn hand_over<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        txn: Txn,
+        body: Vec<u8>,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        let r = match self.handle.pipeline.process(&txn.recipients, &body).await {
+            Ok(done) => {
+                tracing::info!(
+                    peer = %self.peer, sender = %txn.params.address, bounces = done.bounces,
+                    complaints = done.complaints, ignored = done.ignored, "intake: report received"
+                );
+                reply::report_received()
+            }
+            Err(IntakeError::Unrecognized(e)) => {
+                tracing::info!(peer = %self.peer, error = %e, "intake: message refused");
+                reply::report_not_recognized()
+            }
+            Err(IntakeError::Storage(e)) => {
+                tracing::warn!(peer = %self.peer, error = %e, "intake: recording failed");
+                reply::storage_unavailable()
+            }
+        };
+        conn.reply(&r);
+        Flow::Continue
+    }
+}
