@@ -8,7 +8,7 @@ use crate::{
     DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, KeyState, NewDkimKey, NewDomain,
     StoreError,
 };
-use mailroom_model::{Event, EventId, EventType, TenantId, now_millis};
+use mailroom_model::{Event, TenantId, now_millis};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 pub(super) fn domain_from_row(r: &sqlx::sqlite::SqliteRow) -> DomainRecord {
@@ -216,36 +216,6 @@ pub(super) async fn set_dkim_key_state(
     .await
     .map_err(db("dkim key"))?;
     Ok(done.rows_affected() > 0)
-}
-
-pub(super) async fn insert_tenant_event(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-    kind: EventType,
-    detail: serde_json::Value,
-) -> Result<Event, StoreError> {
-    let event = Event {
-        id: EventId::generate(),
-        kind,
-        at: now_millis(),
-        message_id: None,
-        tenant_id: Some(tenant.clone()),
-        recipient: None,
-        detail,
-    };
-    sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
-         VALUES ($1, $2, $3, NULL, $4, NULL, $5)",
-    )
-    .bind(event.id.as_str())
-    .bind(kind.as_str())
-    .bind(event.at)
-    .bind(tenant.as_str())
-    .bind(event.detail.to_string())
-    .execute(pool)
-    .await
-    .map_err(db("event"))?;
-    Ok(event)
 }
 
 pub(super) async fn list_tenant_events(

@@ -465,7 +465,20 @@ impl Store for SqliteStore {
         kind: EventType,
         detail: serde_json::Value,
     ) -> Result<Event, StoreError> {
-        domains::insert_tenant_event(&self.pool, tenant, kind, detail).await
+        // Through the writer task like every other event, so the stream's seq order
+        // stays commit order (see sqlite/events.rs).
+        let event = Event {
+            id: EventId::generate(),
+            kind,
+            at: now_millis(),
+            message_id: None,
+            tenant_id: Some(tenant.clone()),
+            recipient: None,
+            detail,
+        };
+        self.content_op(tracking::ContentOp::TenantEvent(event.clone()))
+            .await?;
+        Ok(event)
     }
 
     async fn list_tenant_events(

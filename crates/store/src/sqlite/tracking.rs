@@ -12,7 +12,12 @@ use sqlx::{Row, SqliteConnection};
 pub(crate) enum ContentOp {
     Event(NewEvent),
     Unsubscribe(Suppression, NewEvent),
-    Release { id: MessageId, now: i64 },
+    Release {
+        id: MessageId,
+        now: i64,
+    },
+    /// A tenant-level event without a message (`domain.dns_error`, ...).
+    TenantEvent(mailroom_model::Event),
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -62,6 +67,21 @@ pub(crate) async fn execute(
             insert(conn, e).await.map(|_| 1)
         }
         ContentOp::Release { id, now } => release(conn, id, *now).await,
+        ContentOp::TenantEvent(e) => {
+            sqlx::query(
+                "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
+                 VALUES ($1, $2, $3, NULL, $4, NULL, $5)",
+            )
+            .bind(e.id.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.at)
+            .bind(e.tenant_id.as_ref().map(|t| t.as_str()))
+            .bind(e.detail.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+            Ok(1)
+        }
     }
 }
 
