@@ -6,7 +6,7 @@
 use super::{Flow, IntakeSession, Txn};
 use crate::session::Conn;
 use mailroom_intake::IntakeError;
-use mailroom_proto::{BodyLimits, DataReceiver, DataStatus, Reply, reply};
+use mailroom_proto::{BodyLimits, DataReceiver, Reply, reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl IntakeSession {
@@ -40,17 +40,9 @@ impl IntakeSession {
         conn.reply(&reply::start_data());
         let limits = self.limits();
         let mut rx = DataReceiver::data(limits);
-        loop {
-            if let DataStatus::Done { consumed } = rx.feed(conn.buffered()) {
-                conn.consume(consumed);
-                break;
-            }
-            let n = conn.buffered().len();
-            conn.consume(n);
-            if let Err(stop) = conn.fill().await {
-                super::stopped(conn, stop).await;
-                return Flow::Close;
-            }
+        if let Err(stop) = conn.read_data(&mut rx).await {
+            super::stopped(conn, stop).await;
+            return Flow::Close;
         }
         let Some(txn) = self.txn.take() else {
             return Flow::Continue;
@@ -73,25 +65,16 @@ impl IntakeSession {
         let refusal = self.data_refusal();
         let limits = self.limits();
         // The chunk is read even when it will be refused: its bytes are not commands.
-        let mut remaining = size;
-        while remaining > 0 {
-            if conn.buffered().is_empty()
-                && let Err(stop) = conn.fill().await
-            {
-                super::stopped(conn, stop).await;
-                return Flow::Close;
-            }
-            let take = remaining.min(conn.buffered().len());
-            if refusal.is_none()
-                && let Some(txn) = self.txn.as_mut()
-            {
-                let rx = txn
-                    .bdat
-                    .get_or_insert_with(|| DataReceiver::chunked(limits));
-                rx.feed_chunk(&conn.buffered()[..take]);
-            }
-            conn.consume(take);
-            remaining -= take;
+        let rx = match (&refusal, self.txn.as_mut()) {
+            (None, Some(txn)) => Some(
+                txn.bdat
+                    .get_or_insert_with(|| DataReceiver::chunked(limits)),
+            ),
+            _ => None,
+        };
+        if let Err(stop) = conn.read_chunk(size, rx).await {
+            super::stopped(conn, stop).await;
+            return Flow::Close;
         }
         if let Some(r) = refusal {
             conn.reply(&r);

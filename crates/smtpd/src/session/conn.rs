@@ -3,7 +3,7 @@
 //! when the session is about to wait for input (PIPELINING: one write per batch of
 //! commands, and every multi-line reply in a single write).
 
-use mailroom_proto::Reply;
+use mailroom_proto::{DataReceiver, DataStatus, Reply};
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -104,6 +104,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.buf.clear();
             self.pos = 0;
         }
+    }
+
+    /// Feeds the DATA receiver until it finds the real end of data (everything after it
+    /// stays buffered as the next commands).
+    pub async fn read_data(&mut self, rx: &mut DataReceiver) -> Result<(), ReadStop> {
+        loop {
+            if let DataStatus::Done { consumed } = rx.feed(self.buffered()) {
+                self.consume(consumed);
+                return Ok(());
+            }
+            let n = self.buffered().len();
+            self.consume(n);
+            self.fill().await?;
+        }
+    }
+
+    /// Reads exactly `size` bytes of a BDAT chunk, feeding them to `rx` when there is
+    /// one; without one the chunk is read and dropped (its bytes are never commands).
+    pub async fn read_chunk(
+        &mut self,
+        size: usize,
+        mut rx: Option<&mut DataReceiver>,
+    ) -> Result<(), ReadStop> {
+        let mut remaining = size;
+        while remaining > 0 {
+            if self.buffered().is_empty() {
+                self.fill().await?;
+            }
+            let take = remaining.min(self.buffered().len());
+            if let Some(rx) = rx.as_deref_mut() {
+                rx.feed_chunk(&self.buffered()[..take]);
+            }
+            self.consume(take);
+            remaining -= take;
+        }
+        Ok(())
     }
 
     /// Drops everything buffered (commands pipelined behind STARTTLS).

@@ -4,7 +4,7 @@
 use super::{Conn, Flow, Session, Transaction};
 use mailroom_ingest::{IngestError, Origin, Submission};
 use mailroom_policy::{RecipientVerdict, Refusal};
-use mailroom_proto::{BodyLimits, DataReceiver, DataStatus, Reply, reply};
+use mailroom_proto::{BodyLimits, DataReceiver, Reply, reply};
 use mailroom_store::StoreError;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -43,17 +43,9 @@ impl Session {
         conn.reply(&reply::start_data());
         let limits = self.body_limits();
         let mut rx = DataReceiver::data(limits);
-        loop {
-            if let DataStatus::Done { consumed } = rx.feed(conn.buffered()) {
-                conn.consume(consumed);
-                break;
-            }
-            let n = conn.buffered().len();
-            conn.consume(n);
-            if let Err(stop) = conn.fill().await {
-                self.stopped(conn, stop).await;
-                return Flow::Close;
-            }
+        if let Err(stop) = conn.read_data(&mut rx).await {
+            self.stopped(conn, stop).await;
+            return Flow::Close;
         }
         let txn = self.txn.take().expect("checked above");
         match rx.finish() {
@@ -75,24 +67,16 @@ impl Session {
         let refusal = self.data_refusal();
         let limits = self.body_limits();
         // The chunk is read even when it will be refused: its bytes are not commands.
-        let mut remaining = size;
-        while remaining > 0 {
-            if conn.buffered().is_empty()
-                && let Err(stop) = conn.fill().await
-            {
-                self.stopped(conn, stop).await;
-                return Flow::Close;
-            }
-            let take = remaining.min(conn.buffered().len());
-            if refusal.is_none() {
-                let txn = self.txn.as_mut().expect("checked");
-                let rx = txn
-                    .bdat
-                    .get_or_insert_with(|| DataReceiver::chunked(limits));
-                rx.feed_chunk(&conn.buffered()[..take]);
-            }
-            conn.consume(take);
-            remaining -= take;
+        let rx = match (&refusal, self.txn.as_mut()) {
+            (None, Some(txn)) => Some(
+                txn.bdat
+                    .get_or_insert_with(|| DataReceiver::chunked(limits)),
+            ),
+            _ => None,
+        };
+        if let Err(stop) = conn.read_chunk(size, rx).await {
+            self.stopped(conn, stop).await;
+            return Flow::Close;
         }
         if let Some(r) = refusal {
             conn.reply(&r);
