@@ -224,89 +224,82 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
         // One statement per setting given, all in one transaction; the column names
         // are constants, only values are bound.
-        let flags: [(&'static str, Option<bool>); 7] = [
+        enum Val {
+            Flag(bool),
+            Text(&'static str),
+            Real(Option<f64>),
+            Int(Option<i64>),
+        }
+        let s = &settings;
+        let flag = |v: Option<bool>| v.map(Val::Flag);
+        let int = |v: Option<Option<i64>>| v.map(Val::Int);
+        let changes: [(&'static str, Option<Val>); 13] = [
             (
                 "UPDATE tenants SET arc_sealing = $1 WHERE id = $2",
-                settings.arc_sealing,
+                flag(s.arc_sealing),
             ),
             (
                 "UPDATE tenants SET bounce_reports = $1 WHERE id = $2",
-                settings.bounce_reports,
+                flag(s.bounce_reports),
             ),
             (
                 "UPDATE tenants SET sandbox = $1 WHERE id = $2",
-                settings.sandbox,
+                flag(s.sandbox),
             ),
             (
                 "UPDATE tenants SET reject_suppressed = $1 WHERE id = $2",
-                settings.reject_suppressed,
+                flag(s.reject_suppressed),
             ),
             (
                 "UPDATE tenants SET track_opens = $1 WHERE id = $2",
-                settings.track_opens,
+                flag(s.track_opens),
             ),
             (
                 "UPDATE tenants SET track_clicks = $1 WHERE id = $2",
-                settings.track_clicks,
+                flag(s.track_clicks),
             ),
             (
                 "UPDATE tenants SET list_unsubscribe = $1 WHERE id = $2",
-                settings.list_unsubscribe,
+                flag(s.list_unsubscribe),
             ),
-        ];
-        for (sql, value) in flags {
-            if let Some(v) = value {
-                sqlx::query(sql)
-                    .bind(v)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("tenant"))?;
-            }
-        }
-        if let Some(status) = settings.status {
-            sqlx::query("UPDATE tenants SET status = $1 WHERE id = $2")
-                .bind(status.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("tenant"))?;
-        }
-        if let Some(v) = settings.messages_per_second {
-            sqlx::query("UPDATE tenants SET messages_per_second = $1 WHERE id = $2")
-                .bind(v)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("tenant"))?;
-        }
-        let counts: [(&'static str, Option<Option<i64>>); 4] = [
+            (
+                "UPDATE tenants SET status = $1 WHERE id = $2",
+                s.status.map(|v| Val::Text(v.as_str())),
+            ),
+            (
+                "UPDATE tenants SET messages_per_second = $1 WHERE id = $2",
+                s.messages_per_second.map(Val::Real),
+            ),
             (
                 "UPDATE tenants SET messages_per_day = $1 WHERE id = $2",
-                settings.messages_per_day,
+                int(s.messages_per_day),
             ),
             (
                 "UPDATE tenants SET max_recipients = $1 WHERE id = $2",
-                settings.max_recipients,
+                int(s.max_recipients),
             ),
             (
                 "UPDATE tenants SET max_message_size = $1 WHERE id = $2",
-                settings.max_message_size,
+                int(s.max_message_size),
             ),
             (
                 "UPDATE tenants SET content_score_threshold = $1 WHERE id = $2",
-                settings.content_score_threshold,
+                int(s.content_score_threshold),
             ),
         ];
-        for (sql, value) in counts {
-            if let Some(v) = value {
-                sqlx::query(sql)
-                    .bind(v)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("tenant"))?;
-            }
+        for (sql, value) in changes {
+            let q = sqlx::query(sql);
+            let q = match value {
+                None => continue,
+                Some(Val::Flag(v)) => q.bind(v),
+                Some(Val::Text(v)) => q.bind(v),
+                Some(Val::Real(v)) => q.bind(v),
+                Some(Val::Int(v)) => q.bind(v),
+            };
+            q.bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("tenant"))?;
         }
         tx.commit().await.map_err(db("tenant"))?;
         self.get_tenant(id).await
