@@ -226,15 +226,16 @@ impl Ingest {
         if s.body.len() > limits.max_message_size {
             return Err(IngestError::TooLarge(limits.max_message_size));
         }
+        // The sandbox, in memory. Suppressed recipients are not refused here (only SMTP
+        // refuses them, at RCPT, when the tenant asks): they are looked up once below
+        // and recorded as suppressed.
         for (i, r) in s.recipients.iter().enumerate() {
-            match self.policy.check_recipient(tenant, &r.address).await? {
-                RecipientVerdict::Allowed => {}
-                // Only SMTP refuses these (at RCPT, when the tenant asks for it); here
-                // they are accepted and recorded as suppressed.
-                RecipientVerdict::Suppressed(_) => {}
-                v @ RecipientVerdict::NotInSandbox => {
-                    return Err(IngestError::RecipientRefused(i, r.address.to_string(), v));
-                }
+            if !self.policy.sandbox_allows(tenant, &r.address) {
+                return Err(IngestError::RecipientRefused(
+                    i,
+                    r.address.to_string(),
+                    RecipientVerdict::NotInSandbox,
+                ));
             }
         }
         let parsed = headers::inspect(&s.body)?;

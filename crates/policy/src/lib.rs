@@ -362,6 +362,19 @@ impl Policy {
         }
     }
 
+    /// Whether the tenant may send to `address` as far as the sandbox goes (in memory):
+    /// always outside the sandbox; inside it, only verified recipients.
+    pub fn sandbox_allows(&self, tenant: &TenantId, address: &Address) -> bool {
+        let directory = self.directory();
+        match directory.tenant(tenant) {
+            None => false,
+            Some(t) if !t.sandbox => true,
+            Some(_) => {
+                directory.sandbox_allows(tenant, &address.to_string(), address.domain().as_str())
+            }
+        }
+    }
+
     /// Sandbox and (when the tenant asks for refusal at RCPT) suppression checks for
     /// one recipient. Accept-and-suppress is decided by ingest, not here.
     pub async fn check_recipient(
@@ -369,15 +382,15 @@ impl Policy {
         tenant: &TenantId,
         address: &Address,
     ) -> Result<RecipientVerdict, StoreError> {
-        let directory = self.directory();
-        let Some(t) = directory.tenant(tenant) else {
-            return Ok(RecipientVerdict::NotInSandbox);
-        };
-        let text = address.to_string();
-        if t.sandbox && !directory.sandbox_allows(tenant, &text, address.domain().as_str()) {
+        if !self.sandbox_allows(tenant, address) {
             return Ok(RecipientVerdict::NotInSandbox);
         }
-        if t.reject_suppressed {
+        let text = address.to_string();
+        let reject = self
+            .directory()
+            .tenant(tenant)
+            .is_some_and(|t| t.reject_suppressed);
+        if reject {
             let found = self
                 .store
                 .suppressed_among(tenant, std::slice::from_ref(&text))
