@@ -76,8 +76,11 @@ fn body(args: &SendArgs) -> Result<Value> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "attachment".into());
+        // The type a mail client will use to open it, guessed from the extension.
+        let content_type = mime_guess::from_path(path).first_or_octet_stream();
         attachments.push(json!({
             "filename": filename,
+            "content_type": content_type.essence_str(),
             "content": base64::engine::general_purpose::STANDARD.encode(bytes),
         }));
     }
@@ -108,7 +111,12 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
             .map(|k| ("Idempotency-Key", k.clone()))
             .collect();
         let v = client
-            .call_with(reqwest::Method::POST, "/v1/messages", Some(body), &extra)
+            .call_with(
+                reqwest::Method::POST,
+                client.endpoint(&["v1", "messages"])?,
+                Some(body),
+                &extra,
+            )
             .await?;
         print(&v);
         return Ok(());
@@ -124,10 +132,12 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
     );
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = client.endpoint(&["v1", "messages"])?;
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, body, next, bar, count) = (
+        let (client, url, body, next, bar, count) = (
             client.clone(),
+            url.clone(),
             body.clone(),
             next.clone(),
             bar.clone(),
@@ -139,12 +149,7 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
                 let t = Instant::now();
                 let result = client
-                    .call_with(
-                        reqwest::Method::POST,
-                        "/v1/messages",
-                        Some(body.clone()),
-                        &[],
-                    )
+                    .call_with(reqwest::Method::POST, url.clone(), Some(body.clone()), &[])
                     .await;
                 latencies.push(t.elapsed());
                 let key = match result {
@@ -195,20 +200,21 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
     Ok(())
 }
 
-fn with_tenant(path: &str, tenant: &Option<String>) -> String {
-    match tenant {
-        Some(t) => format!("{path}?tenant={t}"),
-        None => path.to_string(),
-    }
-}
-
 pub async fn suppression(api: &ApiArgs, cmd: SuppressionCmd) -> Result<()> {
     let c = Client::new(api)?;
     use reqwest::Method as M;
+    // The API takes a tenant id; like every other command, accept a name too.
+    let tenant_id = async |t: Option<String>| -> Result<Option<String>> {
+        match t {
+            Some(t) => Ok(Some(c.tenant_id(&t).await?)),
+            None => Ok(None),
+        }
+    };
     let v = match cmd {
         SuppressionCmd::List { tenant } => {
-            c.call(M::GET, &with_tenant("/v1/suppressions", &tenant), None)
-                .await?
+            let t = tenant_id(tenant).await?;
+            let url = c.endpoint_query(&["v1", "suppressions"], &[("tenant", t.as_deref())])?;
+            c.call(M::GET, url, None).await?
         }
         SuppressionCmd::Add {
             address,
@@ -216,16 +222,18 @@ pub async fn suppression(api: &ApiArgs, cmd: SuppressionCmd) -> Result<()> {
             note,
             tenant,
         } => {
-            c.call(
-                M::POST,
-                "/v1/suppressions",
-                Some(json!({"address": address, "reason": reason, "note": note, "tenant_id": tenant})),
-            )
-            .await?
+            let t = tenant_id(tenant).await?;
+            let body = json!({"address": address, "reason": reason, "note": note, "tenant_id": t});
+            c.call(M::POST, c.endpoint(&["v1", "suppressions"])?, Some(body))
+                .await?
         }
         SuppressionCmd::Remove { address, tenant } => {
-            let path = with_tenant(&format!("/v1/suppressions/{address}"), &tenant);
-            c.call(M::DELETE, &path, None).await?;
+            let t = tenant_id(tenant).await?;
+            let url = c.endpoint_query(
+                &["v1", "suppressions", &address],
+                &[("tenant", t.as_deref())],
+            )?;
+            c.call(M::DELETE, url, None).await?;
             json!({ "removed": address })
         }
     };

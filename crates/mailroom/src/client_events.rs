@@ -29,6 +29,9 @@ pub enum EventsCmd {
 pub enum WebhookCmd {
     /// Register a webhook; prints its id and signing secret (shown once).
     Add {
+        /// The receiver's URL (https:// in production). Its own id: never the global
+        /// `--url` (`api_url`), which names the API the token is sent to.
+        #[arg(id = "webhook_url", value_name = "URL")]
         url: String,
         /// Event types to send (comma-separated); default: all.
         #[arg(long)]
@@ -47,13 +50,13 @@ pub enum WebhookCmd {
     },
 }
 
-fn events_path(after: &str, kind: Option<&str>, limit: usize) -> String {
-    let mut path = format!("/v1/events?limit={limit}&after={after}");
-    if let Some(k) = kind {
-        path.push_str("&type=");
-        path.push_str(k);
-    }
-    path
+fn events_url(c: &Client, after: &str, kind: Option<&str>, limit: usize) -> Result<reqwest::Url> {
+    let limit = limit.to_string();
+    let after = Some(after).filter(|a| !a.is_empty());
+    c.endpoint_query(
+        &["v1", "events"],
+        &[("limit", Some(&limit)), ("after", after), ("type", kind)],
+    )
 }
 
 pub async fn events(args: &ApiArgs, cmd: EventsCmd) -> Result<()> {
@@ -70,7 +73,7 @@ pub async fn events(args: &ApiArgs, cmd: EventsCmd) -> Result<()> {
         let page = c
             .call(
                 Method::GET,
-                &events_path(&cursor, kind.as_deref(), 1000),
+                events_url(&c, &cursor, kind.as_deref(), 1000)?,
                 None,
             )
             .await?;
@@ -100,7 +103,7 @@ pub async fn events(args: &ApiArgs, cmd: EventsCmd) -> Result<()> {
         let page = c
             .call(
                 Method::GET,
-                &events_path(&cursor, kind.as_deref(), 1000),
+                events_url(&c, &cursor, kind.as_deref(), 1000)?,
                 None,
             )
             .await?;
@@ -137,17 +140,21 @@ pub async fn webhook(args: &ApiArgs, cmd: WebhookCmd) -> Result<()> {
             if let Some(t) = tenant {
                 body["tenant_id"] = json!(c.tenant_id(&t).await?);
             }
-            c.call(Method::POST, "/v1/webhooks", Some(body)).await?
+            c.call(Method::POST, c.endpoint(&["v1", "webhooks"])?, Some(body))
+                .await?
         }
-        WebhookCmd::List => c.call(Method::GET, "/v1/webhooks", None).await?,
+        WebhookCmd::List => {
+            c.call(Method::GET, c.endpoint(&["v1", "webhooks"])?, None)
+                .await?
+        }
         WebhookCmd::Remove { id } => {
-            c.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
-                .await?;
+            let url = c.endpoint(&["v1", "webhooks", &id])?;
+            c.call(Method::DELETE, url, None).await?;
             json!({ "removed": id })
         }
         WebhookCmd::Test { id } => {
-            c.call(Method::POST, &format!("/v1/webhooks/{id}/test"), None)
-                .await?
+            let url = c.endpoint(&["v1", "webhooks", &id, "test"])?;
+            c.call(Method::POST, url, None).await?
         }
     };
     print(&v);

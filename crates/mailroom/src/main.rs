@@ -2,6 +2,8 @@
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
 mod cli_send;
+#[cfg(test)]
+mod cli_tests;
 mod client;
 mod client_events;
 mod metrics;
