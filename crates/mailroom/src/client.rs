@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// so their clap ids carry an `api_` prefix that no subcommand argument may reuse (a
 /// subcommand argument with the same id would silently take the flag's place: that is
 /// how `webhook add <URL>` once sent the tenant key to the webhook receiver). The test
-/// in `cli_tests.rs` walks the whole command tree to keep it so.
+/// in `cli_tests/mod.rs` walks the whole command tree to keep it so.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
     /// API base URL; default: the running server found in the data directory, else

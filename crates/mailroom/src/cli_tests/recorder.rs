@@ -2,7 +2,6 @@
 //! keeps every request it receives (method, path and query, `Host`, `Authorization`,
 //! body) and answers with what the test's reply function says. One plays the API, another
 //! a third party (a webhook receiver) that must never see a request or a credential.
-//! Shared by the binary's unit tests (`src/cli_tests.rs`) and `tests/cli_binary.rs`.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};

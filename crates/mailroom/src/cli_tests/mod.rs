@@ -10,7 +10,6 @@ use clap::{CommandFactory, Parser};
 use serde_json::json;
 use std::collections::BTreeSet;
 
-#[path = "../tests/support/recorder.rs"]
 mod recorder;
 use recorder::{Recorder, Reply, Seen};
 
@@ -324,7 +323,7 @@ fn every_api_command_calls_the_api_host_and_path_it_should() {
     let missing: Vec<_> = api_leaves().difference(&covered).cloned().collect();
     assert!(
         missing.is_empty(),
-        "API commands without a case in CASES (cli_tests.rs): {missing:?}"
+        "API commands without a case in CASES (src/cli_tests/mod.rs): {missing:?}"
     );
 }
 
@@ -606,4 +605,42 @@ fn the_shadow_check_catches_the_old_webhook_add_shape() {
             .any(|p| p.contains("webhook add") && p.contains("`url`")),
         "{problems:?}"
     );
+}
+
+#[test]
+fn send_attach_names_the_content_type_from_the_file_name() {
+    let s = setup(fake_api);
+    let files = [
+        ("report.pdf", "application/pdf"),
+        ("photo.JPG", "image/jpeg"),
+        ("notes.txt", "text/plain"),
+        ("data.unknownext", "application/octet-stream"),
+    ];
+    let mut args = vec!["send", "--from", "app@acme.example", "--to", "you@example.net"];
+    let paths: Vec<String> = files
+        .iter()
+        .map(|(name, _)| {
+            let p = s.dir.path().join(name);
+            std::fs::write(&p, b"x").expect("write attachment");
+            p.display().to_string()
+        })
+        .collect();
+    for p in &paths {
+        args.extend(["--attach", p]);
+    }
+    s.run(s.argv(&args)).expect("send");
+    let seen = s.assert_token_stayed_home("send --attach");
+    let body: serde_json::Value = serde_json::from_str(&seen[0].body).expect("json");
+    let got: Vec<(&str, &str)> = body["attachments"]
+        .as_array()
+        .expect("attachments")
+        .iter()
+        .map(|a| {
+            (
+                a["filename"].as_str().unwrap_or_default(),
+                a["content_type"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(got, files);
 }

@@ -1,0 +1,152 @@
+"""The `mailroom` CLI against the real server: where its credentials go, what a non-2xx
+answer does to its exit status, and what `send --attach` says about a file's type.
+
+`webhook add <URL>` once sent `POST <URL>/v1/webhooks` with the tenant key (or the
+operator token) to the webhook receiver and registered nothing; here the receiver
+records every request and must never see a credential, and the webhook must exist in
+the API afterwards. Every other command's host and path is checked in the binary's own
+tests (crates/mailroom/src/cli_tests/mod.rs). Loopback only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import subprocess
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from mailroom_harness import mailroom_bin, start_server
+from test_delivery import delivery_config
+
+WAIT = 20.0
+
+
+class Recorder:
+    """Any request on 127.0.0.1:0, recorded with its headers and body, answered 200."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with outer.lock:
+                    outer.requests.append({"method": self.command, "path": self.path,
+                                           "headers": dict(self.headers.items()),
+                                           "body": body})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def seen(self) -> list[dict]:
+        with self.lock:
+            return list(self.requests)
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, sink):
+    srv = start_server(tmp_path_factory.mktemp("mailroom-cli"),
+                       extra_config=delivery_config(sink.port)
+                       + "\n[webhooks]\nallow_private = true\n")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def tenant(server):
+    return server.create_tenant("cli", domain="acme.test")
+
+
+def cli(server, *args: str) -> subprocess.CompletedProcess:
+    """`mailroom <args> --data-dir <server's>`: address and operator token from there
+    unless `--url`/`--token` are given; nothing from this process's environment."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAILROOM_URL", "MAILROOM_TOKEN", "MAILROOM_DATA_DIR")}
+    return subprocess.run([str(mailroom_bin()), *args, "--data-dir", str(server.data_dir)],
+                          capture_output=True, text=True, timeout=WAIT, env=env)
+
+
+def assert_no_credential(receiver: Recorder, *secrets: str):
+    for req in receiver.seen():
+        assert "Authorization" not in req["headers"], req
+        blob = json.dumps(req["headers"]) + req["path"] + req["body"].decode("latin-1")
+        for s in secrets:
+            assert s not in blob, f"a credential reached the receiver: {req}"
+        assert not req["path"].endswith("/v1/webhooks"), req
+
+
+@pytest.mark.parametrize("who", ["operator", "tenant"])
+def test_webhook_add_registers_with_the_api_and_sends_nothing_to_the_receiver(
+        server, tenant, who):
+    receiver = Recorder()
+    try:
+        if who == "operator":
+            out = cli(server, "webhook", "add", receiver.url, "--events", "delivered",
+                      "--tenant", tenant.name)
+        else:
+            out = cli(server, "webhook", "add", receiver.url, "--events", "delivered",
+                      "--token", tenant.api_key)
+        assert out.returncode == 0, out.stderr
+        created = json.loads(out.stdout)
+        assert created["url"] == receiver.url and created["id"], created
+        listed = server.api("GET", "/v1/webhooks", token=tenant.api_key)
+        assert listed.status == 200, listed
+        hooks = {h["id"]: h for h in listed.body["webhooks"]}
+        assert hooks[created["id"]]["url"] == receiver.url, hooks
+        assert_no_credential(receiver, server.operator_token, tenant.api_key)
+        # The CLI's requests went to the API: the receiver saw none of them.
+        assert receiver.seen() == [], receiver.seen()
+    finally:
+        receiver.close()
+
+
+def test_a_problem_answer_exits_non_zero_with_its_detail(server, tenant):
+    out = cli(server, "message", "show", "01AAAAAAAAAAAAAAAAAAAAAAAA", "--token", tenant.api_key)
+    assert out.returncode == 1, out
+    assert "404" in out.stderr and "GET /v1/messages/01AAAAAAAAAAAAAAAAAAAAAAAA" in out.stderr, \
+        out.stderr
+    out = cli(server, "suppression", "add", "not an address", "--token", tenant.api_key)
+    assert out.returncode == 1, out
+    assert "422" in out.stderr and "(field: address)" in out.stderr, out.stderr
+    assert out.stdout == "", out.stdout
+
+
+def test_send_attach_guesses_the_content_type(server, tenant, sink, tmp_path):
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(b"%PDF-1.4\n% e2e\n")
+    csv = tmp_path / "numbers.csv"
+    csv.write_text("a,b\n1,2\n")
+    odd = tmp_path / "blob.unknownext"
+    odd.write_bytes(b"\x00\x01")
+    to = f"attach-{uuid.uuid4().hex[:8]}@example.net"
+    out = cli(server, "send", "--token", tenant.api_key, "--from", "app@acme.test",
+              "--to", to, "--subject", "attachments", "--text", "see attached",
+              "--attach", str(pdf), "--attach", str(csv), "--attach", str(odd))
+    assert out.returncode == 0, out.stderr
+    got = sink.wait_for_rcpt(to, timeout=WAIT)
+    msg = email.message_from_bytes(got.data, policy=email.policy.default)
+    types = {p.get_filename(): p.get_content_type() for p in msg.iter_attachments()}
+    assert types == {"report.pdf": "application/pdf", "numbers.csv": "text/csv",
+                     "blob.unknownext": "application/octet-stream"}, types
