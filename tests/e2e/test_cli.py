@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from mailroom_harness import mailroom_bin, start_server
+from mailroom_harness import mailroom_bin, poll_until, start_server
 from test_delivery import delivery_config
 
 WAIT = 20.0
@@ -150,3 +150,27 @@ def test_send_attach_guesses_the_content_type(server, tenant, sink, tmp_path):
     types = {p.get_filename(): p.get_content_type() for p in msg.iter_attachments()}
     assert types == {"report.pdf": "application/pdf", "numbers.csv": "text/csv",
                      "blob.unknownext": "application/octet-stream"}, types
+
+
+def test_logs_print_optional_values_cleanly(server, tenant, sink):
+    """`mx=127.0.0.1`, not `mx=Some("127.0.0.1")`; an absent value is left out."""
+    r = server.api("PATCH", f"/v1/tenants/{tenant.id}", {"messages_per_day": 100000})
+    assert r.status == 200, r
+    to = f"logs-{uuid.uuid4().hex[:8]}@example.net"
+    out = cli(server, "send", "--token", tenant.api_key, "--from", "app@acme.test", "--to", to)
+    assert out.returncode == 0, out.stderr
+    sink.wait_for_rcpt(to, timeout=WAIT)
+
+    def attempt_lines():
+        return [line for line in server.log_path.read_text().splitlines()
+                if "delivery attempt" in line and to in line]
+
+    poll_until(attempt_lines, timeout=WAIT, what="a delivery attempt log line")
+    line = attempt_lines()[0]
+    assert "mx=127.0.0.1" in line, line
+    log = server.log_path.read_text()
+    settings = [line for line in log.splitlines() if "tenant settings changed" in line]
+    assert settings and "messages_per_day=100000" in settings[-1], settings
+    assert "messages_per_second" not in settings[-1], settings[-1]
+    for bad in ("Some(", "=None"):
+        assert bad not in log, [line for line in log.splitlines() if bad in line]

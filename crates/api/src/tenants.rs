@@ -235,7 +235,11 @@ pub async fn update(
     reload(&state).await?;
     tracing::info!(
         tenant_id = %id, status = %tenant.status, sandbox = tenant.sandbox,
-        bounce_reports = tenant.bounce_reports, limits = ?tenant.limits,
+        bounce_reports = tenant.bounce_reports,
+        messages_per_second = tenant.limits.messages_per_second,
+        messages_per_day = tenant.limits.messages_per_day,
+        max_recipients = tenant.limits.max_recipients,
+        max_message_size = tenant.limits.max_message_size,
         "tenant settings changed"
     );
     Ok(Json(tenant))

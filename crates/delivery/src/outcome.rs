@@ -192,7 +192,11 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
         observe(r, state, attempts, now);
         tracing::info!(
             message_id = %r.message_id, recipient = %r.address, state = %state,
-            reply = %one.text, mx = ?one.remote.as_ref().map(|x| &x.host), "delivery attempt"
+            reply = %one.text,
+            // An Option as a field value: `mx=mx.example.net` when there was one, absent
+            // when not (never `mx=Some("…")`).
+            mx = one.remote.as_ref().map(|x| tracing::field::display(&x.host)),
+            "delivery attempt"
         );
         match state {
             RecipientState::Bounced => failed.push((r.clone(), one_clone(&one), Action::Failed)),

@@ -118,7 +118,8 @@ impl Worker {
             };
             tracing::debug!(
                 webhook = %webhook.id, event_id = %d.event.event.id, attempt = attempts,
-                status = ?result.status, error = ?result.error, state = %state, "webhook attempt"
+                status = result.status, error = result.error.as_deref(), state = %state,
+                "webhook attempt"
             );
             let outcome = match state {
                 DeliveryState::Delivered => "delivered",
@@ -128,7 +129,7 @@ impl Worker {
             metrics::counter!("mailroom_webhook_attempts_total", "result" => outcome).increment(1);
             if state == DeliveryState::Failed {
                 tracing::warn!(webhook = %webhook.id, event_id = %d.event.event.id,
-                    attempts, error = ?result.error, "webhook delivery failed for good");
+                    attempts, error = result.error.as_deref(), "webhook delivery failed for good");
             }
             let update = DeliveryUpdate {
                 webhook_id: webhook.id.clone(),

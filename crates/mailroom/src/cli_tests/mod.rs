@@ -616,7 +616,13 @@ fn send_attach_names_the_content_type_from_the_file_name() {
         ("notes.txt", "text/plain"),
         ("data.unknownext", "application/octet-stream"),
     ];
-    let mut args = vec!["send", "--from", "app@acme.example", "--to", "you@example.net"];
+    let mut args = vec![
+        "send",
+        "--from",
+        "app@acme.example",
+        "--to",
+        "you@example.net",
+    ];
     let paths: Vec<String> = files
         .iter()
         .map(|(name, _)| {
