@@ -28,6 +28,10 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Scanners for tests/e2e/test_external_tools.py (nmap's NSE smtp scripts, testssl).
 command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
+# Clients for tests/e2e/test_tls_trust.py (the README's ways to trust the generated
+# certificate): curl --cacert and Node's NODE_EXTRA_CA_CERTS.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
 # clamd for the content-protection e2e test (it starts its own daemon on a tiny test
 # signature database; nothing downloads signatures and no service is enabled).
 command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
