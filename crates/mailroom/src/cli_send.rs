@@ -2,7 +2,7 @@
 //! a summary of outcomes) and `mailroom suppression list|add|remove`, both over the
 //! HTTP API with a tenant API key (`--token` / `MAILROOM_TOKEN`).
 
-use crate::client::{ApiArgs, Client, print};
+use crate::client::{ApiArgs, ApiFailure, Client, print};
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
@@ -66,6 +66,9 @@ pub enum SuppressionCmd {
         tenant: Option<String>,
     },
 }
+
+/// The summary line of requests the API accepted.
+const ACCEPTED: &str = "202 accepted";
 
 fn body(args: &SendArgs) -> Result<Value> {
     let mut attachments = Vec::new();
@@ -158,9 +161,12 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
                             let status = r["status"].as_str().unwrap_or("?");
                             *outcomes.entry(format!("recipient {status}")).or_default() += 1;
                         }
-                        "202 accepted".to_string()
+                        ACCEPTED.to_string()
                     }
-                    Err(e) => e.to_string().chars().take(60).collect(),
+                    Err(e) => match e.downcast_ref::<ApiFailure>() {
+                        Some(f) => f.answer.chars().take(80).collect(),
+                        None => format!("{e:#}").chars().take(80).collect(),
+                    },
                 };
                 *outcomes.entry(key).or_default() += 1;
                 bar.inc(1);
@@ -194,8 +200,14 @@ pub async fn send(api: &ApiArgs, args: SendArgs) -> Result<()> {
         pct(0.5),
         pct(0.99)
     );
+    let accepted = outcomes.get(ACCEPTED).copied().unwrap_or(0);
     for (k, n) in outcomes {
         println!("  {n:>8}  {k}");
+    }
+    // Like a single send, a refused request makes the exit status non-zero.
+    let failed = args.count - accepted;
+    if failed > 0 {
+        bail!("{failed} of {} requests were not accepted", args.count);
     }
     Ok(())
 }

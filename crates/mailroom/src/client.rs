@@ -274,10 +274,11 @@ impl Client {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         if !status.is_success() {
-            bail!(
-                "{what}: {}",
-                problem_text(status, &value, location.as_deref())
-            );
+            return Err(ApiFailure {
+                request: what,
+                answer: problem_text(status, &value, location.as_deref()),
+            }
+            .into());
         }
         Ok(value)
     }
@@ -303,6 +304,22 @@ impl Client {
             .with_context(|| format!("no tenant named {text:?}"))
     }
 }
+
+/// A non-2xx answer from the API: the request (`POST /v1/messages`) and what came back
+/// (status, then the problem's detail and field).
+#[derive(Debug)]
+pub(crate) struct ApiFailure {
+    pub request: String,
+    pub answer: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.request, self.answer)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
 
 /// What the CLI says about a non-2xx answer: the status, then the problem's `detail`
 /// (else its `title`, else the start of a non-JSON body) and the field it names.

@@ -650,3 +650,37 @@ fn send_attach_names_the_content_type_from_the_file_name() {
         .collect();
     assert_eq!(got, files);
 }
+
+#[test]
+fn send_count_exits_non_zero_when_a_request_is_refused() {
+    let n = std::sync::atomic::AtomicU64::new(0);
+    let s = setup(move |seen| {
+        // Every other request is over the tenant's quota.
+        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 == 1 {
+            return Reply {
+                status: 429,
+                headers: Vec::new(),
+                content_type: "application/problem+json",
+                body: json!({"title": "Too Many Requests", "status": 429,
+                             "detail": "messages_per_day reached"})
+                .to_string(),
+            };
+        }
+        fake_api(seen)
+    });
+    let args = [
+        "send",
+        "--from",
+        "a@acme.example",
+        "--to",
+        "b@example.net",
+        "--count",
+        "4",
+    ];
+    let err = s.run(s.argv(&args)).expect_err("2 of 4 refused");
+    assert!(format!("{err:#}").contains("2 of 4"), "{err:#}");
+    s.assert_token_stayed_home("send --count");
+    assert_eq!(s.api.seen().len(), 4);
+    let s = setup(fake_api);
+    s.run(s.argv(&args)).expect("all 4 accepted");
+}
