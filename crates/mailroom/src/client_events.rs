@@ -29,9 +29,11 @@ pub enum EventsCmd {
 pub enum WebhookCmd {
     /// Register a webhook; prints its id and signing secret (shown once).
     Add {
-        /// The receiver's URL (https:// in production). Its own id: never the global
-        /// `--url` (`api_url`), which names the API the token is sent to.
-        #[arg(id = "webhook_url", value_name = "URL")]
+        /// Where Mailroom will POST the signed events (https:// in production); not
+        /// the API, which is --url.
+        // Its own clap id: never the global `--url` (`api_url`), the one host the
+        // token is sent to.
+        #[arg(id = "webhook_url", value_name = "RECEIVER_URL")]
         url: String,
         /// Event types to send (comma-separated); default: all.
         #[arg(long)]
