@@ -315,11 +315,6 @@ impl Policy {
         }
     }
 
-    /// The tenant owning an API key (any scope; see [`Self::api_key`]).
-    pub fn tenant_for_api_key(&self, key: &str) -> Option<TenantContext> {
-        self.api_key(key).map(|k| k.context)
-    }
-
     fn rate_limits(&self, tenant: &mailroom_store::TenantRecord) -> RateLimits {
         RateLimits {
             per_second: tenant
