@@ -1,15 +1,56 @@
-//! Who is calling: the operator (the token printed at first start) or a tenant (its
-//! API key), from `Authorization: Bearer …`.
+//! Who is calling: the operator (its token) or a tenant (one of its named API keys),
+//! from `Authorization: Bearer …`, and whether the key's scope opens this route.
+//! Every authenticated handler takes a [`Principal`] before anything else, so an
+//! unknown, revoked or expired key is `401` and an out-of-scope key `403` on every
+//! route, before the request is parsed.
 
 use crate::{ApiError, AppState};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::Method;
 use axum::http::request::Parts;
-use mailroom_model::TenantId;
+use mailroom_model::{KeyScope, TenantId};
 use mailroom_policy::{TenantContext, secrets};
+use std::sync::RwLock;
 
 pub enum Principal {
     Operator,
     Tenant(TenantContext),
+}
+
+/// The operator token's digest, replaceable at run time (`POST /v1/operator-token/rotate`):
+/// the old token stops working the moment the new digest is set.
+#[derive(Debug)]
+pub struct OperatorToken(RwLock<String>);
+
+impl OperatorToken {
+    /// From the SHA-256 (hex) digest of the token; the token itself is never kept.
+    pub fn new(hash: String) -> Self {
+        Self(RwLock::new(hash))
+    }
+
+    pub fn matches(&self, token: &str) -> bool {
+        let hash = secrets::hash_api_key(token);
+        let current = self.0.read().expect("operator token lock");
+        secrets::constant_time_eq(hash.as_bytes(), current.as_bytes())
+    }
+
+    pub fn set(&self, hash: String) {
+        *self.0.write().expect("operator token lock") = hash;
+    }
+}
+
+/// The operations a `send` key may call: submitting mail.
+pub const SEND_ROUTES: &[(Method, &str)] = &[(Method::POST, "/v1/messages")];
+
+/// Whether a key of `scope` may call `method` on the route `path` (as routed, e.g.
+/// `/v1/messages/{id}`). `full` may do anything a tenant may; `read` only GET (and
+/// HEAD); `send` only [`SEND_ROUTES`].
+pub fn scope_allows(scope: KeyScope, method: &Method, path: &str) -> bool {
+    match scope {
+        KeyScope::Full => true,
+        KeyScope::Read => method == Method::GET || method == Method::HEAD,
+        KeyScope::Send => SEND_ROUTES.iter().any(|(m, p)| m == method && *p == path),
+    }
 }
 
 impl Principal {
@@ -51,14 +92,24 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        let hash = secrets::hash_api_key(token);
-        if secrets::constant_time_eq(hash.as_bytes(), state.operator_token_hash.as_bytes()) {
+        if state.operator_token_hash.matches(token) {
             return Ok(Principal::Operator);
         }
-        state
+        let key = state
             .policy
-            .tenant_for_api_key(token)
-            .map(Principal::Tenant)
-            .ok_or_else(ApiError::unauthorized)
+            .api_key(token)
+            .ok_or_else(ApiError::unauthorized)?;
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str())
+            .unwrap_or_else(|| parts.uri.path());
+        if !scope_allows(key.scope, &parts.method, path) {
+            return Err(ApiError::forbidden(format!(
+                "this API key has scope '{}', which does not allow {} {path}",
+                key.scope, parts.method
+            )));
+        }
+        Ok(Principal::Tenant(key.context))
     }
 }

@@ -9,6 +9,7 @@ mod domains;
 mod error;
 mod events;
 mod health;
+mod keys;
 mod messages;
 mod observe;
 mod openapi;
@@ -20,7 +21,9 @@ mod tenants;
 mod tracking;
 mod webhooks;
 
+pub use auth::{OperatorToken, SEND_ROUTES, scope_allows};
 pub use error::ApiError;
+pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
 pub use tracking::TrackingState;
@@ -38,8 +41,9 @@ use std::sync::{Arc, Mutex};
 pub struct AppState {
     pub store: DynStore,
     pub policy: Arc<Policy>,
-    /// SHA-256 (hex) of the operator token; the token itself is never kept in memory.
-    pub operator_token_hash: Arc<String>,
+    /// SHA-256 (hex) of the operator token, replaced when it is rotated; the token
+    /// itself is never kept in memory.
+    pub operator_token_hash: Arc<OperatorToken>,
     /// Wakes the delivery scheduler (after a retry request).
     pub delivery_wake: Arc<tokio::sync::Notify>,
     /// The submission pipeline shared with SMTP.
@@ -135,6 +139,13 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/v1/keys", post(keys::create).get(keys::list))
+        .route("/v1/keys/{id}", get(keys::show).delete(keys::revoke))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate))
+        .route(
+            "/v1/operator-token/rotate",
+            post(keys::rotate_operator_token),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }

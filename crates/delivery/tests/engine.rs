@@ -1793,6 +1793,49 @@ impl Store for CountingStore {
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
         self.inner.load_directory().await
     }
+    async fn create_api_key(
+        &self,
+        key: mailroom_store::NewApiKey,
+    ) -> Result<mailroom_store::ApiKeyRecord, StoreError> {
+        self.inner.create_api_key(key).await
+    }
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<mailroom_store::ApiKeyRecord>, StoreError> {
+        self.inner.list_api_keys(tenant).await
+    }
+    async fn get_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+    ) -> Result<Option<mailroom_store::ApiKeyRecord>, StoreError> {
+        self.inner.get_api_key(id).await
+    }
+    async fn revoke_api_key(&self, id: &mailroom_model::ApiKeyId) -> Result<bool, StoreError> {
+        self.inner.revoke_api_key(id).await
+    }
+    async fn rotate_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+        secret_hash: &str,
+        old_expires_at: i64,
+    ) -> Result<Option<mailroom_store::ApiKeyRecord>, StoreError> {
+        self.inner
+            .rotate_api_key(id, secret_hash, old_expires_at)
+            .await
+    }
+    async fn record_api_key_use(
+        &self,
+        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_api_key_use(uses).await
+    }
+    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
+        self.inner.operator_token_hash().await
+    }
+    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
+        self.inner.set_operator_token_hash(hash).await
+    }
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
         self.inner.get_message(id).await
     }

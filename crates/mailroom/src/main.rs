@@ -1,6 +1,7 @@
 //! The `mailroom` binary: configuration, wiring, CLI and signals. Only this crate
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
+mod cli_keys;
 mod cli_send;
 #[cfg(test)]
 mod cli_tests;
@@ -121,6 +122,20 @@ enum Command {
         #[command(subcommand)]
         cmd: client_events::WebhookCmd,
     },
+    /// Manage a tenant's named API keys (scopes, rotation, revocation).
+    Key {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: cli_keys::KeyCmd,
+    },
+    /// Rotate the operator token.
+    OperatorToken {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        #[command(subcommand)]
+        cmd: cli_keys::OperatorTokenCmd,
+    },
     /// SMTP load generator: submit N messages over C connections and report rates.
     Bench(mailroom_bench::BenchArgs),
 }
@@ -184,6 +199,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::Suppression { api, cmd } => cli_send::suppression(&api, cmd).await,
             Command::Events { api, cmd } => client_events::events(&api, cmd).await,
             Command::Webhook { api, cmd } => client_events::webhook(&api, cmd).await,
+            Command::Key { api, cmd } => cli_keys::key(&api, cmd).await,
+            Command::OperatorToken { api, cmd } => cli_keys::operator_token(&api, cmd).await,
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })

@@ -8,7 +8,7 @@ use crate::files;
 use anyhow::{Context, Result};
 use mailroom_ingest::Ingest;
 use mailroom_intake::{HealthMonitor, Intake};
-use mailroom_policy::{Policy, secrets};
+use mailroom_policy::Policy;
 use mailroom_smtpd::{IntakeHandle, Listener, ListenerKind, Shared};
 use mailroom_store::DynStore;
 use mailroom_store::sqlite::SqliteStore;
@@ -28,7 +28,7 @@ pub async fn run(config: Config) -> Result<()> {
             .await
             .with_context(|| format!("cannot open database {}", db_path.display()))?,
     );
-    let token_hash = operator_token(&config)?;
+    let token_hash = crate::cli_keys::setup_operator_token(&config.data_dir, &store).await?;
     let policy = Policy::load(store.clone(), config.policy_config())
         .await
         .context("loading tenants")?;
@@ -208,7 +208,7 @@ pub async fn run(config: Config) -> Result<()> {
         domains,
         store: store.clone(),
         policy: policy.clone(),
-        operator_token_hash: Arc::new(token_hash),
+        operator_token_hash: Arc::new(mailroom_api::OperatorToken::new(token_hash)),
         delivery_wake: delivery_wake.clone(),
         ingest: ingest.clone(),
         hostname: Arc::new(config.hostname.clone()),
@@ -276,25 +276,6 @@ async fn prune_idempotency_keys(store: DynStore, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
-}
-
-/// Reads the operator token's file, creating it (and printing the token once) on
-/// first start. Returns the token's digest.
-fn operator_token(config: &Config) -> Result<String> {
-    let path = config.data_dir.join("operator-token");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let token = text.trim();
-        if !token.is_empty() {
-            return Ok(secrets::hash_api_key(token));
-        }
-    }
-    let token = secrets::new_operator_token();
-    files::write_private(&path, format!("{token}\n").as_bytes())?;
-    println!(
-        "Operator token (shown once; stored in {}):\n  {token}",
-        path.display()
-    );
-    Ok(secrets::hash_api_key(&token))
 }
 
 async fn wait_for_signal() {

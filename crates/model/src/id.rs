@@ -58,6 +58,10 @@ ulid_id!(
     /// One webhook endpoint registered by a tenant.
     WebhookId
 );
+ulid_id!(
+    /// One named API key of a tenant (its secrets change on rotation, its id does not).
+    ApiKeyId
+);
 
 /// Milliseconds since the Unix epoch: the one time representation stored everywhere.
 pub fn now_millis() -> i64 {

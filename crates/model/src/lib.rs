@@ -9,6 +9,6 @@ pub mod tenant;
 
 pub use address::{Address, AddressError, Domain, parse_domain};
 pub use event::{Event, EventType};
-pub use id::{CredentialId, EventId, MessageId, TenantId, WebhookId, now_millis};
+pub use id::{ApiKeyId, CredentialId, EventId, MessageId, TenantId, WebhookId, now_millis};
 pub use state::RecipientState;
-pub use tenant::TenantStatus;
+pub use tenant::{KeyScope, TenantStatus};

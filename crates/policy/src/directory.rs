@@ -1,16 +1,18 @@
 //! The in-memory directory: indexes over one consistent snapshot of tenants,
-//! credentials, allowlists and domains.
+//! credentials, API keys, allowlists and domains.
 
 use ipnet::IpNet;
-use mailroom_model::TenantId;
-use mailroom_store::{CredentialRecord, DirectorySnapshot, TenantRecord};
+use mailroom_model::{ApiKeyId, TenantId};
+use mailroom_store::{ApiKeyRecord, CredentialRecord, DirectorySnapshot, TenantRecord};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 #[derive(Debug, Default)]
 pub struct Directory {
     tenants: HashMap<TenantId, TenantRecord>,
-    by_key_hash: HashMap<String, TenantId>,
+    /// API key secret digest → (key, when this secret stops working).
+    key_secrets: HashMap<String, (ApiKeyId, Option<i64>)>,
+    api_keys: HashMap<ApiKeyId, ApiKeyRecord>,
     credentials: HashMap<String, CredentialRecord>,
     /// (network, tenant, TLS required), most specific prefix first.
     allowlist: Vec<(IpNet, TenantId, bool)>,
@@ -34,11 +36,12 @@ impl Directory {
             .collect();
         allowlist.sort_by_key(|(net, _, _)| std::cmp::Reverse(net.prefix_len()));
         Self {
-            by_key_hash: s
-                .tenants
-                .iter()
-                .map(|t| (t.api_key_hash.clone(), t.id.clone()))
+            key_secrets: s
+                .api_key_secrets
+                .into_iter()
+                .map(|k| (k.hash, (k.key_id, k.expires_at)))
                 .collect(),
+            api_keys: s.api_keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
             tenants: s.tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
             credentials: s
                 .credentials
@@ -59,10 +62,20 @@ impl Directory {
         self.tenants.get(id)
     }
 
-    pub fn tenant_by_key_hash(&self, hash: &str) -> Option<&TenantRecord> {
-        self.by_key_hash
-            .get(hash)
-            .and_then(|id| self.tenants.get(id))
+    /// The API key with a secret of this digest that still works at `now`, and its
+    /// tenant. A retiring secret stops working at its expiry without a reload.
+    pub fn api_key_by_hash(&self, hash: &str, now: i64) -> Option<(&ApiKeyRecord, &TenantRecord)> {
+        let (id, expires_at) = self.key_secrets.get(hash)?;
+        if expires_at.is_some_and(|t| t <= now) {
+            return None;
+        }
+        let key = self.api_keys.get(id)?;
+        Some((key, self.tenants.get(&key.tenant_id)?))
+    }
+
+    /// Whether the key exists in this snapshot.
+    pub fn has_api_key(&self, id: &ApiKeyId) -> bool {
+        self.api_keys.contains_key(id)
     }
 
     pub fn credential(&self, username: &str) -> Option<&CredentialRecord> {
@@ -125,7 +138,22 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailroom_store::{AllowedIp, DomainRecord};
+    use mailroom_model::KeyScope;
+    use mailroom_store::{AllowedIp, ApiKeySecret, DomainRecord};
+
+    /// The same tenant and name always give the same key id (for the fixture).
+    fn key(tenant: &TenantId, name: &str, scope: KeyScope) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: ApiKeyId::from_stored(format!("{}-{name}", tenant.as_str())),
+            tenant_id: tenant.clone(),
+            name: name.into(),
+            scope,
+            created_at: 0,
+            last_used_at: None,
+            rotated_at: None,
+            previous_secret_expires_at: None,
+        }
+    }
 
     fn tenant(id: &TenantId, name: &str) -> TenantRecord {
         TenantRecord {
@@ -212,6 +240,24 @@ mod tests {
                 },
             ],
             sandbox_recipients: vec![(b.clone(), "friend@example.net".into())],
+            api_keys: vec![key(&b, "ci", KeyScope::Send)],
+            api_key_secrets: vec![
+                ApiKeySecret {
+                    hash: "hash-b".into(),
+                    key_id: key(&b, "ci", KeyScope::Send).id,
+                    expires_at: None,
+                },
+                ApiKeySecret {
+                    hash: "old-hash-b".into(),
+                    key_id: key(&b, "ci", KeyScope::Send).id,
+                    expires_at: Some(1_000),
+                },
+                ApiKeySecret {
+                    hash: "orphan".into(),
+                    key_id: ApiKeyId::generate(),
+                    expires_at: None,
+                },
+            ],
         });
         assert!(dir.sandbox_allows(&b, "Friend@Example.net", "example.net"));
         assert!(dir.sandbox_allows(&b, "x@b.test", "b.test"));
@@ -239,6 +285,14 @@ mod tests {
             Some((&a, false))
         );
         assert_eq!(dir.allowlist_match("10.0.0.1".parse().unwrap()), None);
-        assert_eq!(dir.tenant_by_key_hash("hash-b").map(|t| &t.id), Some(&b));
+        let found = dir
+            .api_key_by_hash("hash-b", 5_000)
+            .map(|(k, t)| (k.scope, &t.id));
+        assert_eq!(found, Some((KeyScope::Send, &b)));
+        // The retiring secret works until its expiry, not at or after it.
+        assert!(dir.api_key_by_hash("old-hash-b", 999).is_some());
+        assert!(dir.api_key_by_hash("old-hash-b", 1_000).is_none());
+        assert!(dir.api_key_by_hash("orphan", 0).is_none());
+        assert!(dir.api_key_by_hash("hash-a", 0).is_none());
     }
 }

@@ -8,11 +8,13 @@
 
 mod directory;
 pub mod health;
+mod keys;
 mod limiter;
 mod quota;
 pub mod secrets;
 
 pub use directory::Directory;
+pub use keys::{KeyAuth, LAST_USED_WRITE_INTERVAL_MS};
 pub use limiter::AuthLimiter;
 pub use quota::{Exceeded, QuotaWindow, Quotas, RateLimits};
 
@@ -36,7 +38,8 @@ pub enum Via {
     Credential(String),
     /// The client address is on the tenant's allowlist.
     AllowedIp,
-    /// The tenant's API key.
+    /// One of the tenant's API keys, over HTTP. (An API key used as an SMTP password
+    /// is `Credential("apikey:<key id>")`: SMTP AUTH all the same.)
     ApiKey,
 }
 
@@ -141,6 +144,8 @@ pub struct Policy {
     /// every directory reload, so revocation is immediate.
     verified: Mutex<std::collections::HashMap<[u8; 32], TenantContext>>,
     cache_salt: [u8; 32],
+    /// When each API key was last used (see `keys.rs`).
+    usage: keys::Usage,
     limiter: AuthLimiter,
     quotas: Quotas,
     defaults: TenantDefaults,
@@ -148,6 +153,9 @@ pub struct Policy {
 }
 
 const VERIFIED_CACHE_MAX: usize = 10_000;
+
+/// The SMTP AUTH username that says "the password is an API key" (as with SendGrid).
+pub const API_KEY_USERNAME: &str = "apikey";
 
 impl Policy {
     pub async fn load(store: DynStore, config: PolicyConfig) -> Result<Arc<Self>, StoreError> {
@@ -163,6 +171,7 @@ impl Policy {
             directory: RwLock::new(Arc::new(Directory::build(snapshot))),
             verified: Mutex::new(Default::default()),
             cache_salt: rand::random(),
+            usage: Default::default(),
             limiter: AuthLimiter::new(config.auth_failures_per_ip, config.auth_window),
             quotas,
             defaults: config.defaults,
@@ -174,6 +183,7 @@ impl Policy {
     pub async fn reload(&self) -> Result<(), StoreError> {
         let snapshot = self.store.load_directory().await?;
         let directory = Arc::new(Directory::build(snapshot));
+        self.usage.retain(|id| directory.has_api_key(id));
         *self.directory.write().expect("directory lock") = directory;
         self.verified.lock().expect("cache lock").clear();
         Ok(())
@@ -192,10 +202,26 @@ impl Policy {
         &self.store
     }
 
-    /// Checks SMTP AUTH credentials. Argon2 runs on the blocking pool.
+    /// Checks SMTP AUTH credentials. Argon2 runs on the blocking pool. The username
+    /// [`API_KEY_USERNAME`] takes an API key of scope `send` or `full` as password.
     pub async fn authenticate(&self, ip: IpAddr, username: &str, password: &str) -> AuthVerdict {
         if self.limiter.is_locked(ip) {
             return AuthVerdict::LockedOut;
+        }
+        if username == API_KEY_USERNAME {
+            return match self.api_key(password) {
+                Some(k) if k.scope.may_send() => {
+                    self.limiter.record_success(ip);
+                    AuthVerdict::Accepted(TenantContext {
+                        via: Via::Credential(format!("{API_KEY_USERNAME}:{}", k.key_id)),
+                        ..k.context
+                    })
+                }
+                _ => {
+                    self.limiter.record_failure(ip);
+                    AuthVerdict::Rejected
+                }
+            };
         }
         let key = secrets::cache_key(&self.cache_salt, username, password);
         if let Some(ctx) = self.verified.lock().expect("cache lock").get(&key) {
@@ -287,17 +313,6 @@ impl Policy {
         } else {
             SenderVerdict::AddressNotAllowed(format!("{local}@{domain}"))
         }
-    }
-
-    /// The tenant owning an API key.
-    pub fn tenant_for_api_key(&self, key: &str) -> Option<TenantContext> {
-        let hash = secrets::hash_api_key(key);
-        let directory = self.directory();
-        directory.tenant_by_key_hash(&hash).map(|t| TenantContext {
-            tenant_id: t.id.clone(),
-            tenant_name: t.name.clone(),
-            via: Via::ApiKey,
-        })
     }
 
     fn rate_limits(&self, tenant: &mailroom_store::TenantRecord) -> RateLimits {

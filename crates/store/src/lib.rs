@@ -8,15 +8,17 @@
 mod error;
 mod event_types;
 mod intake_types;
+mod key_types;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
 pub use event_types::*;
 pub use intake_types::*;
+pub use key_types::*;
 pub use types::*;
 
-use mailroom_model::{CredentialId, MessageId, TenantId, WebhookId};
+use mailroom_model::{ApiKeyId, CredentialId, MessageId, TenantId, WebhookId};
 
 pub type DynStore = std::sync::Arc<dyn Store>;
 
@@ -182,6 +184,35 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: i64,
     ) -> Result<Vec<(TenantId, i64, i64)>, StoreError>;
+
+    // --- named API keys and the operator token (sqlite/keys.rs) ---
+
+    /// Stores a key and its first secret.
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError>;
+    /// The tenant's keys (`None`: every tenant's), oldest first.
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn get_api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Deletes the key and every secret of it; returns whether it existed.
+    async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool, StoreError>;
+    /// Adds `secret_hash` as the key's current secret; the secrets it had keep working
+    /// until `old_expires_at` (or their own earlier expiry). Returns the key after the
+    /// change, or `None` if it does not exist.
+    async fn rotate_api_key(
+        &self,
+        id: &ApiKeyId,
+        secret_hash: &str,
+        old_expires_at: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Records when keys were last used (the later of the stored and given times), in
+    /// one write.
+    async fn record_api_key_use(&self, uses: Vec<(ApiKeyId, i64)>) -> Result<(), StoreError>;
+    /// The operator token's digest, if one was stored.
+    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError>;
+    /// Replaces the operator token's digest.
+    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError>;
 
     /// Everything the policy layer caches in memory, read in one go.
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError>;

@@ -337,6 +337,9 @@ pub struct DirectorySnapshot {
     pub domains: Vec<DomainRecord>,
     /// (tenant, lowercased address) pairs a sandboxed tenant may send to.
     pub sandbox_recipients: Vec<(TenantId, String)>,
+    /// Named API keys and their secrets (digests), unexpired ones only.
+    pub api_keys: Vec<crate::ApiKeyRecord>,
+    pub api_key_secrets: Vec<crate::ApiKeySecret>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -125,7 +125,9 @@ impl Api {
             domains: domains.clone(),
             store: dyn_store,
             policy: policy.clone(),
-            operator_token_hash: Arc::new(secrets::hash_api_key(OPERATOR)),
+            operator_token_hash: Arc::new(mailroom_api::OperatorToken::new(secrets::hash_api_key(
+                OPERATOR,
+            ))),
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
             ingest,
             hostname: Arc::new("mailroom.test".into()),

@@ -5,6 +5,7 @@
 mod domains;
 mod events;
 mod intake;
+mod keys;
 mod ops;
 mod tenant_policy;
 mod tracking;
@@ -171,6 +172,7 @@ impl Store for SqliteStore {
 
     async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
         let now = now_millis();
+        let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
         sqlx::query(
             "INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -178,9 +180,19 @@ impl Store for SqliteStore {
         .bind(&t.name)
         .bind(&t.api_key_hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db("tenant"))?;
+        // The key issued at creation is the tenant's first named key, "default", full.
+        let first = NewApiKey {
+            id: mailroom_model::ApiKeyId::generate(),
+            tenant_id: t.id.clone(),
+            name: "default".into(),
+            scope: mailroom_model::KeyScope::Full,
+            secret_hash: t.api_key_hash.clone(),
+        };
+        keys::insert(&mut tx, &first, now).await?;
+        tx.commit().await.map_err(db("tenant"))?;
         Ok(TenantRecord {
             id: t.id,
             name: t.name,
@@ -606,6 +618,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db("domain"))?;
         let sandbox_recipients = tenant_policy::sandbox_recipients(&mut tx).await?;
+        let (api_keys, api_key_secrets) = keys::live_secrets(&mut tx).await?;
         tx.commit().await.map_err(db("directory"))?;
         Ok(DirectorySnapshot {
             tenants: tenants.iter().map(tenant_from_row).collect(),
@@ -613,7 +626,55 @@ impl Store for SqliteStore {
             allowed_ips: allowed.iter().map(allowed_from_row).collect(),
             domains: domains.iter().map(domain_from_row).collect(),
             sandbox_recipients,
+            api_keys,
+            api_key_secrets,
         })
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
+        keys::create(&self.pool, key).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        keys::list(&self.pool, tenant).await
+    }
+
+    async fn get_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::get(&self.pool, id).await
+    }
+
+    async fn revoke_api_key(&self, id: &mailroom_model::ApiKeyId) -> Result<bool, StoreError> {
+        keys::revoke(&self.pool, id).await
+    }
+
+    async fn rotate_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+        secret_hash: &str,
+        old_expires_at: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::rotate(&self.pool, id, secret_hash, old_expires_at).await
+    }
+
+    async fn record_api_key_use(
+        &self,
+        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
+    ) -> Result<(), StoreError> {
+        self.op(|done| ops::Op::KeyUse { uses, done }).await
+    }
+
+    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
+        keys::operator_token_hash(&self.pool).await
+    }
+
+    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
+        keys::set_operator_token_hash(&self.pool, hash).await
     }
 
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {

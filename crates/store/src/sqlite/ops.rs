@@ -40,6 +40,11 @@ pub(crate) enum Op {
         op: Box<super::tracking::ContentOp>,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// When API keys were last used (`keys.rs`).
+    KeyUse {
+        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Bounce and complaint intake, sender health (`intake.rs`).
     Intake {
         op: super::intake::IntakeOp,
@@ -112,6 +117,9 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
         Op::Content { op, .. } => super::tracking::execute(conn, op).await.map(Done::Count),
         Op::Intake { op, .. } => super::intake::execute(conn, op).await.map(Done::Intake),
+        Op::KeyUse { uses, .. } => super::keys::record_use(conn, uses)
+            .await
+            .map(|_| Done::Unit),
     }
 }
 
@@ -124,7 +132,7 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
                 Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
             }));
         }
-        Op::Record { done, .. } | Op::Release { done, .. } => {
+        Op::Record { done, .. } | Op::Release { done, .. } | Op::KeyUse { done, .. } => {
             let _ = done.send(result.map(|_| ()));
         }
         Op::RetryNow { done, .. }
