@@ -64,17 +64,19 @@ pub async fn key(args: &ApiArgs, cmd: KeyCmd) -> Result<()> {
             if let Some(t) = tenant {
                 body["tenant_id"] = json!(c.tenant_id(&t).await?);
             }
-            c.call(Method::POST, "/v1/keys", Some(body)).await?
+            c.call(Method::POST, c.endpoint(&["v1", "keys"])?, Some(body))
+                .await?
         }
         KeyCmd::List { tenant } => {
-            let path = match tenant {
-                Some(t) => format!("/v1/keys?tenant={}", c.tenant_id(&t).await?),
-                None => "/v1/keys".into(),
+            let tid = match tenant {
+                Some(t) => Some(c.tenant_id(&t).await?),
+                None => None,
             };
-            c.call(Method::GET, &path, None).await?
+            let url = c.endpoint_query(&["v1", "keys"], &[("tenant", tid.as_deref())])?;
+            c.call(Method::GET, url, None).await?
         }
         KeyCmd::Revoke { id } => {
-            c.call(Method::DELETE, &format!("/v1/keys/{id}"), None)
+            c.call(Method::DELETE, c.endpoint(&["v1", "keys", &id])?, None)
                 .await?;
             json!({ "revoked": id })
         }
@@ -83,8 +85,12 @@ pub async fn key(args: &ApiArgs, cmd: KeyCmd) -> Result<()> {
                 Some(s) => json!({ "grace_seconds": s }),
                 None => json!({}),
             };
-            c.call(Method::POST, &format!("/v1/keys/{id}/rotate"), Some(body))
-                .await?
+            c.call(
+                Method::POST,
+                c.endpoint(&["v1", "keys", &id, "rotate"])?,
+                Some(body),
+            )
+            .await?
         }
     };
     print(&v);
@@ -95,7 +101,11 @@ pub async fn operator_token(args: &ApiArgs, cmd: OperatorTokenCmd) -> Result<()>
     let OperatorTokenCmd::Rotate = cmd;
     let c = Client::new(args)?;
     let v = c
-        .call(Method::POST, "/v1/operator-token/rotate", Some(json!({})))
+        .call(
+            Method::POST,
+            c.endpoint(&["v1", "operator-token", "rotate"])?,
+            Some(json!({})),
+        )
         .await?;
     let token = v["token"]
         .as_str()

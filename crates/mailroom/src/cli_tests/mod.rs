@@ -30,6 +30,9 @@ fn fake_api(s: &Seen) -> Reply {
             200,
             json!({"events": [{"seq": 1, "type": "accepted"}], "next_cursor": "1"}),
         ),
+        ("POST", "/v1/operator-token/rotate") => {
+            Reply::json(200, json!({"token": "new-operator-token"}))
+        }
         ("POST", "/v1/messages") => Reply::json(
             202,
             json!({"id": "m1", "recipients": [{"address": "you@example.net", "status": "queued"}]}),
@@ -300,6 +303,24 @@ const CASES: &[(&[&str], &[&str])] = &[
     (&["webhook", "list"], &["GET /v1/webhooks"]),
     (&["webhook", "remove", "w1"], &["DELETE /v1/webhooks/w1"]),
     (&["webhook", "test", "w1"], &["POST /v1/webhooks/w1/test"]),
+    (
+        &["key", "create", "ci", "--scope", "send", "--tenant", "acme"],
+        &["GET /v1/tenants", "POST /v1/keys"],
+    ),
+    (&["key", "list"], &["GET /v1/keys"]),
+    (
+        &["key", "list", "--tenant", "{tid}"],
+        &["GET /v1/keys?tenant={tid}"],
+    ),
+    (&["key", "revoke", "k1"], &["DELETE /v1/keys/k1"]),
+    (
+        &["key", "rotate", "k1", "--grace-seconds", "60"],
+        &["POST /v1/keys/k1/rotate"],
+    ),
+    (
+        &["operator-token", "rotate"],
+        &["POST /v1/operator-token/rotate"],
+    ),
 ];
 
 #[test]
