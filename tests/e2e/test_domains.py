@@ -29,10 +29,12 @@ from test_delivery import delivery_config
 
 
 class TxtServer:
-    """Answers TXT queries from `records` (name -> list of texts); NXDOMAIN otherwise."""
+    """Answers TXT queries from `records` (name -> list of texts) and MX queries from `mx`
+    (name -> list of "<pref> <host>"); NXDOMAIN for names in neither."""
 
     def __init__(self):
         self.records: dict[str, list[str]] = {}
+        self.mx: dict[str, list[str]] = {}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -56,12 +58,16 @@ class TxtServer:
             question = q.question[0]
             name = question.name.to_text().rstrip(".").lower()
             texts = self.records.get(name)
-            if texts is None:
+            mx = self.mx.get(name)
+            if texts is None and mx is None:
                 r.set_rcode(dns.rcode.NXDOMAIN)
-            elif question.rdtype == dns.rdatatype.TXT:
+            elif question.rdtype == dns.rdatatype.TXT and texts:
                 quoted = [" ".join('"%s"' % t[i:i + 255].replace('"', '\\"')
                                    for i in range(0, len(t), 255)) for t in texts]
                 r.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", *quoted))
+            elif question.rdtype == dns.rdatatype.MX and mx:
+                r.answer.append(dns.rrset.from_text(question.name, 0, "IN", "MX",
+                                                    *[f"{v}." for v in mx]))
             self.sock.sendto(r.to_wire(), peer)
 
     def stop(self):
@@ -90,6 +96,15 @@ def server(tmp_path_factory, sink, dns_server):
     srv.stop()
 
 
+def publish(dns_server, records):
+    """Publishes every record as the API lists it (TXT and MX)."""
+    for rec in records:
+        if rec["type"] == "TXT":
+            dns_server.records.setdefault(rec["name"], []).append(rec["value"])
+        elif rec["type"] == "MX":
+            dns_server.mx.setdefault(rec["name"], []).append(rec["value"])
+
+
 def _lookup(dns_server, asked):
     """dkimpy's DNS hook, answering from the records this test published."""
 
@@ -108,9 +123,7 @@ def _verified_domain(server, dns_server, tenant):
     r = server.api("POST", f"/v1/tenants/{tenant.id}/domains", {"name": domain})
     assert r.status == 201, r
     shown = server.api("GET", f"/v1/domains/{domain}")
-    for rec in shown.body["records"]:
-        if rec["type"] == "TXT":
-            dns_server.records.setdefault(rec["name"], []).append(rec["value"])
+    publish(dns_server, shown.body["records"])
     r = server.api("POST", f"/v1/domains/{domain}/verify")
     assert r.status == 200 and r.body["status"] == "verified", r
     return domain
@@ -171,9 +184,7 @@ def test_domain_verified_through_dns_signs_mail_that_dkimpy_verifies(server, sin
     assert r.body["status"] == "failed" and r.body["last_check"]["reason"] == "missing", r
 
     shown = server.api("GET", f"/v1/domains/{domain}")
-    for rec in shown.body["records"]:
-        if rec["type"] == "TXT":
-            dns_server.records.setdefault(rec["name"], []).append(rec["value"])
+    publish(dns_server, shown.body["records"])
     r = server.api("POST", f"/v1/domains/{domain}/verify")
     assert r.status == 200, r
     assert r.body["status"] == "verified", r
