@@ -1,8 +1,8 @@
 //! Fuzz target: the BDAT receiver (`DataReceiver::chunked`). The input is cut into
 //! chunks (sizes from the first byte); the receiver must never look for a dot,
-//! must refuse any bare LF, bare CR (also a CR ending the last chunk) or NUL, must
-//! enforce the limits, and must otherwise return the bytes as sent (plus a final
-//! CRLF if the body did not end with one).
+//! must refuse any bare CR (also a CR ending the last chunk) or NUL, must enforce the
+//! limits, and must otherwise return the bytes as sent with each bare LF stored as
+//! CRLF (plus a final CRLF if the body did not end with a line break).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,15 +14,20 @@ const LIMITS: BodyLimits = BodyLimits {
 };
 
 fn reference(body: &[u8]) -> Option<Vec<u8>> {
-    let faulty = body.iter().enumerate().any(|(i, &b)| {
-        b == 0
-            || (b == b'\n' && (i == 0 || body[i - 1] != b'\r'))
-            || (b == b'\r' && body.get(i + 1) != Some(&b'\n'))
-    });
+    let faulty = body
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == 0 || (b == b'\r' && body.get(i + 1) != Some(&b'\n')));
     if faulty {
         return None;
     }
-    let mut out = body.to_vec();
+    let mut out = Vec::with_capacity(body.len() + 2);
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\n' && (i == 0 || body[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }

@@ -2,8 +2,10 @@
 
 Each variant sends, inside one DATA, a body that contains `<variant>` followed by a complete
 second transaction. A vulnerable server takes the variant as end-of-data and queues the
-'smuggled' message; a correct one reads on to the real CRLF.CRLF and answers exactly once,
-with a 5xx because the data contains a bare CR/LF/NUL.
+'smuggled' message; a correct one reads on to the real CRLF.CRLF and answers exactly once:
+with a 5xx when the data contains a fake end (a line holding only `.` that is not
+CRLF.CRLF), a bare CR or a NUL, and with 250 for one message (the would-be commands are
+its text) when it only has lines ending in a bare LF, which are stored as CRLF lines.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ VARIANTS = {
     "crlf-nul-dot-crlf": b"\r\n\x00.\r\n",
     "cr-dot-cr": b"\r.\r",
     "crlf-dot-cr-crlf": b"\r\n.\r\r\n",
-    "dot-lf": b".\n",
     "crlf-dot-space-crlf": b"\r\n. \r\n\n.\n",
-    "bare-lf-line": b"\nbare lf line\n",
+    "lf-lf-dot-lf": b"\n\n.\n",
+    "crlf-lf-dot-crlf": b"\r\n\n.\r\n",
     "bare-cr-line": b"\rbare cr line\r",
     "nul-in-line": b"\r\nnul\x00byte\r\n",
+}
+
+# Lines ending in a bare LF, with no fake end among them: one message, stored with CRLF.
+NORMALISED = {
+    "dot-lf": b".\n",
+    "bare-lf-line": b"\nbare lf line\n",
+    "lf-dotdot-lf": b"\n..\n",
 }
 
 SMUGGLED = (
@@ -84,12 +93,29 @@ def test_smuggling_variant_rejected(server, tenant, variant):
         c.close()
 
 
-def test_session_usable_after_bare_lf_rejection(server, tenant):
-    """After the 5xx for a bare LF the connection either stays in sync (a new transaction
+@pytest.mark.parametrize("variant", list(NORMALISED.values()), ids=list(NORMALISED))
+def test_bare_lf_lines_are_one_message(server, tenant, variant):
+    c = _open_transaction(server, tenant)
+    try:
+        headers = make_message(tenant.sender, ["victim@example.net"], subject="lf", body="")
+        c.send(headers + b"first line" + variant + SMUGGLED + FINAL)
+        c.sock.settimeout(20)
+        code, text = c.read_reply()
+        assert code == 250 and b"queued as" in text, (variant, code, text)
+        c.send(b"QUIT\r\n")
+        rest = c.read_all_replies(time.monotonic() + 10)
+        # The would-be commands were text of the one message: no reply of their own.
+        assert [code for code, _ in rest] == [221], (variant, rest)
+    finally:
+        c.close()
+
+
+def test_session_usable_after_bare_cr_rejection(server, tenant):
+    """After the 5xx for a bare CR the connection either stays in sync (a new transaction
     works) or was closed cleanly - never out of sync."""
     c = _open_transaction(server, tenant)
     try:
-        c.send(make_message(tenant.sender, ["victim@example.net"], body="") + b"a\nb" + FINAL)
+        c.send(make_message(tenant.sender, ["victim@example.net"], body="") + b"a\rb" + FINAL)
         first = c.read_reply()
         assert 500 <= first[0] < 600, first
         try:

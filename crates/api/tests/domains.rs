@@ -179,9 +179,38 @@ async fn records_keys_and_no_private_key_in_any_answer() {
             "dkim",
             "spf",
             "dmarc",
+            "return_path_mx",
             "return_path_spf"
         ]
     );
+    // The defaults (no intake, no return_path_mx, SPF with 127.0.0.1) would not work,
+    // and the records say so; the others would.
+    let mx = record(&r.json, "return_path_mx")[0];
+    assert_eq!(
+        (&mx["type"], &mx["name"]),
+        (&json!("MX"), &json!("bounces.acme.test"))
+    );
+    assert_eq!(mx["deliverable"], false);
+    let problem = mx["problem"].as_str().unwrap();
+    assert!(problem.contains("intake.listen") && problem.contains("domains.return_path_mx"));
+    for kind in ["spf", "return_path_spf"] {
+        let spf = record(&r.json, kind)[0];
+        assert_eq!(spf["deliverable"], false, "{spf}");
+        assert!(
+            spf["problem"]
+                .as_str()
+                .unwrap()
+                .contains("domains.egress_ips")
+        );
+    }
+    for kind in ["verification", "dkim", "dmarc"] {
+        for rec in record(&r.json, kind) {
+            assert_eq!(
+                (&rec["deliverable"], &rec["problem"]),
+                (&json!(true), &Value::Null)
+            );
+        }
+    }
     let dkim = record(&r.json, "dkim");
     assert!(
         dkim[0]["value"]

@@ -68,8 +68,10 @@
 //! ```
 //!
 //! `RecordOptions` holds the operator's choices: verification label (`_mailroom`),
-//! return-path label (`bounces`) and MX host, SPF as `include:` or egress addresses,
-//! an optional DKIM CNAME zone, an optional DMARC `rua`.
+//! return-path label (`bounces`) and MX host (else this server's `hostname`, reached
+//! when it runs an intake listener), SPF as `include:` or egress addresses, an optional
+//! DKIM CNAME zone, an optional DMARC `rua`. `record_problem` says which expected
+//! record would not work as configured (an MX with nothing behind it, loopback-only SPF).
 //!
 //! Errors are typed ([`AuthError`], [`KeyError`]); no function panics on input.
 
@@ -92,6 +94,7 @@ pub use error::AuthError;
 pub use keys::{DkimKey, KeyAlgorithm, KeyError, selector_for, validate_selector};
 pub use records::{
     ExpectedRecord, RecordKind, RecordOptions, RecordType, SpfAuthorization, expected_records,
-    render_zone_file, spf_mechanisms, verification_name, verification_value,
+    record_problem, render_zone_file, return_path_host, return_path_problem, spf_mechanisms,
+    spf_only_loopback, verification_name, verification_value,
 };
 pub use sign::{SIGNED_HEADERS, sign, signature_headers};

@@ -1,7 +1,9 @@
 //! What a tenant must publish in DNS for a sending domain, as data: the ownership
 //! token, DKIM keys (TXT, or CNAME into the operator's zone), SPF, a DMARC suggestion
-//! and the return-path (bounce) subdomain's MX and SPF. Also renders them as BIND zone
-//! lines. Pure functions; checking what is really published is `checks`.
+//! and the return-path (bounce) subdomain's MX and SPF. Also says which of them would not
+//! work as published ([`record_problem`]: an MX with nothing behind it, an SPF naming
+//! only loopback addresses) and renders them as BIND zone lines. Pure functions;
+//! checking what is really published is `checks`.
 
 use crate::keys::DkimKey;
 use std::fmt;
@@ -80,8 +82,13 @@ pub struct RecordOptions {
     /// publishes no return-path records.
     pub return_path_label: Option<String>,
     /// Host the return-path MX points at (the operator's bounce receiver). Without it
-    /// no MX record is expected.
+    /// the MX names `hostname`.
     pub return_path_mx: Option<String>,
+    /// This server's name: the return-path MX points here when `return_path_mx` is
+    /// unset.
+    pub hostname: String,
+    /// This server runs an intake listener, so an MX naming `hostname` reaches it.
+    pub intake_listening: bool,
     /// How SPF authorises the operator.
     pub spf: SpfAuthorization,
     /// When set, DKIM keys are published by the operator at
@@ -93,13 +100,16 @@ pub struct RecordOptions {
 }
 
 impl Default for RecordOptions {
-    /// `_mailroom`, `bounces` without an MX host, SPF with `ip4:127.0.0.1` (a
-    /// placeholder: real deployments set their egress), DKIM as TXT, no `rua`.
+    /// `_mailroom`, `bounces` with an MX naming `localhost` and no intake (both
+    /// reported by [`record_problem`]), SPF with `ip4:127.0.0.1` (a placeholder, also
+    /// reported: real deployments set their egress), DKIM as TXT, no `rua`.
     fn default() -> Self {
         Self {
             verification_label: "_mailroom".to_string(),
             return_path_label: Some("bounces".to_string()),
             return_path_mx: None,
+            hostname: "localhost".to_string(),
+            intake_listening: false,
             spf: SpfAuthorization::Addresses(vec![IpAddr::from([127, 0, 0, 1])]),
             dkim_cname_zone: None,
             dmarc_rua: None,
@@ -133,7 +143,8 @@ pub fn spf_mechanisms(spf: &SpfAuthorization) -> Vec<String> {
 }
 
 /// Everything `domain` must publish: verification, one DKIM record per
-/// `(selector, key)`, SPF, DMARC, and the return-path MX and SPF when configured.
+/// `(selector, key)`, SPF, DMARC, and the return-path MX and SPF whenever VERP is on
+/// (`return_path_label`).
 pub fn expected_records(
     domain: &str,
     token: &str,
@@ -189,14 +200,12 @@ pub fn expected_records(
     });
     if let Some(label) = &options.return_path_label {
         let rp = format!("{label}.{domain}");
-        if let Some(host) = &options.return_path_mx {
-            out.push(ExpectedRecord {
-                kind: RecordKind::ReturnPathMx,
-                rtype: RecordType::Mx,
-                name: rp.clone(),
-                value: format!("10 {}", normalize(host)),
-            });
-        }
+        out.push(ExpectedRecord {
+            kind: RecordKind::ReturnPathMx,
+            rtype: RecordType::Mx,
+            name: rp.clone(),
+            value: format!("10 {}", normalize(return_path_host(options))),
+        });
         // Only Mailroom sends with this envelope domain: -all.
         out.push(ExpectedRecord {
             kind: RecordKind::ReturnPathSpf,
@@ -206,6 +215,73 @@ pub fn expected_records(
         });
     }
     out
+}
+
+/// The host the return-path MX names: `return_path_mx`, else this server.
+pub fn return_path_host(options: &RecordOptions) -> &str {
+    options
+        .return_path_mx
+        .as_deref()
+        .unwrap_or(&options.hostname)
+}
+
+/// Whether `host` could be an MX target on the Internet: a dotted name that is not
+/// `localhost` and not an address literal.
+fn public_host(host: &str) -> bool {
+    let host = normalize(host);
+    host.contains('.')
+        && host.parse::<IpAddr>().is_err()
+        && host != "localhost"
+        && !host.ends_with(".localhost")
+}
+
+/// Whether SPF built from `spf` names only loopback (or unspecified) addresses, i.e.
+/// authorises no address mail from this server really comes from.
+pub fn spf_only_loopback(spf: &SpfAuthorization) -> bool {
+    match spf {
+        SpfAuthorization::Include(_) => false,
+        SpfAuthorization::Addresses(ips) => {
+            ips.iter().all(|ip| ip.is_loopback() || ip.is_unspecified())
+        }
+    }
+}
+
+/// Why the return-path MX at `name` would not bring bounces home (`None`: it would):
+/// nothing receives them, or the MX host is not a public name.
+pub fn return_path_problem(options: &RecordOptions, name: &str) -> Option<String> {
+    let host = normalize(return_path_host(options));
+    if options.return_path_mx.is_none() && !options.intake_listening {
+        Some(format!(
+            "nothing receives mail for {name}: this server's bounce intake is off \
+             (intake.listen) and domains.return_path_mx names no other receiver, so bounces \
+             and complaints sent to the return path are lost"
+        ))
+    } else if !public_host(&host) {
+        Some(format!(
+            "the MX host {host} is not a public DNS name: set domains.return_path_mx (or \
+             hostname) to the name of the host running intake.listen"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why mail relying on `record` would not work as the operator configured it (`None`:
+/// it would, once published): a return-path MX with nothing behind it, or an SPF record
+/// naming only loopback addresses. The text names the configuration keys to set.
+pub fn record_problem(record: &ExpectedRecord, options: &RecordOptions) -> Option<String> {
+    match record.kind {
+        RecordKind::ReturnPathMx => return_path_problem(options, &record.name),
+        RecordKind::Spf | RecordKind::ReturnPathSpf if spf_only_loopback(&options.spf) => {
+            Some(format!(
+                "SPF names only loopback addresses ({}), so receivers fail SPF for mail from \
+                 this server: set domains.egress_ips (or domains.spf_include) to its public \
+                 egress addresses",
+                spf_mechanisms(&options.spf).join(" ")
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// BIND zone-file lines for `records`, one per record with absolute names; TXT text is
@@ -293,12 +369,93 @@ mod tests {
             (dmarc.name.as_str(), dmarc.value.as_str()),
             ("_dmarc.example.com", "v=DMARC1; p=none")
         );
-        assert!(find(&records, RecordKind::ReturnPathMx).is_empty());
+        let mx = find(&records, RecordKind::ReturnPathMx)[0];
+        assert_eq!(
+            (mx.rtype, mx.name.as_str(), mx.value.as_str()),
+            (RecordType::Mx, "bounces.example.com", "10 localhost")
+        );
         let rp = find(&records, RecordKind::ReturnPathSpf)[0];
         assert_eq!(
             (rp.name.as_str(), rp.value.as_str()),
             ("bounces.example.com", "v=spf1 ip4:127.0.0.1 -all")
         );
+    }
+
+    /// The defaults do not work on the Internet, and the records say so, naming the keys.
+    #[test]
+    fn default_records_that_would_not_work_are_marked() {
+        let options = RecordOptions::default();
+        let records = expected_records("example.com", "t", &[], &options);
+        let problem = |kind| record_problem(find(&records, kind)[0], &options);
+        let mx = problem(RecordKind::ReturnPathMx).expect("MX without a receiver");
+        assert!(mx.contains("bounces.example.com"), "{mx}");
+        assert!(
+            mx.contains("intake.listen") && mx.contains("domains.return_path_mx"),
+            "{mx}"
+        );
+        for kind in [RecordKind::Spf, RecordKind::ReturnPathSpf] {
+            let spf = problem(kind).expect("loopback SPF");
+            assert!(
+                spf.contains("ip4:127.0.0.1") && spf.contains("domains.egress_ips"),
+                "{spf}"
+            );
+        }
+        for kind in [RecordKind::Verification, RecordKind::Dmarc] {
+            assert_eq!(problem(kind), None);
+        }
+    }
+
+    #[test]
+    fn return_path_mx_follows_intake_and_the_operator() {
+        let egress = SpfAuthorization::Addresses(vec!["192.0.2.7".parse().unwrap()]);
+        // Intake on this server: the MX names it, and works if its name is public.
+        let options = RecordOptions {
+            hostname: "MX1.Op.Example".into(),
+            intake_listening: true,
+            spf: egress.clone(),
+            ..RecordOptions::default()
+        };
+        let records = expected_records("example.com", "t", &[], &options);
+        let mx = find(&records, RecordKind::ReturnPathMx)[0];
+        assert_eq!(mx.value, "10 mx1.op.example");
+        assert!(
+            records
+                .iter()
+                .all(|r| record_problem(r, &options).is_none())
+        );
+        // Intake on, but the server calls itself localhost.
+        let local = RecordOptions {
+            hostname: "localhost".into(),
+            ..options.clone()
+        };
+        let records = expected_records("example.com", "t", &[], &local);
+        let problem = record_problem(find(&records, RecordKind::ReturnPathMx)[0], &local).unwrap();
+        assert!(problem.contains("localhost") && problem.contains("domains.return_path_mx"));
+        // No intake here, but the operator names another receiver.
+        let elsewhere = RecordOptions {
+            return_path_mx: Some("bounce.op.example".into()),
+            intake_listening: false,
+            ..local
+        };
+        let records = expected_records("example.com", "t", &[], &elsewhere);
+        assert_eq!(
+            find(&records, RecordKind::ReturnPathMx)[0].value,
+            "10 bounce.op.example"
+        );
+        assert!(
+            records
+                .iter()
+                .all(|r| record_problem(r, &elsewhere).is_none())
+        );
+        // Loopback-only egress is still a problem; an include or a public address is not.
+        assert!(spf_only_loopback(&SpfAuthorization::Addresses(vec![
+            "::1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap()
+        ])));
+        assert!(!spf_only_loopback(&egress));
+        assert!(!spf_only_loopback(&SpfAuthorization::Include(
+            "spf.op.example".into()
+        )));
     }
 
     #[test]
@@ -308,6 +465,8 @@ mod tests {
             verification_label: "_mr-verify".into(),
             return_path_label: Some("rp".into()),
             return_path_mx: Some("Bounce.Op.Example.".into()),
+            hostname: "localhost".into(),
+            intake_listening: false,
             spf: SpfAuthorization::Include("spf.op.example".into()),
             dkim_cname_zone: Some("dkim.op.example".into()),
             dmarc_rua: Some("dmarc@op.example".into()),

@@ -11,8 +11,11 @@ use mail_auth::headers::{HeaderWriter, Writable};
 
 /// Headers signed when present, in this order. `From` is listed once more than it
 /// occurs (over-signed), so no second `From:` can be added without breaking the
-/// signature; the others are signed only when present, so a later hop may add them.
-pub const SIGNED_HEADERS: [&str; 10] = [
+/// signature; so are `List-Unsubscribe` and `List-Unsubscribe-Post` when present
+/// (RFC 8058 section 4 requires the signature to cover both, and a second, added
+/// unsubscribe target must not pass). The others are signed only when present, so a
+/// later hop may add them.
+pub const SIGNED_HEADERS: [&str; 12] = [
     "From",
     "To",
     "Cc",
@@ -23,7 +26,12 @@ pub const SIGNED_HEADERS: [&str; 10] = [
     "MIME-Version",
     "Content-Type",
     "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
+
+/// Headers listed once more than they occur (when they occur at all; `From` always).
+const OVERSIGNED: [&str; 3] = ["From", "List-Unsubscribe", "List-Unsubscribe-Post"];
 
 /// Signs `message` for `domain` with each `(selector, key)` and returns the message
 /// with one `DKIM-Signature:` header per key prepended, in the order of `keys`.
@@ -69,9 +77,9 @@ pub fn signature_headers(
 }
 
 /// The `h=` list to ask `mail-auth` for: the [`SIGNED_HEADERS`] present in the
-/// message, then `From` once more. `mail-auth` signs every occurrence of a listed name
-/// and appends listed names it did not find, which is how the extra `From` becomes the
-/// over-signing entry.
+/// message, then the present [`OVERSIGNED`] ones once more. `mail-auth` signs every
+/// occurrence of a listed name and appends listed names it did not find, which is how
+/// the extra entry becomes the over-signing one.
 pub(crate) fn headers_to_sign(message: &[u8]) -> Result<Vec<&'static str>, AuthError> {
     let present = header_names(message)?;
     let has = |name: &str| {
@@ -83,7 +91,7 @@ pub(crate) fn headers_to_sign(message: &[u8]) -> Result<Vec<&'static str>, AuthE
         return Err(AuthError::NoFrom);
     }
     let mut list: Vec<&'static str> = SIGNED_HEADERS.iter().copied().filter(|h| has(h)).collect();
-    list.push("From");
+    list.extend(OVERSIGNED.iter().copied().filter(|h| has(h)));
     Ok(list)
 }
 
@@ -202,6 +210,50 @@ mod tests {
         assert_eq!(
             headers_to_sign(b"To: x@y\r\n\r\nhi"),
             Err(AuthError::NoFrom)
+        );
+    }
+
+    /// RFC 8058 section 4: both one-click headers are covered (and over-signed), in
+    /// whatever case and position the pipeline wrote them.
+    #[test]
+    fn one_click_unsubscribe_headers_are_signed_and_oversigned() {
+        let msg = b"list-unsubscribe-post: List-Unsubscribe=One-Click\r\n\
+            List-Unsubscribe: <https://t.example/u/abc>\r\n\
+            From: a@example.com\r\n\
+            Subject: s\r\n\r\nbody\r\n";
+        assert_eq!(
+            headers_to_sign(msg).unwrap(),
+            vec![
+                "From",
+                "Subject",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post",
+                "From",
+                "List-Unsubscribe",
+                "List-Unsubscribe-Post"
+            ]
+        );
+        let key = DkimKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        let signed = sign(msg, "example.com", &[("s1", &key)]).unwrap();
+        let head = String::from_utf8_lossy(&signed[..signed.len() - msg.len()])
+            .replace("\r\n\t", "")
+            .replace("\r\n ", " ");
+        let mut h: Vec<String> = tag(&head, "h")
+            .split(':')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        h.sort();
+        assert_eq!(
+            h,
+            vec![
+                "from",
+                "from",
+                "list-unsubscribe",
+                "list-unsubscribe",
+                "list-unsubscribe-post",
+                "list-unsubscribe-post",
+                "subject"
+            ]
         );
     }
 

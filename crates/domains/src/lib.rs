@@ -3,11 +3,12 @@
 //! ownership checks through DNS and the status they lead to (with `domain.dns_error`
 //! when a verified domain loses its record), key rotation (a new key signs once its
 //! record is seen; the old one retires after a grace period) and the expected records
-//! with their live state. Pure orchestration over `store`, `auth` and a resolver.
+//! with their live state (and, for each, whether it would work as the operator configured
+//! it: `deliverable` / `problem`). Pure orchestration over `store`, `auth` and a resolver.
 
 use mailroom_auth::{
     DkimKey, FailReason, KeyAlgorithm, RecordCheck, RecordKind, RecordOptions, Verification,
-    check_record, expected_records, selector_for, verify_domain_with,
+    check_record, expected_records, record_problem, selector_for, verify_domain_with,
 };
 use mailroom_dns::Resolver;
 use mailroom_ingest::Signer;
@@ -176,7 +177,12 @@ impl DomainServices {
                 })
                 .collect();
             let refs: Vec<(&str, &DkimKey)> = parsed.iter().map(|(s, k)| (s.as_str(), k)).collect();
-            let records = expected_records(&d.name, &d.verification_token, &refs, &self.records);
+            let mut records =
+                expected_records(&d.name, &d.verification_token, &refs, &self.records);
+            // An MX with nothing behind it is not published (the API marks it instead).
+            records.retain(|r| {
+                r.kind != RecordKind::ReturnPathMx || record_problem(r, &self.records).is_none()
+            });
             text.push_str(&mailroom_auth::render_zone_file(&records));
         }
         Ok(text)
@@ -205,6 +211,7 @@ impl DomainServices {
                 RecordCheck::WrongValue(v) => ("wrong_value", Some(v.clone())),
                 RecordCheck::Temporary(e) => ("temporary_failure", Some(e.clone())),
             };
+            let problem = record_problem(r, &self.records);
             out.push(json!({
                 "kind": kind_name(r.kind),
                 "type": r.rtype.as_str(),
@@ -214,6 +221,9 @@ impl DomainServices {
                 "found": found,
                 "correct": check == RecordCheck::Correct,
                 "required": !matches!(r.kind, RecordKind::Dmarc),
+                // Published as shown, would mail relying on it work? `problem` says why not.
+                "deliverable": problem.is_none(),
+                "problem": problem,
             }));
         }
         Ok(out)

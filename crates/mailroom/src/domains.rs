@@ -134,6 +134,8 @@ pub fn record_options(c: &Config) -> RecordOptions {
         verification_label: d.verification_label.clone(),
         return_path_label: (!d.return_path_label.is_empty()).then(|| d.return_path_label.clone()),
         return_path_mx: d.return_path_mx.clone(),
+        hostname: c.hostname.clone(),
+        intake_listening: !c.intake.listen.is_empty(),
         spf: match &d.spf_include {
             Some(name) => SpfAuthorization::Include(name.clone()),
             None if !d.egress_ips.is_empty() => SpfAuthorization::Addresses(d.egress_ips.clone()),
@@ -142,6 +144,40 @@ pub fn record_options(c: &Config) -> RecordOptions {
         dkim_cname_zone: d.dkim_cname_zone.clone(),
         dmarc_rua: d.dmarc_rua.clone(),
     }
+}
+
+/// What `serve` and `check-config` warn about: settings under which mail leaves but
+/// its bounces cannot come home, or receivers fail its SPF. Each names the keys to set.
+pub fn warnings(c: &Config) -> Vec<String> {
+    let options = record_options(c);
+    let mut out = Vec::new();
+    if let Some(label) = &options.return_path_label {
+        if options.return_path_mx.is_none() && !options.intake_listening {
+            out.push(format!(
+                "VERP is on (domains.return_path_label = \"{label}\"): mail leaves with \
+                 MAIL FROM:<b+…@{label}.<domain>>, but nothing receives mail for \
+                 {label}.<domain>, so bounces and complaints are lost. Set intake.listen (this \
+                 server receives them; the suggested MX names hostname) or \
+                 domains.return_path_mx (another receiver), or domains.return_path_label = \"\" \
+                 to keep the tenant's own envelope sender"
+            ));
+        } else if let Some(problem) =
+            mailroom_auth::return_path_problem(&options, &format!("{label}.<domain>"))
+        {
+            out.push(format!(
+                "the suggested return-path MX will not work: {problem}"
+            ));
+        }
+    }
+    if mailroom_auth::spf_only_loopback(&options.spf) {
+        out.push(format!(
+            "the suggested SPF records name only loopback addresses ({}): receivers will fail \
+             SPF for mail from this server. Set domains.egress_ips (this server's public \
+             egress addresses) or domains.spf_include",
+            mailroom_auth::spf_mechanisms(&options.spf).join(" ")
+        ));
+    }
+    out
 }
 
 /// The signing cache (loaded from the store) with the ARC sealer if configured.
@@ -299,6 +335,9 @@ pub fn render_records(v: &serde_json::Value, zone_file: bool) -> String {
                     .join(" "),
                 _ => format!("{value}."),
             };
+            if let Some(problem) = r["problem"].as_str() {
+                out.push_str(&format!("; NOT DELIVERABLE: {problem}\n"));
+            }
             out.push_str(&format!("{name}. 3600 IN {rtype} {data}\n"));
         }
         return out;
@@ -323,5 +362,91 @@ pub fn render_records(v: &serde_json::Value, zone_file: bool) -> String {
             r["value"].as_str().unwrap_or(""),
         ));
     }
+    let problems: Vec<String> = records
+        .iter()
+        .filter(|r| r["deliverable"] == false)
+        .map(|r| {
+            format!(
+                "NOT DELIVERABLE {} {}: {}\n",
+                r["kind"].as_str().unwrap_or(""),
+                r["name"].as_str().unwrap_or(""),
+                r["problem"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        out.push('\n');
+        out.extend(problems);
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, text).unwrap();
+        crate::config::load(Some(&path), std::iter::empty()).unwrap()
+    }
+
+    #[test]
+    fn domain_show_names_records_that_would_not_work() {
+        let v = serde_json::json!({"name": "acme.test", "status": "verified", "records": [
+            {"kind": "dmarc", "type": "TXT", "name": "_dmarc.acme.test", "value": "v=DMARC1; p=none",
+             "state": "correct", "deliverable": true, "problem": null},
+            {"kind": "return_path_mx", "type": "MX", "name": "bounces.acme.test", "value": "10 localhost",
+             "state": "missing", "deliverable": false, "problem": "nothing receives mail"},
+        ]});
+        let table = render_records(&v, false);
+        assert!(
+            table.contains(
+                "NOT DELIVERABLE return_path_mx bounces.acme.test: nothing receives mail"
+            ),
+            "{table}"
+        );
+        assert_eq!(table.matches("NOT DELIVERABLE").count(), 1, "{table}");
+        let zone = render_records(&v, true);
+        assert!(
+            zone.contains("; NOT DELIVERABLE: nothing receives mail\nbounces.acme.test. 3600 IN MX 10 localhost.\n"),
+            "{zone}"
+        );
+    }
+
+    #[test]
+    fn the_default_warns_about_bounces_and_spf_naming_the_keys() {
+        let w = warnings(&config(""));
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(w[0].contains("bounces.<domain>"), "{}", w[0]);
+        for key in [
+            "intake.listen",
+            "domains.return_path_mx",
+            "domains.return_path_label",
+        ] {
+            assert!(w[0].contains(key), "{key} in {}", w[0]);
+        }
+        assert!(w[1].contains("ip4:127.0.0.1") && w[1].contains("domains.egress_ips"));
+    }
+
+    #[test]
+    fn a_working_setup_has_no_warning() {
+        let intake = "hostname = \"mx1.op.example\"\n\
+            [domains]\negress_ips = [\"192.0.2.7\"]\n\
+            [intake]\nlisten = [\"127.0.0.1:0\"]\n";
+        assert_eq!(warnings(&config(intake)), Vec::<String>::new());
+        let elsewhere = "[domains]\nreturn_path_mx = \"bounce.op.example\"\n\
+            spf_include = \"spf.op.example\"\n";
+        assert_eq!(warnings(&config(elsewhere)), Vec::<String>::new());
+        let no_verp = "[domains]\nreturn_path_label = \"\"\negress_ips = [\"192.0.2.7\"]\n";
+        assert_eq!(warnings(&config(no_verp)), Vec::<String>::new());
+        // Intake on, but the MX would name "localhost"; loopback-only egress still warns.
+        let local = "[domains]\negress_ips = [\"127.0.0.1\", \"::1\"]\n\
+            [intake]\nlisten = [\"127.0.0.1:0\"]\n";
+        let w = warnings(&config(local));
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(w[0].contains("localhost") && w[0].contains("domains.return_path_mx"));
+        assert!(w[1].contains("ip6:::1"), "{}", w[1]);
+    }
 }

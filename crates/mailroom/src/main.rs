@@ -185,7 +185,10 @@ fn run(cli: Cli) -> Result<()> {
                 serve::run(config).await
             }
             Command::CheckConfig { config } => {
-                config::load(Some(&config), std::env::vars())?;
+                let loaded = config::load(Some(&config), std::env::vars())?;
+                for warning in domains::warnings(&loaded) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: ok", config.display());
                 Ok(())
             }

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 pub async fn run(config: Config) -> Result<()> {
+    // Said at every start: mail would leave, but its bounces or its SPF would not work.
+    for warning in crate::domains::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = config.sqlite_path();

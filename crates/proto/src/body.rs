@@ -1,13 +1,21 @@
 //! Message body receivers for DATA (dot-terminated, dot-stuffed) and BDAT (length-
 //! delimited chunks).
 //!
-//! Only `CRLF . CRLF` ends DATA. A bare LF or bare CR (one not part of a CRLF pair) or a
-//! NUL anywhere in the body marks the message as faulty, but never ends it: the receiver
-//! keeps consuming until the real end, so bytes after a fake end-of-data (the SMTP
-//! smuggling technique, CVE-2023-51764 and friends) are never read as commands. A faulty
-//! or oversized message is read to its end and then refused as a whole; its bytes stop
-//! being kept as soon as the fault is seen, so an attacker cannot make the server hold
-//! more than the size limit.
+//! Only `CRLF . CRLF` ends DATA, and only when the CRLF before the dot is a real CRLF
+//! (or the DATA command's own). Lines that end in a bare LF are accepted and stored as
+//! CRLF lines (what Postfix calls `smtpd_forbid_bare_newline = normalize`), so files with
+//! Unix line endings sent by `curl --upload-file` or `sendmail`-like tools go through.
+//! Everything shaped like a smuggled end of data stays refused: a line holding only a
+//! `.` that did not end the data (`LF . LF`, `LF . CRLF`, `CRLF . LF`, …), a bare CR
+//! (one not followed by LF), and a NUL. Such a fault never ends the data either: the
+//! receiver keeps consuming until the real end, so bytes after a fake end-of-data (the
+//! SMTP smuggling technique, CVE-2023-51764 and friends) are never read as commands. A
+//! faulty or oversized message is read to its end and then refused as a whole; its bytes
+//! stop being kept as soon as the fault is seen, so an attacker cannot make the server
+//! hold more than the size limit.
+//!
+//! BDAT chunks are counted bytes (no dots): bare LFs are normalised the same way, bare
+//! CR and NUL refused.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyLimits {
@@ -20,7 +28,9 @@ pub struct BodyLimits {
 /// Why a body was refused. The first fault found is the one reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyFault {
-    BareLf,
+    /// A line holding only `.` that did not end the data: the shape of a smuggled
+    /// end of data (`LF . LF`, `LF . CRLF`, `CRLF . LF`).
+    LoneDot,
     BareCr,
     Nul,
     LineTooLong,
@@ -31,7 +41,8 @@ impl BodyFault {
     pub fn reply(self, limits: &BodyLimits) -> crate::Reply {
         use crate::reply;
         match self {
-            BodyFault::BareLf | BodyFault::BareCr => reply::bare_line_ending(),
+            BodyFault::LoneDot => reply::lone_dot_line(),
+            BodyFault::BareCr => reply::bare_cr(),
             BodyFault::Nul => reply::nul_in_data(),
             BodyFault::LineTooLong => reply::text_line_too_long(limits.max_line),
             BodyFault::TooBig => reply::message_too_big(limits.max_size),
@@ -66,6 +77,9 @@ pub struct DataReceiver {
     body: Vec<u8>,
     state: State,
     line_start: bool,
+    /// The current line began after a bare LF (stored as CRLF): a `.` line here is
+    /// never the end of data.
+    after_bare_lf: bool,
     line_len: usize,
     /// Bytes of body seen (kept or not), to report the size of refused messages.
     seen: usize,
@@ -91,6 +105,7 @@ impl DataReceiver {
             body: Vec::with_capacity(limits.max_size.min(16 * 1024)),
             state: State::Text,
             line_start: true,
+            after_bare_lf: false,
             line_len: 0,
             seen: 0,
             fault: None,
@@ -149,9 +164,7 @@ impl DataReceiver {
                 State::Cr => {
                     self.state = State::Text;
                     if b == b'\n' {
-                        self.push(b"\r\n");
-                        self.line_start = true;
-                        self.line_len = 0;
+                        self.end_line(false);
                         continue;
                     }
                     self.set_fault(BodyFault::BareCr);
@@ -162,6 +175,11 @@ impl DataReceiver {
                     self.state = State::Text;
                     match b {
                         b'\r' if !self.chunked => self.state = State::DotCr,
+                        // "." LF: a fake end of data.
+                        b'\n' => {
+                            self.set_fault(BodyFault::LoneDot);
+                            self.end_line(true);
+                        }
                         // "..": the first dot was stuffing.
                         b'.' => self.text_byte(b'.'),
                         // A lone leading dot is removed too (RFC 5321 4.5.2).
@@ -171,6 +189,12 @@ impl DataReceiver {
                 State::DotCr => {
                     if b == b'\n' {
                         self.state = State::Text;
+                        if self.after_bare_lf {
+                            // LF "." CRLF: a fake end of data.
+                            self.set_fault(BodyFault::LoneDot);
+                            self.end_line(false);
+                            continue;
+                        }
                         self.line_start = true;
                         return DataStatus::Done { consumed: i };
                     }
@@ -196,14 +220,18 @@ impl DataReceiver {
     fn plain_byte(&mut self, b: u8) {
         match b {
             b'\r' => self.state = State::Cr,
-            b'\n' => {
-                // A bare LF: refused, and never a line start, so "\n.\n" is not an end.
-                self.set_fault(BodyFault::BareLf);
-                self.push(b"\n");
-                self.line_start = false;
-            }
+            // A bare LF ends the line; it is stored as CRLF.
+            b'\n' => self.end_line(true),
             _ => self.text_byte(b),
         }
+    }
+
+    /// Ends the current line with a stored CRLF (`bare_lf`: the client sent only LF).
+    fn end_line(&mut self, bare_lf: bool) {
+        self.push(b"\r\n");
+        self.line_start = true;
+        self.after_bare_lf = bare_lf;
+        self.line_len = 0;
     }
 
     /// Feeds one whole BDAT chunk (chunked mode).
@@ -267,23 +295,26 @@ mod tests {
         assert_eq!(body.unwrap(), b"");
     }
 
-    /// The smuggling vectors: a fake end followed by commands, then the real end.
+    /// The smuggling vectors: a fake end followed by commands, then the real end. Each
+    /// is one refused message, and the fault says why.
     #[test]
     fn smuggling_variants_are_one_refused_message() {
-        let fakes: [&[u8]; 10] = [
-            b"\n.\n",
-            b"\n.\r\n",
-            b"\r.\n",
-            b"\r.\r\n",
-            b"\r\n.\n",
-            b"\r\n.\r",
-            b"\n.\r",
-            b"\r\n\x00.\r\n",
-            b"\r.\r",
-            b"\r\n.\r\r\n",
+        let fakes: [(&[u8], BodyFault); 12] = [
+            (b"\n.\n", BodyFault::LoneDot),
+            (b"\n.\r\n", BodyFault::LoneDot),
+            (b"\r.\n", BodyFault::BareCr),
+            (b"\r.\r\n", BodyFault::BareCr),
+            (b"\r\n.\n", BodyFault::LoneDot),
+            (b"\r\n.\r", BodyFault::BareCr),
+            (b"\n.\r", BodyFault::BareCr),
+            (b"\r\n\x00.\r\n", BodyFault::Nul),
+            (b"\r.\r", BodyFault::BareCr),
+            (b"\r\n.\r\r\n", BodyFault::BareCr),
+            (b"\n\n.\n", BodyFault::LoneDot),
+            (b"\r\n\n.\r\n", BodyFault::LoneDot),
         ];
-        for fake in fakes {
-            for step in [1, 5, 4096] {
+        for (fake, fault) in fakes {
+            for step in [1, 2, 5, 4096] {
                 let mut input = b"Subject: hi\r\n\r\nbody".to_vec();
                 input.extend_from_slice(fake);
                 input.extend_from_slice(
@@ -292,10 +323,114 @@ mod tests {
                 input.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
                 let (body, rest, done) = run(&input, step);
                 assert!(done, "{fake:?}");
-                assert!(body.is_err(), "{fake:?} must be refused");
+                assert_eq!(body, Err(fault), "{fake:?} must be refused");
                 assert_eq!(rest, b"NOOP\r\n", "{fake:?}: only the real end counts");
             }
         }
+        // A lone dot after a bare LF at the very start, too.
+        assert_eq!(run(b".\n.\r\n", 1).0, Err(BodyFault::LoneDot));
+    }
+
+    /// Lines ending in a bare LF are stored as CRLF lines (Postfix's `normalize`).
+    #[test]
+    fn lf_only_lines_are_normalised() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (
+                b"Subject: x\n\nline\n\r\n.\r\n",
+                b"Subject: x\r\n\r\nline\r\n\r\n",
+            ),
+            (b"a\nb\r\n.\r\n", b"a\r\nb\r\n"),
+            (b"a\n\n\nb\r\n.\r\n", b"a\r\n\r\n\r\nb\r\n"),
+            // Dot-stuffed and lone leading dots after a bare LF are unstuffed as usual.
+            (b"a\n..\n.b\r\n.\r\n", b"a\r\n.\r\nb\r\n"),
+            (b"x.\n\r\n.\r\n", b"x.\r\n\r\n"),
+            (b"a\n. \r\n.\r\n", b"a\r\n \r\n"),
+            (b"\n\r\n.\r\n", b"\r\n\r\n"),
+        ];
+        for (input, want) in cases {
+            for step in [1, 2, 3, 4096] {
+                let (body, rest, done) = run(input, step);
+                assert!(done, "{input:?}");
+                assert_eq!(body.as_deref(), Ok(want), "{input:?} step {step}");
+                assert!(rest.is_empty());
+            }
+        }
+        // The line limit counts the line without its ending, however it ended.
+        let mut line = vec![b'c'; 100];
+        line.extend_from_slice(b"\n");
+        let mut input = line.repeat(3);
+        input.extend_from_slice(b"\r\n.\r\n");
+        assert!(run(&input, 7).0.is_ok());
+        let mut long = vec![b'c'; 101];
+        long.extend_from_slice(b"\n\r\n.\r\n");
+        assert_eq!(run(&long, 7).0, Err(BodyFault::LineTooLong));
+    }
+
+    /// A reference model of the rules, checked on every input over a small alphabet
+    /// (the fuzz target `data_receiver` checks the same model on arbitrary bytes).
+    fn reference(input: &[u8]) -> (Option<usize>, Option<Result<Vec<u8>, ()>>) {
+        let end = if input.starts_with(b".\r\n") {
+            Some(3)
+        } else {
+            input
+                .windows(5)
+                .position(|w| w == b"\r\n.\r\n")
+                .map(|p| p + 5)
+        };
+        let Some(end) = end else {
+            return (None, None);
+        };
+        let body = &input[..end - 3];
+        let bad = body
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == 0 || (b == b'\r' && body.get(i + 1) != Some(&b'\n')));
+        let mut out = Vec::new();
+        let mut lone_dot = false;
+        let mut too_long = false;
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            lone_dot |= line == b".";
+            let line = line.strip_prefix(b".").unwrap_or(line);
+            too_long |= line.len() > LIMITS.max_line;
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        }
+        let ok = !bad && !lone_dot && !too_long && out.len() <= LIMITS.max_size;
+        (Some(end), Some(if ok { Ok(out) } else { Err(()) }))
+    }
+
+    #[test]
+    fn receiver_matches_the_reference_on_every_short_input() {
+        const ALPHABET: [u8; 5] = [b'a', b'.', b'\r', b'\n', 0];
+        let mut checked = 0;
+        for len in 0..=7u32 {
+            for mut n in 0..5usize.pow(len) {
+                let mut input = Vec::with_capacity(len as usize + 5);
+                for _ in 0..len {
+                    input.push(ALPHABET[n % 5]);
+                    n /= 5;
+                }
+                input.extend_from_slice(b"\r\n.\r\n");
+                let (want_end, want_body) = reference(&input);
+                for step in [1, 3] {
+                    let mut rx = DataReceiver::data(LIMITS);
+                    let mut end = None;
+                    for (k, piece) in input.chunks(step).enumerate() {
+                        if let DataStatus::Done { consumed } = rx.feed(piece) {
+                            end = Some(k * step + consumed);
+                            break;
+                        }
+                    }
+                    assert_eq!(end, want_end, "end of {input:?}");
+                    let got = rx.finish().map_err(|_| ());
+                    assert_eq!(Some(got), want_body, "body of {input:?}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 90_000);
     }
 
     #[test]
@@ -320,9 +455,21 @@ mod tests {
         rx.feed_chunk(b"\n\r\n.body");
         assert_eq!(rx.finish().unwrap(), b"Subject: a\r\n\r\n.body\r\n");
 
+        // Bare LFs are stored as CRLF, also across chunk boundaries; no dot handling.
         let mut rx = DataReceiver::chunked(LIMITS);
-        rx.feed_chunk(b"Subject: a\n\r\n");
-        assert_eq!(rx.finish(), Err(BodyFault::BareLf));
+        rx.feed_chunk(b"Subject: a\n");
+        rx.feed_chunk(b"\n.\n");
+        rx.feed_chunk(b"\r");
+        rx.feed_chunk(b"\nlast\n");
+        assert_eq!(rx.finish().unwrap(), b"Subject: a\r\n\r\n.\r\n\r\nlast\r\n");
+
+        let mut rx = DataReceiver::chunked(LIMITS);
+        rx.feed_chunk(b"Subject: a\r\n\r\nx\ry\n");
+        assert_eq!(rx.finish(), Err(BodyFault::BareCr));
+
+        let mut rx = DataReceiver::chunked(LIMITS);
+        rx.feed_chunk(b"Subject: a\n\nx\x00\n");
+        assert_eq!(rx.finish(), Err(BodyFault::Nul));
 
         let mut rx = DataReceiver::chunked(LIMITS);
         rx.feed_chunk(b"Subject: a\r\n\r\nx\r");

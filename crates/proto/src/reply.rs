@@ -321,11 +321,18 @@ pub fn message_too_big(limit: usize) -> Reply {
         format!("Message size exceeds fixed limit of {limit} bytes"),
     )
 }
-pub fn bare_line_ending() -> Reply {
+pub fn bare_cr() -> Reply {
     Reply::new(
         550,
         (5, 6, 0),
-        "Message refused: bare CR or LF found; lines must end with CRLF",
+        "Message refused: bare CR found; lines must end with CRLF",
+    )
+}
+pub fn lone_dot_line() -> Reply {
+    Reply::new(
+        550,
+        (5, 6, 0),
+        "Message refused: a line holding only \".\" did not end the data; only <CRLF>.<CRLF> does",
     )
 }
 pub fn nul_in_data() -> Reply {

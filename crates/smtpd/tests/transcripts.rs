@@ -786,7 +786,7 @@ async fn overlong_body_line_is_refused_after_the_dot() {
 #[tokio::test]
 async fn smuggled_end_of_data_is_one_refused_message() {
     let stack = Stack::new().await;
-    let fakes: [&[u8]; 10] = [
+    let fakes: [&[u8]; 12] = [
         b"\n.\n",
         b"\n.\r\n",
         b"\r.\n",
@@ -797,6 +797,8 @@ async fn smuggled_end_of_data_is_one_refused_message() {
         b"\r\n\x00.\r\n",
         b"\r.\r",
         b"\r\n.\r\r\n",
+        b"\n\n.\n",
+        b"\r\n\n.\r\n",
     ];
     for fake in fakes {
         let mut t = stack.connect(LISTED).await;
@@ -829,6 +831,36 @@ async fn smuggled_end_of_data_is_one_refused_message() {
             "{fake:?}: a message was queued"
         );
     }
+}
+
+/// Lines ending in a bare LF (a Unix file sent as it is, e.g. by `curl --upload-file`)
+/// are stored as CRLF lines; only the real CRLF.CRLF ends the data.
+#[tokio::test]
+async fn lf_only_data_is_stored_with_crlf_lines() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    t.ehlo().await;
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send("DATA");
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("354").await;
+    let id = t
+        .send_raw(b"From: <sender@acme.test>\nSubject: unix\n\nline one\n..dot\nlast\n\r\n.\r\n")
+        .expect("250 2.0.0 Ok: queued as ")
+        .await
+        .queued_id();
+    t.send("NOOP").expect("250 2.0.0").await;
+    let body = stack.store.load_body(&id).await.unwrap().unwrap();
+    assert!(
+        body.ends_with(
+            b"From: <sender@acme.test>\r\nSubject: unix\r\n\r\nline one\r\n.dot\r\nlast\r\n\r\n"
+        ),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(!body.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
 }
 
 // --- BDAT -----------------------------------------------------------------------
@@ -864,24 +896,38 @@ async fn bdat_in_two_chunks_is_accepted() {
 }
 
 #[tokio::test]
-async fn bdat_with_bare_lf_is_refused() {
+async fn bdat_with_bare_lf_is_normalised_and_bare_cr_refused() {
     let stack = Stack::new().await;
     let mut t = stack.connect(LISTED).await;
     t.ehlo().await;
-    let chunk = b"From: <sender@acme.test>\nSubject: bare\r\n\r\nhi\r\n";
+    let chunk = b"From: <sender@acme.test>\nSubject: bare\n\nhi\n.\n";
     t.send("MAIL FROM:<sender@acme.test>")
         .send("RCPT TO:<one@example.net>")
         .send(&format!("BDAT {} LAST", chunk.len()))
         .send_raw(chunk);
     t.expect("250 2.1.0").await;
     t.expect("250 2.1.5").await;
-    t.expect("550 5.6.0").await;
+    let id = t.expect("250 2.0.0 Ok: queued as ").await.queued_id();
+    let body = stack.store.load_body(&id).await.unwrap().unwrap();
+    assert!(
+        body.ends_with(b"From: <sender@acme.test>\r\nSubject: bare\r\n\r\nhi\r\n.\r\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let chunk = b"From: <sender@acme.test>\rSubject: bare\r\n\r\nhi\r\n";
+    t.send("MAIL FROM:<sender@acme.test>")
+        .send("RCPT TO:<one@example.net>")
+        .send(&format!("BDAT {} LAST", chunk.len()))
+        .send_raw(chunk);
+    t.expect("250 2.1.0").await;
+    t.expect("250 2.1.5").await;
+    t.expect("550 5.6.0 Message refused: bare CR").await;
     t.send("NOOP").expect("250 2.0.0").await;
     // BDAT without a transaction: the chunk is swallowed, not read as commands.
     t.send("BDAT 6 LAST").send_raw(b"NOOP\r\n");
     t.expect("503 5.5.1").await;
     t.send("DATA").expect("503 5.5.1").await;
-    assert_eq!(stack.recipient_rows().await, 0);
+    assert_eq!(stack.recipient_rows().await, 1);
 }
 
 // --- STARTTLS and AUTH ----------------------------------------------------------
