@@ -8,12 +8,14 @@
 mod error;
 mod event_types;
 mod intake_types;
+mod secret_types;
 pub mod sqlite;
 mod types;
 
 pub use error::StoreError;
 pub use event_types::*;
 pub use intake_types::*;
+pub use secret_types::*;
 pub use types::*;
 
 use mailroom_model::{CredentialId, MessageId, TenantId, WebhookId};
@@ -93,6 +95,11 @@ pub trait Store: Send + Sync + 'static {
         at: i64,
         retire_after: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Every sealed secret (DKIM private keys, webhook secrets), for re-sealing.
+    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+    /// Applies the updates in one transaction, each only where the row still holds
+    /// its `old` value; returns how many rows changed.
+    async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError>;
     /// A tenant-level event (no message, no recipient), e.g. `domain.dns_error`.
     async fn insert_tenant_event(
         &self,

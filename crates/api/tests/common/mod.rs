@@ -115,6 +115,7 @@ impl Api {
             },
         )
         .expect("resolver");
+        let ingest_keyring = ingest.signer().keyring().clone();
         let domains = Arc::new(mailroom_api::DomainServices::new(
             dyn_store.clone(),
             policy.clone(),
@@ -137,6 +138,7 @@ impl Api {
                 allow_private,
             )
             .expect("webhook client"),
+            keyring: ingest_keyring,
             tracking,
         });
         Self {
