@@ -56,20 +56,56 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What Mailroom writes in the data directory (and `<name>.tmp` while writing it).
+/// Only these are touched: `data_dir` may hold other people's files.
+const OURS: [&str; 14] = [
+    "mailroom.db",
+    "mailroom.db-wal",
+    "mailroom.db-shm",
+    "mailroom.db-journal",
+    "secrets.key",
+    "secrets.key.old",
+    "secrets.key.next",
+    "operator-token",
+    "tracking-secret",
+    "arc-key.pem",
+    "listeners.json",
+    "tls",
+    "tls/cert.pem",
+    "tls/key.pem",
+];
+
 /// Makes the data directory private: creates it `0700` or corrects its mode, then
-/// every directory below it to `0700` and every file to `0600` (symbolic links are
-/// not followed). Returns what it changed, as `(path, old mode)`, for the log.
+/// gives every directory and file Mailroom writes in it (`OURS`, and their `.tmp`)
+/// `0700` / `0600`. Symbolic links are not followed. Returns what it changed, as
+/// `(path, old mode)`, for the log.
 pub fn secure_data_dir(dir: &Path) -> Result<Vec<(PathBuf, u32)>> {
-    let existed = dir.exists();
     let mut changed = Vec::new();
-    if existed {
+    if dir.exists() {
         if let Some(old) = tighten(dir, DIR_MODE)? {
             changed.push((dir.to_path_buf(), old));
         }
     } else {
         create_private_dir(dir)?;
     }
-    walk(dir, &mut changed)?;
+    for name in OURS {
+        for suffix in ["", ".tmp"] {
+            let path = dir.join(format!("{name}{suffix}"));
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let mode = if meta.is_dir() {
+                DIR_MODE
+            } else if meta.is_file() {
+                FILE_MODE
+            } else {
+                continue;
+            };
+            if let Some(old) = tighten(&path, mode)? {
+                changed.push((path, old));
+            }
+        }
+    }
     Ok(changed)
 }
 
@@ -79,27 +115,6 @@ pub fn secure_file(path: &Path) -> Result<Option<u32>> {
         Ok(m) if m.is_file() => tighten(path, FILE_MODE),
         _ => Ok(None),
     }
-}
-
-fn walk(dir: &Path, changed: &mut Vec<(PathBuf, u32)>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry?;
-        let path = entry.path();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            if let Some(old) = tighten(&path, DIR_MODE)? {
-                changed.push((path.clone(), old));
-            }
-            walk(&path, changed)?;
-        } else if kind.is_file()
-            && let Some(old) = tighten(&path, FILE_MODE)?
-        {
-            changed.push((path, old));
-        }
-    }
-    Ok(())
 }
 
 /// Sets `mode` unless the permission bits already are exactly that.
@@ -156,12 +171,14 @@ mod tests {
         let old = root.path().join("old");
         std::fs::create_dir_all(old.join("tls")).unwrap();
         std::fs::write(old.join("mailroom.db"), b"x").unwrap();
+        std::fs::write(old.join("someone-elses.txt"), b"x").unwrap();
         std::fs::write(old.join("tls/key.pem"), b"k").unwrap();
         for (p, m) in [
             (old.clone(), 0o755),
             (old.join("tls"), 0o755),
             (old.join("mailroom.db"), 0o644),
             (old.join("tls/key.pem"), 0o644),
+            (old.join("someone-elses.txt"), 0o644),
         ] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
         }
@@ -172,6 +189,11 @@ mod tests {
         assert_eq!(mode(&old.join("tls")), 0o700);
         assert_eq!(mode(&old.join("mailroom.db")), 0o600);
         assert_eq!(mode(&old.join("tls/key.pem")), 0o600);
+        assert_eq!(
+            mode(&old.join("someone-elses.txt")),
+            0o644,
+            "not ours: untouched"
+        );
         assert!(
             secure_data_dir(&old).unwrap().is_empty(),
             "second start: nothing to do"

@@ -284,3 +284,58 @@ pub async fn rotate(config: &Config, store: &dyn Store) -> Result<String> {
         sibling(&path, ".old").display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use mailroom_secrets::Kek;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn config_errors_name_the_key_and_keys_are_not_printed() {
+        let e = parse("[secrets]\nkey = \"c2hvcnQ=\"\n", "m.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("secrets.key") && e.contains("32 bytes"), "{e}");
+        let e = parse(
+            "",
+            "m.toml",
+            env(&[("MAILROOM_SECRETS__PREVIOUS_KEYS", "[\"nope\"]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("secrets.previous_keys[0]"), "{e}");
+        let e = parse("[secrets]\nkey_fil = \"x\"\n", "m.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key_fil"), "{e}");
+        let (_, text) = Kek::generate().unwrap();
+        let c = parse("", "m.toml", env(&[("MAILROOM_SECRETS__KEY", &text)])).unwrap();
+        assert!(c.secrets.key.is_some());
+        assert!(!format!("{c:?}").contains(&text), "the key is printed");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_key_file_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = parse("", "m.toml", env(&[])).unwrap();
+        c.data_dir = dir.path().to_path_buf();
+        let store = mailroom_store::sqlite::SqliteStore::open(&dir.path().join("m.db"))
+            .await
+            .unwrap();
+        std::fs::write(dir.path().join("secrets.key"), "not a key\n").unwrap();
+        let e = super::open(&c, &store).await.err().unwrap().to_string();
+        assert!(e.contains("secrets.key_file"), "{e}");
+        std::fs::remove_file(dir.path().join("secrets.key")).unwrap();
+        let first = super::open(&c, &store).await.unwrap();
+        let again = super::open(&c, &store).await.unwrap();
+        assert_eq!(first.keyring.current_id(), again.keyring.current_id());
+    }
+}
