@@ -4,6 +4,7 @@
 
 mod domains;
 mod events;
+mod file;
 mod intake;
 mod ops;
 mod secrets;
@@ -38,7 +39,7 @@ impl SqliteStore {
     /// file is created here with mode 0600 before SQLite opens it, whatever the umask:
     /// SQLite gives the `-wal` and `-shm` files it creates the main file's mode.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        create_private(path)?;
+        file::create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -93,37 +94,6 @@ impl SqliteStore {
             intake::IntakeDone::Recorded(r) => Ok(r),
             intake::IntakeDone::Paused(_) => Ok(IntakeRecorded::NotFound),
         }
-    }
-}
-
-/// Creates `path` empty with mode 0600 (owner only) unless it exists.
-fn create_private(path: &Path) -> Result<(), StoreError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(path) {
-        Ok(file) => {
-            // Exactly 0600, not whatever the umask leaves of it.
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| {
-                        StoreError::Database(format!("cannot chmod {}: {e}", path.display()))
-                    })?;
-            }
-            drop(file);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Database(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
     }
 }
 
