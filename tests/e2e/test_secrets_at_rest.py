@@ -316,12 +316,17 @@ def test_rotate_key_reseals_everything_and_keeps_the_old_key_readable(tmp_path, 
     try:
         tenant, domain, hook_id, secret = provision(srv, receiver)
         records = dkim_records(srv, domain)
-        srv.stop()
         key_file = srv.data_dir / "secrets.key"
         old = read_key(key_file)
+        rotate = [str(mailroom_bin()), "secrets", "rotate-key", "--config", str(srv.config_path)]
 
-        p = subprocess.run([str(mailroom_bin()), "secrets", "rotate-key", "--config",
-                            str(srv.config_path)], capture_output=True, text=True, timeout=60)
+        # Not while the service runs: it would keep signing with keys it can no longer open.
+        p = subprocess.run(rotate, capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "stop it" in p.stderr, p.stdout + p.stderr
+        assert read_key(key_file) == old
+        srv.stop()
+
+        p = subprocess.run(rotate, capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stdout + p.stderr
         assert "re-sealed" in p.stdout, p.stdout
         new = read_key(key_file)

@@ -257,6 +257,12 @@ pub async fn rotate(config: &Config, store: &dyn Store) -> Result<String> {
              starting once, then removing the old one"
         );
     }
+    if let Some(addr) = running_server(&config.data_dir) {
+        bail!(
+            "the service is running (its HTTP listener {addr}, from listeners.json, answers): \
+             stop it before rotating the key; a running server keeps the old key in memory"
+        );
+    }
     let loaded = open(config, store).await?;
     let path = key_file(config);
     let old_text = std::fs::read(&path)
@@ -283,6 +289,16 @@ pub async fn rotate(config: &Config, store: &dyn Store) -> Result<String> {
         loaded.keyring.current_id(),
         sibling(&path, ".old").display()
     ))
+}
+
+/// The HTTP address of a server still running on this data directory, if one answers.
+fn running_server(data_dir: &Path) -> Option<std::net::SocketAddr> {
+    let text = std::fs::read_to_string(data_dir.join("listeners.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let addr: std::net::SocketAddr = v.get("http")?.as_str()?.parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1))
+        .ok()
+        .map(|_| addr)
 }
 
 #[cfg(test)]
