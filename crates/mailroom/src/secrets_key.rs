@@ -122,7 +122,12 @@ pub async fn open(config: &Config, store: &dyn Store) -> Result<Loaded> {
                 }
                 None if sealed_ids.is_empty() => {
                     let (k, text) = Kek::generate()?;
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    // A missing parent is created 0700; an existing one (the data
+                    // directory, or the operator's) is left as it is.
+                    if let Some(dir) = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+                    {
                         files::create_private_dir(dir)?;
                     }
                     files::write_private(&path, format!("{text}\n").as_bytes())
