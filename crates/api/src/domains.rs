@@ -29,6 +29,14 @@ impl From<LifecycleError> for ApiError {
                     "key generation failed",
                 )
             }
+            LifecycleError::Seal(k) => {
+                tracing::error!(error = %k, "sealing a DKIM key failed");
+                ApiError::status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error",
+                    "key sealing failed",
+                )
+            }
         }
     }
 }

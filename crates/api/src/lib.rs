@@ -62,6 +62,8 @@ pub struct AppState {
     pub webhooks: mailroom_events::WebhookClient,
     /// Sending domains: resolver, record options, key rotation (see the `mailroom-domains` crate).
     pub domains: Arc<DomainServices>,
+    /// Seals webhook secrets before they are stored and opens them for test pings.
+    pub keyring: Arc<mailroom_secrets::Keyring>,
     /// Checks tracking tokens for the public `/t/...` endpoints (`None`: tracking is
     /// off and they answer 404).
     pub tracking: Option<TrackingState>,

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mailroom_events::{payload, signature, ssrf};
 use mailroom_model::{EventType, TenantId, WebhookId};
+use mailroom_secrets::webhook_context;
 use mailroom_store::{DeliveryState, NewWebhook, WebhookPatch, WebhookRecord};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
@@ -127,14 +128,27 @@ pub async fn create(
     let url = checked_url(&state, &req.url).await?;
     let kinds = event_types(req.event_types)?;
     let secret = signature::new_secret();
+    let id = WebhookId::generate();
+    // Stored sealed under the KEK; shown in clear once, in this answer.
+    let sealed = state
+        .keyring
+        .seal_str(&webhook_context(id.as_str()), &secret)
+        .map_err(|e| {
+            tracing::error!(error = %e, "sealing a webhook secret failed");
+            ApiError::status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "secret sealing failed",
+            )
+        })?;
     let record = state
         .store
         .create_webhook(NewWebhook {
-            id: WebhookId::generate(),
+            id,
             tenant_id: tenant,
             url,
             event_types: kinds,
-            secret: secret.clone(),
+            secret: sealed,
         })
         .await?;
     tracing::info!(webhook = %record.id, tenant_id = %record.tenant_id, url = %record.url, "webhook created");
@@ -243,9 +257,20 @@ pub async fn test(
 ) -> Result<impl IntoResponse, ApiError> {
     let webhook = visible(&state, &p, &id).await?;
     let (event_id, body) = payload::ping(&webhook.id, &webhook.tenant_id);
+    let secret = state
+        .keyring
+        .open_str(&webhook_context(webhook.id.as_str()), &webhook.secret)
+        .map_err(|e| {
+            tracing::error!(webhook = %webhook.id, error = %e, "webhook secret does not open with the configured key");
+            ApiError::status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal error",
+                "the webhook secret cannot be read",
+            )
+        })?;
     let result = state
         .webhooks
-        .post(&webhook.url, &webhook.secret, event_id.as_str(), body)
+        .post(&webhook.url, &secret, event_id.as_str(), body)
         .await;
     Ok(Json(json!({
         "event_id": event_id,

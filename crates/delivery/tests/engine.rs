@@ -1666,6 +1666,15 @@ impl Store for CountingStore {
     ) -> Result<mailroom_store::DkimKeyRecord, StoreError> {
         self.inner.add_dkim_key(key).await
     }
+    async fn list_secrets(&self) -> Result<Vec<mailroom_store::StoredSecret>, StoreError> {
+        self.inner.list_secrets().await
+    }
+    async fn replace_secrets(
+        &self,
+        updates: Vec<mailroom_store::SecretUpdate>,
+    ) -> Result<u64, StoreError> {
+        self.inner.replace_secrets(updates).await
+    }
     async fn set_dkim_key_state(
         &self,
         domain: &str,

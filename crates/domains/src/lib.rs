@@ -14,6 +14,7 @@ use mailroom_dns::Resolver;
 use mailroom_ingest::Signer;
 use mailroom_model::{EventType, TenantId};
 use mailroom_policy::{Policy, secrets};
+use mailroom_secrets::{Keyring, dkim_context};
 use mailroom_store::{
     DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, DynStore, KeyState, NewDkimKey,
     NewDomain, StoreError,
@@ -43,6 +44,8 @@ pub struct DomainServices {
 pub enum LifecycleError {
     #[error("DKIM key generation failed: {0}")]
     Key(#[from] mailroom_auth::KeyError),
+    #[error("sealing the DKIM key failed: {0}")]
+    Seal(#[from] mailroom_secrets::SecretsError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -56,6 +59,7 @@ fn algorithm_name(a: KeyAlgorithm) -> &'static str {
 
 /// New Ed25519 and RSA-2048 keys for `domain`, named so no selector in `taken` repeats.
 fn new_keys(
+    keyring: &Keyring,
     domain: &str,
     state: KeyState,
     taken: &[String],
@@ -76,11 +80,12 @@ fn new_keys(
             .find(|s| !taken.contains(s))
             .unwrap_or(base);
         let key = DkimKey::generate(alg)?;
+        let private_key = keyring.seal_str(&dkim_context(domain, &selector), &key.to_pem())?;
         out.push(NewDkimKey {
             domain: domain.to_string(),
             selector,
             algorithm: algorithm_name(alg).to_string(),
-            private_key_pem: key.to_pem(),
+            private_key,
             state,
         });
     }
@@ -116,7 +121,7 @@ impl DomainServices {
         name: &str,
         verified: bool,
     ) -> Result<DomainRecord, LifecycleError> {
-        let keys = new_keys(name, KeyState::Active, &[])?;
+        let keys = new_keys(self.signer.keyring(), name, KeyState::Active, &[])?;
         let record = self
             .store
             .add_domain(NewDomain {
@@ -169,12 +174,7 @@ impl DomainServices {
             let keys = self.live_keys(&d.name).await?;
             let parsed: Vec<(String, DkimKey)> = keys
                 .iter()
-                .filter_map(|k| {
-                    Some((
-                        k.selector.clone(),
-                        DkimKey::from_pem(&k.private_key_pem).ok()?,
-                    ))
-                })
+                .filter_map(|k| Some((k.selector.clone(), self.signer.open_key(k).ok()?)))
                 .collect();
             let refs: Vec<(&str, &DkimKey)> = parsed.iter().map(|(s, k)| (s.as_str(), k)).collect();
             let mut records =
@@ -193,12 +193,7 @@ impl DomainServices {
         let keys = self.live_keys(&d.name).await?;
         let parsed: Vec<(String, DkimKey)> = keys
             .iter()
-            .filter_map(|k| {
-                Some((
-                    k.selector.clone(),
-                    DkimKey::from_pem(&k.private_key_pem).ok()?,
-                ))
-            })
+            .filter_map(|k| Some((k.selector.clone(), self.signer.open_key(k).ok()?)))
             .collect();
         let refs: Vec<(&str, &DkimKey)> = parsed.iter().map(|(s, k)| (s.as_str(), k)).collect();
         let expected = expected_records(&d.name, &d.verification_token, &refs, &self.records);
@@ -316,7 +311,7 @@ impl DomainServices {
             .map(|k| k.selector)
             .collect();
         let mut out = Vec::new();
-        for k in new_keys(domain, KeyState::Pending, &taken)? {
+        for k in new_keys(self.signer.keyring(), domain, KeyState::Pending, &taken)? {
             out.push(self.store.add_dkim_key(k).await?);
         }
         Ok(out)
@@ -328,7 +323,7 @@ impl DomainServices {
         let keys = self.store.list_dkim_keys(Some(domain)).await?;
         let mut changed = false;
         for k in keys.iter().filter(|k| k.state == KeyState::Pending) {
-            let Ok(key) = DkimKey::from_pem(&k.private_key_pem) else {
+            let Ok(key) = self.signer.open_key(k) else {
                 continue;
             };
             let expected = expected_records(domain, "", &[(&k.selector, &key)], &self.records);

@@ -6,6 +6,7 @@
 use crate::worker::Worker;
 use crate::{DispatcherConfig, WebhookClient};
 use mailroom_model::{WebhookId, now_millis};
+use mailroom_secrets::Keyring;
 use mailroom_store::DynStore;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub struct Dispatcher {
     store: DynStore,
     client: WebhookClient,
     cfg: Arc<DispatcherConfig>,
+    keyring: Arc<Keyring>,
     shutdown: CancellationToken,
 }
 
@@ -30,12 +32,14 @@ impl Dispatcher {
         store: DynStore,
         client: WebhookClient,
         cfg: DispatcherConfig,
+        keyring: Arc<Keyring>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
             client,
             cfg: Arc::new(cfg),
+            keyring,
             shutdown,
         }
     }
@@ -94,6 +98,7 @@ impl Dispatcher {
                 store: self.store.clone(),
                 client: self.client.clone(),
                 cfg: self.cfg.clone(),
+                keyring: self.keyring.clone(),
                 id: w.id.clone(),
                 wake: wake.clone(),
                 shutdown: self.shutdown.clone(),

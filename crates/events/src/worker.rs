@@ -5,6 +5,7 @@
 
 use crate::{DispatcherConfig, WebhookClient, payload};
 use mailroom_model::{WebhookId, now_millis};
+use mailroom_secrets::{Keyring, webhook_context};
 use mailroom_store::{DeliveryState, DeliveryUpdate, DueDelivery, DynStore, WebhookRecord};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub(crate) struct Worker {
     pub store: DynStore,
     pub client: WebhookClient,
     pub cfg: Arc<DispatcherConfig>,
+    /// Opens the webhook's sealed secret (the KEK never leaves it).
+    pub keyring: Arc<Keyring>,
     pub id: WebhookId,
     /// Rung by the dispatcher when new deliveries were fanned out.
     pub wake: Arc<Notify>,
@@ -41,6 +44,15 @@ impl Worker {
                 }
             };
             let Some(webhook) = webhook else { break };
+            let context = webhook_context(webhook.id.as_str());
+            let secret = match self.keyring.open_str(&context, &webhook.secret) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    tracing::error!(webhook = %self.id, error = %e, "webhook secret does not open with the configured key (secrets.key_file / secrets.key); its deliveries wait");
+                    self.pause(&mut in_flight).await;
+                    continue;
+                }
+            };
             let free = slots.available_permits();
             if free > 0 {
                 let now = now_millis();
@@ -55,7 +67,7 @@ impl Worker {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 break;
                             };
-                            let attempt = self.attempt(webhook.clone(), d);
+                            let attempt = self.attempt(webhook.clone(), secret.clone(), d);
                             in_flight.spawn(async move {
                                 attempt.await;
                                 drop(permit);
@@ -91,6 +103,7 @@ impl Worker {
     fn attempt(
         &self,
         webhook: Arc<WebhookRecord>,
+        secret: Arc<String>,
         d: DueDelivery,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let store = self.store.clone();
@@ -99,12 +112,7 @@ impl Worker {
         async move {
             let body = payload::body(&[&d.event]);
             let result = client
-                .post(
-                    &webhook.url,
-                    &webhook.secret,
-                    d.event.event.id.as_str(),
-                    body,
-                )
+                .post(&webhook.url, &secret, d.event.event.id.as_str(), body)
                 .await;
             let now = now_millis();
             let attempts = d.attempts + 1;

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mailroom_events::{Dispatcher, DispatcherConfig, RetryPolicy, WebhookClient, signature};
 use mailroom_model::{MessageId, TenantId, WebhookId, now_millis};
+use mailroom_secrets::{Keyring, webhook_context};
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
     DeliveryState, DynStore, NewMessage, NewRecipient, NewTenant, NewWebhook, Store,
@@ -61,15 +62,24 @@ async fn receiver(answer: fn(usize) -> Option<StatusCode>) -> (String, Arc<Mutex
     (format!("http://{addr}/"), seen)
 }
 
-async fn add_webhook(store: &SqliteStore, tenant: &TenantId, url: &str) -> (WebhookId, String) {
+async fn add_webhook(
+    store: &SqliteStore,
+    keyring: &Keyring,
+    tenant: &TenantId,
+    url: &str,
+) -> (WebhookId, String) {
     let secret = signature::new_secret();
+    let id = WebhookId::generate();
+    let sealed = keyring
+        .seal_str(&webhook_context(id.as_str()), &secret)
+        .unwrap();
     let w = store
         .create_webhook(NewWebhook {
-            id: WebhookId::generate(),
+            id,
             tenant_id: tenant.clone(),
             url: url.into(),
             event_types: None,
-            secret: secret.clone(),
+            secret: sealed,
         })
         .await
         .unwrap();
@@ -88,6 +98,7 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool
 async fn retries_sign_and_isolate_slow_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+    let keyring = Arc::new(Keyring::ephemeral());
     let tenant = store
         .create_tenant(NewTenant {
             id: TenantId::generate(),
@@ -107,9 +118,9 @@ async fn retries_sign_and_isolate_slow_endpoints() {
     .await;
     let (hang_url, hang) = receiver(|_| None).await;
     let (dead_url, _dead) = receiver(|_| Some(StatusCode::SERVICE_UNAVAILABLE)).await;
-    let (flaky_id, secret) = add_webhook(&store, &tenant, &flaky_url).await;
-    let (hang_id, _) = add_webhook(&store, &tenant, &hang_url).await;
-    let (dead_id, _) = add_webhook(&store, &tenant, &dead_url).await;
+    let (flaky_id, secret) = add_webhook(&store, &keyring, &tenant, &flaky_url).await;
+    let (hang_id, _) = add_webhook(&store, &keyring, &tenant, &hang_url).await;
+    let (dead_id, _) = add_webhook(&store, &keyring, &tenant, &dead_url).await;
 
     let dyn_store: DynStore = store.clone();
     let shutdown = CancellationToken::new();
@@ -124,7 +135,9 @@ async fn retries_sign_and_isolate_slow_endpoints() {
         fan_out_batch: 100,
     };
     let client = WebhookClient::new(cfg.timeout, true).unwrap();
-    let dispatcher = tokio::spawn(Dispatcher::new(dyn_store, client, cfg, shutdown.clone()).run());
+    let dispatcher = tokio::spawn(
+        Dispatcher::new(dyn_store, client, cfg, keyring.clone(), shutdown.clone()).run(),
+    );
 
     let message = MessageId::generate();
     store

@@ -10,7 +10,8 @@
 //! background domain checker.
 
 use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
-use mailroom_store::{Store, StoreError};
+use mailroom_secrets::{Keyring, dkim_context};
+use mailroom_store::{DkimKeyRecord, Store, StoreError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -35,11 +36,15 @@ pub struct Signer {
     /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
     return_path_label: Option<String>,
     arc: Option<ArcSealer>,
+    /// Opens the stored (sealed) private keys; shared with the domain lifecycle,
+    /// which seals new keys with it.
+    keyring: Arc<Keyring>,
 }
 
 impl Default for Signer {
+    /// No keys yet, VERP on, no ARC, and a keyring of its own (tests).
     fn default() -> Self {
-        Self::new(Some("bounces".into()), None)
+        Self::new(Some("bounces".into()), None, Arc::new(Keyring::ephemeral()))
     }
 }
 
@@ -56,12 +61,31 @@ pub struct Signed {
 }
 
 impl Signer {
-    pub fn new(return_path_label: Option<String>, arc: Option<ArcSealer>) -> Self {
+    pub fn new(
+        return_path_label: Option<String>,
+        arc: Option<ArcSealer>,
+        keyring: Arc<Keyring>,
+    ) -> Self {
         Self {
             keys: RwLock::new(Arc::new(HashMap::new())),
             return_path_label,
             arc,
+            keyring,
         }
+    }
+
+    /// The keyring that seals and opens DKIM private keys.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Opens a stored key record's private key and parses it.
+    pub fn open_key(&self, k: &DkimKeyRecord) -> Result<DkimKey, String> {
+        let pem = self
+            .keyring
+            .open_str(&dkim_context(&k.domain, &k.selector), &k.private_key)
+            .map_err(|e| e.to_string())?;
+        DkimKey::from_pem(&pem).map_err(|e| e.to_string())
     }
 
     /// Re-reads the keys from the store. Keys that do not parse are skipped (and
@@ -72,7 +96,7 @@ impl Signer {
             if !k.state.signs() {
                 continue;
             }
-            match DkimKey::from_pem(&k.private_key_pem) {
+            match self.open_key(&k) {
                 Ok(key) => map
                     .entry(k.domain.clone())
                     .or_default()

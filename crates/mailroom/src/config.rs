@@ -31,6 +31,7 @@ pub struct Config {
     pub content: crate::content_config::ContentSection,
     pub intake: crate::intake_config::IntakeSection,
     pub health: crate::intake_config::HealthSection,
+    pub secrets: crate::secrets_key::SecretsSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -201,6 +202,7 @@ impl Default for Config {
             content: Default::default(),
             intake: Default::default(),
             health: Default::default(),
+            secrets: Default::default(),
         }
     }
 }
@@ -254,7 +256,7 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 19] = [
+const TOP_LEVEL: [&str; 20] = [
     "data_dir",
     "hostname",
     "smtp",
@@ -274,6 +276,7 @@ const TOP_LEVEL: [&str; 19] = [
     "content",
     "intake",
     "health",
+    "secrets",
 ];
 const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
@@ -455,6 +458,7 @@ impl Config {
         }
         crate::domains::validate(self)?;
         crate::intake_config::validate(&self.intake, &self.health)?;
+        crate::secrets_key::validate(&self.secrets)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }

@@ -181,7 +181,12 @@ pub fn warnings(c: &Config) -> Vec<String> {
 }
 
 /// The signing cache (loaded from the store) with the ARC sealer if configured.
-pub async fn signer(c: &Config, store: &mailroom_store::DynStore) -> Result<Arc<Signer>> {
+/// The DKIM/ARC signer; `keyring` opens the stored (sealed) DKIM keys.
+pub async fn signer(
+    c: &Config,
+    store: &mailroom_store::DynStore,
+    keyring: Arc<mailroom_secrets::Keyring>,
+) -> Result<Arc<Signer>> {
     let arc = match &c.arc.domain {
         None => None,
         Some(domain) => {
@@ -226,7 +231,7 @@ pub async fn signer(c: &Config, store: &mailroom_store::DynStore) -> Result<Arc<
     };
     let label =
         (!c.domains.return_path_label.is_empty()).then(|| c.domains.return_path_label.clone());
-    let signer = Arc::new(Signer::new(label, arc));
+    let signer = Arc::new(Signer::new(label, arc, keyring));
     signer
         .reload(store.as_ref())
         .await

@@ -10,3 +10,4 @@ pub mod domains;
 pub mod event_config;
 pub mod files;
 pub mod intake_config;
+pub mod secrets_key;

@@ -13,9 +13,9 @@ mod tls;
 
 // Configuration (and the domain sections and files it needs) lives in the library
 // target (src/lib.rs) so the fuzzers reach it.
-use mailroom::{config, content_config, domains, files};
+use mailroom::{config, content_config, domains, files, secrets_key};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -136,8 +136,24 @@ enum Command {
         #[command(subcommand)]
         cmd: cli_keys::OperatorTokenCmd,
     },
+    /// Secrets at rest: rotate the key-encryption key (run with the service stopped).
+    Secrets {
+        #[command(subcommand)]
+        cmd: SecretsCmd,
+    },
     /// SMTP load generator: submit N messages over C connections and report rates.
     Bench(mailroom_bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretsCmd {
+    /// Generate a new key-encryption key, re-seal every DKIM private key and webhook
+    /// secret under it, keep the old key as `<key file>.old` until you delete it.
+    RotateKey {
+        /// TOML configuration file of the service (its data_dir and [secrets]).
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn init_logging(format: &str, level: &str) {
@@ -204,6 +220,23 @@ fn run(cli: Cli) -> Result<()> {
             Command::Webhook { api, cmd } => client_events::webhook(&api, cmd).await,
             Command::Key { api, cmd } => cli_keys::key(&api, cmd).await,
             Command::OperatorToken { api, cmd } => cli_keys::operator_token(&api, cmd).await,
+            Command::Secrets {
+                cmd: SecretsCmd::RotateKey { config },
+            } => {
+                let config = config::load(config.as_deref(), std::env::vars())?;
+                init_logging("human", "warn");
+                let db_path = config.sqlite_path();
+                anyhow::ensure!(
+                    db_path.exists(),
+                    "no database at {} (data_dir / storage.sqlite_path)",
+                    db_path.display()
+                );
+                let store = mailroom_store::sqlite::SqliteStore::open(&db_path)
+                    .await
+                    .with_context(|| format!("cannot open database {}", db_path.display()))?;
+                println!("{}", secrets_key::rotate(&config, &store).await?);
+                Ok(())
+            }
             Command::Bench(args) => mailroom_bench::run_cli(args).await,
         }
     })

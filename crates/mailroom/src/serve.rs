@@ -24,14 +24,16 @@ pub async fn run(config: Config) -> Result<()> {
     for warning in crate::domains::warnings(&config) {
         tracing::warn!("{warning}");
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = config.sqlite_path();
+    secure_files(&config, &db_path)?;
     let store: DynStore = Arc::new(
         SqliteStore::open(&db_path)
             .await
             .with_context(|| format!("cannot open database {}", db_path.display()))?,
     );
+    let keyring = crate::secrets_key::open(&config, store.as_ref())
+        .await?
+        .keyring;
     let token_hash = crate::cli_keys::setup_operator_token(&config.data_dir, &store).await?;
     let policy = Policy::load(store.clone(), config.policy_config())
         .await
@@ -80,7 +82,7 @@ pub async fn run(config: Config) -> Result<()> {
     let http_addr = http.local_addr()?;
     println!("HTTP API          listening on http://{http_addr}");
     report.insert("http".into(), serde_json::json!(http_addr.to_string()));
-    files::write_public(
+    files::write_private(
         &config.data_dir.join("listeners.json"),
         serde_json::Value::Object(report.clone())
             .to_string()
@@ -117,7 +119,7 @@ pub async fn run(config: Config) -> Result<()> {
         None
     };
     let delivery = engine.clone().map(|e| tokio::spawn(e.run()));
-    let signer = crate::domains::signer(&config, &store).await?;
+    let signer = crate::domains::signer(&config, &store, keyring.clone()).await?;
     let (content, tracking) = crate::content_config::build(&config, http_addr)?;
     let mut ingest = Ingest::new(store.clone(), policy.clone(), config.hostname.clone())
         .with_notify(delivery_wake.clone())
@@ -172,6 +174,7 @@ pub async fn run(config: Config) -> Result<()> {
             store.clone(),
             webhook_client.clone(),
             config.webhooks.dispatcher_config(),
+            keyring.clone(),
             shutdown.clone(),
         );
         Some(tokio::spawn(d.run()))
@@ -201,7 +204,7 @@ pub async fn run(config: Config) -> Result<()> {
             crate::domains::serve_managed_zone(domains.clone(), addr, shutdown.clone()).await?;
         println!("DNS managed zone  listening on {bound} (UDP and TCP)");
         report.insert("dns".into(), serde_json::json!(bound.to_string()));
-        files::write_public(
+        files::write_private(
             &config.data_dir.join("listeners.json"),
             serde_json::Value::Object(report.clone())
                 .to_string()
@@ -220,6 +223,7 @@ pub async fn run(config: Config) -> Result<()> {
         inflight_keys: Default::default(),
         metrics: Some(crate::metrics::install(shutdown.clone())?),
         webhooks: webhook_client,
+        keyring,
         tracking: Some(tracking),
     });
     tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
@@ -263,6 +267,25 @@ pub async fn run(config: Config) -> Result<()> {
         t.abort();
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes the data directory `0700` and every file in it `0600` (and the database
+/// files, when `storage.sqlite_path` puts them elsewhere), logging what it corrected.
+fn secure_files(config: &Config, db_path: &std::path::Path) -> Result<()> {
+    let mut changed = files::secure_data_dir(&config.data_dir)
+        .with_context(|| format!("securing data_dir {}", config.data_dir.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = db_path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        if let Some(old) = files::secure_file(&p)? {
+            changed.push((p, old));
+        }
+    }
+    for (path, old) in changed {
+        tracing::warn!(path = %path.display(), old_mode = format!("{old:o}"), "was open to other local users; mode corrected (data_dir 0700, files 0600)");
+    }
     Ok(())
 }
 

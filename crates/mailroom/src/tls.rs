@@ -46,7 +46,7 @@ fn generate_if_missing(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf)>
     if cert_path.exists() && key_path.exists() && !too_old(&cert_path) {
         return Ok((cert_path, key_path));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::files::create_private_dir(dir)?;
     let names = vec![
         hostname.to_string(),
         "localhost".to_string(),

@@ -3,6 +3,7 @@
 //! works from. Pure data; the SQL is in `sqlite/events.rs`.
 
 use mailroom_model::{Event, EventType, MessageId, TenantId, WebhookId};
+use mailroom_secrets::Sealed;
 use serde::Serialize;
 use std::fmt;
 
@@ -56,8 +57,8 @@ pub struct NewWebhook {
     pub url: String,
     /// `None`: every event type.
     pub event_types: Option<Vec<EventType>>,
-    /// The HMAC key (`whsec_…`).
-    pub secret: String,
+    /// The HMAC key (`whsec_…`), sealed by the caller under the KEK.
+    pub secret: Sealed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -66,9 +67,10 @@ pub struct WebhookRecord {
     pub tenant_id: TenantId,
     pub url: String,
     pub event_types: Option<Vec<EventType>>,
-    /// Shown only when the webhook is created.
+    /// Shown only when the webhook is created. Sealed; open with the keyring and
+    /// [`mailroom_secrets::webhook_context`].
     #[serde(skip)]
-    pub secret: String,
+    pub secret: Sealed,
     pub enabled: bool,
     pub created_at: i64,
 }

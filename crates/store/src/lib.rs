@@ -9,6 +9,7 @@ mod error;
 mod event_types;
 mod intake_types;
 mod key_types;
+mod secret_types;
 pub mod sqlite;
 mod types;
 
@@ -16,6 +17,7 @@ pub use error::StoreError;
 pub use event_types::*;
 pub use intake_types::*;
 pub use key_types::*;
+pub use secret_types::*;
 pub use types::*;
 
 use mailroom_model::{ApiKeyId, CredentialId, MessageId, TenantId, WebhookId};
@@ -95,6 +97,11 @@ pub trait Store: Send + Sync + 'static {
         at: i64,
         retire_after: Option<i64>,
     ) -> Result<bool, StoreError>;
+    /// Every sealed secret (DKIM private keys, webhook secrets), for re-sealing.
+    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+    /// Applies the updates in one transaction, each only where the row still holds
+    /// its `old` value; returns how many rows changed.
+    async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError>;
     /// A tenant-level event (no message, no recipient), e.g. `domain.dns_error`.
     async fn insert_tenant_event(
         &self,

@@ -1,6 +1,7 @@
 //! Rows going into and coming out of the store.
 
 use mailroom_model::{CredentialId, Event, MessageId, RecipientState, TenantId, TenantStatus};
+use mailroom_secrets::Sealed;
 use serde::Serialize;
 
 #[derive(Clone, Debug)]
@@ -302,7 +303,9 @@ pub struct NewDkimKey {
     pub selector: String,
     /// `ed25519` or `rsa2048`.
     pub algorithm: String,
-    pub private_key_pem: String,
+    /// The PEM private key, sealed under the KEK (`mailroom_secrets`) by the caller:
+    /// the store never sees it in clear.
+    pub private_key: Sealed,
     pub state: KeyState,
 }
 
@@ -311,9 +314,10 @@ pub struct DkimKeyRecord {
     pub domain: String,
     pub selector: String,
     pub algorithm: String,
-    /// Never serialised: private keys do not leave the server through the API.
+    /// Never serialised: private keys do not leave the server through the API. Sealed;
+    /// open with the keyring and [`mailroom_secrets::dkim_context`].
     #[serde(skip)]
-    pub private_key_pem: String,
+    pub private_key: Sealed,
     pub state: KeyState,
     pub created_at: i64,
     pub activated_at: Option<i64>,

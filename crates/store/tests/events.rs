@@ -67,7 +67,7 @@ async fn webhook(
             tenant_id: tenant.clone(),
             url: "http://127.0.0.1:9/".into(),
             event_types: types,
-            secret: "whsec_test".into(),
+            secret: mailroom_secrets::Sealed::from_stored("whsec_test".into()),
         })
         .await
         .unwrap()

@@ -361,7 +361,7 @@ async fn domains_keys_checks_and_tenant_events() {
         domain: "keys.test".into(),
         selector: selector.into(),
         algorithm: "ed25519".into(),
-        private_key_pem: "-----BEGIN PRIVATE KEY-----".into(),
+        private_key: mailroom_secrets::Sealed::from_stored("-----BEGIN PRIVATE KEY-----".into()),
         state,
     };
     let d = store
@@ -385,6 +385,36 @@ async fn domains_keys_checks_and_tenant_events() {
     assert!(keys[0].activated_at.is_some() && keys[1].activated_at.is_none());
     let json = serde_json::to_string(&keys).unwrap();
     assert!(!json.contains("PRIVATE"), "{json}");
+
+    // Re-sealing: every secret is listed; an update applies only where the row still
+    // holds the value it was computed from.
+    use mailroom_store::{SecretOwner, SecretUpdate};
+    let secrets = store.list_secrets().await.unwrap();
+    assert_eq!(secrets.len(), 2);
+    let s1 = SecretOwner::DkimKey {
+        domain: "keys.test".into(),
+        selector: "s1".into(),
+    };
+    assert_eq!(secrets[0].owner, s1);
+    assert_eq!(s1.context(), "dkim:keys.test:s1");
+    let sealed = |t: &str| mailroom_secrets::Sealed::from_stored(t.into());
+    let update = |old: &str, new: &str| SecretUpdate {
+        owner: s1.clone(),
+        old: sealed(old),
+        new: sealed(new),
+    };
+    let changed = store
+        .replace_secrets(vec![update("-----BEGIN PRIVATE KEY-----", "mrsec1:k:x")])
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    let stale = store
+        .replace_secrets(vec![update("-----BEGIN PRIVATE KEY-----", "mrsec1:k:y")])
+        .await
+        .unwrap();
+    assert_eq!(stale, 0, "a stale update changes nothing");
+    let keys = store.list_dkim_keys(Some("keys.test")).await.unwrap();
+    assert_eq!(keys[0].private_key.as_str(), "mrsec1:k:x");
 
     assert!(
         store

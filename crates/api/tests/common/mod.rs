@@ -115,6 +115,7 @@ impl Api {
             },
         )
         .expect("resolver");
+        let ingest_keyring = ingest.signer().keyring().clone();
         let domains = Arc::new(mailroom_api::DomainServices::new(
             dyn_store.clone(),
             policy.clone(),
@@ -139,6 +140,7 @@ impl Api {
                 allow_private,
             )
             .expect("webhook client"),
+            keyring: ingest_keyring,
             tracking,
         });
         Self {

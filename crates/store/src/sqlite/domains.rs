@@ -9,6 +9,7 @@ use crate::{
     StoreError,
 };
 use mailroom_model::{Event, TenantId, now_millis};
+use mailroom_secrets::Sealed;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 pub(super) fn domain_from_row(r: &sqlx::sqlite::SqliteRow) -> DomainRecord {
@@ -34,7 +35,7 @@ fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> DkimKeyRecord {
         domain: r.get("domain"),
         selector: r.get("selector"),
         algorithm: r.get("algorithm"),
-        private_key_pem: r.get("private_key_pem"),
+        private_key: Sealed::from_stored(r.get("private_key_pem")),
         state: KeyState::parse(r.get::<&str, _>("state")).unwrap_or(KeyState::Retired),
         created_at: r.get("created_at"),
         activated_at: r.get("activated_at"),
@@ -96,7 +97,7 @@ async fn insert_key(
     .bind(&k.domain)
     .bind(&k.selector)
     .bind(&k.algorithm)
-    .bind(&k.private_key_pem)
+    .bind(k.private_key.as_str())
     .bind(k.state.as_str())
     .bind(now)
     .bind(activated)
@@ -186,7 +187,7 @@ pub(super) async fn add_dkim_key(
         domain: k.domain,
         selector: k.selector,
         algorithm: k.algorithm,
-        private_key_pem: k.private_key_pem,
+        private_key: k.private_key,
         state: k.state,
         created_at: now,
         activated_at: k.state.signs().then_some(now),

@@ -66,7 +66,7 @@ fn webhook_from_row(r: &SqliteRow) -> WebhookRecord {
                 .filter_map(|k| EventType::parse(k))
                 .collect()
         }),
-        secret: r.get("secret"),
+        secret: mailroom_secrets::Sealed::from_stored(r.get("secret")),
         enabled: r.get("enabled"),
         created_at: r.get("created_at"),
     }
@@ -203,7 +203,7 @@ impl SqliteStore {
         .bind(w.tenant_id.as_str())
         .bind(&w.url)
         .bind(types)
-        .bind(&w.secret)
+        .bind(w.secret.as_str())
         .bind(now)
         .execute(&self.pool)
         .await

@@ -4,9 +4,11 @@
 
 mod domains;
 mod events;
+mod file;
 mod intake;
 mod keys;
 mod ops;
+mod secrets;
 mod tenant_policy;
 mod tracking;
 mod writer;
@@ -34,8 +36,11 @@ pub struct SqliteStore {
 const WRITER_QUEUE: usize = 4096;
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and runs the migrations.
+    /// Opens (creating if needed) the database file and runs the migrations. A new
+    /// file is created here with mode 0600 before SQLite opens it, whatever the umask:
+    /// SQLite gives the `-wal` and `-shm` files it creates the main file's mode.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        file::create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -451,6 +456,14 @@ impl Store for SqliteStore {
 
     async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError> {
         domains::add_dkim_key(&self.pool, key).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        secrets::list(&self.pool).await
+    }
+
+    async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError> {
+        secrets::replace(&self.pool, updates).await
     }
 
     async fn set_dkim_key_state(
