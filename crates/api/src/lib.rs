@@ -4,6 +4,7 @@
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
 mod auth;
+mod canonical;
 pub mod compose;
 mod domains;
 mod error;
