@@ -68,6 +68,7 @@ impl ApiError {
         let path = err.path().to_string();
         // serde names a missing field between backticks ("missing field `name`"), at
         // the path of the object that lacks it.
+        // An unknown field's path already ends in its name.
         let field = match inner.strip_prefix("missing field `") {
             Some(rest) => {
                 let name = rest.split('`').next().unwrap_or_default();

@@ -5,6 +5,7 @@
 
 mod auth;
 mod canonical;
+mod contract;
 pub mod compose;
 mod domains;
 mod error;
@@ -136,6 +137,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{id}/test", post(webhooks::test))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .fallback(|| async { ApiError::not_found("route") })
+        // Undeclared or repeated query parameters: a 422 problem (see `contract`).
+        .route_layer(axum::middleware::from_fn(contract::query_rules))
+        .fallback(|| async { ApiError::not_found("route").with_field("path") })
+        // Every error the framework itself answers becomes a problem too.
+        .layer(axum::middleware::map_response(contract::problem_bodies))
         .with_state(state)
 }

@@ -48,6 +48,10 @@ async fn checked_url(state: &AppState, text: &str) -> Result<String, ApiError> {
         ));
     }
     let url = ssrf::parse(text).map_err(|e| ApiError::invalid("url", e.to_string()))?;
+    state
+        .webhooks
+        .host_allowed(&url)
+        .map_err(|e| ApiError::invalid("url", e.to_string()))?;
     ssrf::check(&url, state.webhooks.allow_private())
         .await
         .map_err(|e| ApiError::invalid("url", e.to_string()))?;
