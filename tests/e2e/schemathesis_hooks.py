@@ -4,8 +4,10 @@
 With the operator token, the suppression routes and `POST /v1/webhooks` need the tenant
 named (the document says so: `tenant` / `tenant_id` are "required with the operator
 token"). OpenAPI cannot make a parameter required for one credential only, so for the
-operator run (`MAILROOM_ST_TENANT` set) these hooks fill in the test tenant where the
-generated request left it out. Values schemathesis did generate are left alone.
+operator run (`MAILROOM_ST_TENANT` set) this hook fills in the test tenant just before
+each call, in every phase, where the request left it out (absent, null, or an empty
+`?tenant=`, all of which mean "not given"). Values schemathesis generated are left alone,
+so negative data stays negative.
 """
 
 from __future__ import annotations
@@ -14,30 +16,19 @@ import os
 
 import schemathesis
 
-_TENANT_QUERY = ("/v1/suppressions",)
-
-
-def _tenant() -> str | None:
-    return os.environ.get("MAILROOM_ST_TENANT") or None
-
 
 @schemathesis.hook
-def map_query(context, query):
-    tenant = _tenant()
-    path = getattr(context.operation, "path", "")
-    if tenant and path.startswith(_TENANT_QUERY):
-        query = dict(query or {})
-        query.setdefault("tenant", tenant)
-    return query
-
-
-@schemathesis.hook
-def map_body(context, body):
-    tenant = _tenant()
-    path = getattr(context.operation, "path", "")
-    method = getattr(context.operation, "method", "").upper()
-    if tenant and method == "POST" and path in ("/v1/suppressions", "/v1/webhooks") \
-            and isinstance(body, dict):
-        body = dict(body)
-        body.setdefault("tenant_id", tenant)
-    return body
+def before_call(context, case, kwargs):
+    tenant = os.environ.get("MAILROOM_ST_TENANT")
+    if not tenant:
+        return
+    path = case.operation.path
+    method = case.method.upper()
+    if path.startswith("/v1/suppressions") and method in ("GET", "DELETE"):
+        query = dict(case.query or {})
+        if query.get("tenant") in (None, ""):
+            query["tenant"] = tenant
+            case.query = query
+    if method == "POST" and path in ("/v1/suppressions", "/v1/webhooks") \
+            and isinstance(case.body, dict) and case.body.get("tenant_id") is None:
+        case.body = {**case.body, "tenant_id": tenant}

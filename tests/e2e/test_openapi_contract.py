@@ -3,8 +3,8 @@ binary on loopback, once with the operator token and once with a tenant key, zer
 failures allowed.
 
 Bounded: `MAILROOM_ST_MAX_EXAMPLES` examples per operation (default 8) and a wall-clock
-limit per run. Safe: the server runs with delivery off, DNS pointed at a closed loopback
-port, and `webhooks.allowed_hosts = ["127.0.0.1"]`, so no generated webhook URL can reach
+limit per run. Safe: the server runs with delivery off, DNS pointed at a loopback server
+that answers NXDOMAIN, and `webhooks.allowed_hosts = ["127.0.0.1"]`, so no generated webhook URL can reach
 anything but loopback (the server refuses other hosts before any DNS lookup). The served
 document is used as is, except that webhook `url` fields are narrowed to this test's
 loopback receiver, so that schema-valid URLs are ones the server accepts; URLs that
@@ -65,21 +65,44 @@ class Receiver:
         self.httpd.shutdown()
 
 
-def closed_udp_port() -> int:
-    """A loopback UDP port with nothing listening (DNS queries fail at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class NxDomain:
+    """A DNS server on 127.0.0.1 (UDP) that answers NXDOMAIN to every query at once, so
+    the domain routes' record checks are quick and never leave the machine."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                query, peer = self.sock.recvfrom(4096)
+            except (socket.timeout, OSError):
+                continue
+            if len(query) < 12:
+                continue
+            # Same id and question; QR=1, opcode and RD copied, RA=1, RCODE=3.
+            flags = bytes([0x80 | (query[2] & 0x79), 0x83])
+            self.sock.sendto(query[:2] + flags + query[4:6] + b"\0\0\0\0\0\0" + query[12:], peer)
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
 
 
 @pytest.fixture(scope="module")
 def contract(tmp_path_factory):
     receiver = Receiver()
+    dns = NxDomain()
     srv = start_server(
         tmp_path_factory.mktemp("contract"),
         extra_config=(
             "[delivery]\nenabled = false\n"
-            f'[dns]\nnameservers = ["127.0.0.1:{closed_udp_port()}"]\ntimeout_secs = 1\n'
+            f'[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout_secs = 1\n'
             '[webhooks]\nallow_private = true\nallowed_hosts = ["127.0.0.1"]\n'
         ),
     )
@@ -87,6 +110,7 @@ def contract(tmp_path_factory):
     yield srv, tenant, receiver
     srv.stop()
     receiver.stop()
+    dns.stop()
 
 
 def schemathesis_bin() -> str:

@@ -118,7 +118,7 @@ pub async fn create(
                 .store
                 .get_tenant(&id)
                 .await?
-                .ok_or_else(|| ApiError::invalid("tenant_id", "no such tenant"))?;
+                .ok_or_else(|| ApiError::not_found("tenant"))?;
             id
         }
         (Principal::Tenant(own), None) => own.tenant_id.clone(),
