@@ -8,6 +8,12 @@ operator run (`MAILROOM_ST_TENANT` set) this hook fills in the test tenant just 
 each call, in every phase, where the request left it out (absent, null, or an empty
 `?tenant=`, all of which mean "not given"). Values schemathesis generated are left alone,
 so negative data stays negative.
+
+Webhook URLs: the server runs with `webhooks.allowed_hosts = ["127.0.0.1"]`, so any other
+host is refused before a DNS lookup. A schema-valid URL with a random host would be
+refused too, so in positive cases (only) the hook points `url` at the test's loopback
+receiver (`MAILROOM_ST_WEBHOOK_URL`); negative cases keep their generated URL and must be
+refused.
 """
 
 from __future__ import annotations
@@ -17,13 +23,24 @@ import os
 import schemathesis
 
 
+def _positive(case) -> bool:
+    meta = getattr(case, "meta", None)
+    mode = getattr(getattr(meta, "generation", None), "mode", None)
+    return bool(mode is not None and mode.is_positive)
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
+    path = case.operation.path
+    method = case.method.upper()
+    receiver = os.environ.get("MAILROOM_ST_WEBHOOK_URL")
+    if receiver and path.startswith("/v1/webhooks") and method in ("POST", "PATCH") \
+            and isinstance(case.body, dict) and isinstance(case.body.get("url"), str) \
+            and _positive(case):
+        case.body = {**case.body, "url": receiver}
     tenant = os.environ.get("MAILROOM_ST_TENANT")
     if not tenant:
         return
-    path = case.operation.path
-    method = case.method.upper()
     if path.startswith("/v1/suppressions") and method in ("GET", "DELETE"):
         query = dict(case.query or {})
         if query.get("tenant") in (None, ""):

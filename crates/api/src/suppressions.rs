@@ -77,6 +77,12 @@ pub async fn list(
     let tenant = target(&state, &p, q.get("tenant")).await?;
     let limit = q.limit(100, 1000)?;
     let after = q.get("after").map(|a| a.trim().to_lowercase());
+    if after.as_ref().is_some_and(|a| a.len() > 254) {
+        return Err(ApiError::invalid(
+            "after",
+            "not a next_after returned by this API (at most 254 characters)",
+        ));
+    }
     let items = state
         .store
         .list_suppressions(&tenant, after.as_deref(), limit as i64)
