@@ -33,6 +33,18 @@ from mailroom_harness import TESTS_DIR, start_server
 MAX_EXAMPLES = int(os.environ.get("MAILROOM_ST_MAX_EXAMPLES", "8"))
 RUN_TIMEOUT = 600
 
+# The one allowance: a schema-valid message may still be refused with 422 when its
+# recipients (to + cc + bcc together, duplicates counted once) exceed the recipient limit,
+# which is the server's and the tenant's configuration, not something OpenAPI 3.0 can
+# state. Every other check (negative data, response schemas, status codes, content types,
+# 5xx) runs on it unchanged.
+CONFIG = """
+[[operations]]
+include-path = "/v1/messages"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+"""
+
 
 class Receiver:
     """Answers 204 to every POST on 127.0.0.1:0 and counts them."""
@@ -131,8 +143,10 @@ def run_schemathesis(srv, token: str, receiver: Receiver, workdir: Path,
     env.pop("MAILROOM_ST_TENANT", None)
     if tenant_env:
         env["MAILROOM_ST_TENANT"] = tenant_env
+    config = workdir / "schemathesis.toml"
+    config.write_text(CONFIG)
     cmd = [
-        schemathesis_bin(), "run", f"http://{host}:{port}/v1/openapi.json",
+        schemathesis_bin(), "--config-file", str(config), "run", f"http://{host}:{port}/v1/openapi.json",
         "--url", f"http://{host}:{port}",
         "--checks", "all",
         "--max-examples", str(MAX_EXAMPLES),
