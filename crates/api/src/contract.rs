@@ -92,8 +92,7 @@ fn check_query(query: &str, declared: &HashSet<String>) -> Result<(), ApiError> 
 
 /// Route layer: refuses undeclared and repeated query parameters.
 pub async fn query_rules(req: Request, next: Next) -> Response {
-    if let (Some(query), Some(path)) = (req.uri().query(), req.extensions().get::<MatchedPath>())
-    {
+    if let (Some(query), Some(path)) = (req.uri().query(), req.extensions().get::<MatchedPath>()) {
         let key = (req.method().clone(), path.as_str().to_string());
         // HEAD is answered by the GET handler.
         let key = if key.0 == Method::HEAD && !DECLARED.contains_key(&key) {

@@ -5,8 +5,8 @@
 
 mod auth;
 mod canonical;
-mod contract;
 pub mod compose;
+mod contract;
 mod domains;
 mod error;
 mod events;

@@ -254,4 +254,3 @@ fn ingest_error(e: IngestError, fields: &[String], raw: bool) -> ApiError {
         IngestError::Storage(s) => ApiError::storage(s),
     }
 }
-
