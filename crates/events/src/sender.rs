@@ -77,7 +77,7 @@ impl WebhookClient {
             .unwrap_or_default()
             .trim_matches(['[', ']'])
             .to_ascii_lowercase();
-        if self.allowed_hosts.iter().any(|h| *h == host) {
+        if self.allowed_hosts.contains(&host) {
             Ok(())
         } else {
             Err(ssrf::UrlError::NotAllowedHost(host))
