@@ -1,7 +1,8 @@
 """Events as a receiver sees them, and the numbers around them, on one server that
 delivers to the scripted sink (sink.py) on 127.0.0.1:
 
-- webhook events of one message arrive in stream order (`accepted` before `delivered`),
+- webhook events of one message and recipient arrive in stream order (`accepted` before
+  `delivered`),
   also when the receiver refuses the first try of every `accepted` event and delivery
   runs meanwhile; every event carries its `seq`;
 - every metric in the README's catalogue appears in `/metrics` after a workload (send,

@@ -372,6 +372,7 @@ impl SqliteStore {
              AND NOT EXISTS (SELECT 1 FROM events e2 JOIN webhook_deliveries d2 \
                  ON d2.webhook_id = d.webhook_id AND d2.seq = e2.seq \
                  WHERE e2.message_id = e.message_id AND e2.seq < e.seq \
+                 AND (e2.recipient IS e.recipient OR e2.recipient IS NULL) \
                  AND d2.state = 'pending') \
              ORDER BY d.next_attempt_at, d.seq LIMIT $3"
         );
