@@ -14,7 +14,7 @@ use crate::ApiError;
 
 /// An address as JSON: `"a@example.com"` or `{"address": "a@example.com", "name": "A"}`.
 #[derive(Deserialize, Clone, Debug)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum JsonAddress {
     Plain(String),
     Named {

@@ -68,6 +68,7 @@ impl ApiError {
         let path = err.path().to_string();
         // serde names a missing field between backticks ("missing field `name`"), at
         // the path of the object that lacks it.
+        // An unknown field's path already ends in its name.
         let field = match inner.strip_prefix("missing field `") {
             Some(rest) => {
                 let name = rest.split('`').next().unwrap_or_default();
@@ -169,6 +170,14 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     } else {
         body
     };
+    // Every request body is a JSON object; serde would also fill a struct from an array.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Malformed JSON body",
+            "the body must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| ApiError::bad_json(&e))?;
     de.end().map_err(|e| {

@@ -58,7 +58,7 @@ pub async fn list(
         Some(v) => v
             .parse::<i64>()
             .ok()
-            .filter(|n| *n >= 0)
+            .filter(|n| *n >= 0 && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()))
             .ok_or_else(|| ApiError::invalid("after", "not a cursor returned by this API"))?,
     };
     let kinds = q.get("type").map(|t| parse_types(t, "type")).transpose()?;

@@ -4,7 +4,9 @@
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
 mod auth;
+mod canonical;
 pub mod compose;
+mod contract;
 mod domains;
 mod error;
 mod events;
@@ -148,6 +150,10 @@ pub fn app(state: AppState) -> Router {
             "/v1/operator-token/rotate",
             post(keys::rotate_operator_token),
         )
-        .fallback(|| async { ApiError::not_found("route") })
+        // Undeclared or repeated query parameters: a 422 problem (see `contract`).
+        .route_layer(axum::middleware::from_fn(contract::query_rules))
+        .fallback(|| async { ApiError::not_found("route").with_field("path") })
+        // Every error the framework itself answers becomes a problem too.
+        .layer(axum::middleware::map_response(contract::problem_bodies))
         .with_state(state)
 }

@@ -1,6 +1,6 @@
 //! Liveness (`/healthz`: the process answers), readiness (`/readyz`: the store answers
-//! too) and `/metrics` (Prometheus text format). Queue depth is read from the store at
-//! scrape time, so it is the same number the status API shows.
+//! too) and `/metrics` (Prometheus text format). Queue depth and the webhook backlog are read from the
+//! store at scrape time, so it is the same number the status API shows.
 
 use crate::{ApiError, AppState};
 use axum::Json;
@@ -45,6 +45,16 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             .map(|(_, n)| *n)
             .unwrap_or(0);
         metrics::gauge!("mailroom_queue_recipients", "state" => s.as_str()).set(n as f64);
+    }
+    // The webhook backlog and the deliveries given up on, zero included.
+    let deliveries = state.store.webhook_delivery_counts().await?;
+    for s in ["pending", "failed"] {
+        let n = deliveries
+            .iter()
+            .find(|(name, _)| name == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        metrics::gauge!("mailroom_webhook_deliveries", "state" => s).set(n as f64);
     }
     Ok((
         [(

@@ -30,8 +30,9 @@ impl Params {
     }
 
     /// `limit`: 1 to `max`, default `default`.
+    /// Present but empty is refused (it is not a number).
     pub fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
-        match self.get("limit") {
+        match self.0.get("limit").map(String::as_str) {
             None => Ok(default),
             Some(v) => v
                 .parse::<usize>()

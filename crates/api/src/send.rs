@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use mailroom_ingest::{IngestError, Origin, Recipient, Submission};
 use mailroom_model::{MessageId, TenantId, now_millis};
 use mailroom_policy::{RecipientVerdict, Refusal, SenderVerdict};
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 
 /// How long an idempotency key is remembered.
@@ -97,7 +96,7 @@ pub async fn send(
         }
     };
     let key = idempotency_key(&headers)?;
-    let request_hash = hex(&Sha256::digest(&body));
+    let request_hash = crate::canonical::fingerprint(&body);
     let _guard = match &key {
         Some(k) => {
             let entry = (tenant.tenant_id.clone(), k.clone());
@@ -254,8 +253,4 @@ fn ingest_error(e: IngestError, fields: &[String], raw: bool) -> ApiError {
         .with_retry_after(30),
         IngestError::Storage(s) => ApiError::storage(s),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,9 +5,11 @@
 
 use crate::auth::Principal;
 use crate::error::parse_json;
+use crate::query::Params;
 use crate::{ApiError, AppState};
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -15,15 +17,18 @@ use mailroom_model::{Address, TenantId, now_millis};
 use mailroom_store::Suppression;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::HashMap;
 
 const REASONS: [&str; 4] = ["manual", "bounce", "complaint", "unsubscribe"];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantQuery {
-    tenant: Option<String>,
-    after: Option<String>,
-    limit: Option<i64>,
+type RawQuery = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// `?tenant=` (the operator's choice of tenant), the one query parameter every
+/// suppression route takes.
+fn tenant_param(query: RawQuery, extra: &[&str]) -> Result<Params, ApiError> {
+    let mut known = vec!["tenant"];
+    known.extend_from_slice(extra);
+    Params::new(query, &known)
 }
 
 /// The tenant a request acts on: the caller's own, or for the operator the named one.
@@ -66,18 +71,23 @@ fn normalise(field: &str, address: &str) -> Result<String, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     p: Principal,
-    Query(q): Query<TenantQuery>,
+    query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "1 to 1000"));
+    let q = tenant_param(query, &["after", "limit"])?;
+    let tenant = target(&state, &p, q.get("tenant")).await?;
+    let limit = q.limit(100, 1000)?;
+    let after = q.get("after").map(|a| a.trim().to_lowercase());
+    if after.as_ref().is_some_and(|a| a.len() > 254) {
+        return Err(ApiError::invalid(
+            "after",
+            "not a next_after returned by this API (at most 254 characters)",
+        ));
     }
     let items = state
         .store
-        .list_suppressions(&tenant, q.after.as_deref(), limit)
+        .list_suppressions(&tenant, after.as_deref(), limit as i64)
         .await?;
-    let next = (items.len() as i64 == limit)
+    let next = (items.len() == limit)
         .then(|| items.last().map(|s| s.address.clone()))
         .flatten();
     Ok(Json(json!({ "suppressions": items, "next_after": next })))
@@ -137,9 +147,10 @@ pub async fn show(
     State(state): State<AppState>,
     p: Principal,
     Path(address): Path<String>,
-    Query(q): Query<TenantQuery>,
+    query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
+    let q = tenant_param(query, &[])?;
+    let tenant = target(&state, &p, q.get("tenant")).await?;
     let address = normalise("address", &address)?;
     let entry = state
         .store
@@ -153,9 +164,10 @@ pub async fn remove(
     State(state): State<AppState>,
     p: Principal,
     Path(address): Path<String>,
-    Query(q): Query<TenantQuery>,
+    query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
-    let tenant = target(&state, &p, q.tenant.as_deref()).await?;
+    let q = tenant_param(query, &[])?;
+    let tenant = target(&state, &p, q.get("tenant")).await?;
     let address = normalise("address", &address)?;
     if !state.store.remove_suppression(&tenant, &address).await? {
         return Err(ApiError::not_found("suppression"));

@@ -49,6 +49,10 @@ async fn checked_url(state: &AppState, text: &str) -> Result<String, ApiError> {
         ));
     }
     let url = ssrf::parse(text).map_err(|e| ApiError::invalid("url", e.to_string()))?;
+    state
+        .webhooks
+        .host_allowed(&url)
+        .map_err(|e| ApiError::invalid("url", e.to_string()))?;
     ssrf::check(&url, state.webhooks.allow_private())
         .await
         .map_err(|e| ApiError::invalid("url", e.to_string()))?;
@@ -115,7 +119,7 @@ pub async fn create(
                 .store
                 .get_tenant(&id)
                 .await?
-                .ok_or_else(|| ApiError::invalid("tenant_id", "no such tenant"))?;
+                .ok_or_else(|| ApiError::not_found("tenant"))?;
             id
         }
         (Principal::Tenant(own), None) => own.tenant_id.clone(),
@@ -163,12 +167,18 @@ pub async fn list(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = Params::new(query, &["tenant"])?;
-    let tenant = match (&p, q.get("tenant")) {
-        (Principal::Tenant(own), _) => Some(own.tenant_id.clone()),
-        (Principal::Operator, None) => None,
-        (Principal::Operator, Some(t)) => {
-            Some(TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id"))?)
+    let named = q
+        .get("tenant")
+        .map(|t| TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id")))
+        .transpose()?;
+    let tenant = match (&p, named) {
+        (Principal::Tenant(own), None) => Some(own.tenant_id.clone()),
+        // A tenant key may name itself; another tenant looks missing.
+        (Principal::Tenant(own), Some(t)) => {
+            p.require_tenant(&t)?;
+            Some(own.tenant_id.clone())
         }
+        (Principal::Operator, t) => t,
     };
     let all = state.store.list_webhooks(tenant.as_ref()).await?;
     Ok(Json(

@@ -1,6 +1,6 @@
 //! The JSON a webhook receives: `{"events": [event, …]}`, each event exactly as the
 //! pull API (`GET /v1/events`) shows it, plus the synthetic `ping` of the test
-//! endpoint.
+//! endpoint (not in the stream: its `seq` is null).
 
 use mailroom_model::{EventId, TenantId, WebhookId, now_millis};
 use mailroom_store::StreamEvent;
@@ -17,6 +17,7 @@ pub fn ping(webhook: &WebhookId, tenant: &TenantId) -> (EventId, Vec<u8>) {
     let id = EventId::generate();
     let event = json!({
         "id": id,
+        "seq": null,
         "type": "ping",
         "at": now_millis(),
         "message_id": null,

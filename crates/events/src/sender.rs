@@ -33,6 +33,9 @@ impl AttemptResult {
 pub struct WebhookClient {
     http: reqwest::Client,
     allow_private: bool,
+    /// `webhooks.allowed_hosts`: when not empty, the only hosts (as written in the URL,
+    /// compared case-insensitively) a webhook may name; checked before any DNS lookup.
+    allowed_hosts: std::sync::Arc<Vec<String>>,
 }
 
 impl WebhookClient {
@@ -49,7 +52,36 @@ impl WebhookClient {
         Ok(Self {
             http: builder.build()?,
             allow_private,
+            allowed_hosts: std::sync::Arc::new(Vec::new()),
         })
+    }
+
+    /// Restricts webhook URLs to these hosts (empty: any host the SSRF rules allow).
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = std::sync::Arc::new(
+            hosts
+                .into_iter()
+                .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase())
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether the URL's host is allowed by `webhooks.allowed_hosts`.
+    pub fn host_allowed(&self, url: &reqwest::Url) -> Result<(), ssrf::UrlError> {
+        if self.allowed_hosts.is_empty() {
+            return Ok(());
+        }
+        let host = url
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_ascii_lowercase();
+        if self.allowed_hosts.contains(&host) {
+            Ok(())
+        } else {
+            Err(ssrf::UrlError::NotAllowedHost(host))
+        }
     }
 
     pub fn allow_private(&self) -> bool {
@@ -68,6 +100,9 @@ impl WebhookClient {
             Ok(u) => u,
             Err(e) => return AttemptResult::failed(e.to_string()),
         };
+        if let Err(e) = self.host_allowed(&url) {
+            return AttemptResult::failed(e.to_string());
+        }
         if !self.allow_private
             && let Some(ip) = ssrf::literal_host(&url)
             && ssrf::is_internal(ip)

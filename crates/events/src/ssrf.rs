@@ -24,6 +24,8 @@ pub enum UrlError {
     Forbidden(IpAddr),
     #[error("the host {0} does not resolve")]
     Unresolvable(String),
+    #[error("the host {0} is not in webhooks.allowed_hosts")]
+    NotAllowedHost(String),
 }
 
 /// Parses and checks the form of a webhook URL (no DNS).

@@ -1,6 +1,6 @@
 //! The `[events]` and `[webhooks]` configuration sections: event retention and the
-//! webhook dispatcher's timeout, retry schedule, per-webhook concurrency and SSRF
-//! switch. Declared here, included in `config::Config`.
+//! webhook dispatcher's timeout, retry schedule, per-webhook concurrency, SSRF
+//! switch and host allowlist. Declared here, included in `config::Config`.
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -26,6 +26,9 @@ pub struct WebhooksSection {
     pub enabled: bool,
     /// Allow webhook URLs on loopback/private/link-local addresses (tests, labs).
     pub allow_private: bool,
+    /// When not empty, the only hosts webhook URLs may name (exact host names or IP
+    /// literals, checked before DNS, when a webhook is set and at every send).
+    pub allowed_hosts: Vec<String>,
     /// Per request, connect included.
     pub timeout_secs: u64,
     /// Delay after the 1st, 2nd, … failed attempt; the last one repeats.
@@ -41,6 +44,7 @@ impl Default for WebhooksSection {
         Self {
             enabled: true,
             allow_private: false,
+            allowed_hosts: Vec::new(),
             timeout_secs: 10,
             retry_schedule_secs: vec![10, 30, 60, 300, 900, 1800, 3600],
             max_retry_secs: 24 * 3600,

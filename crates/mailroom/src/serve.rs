@@ -168,7 +168,8 @@ pub async fn run(config: Config) -> Result<()> {
         Duration::from_secs(config.webhooks.timeout_secs),
         config.webhooks.allow_private,
     )
-    .context("building the webhook HTTP client")?;
+    .context("building the webhook HTTP client")?
+    .with_allowed_hosts(config.webhooks.allowed_hosts.clone());
     let dispatcher = if config.webhooks.enabled {
         let d = mailroom_events::Dispatcher::new(
             store.clone(),

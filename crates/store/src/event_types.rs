@@ -11,7 +11,8 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StreamEvent {
     /// Position in the events table; the cursor of the pull API is its decimal form.
-    #[serde(skip)]
+    /// Shown on every event (pull API and webhook payloads) so a receiver can order
+    /// them and spot a gap.
     pub seq: i64,
     #[serde(flatten)]
     pub event: Event,

@@ -319,6 +319,11 @@ pub trait Store: Send + Sync + 'static {
     async fn fan_out_events(&self, limit: usize, now: i64) -> Result<FanOut, StoreError>;
     /// Claims up to `limit` due pending deliveries of one webhook by moving their next
     /// attempt to `lease_until` (a crashed worker's claim simply comes due again).
+    /// Per message and recipient, events go out in stream order: a delivery is not
+    /// claimed while an earlier event of the same recipient of the same message (or an
+    /// earlier message-wide event) is still pending or in flight for this webhook, so a
+    /// receiver never sees `delivered` before `accepted`. Recipients of one message
+    /// still go out concurrently; deliveries given up on (`failed`) hold nothing back.
     async fn claim_deliveries(
         &self,
         webhook: &WebhookId,

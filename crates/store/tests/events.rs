@@ -364,3 +364,84 @@ async fn delivery_state_machine() {
         .collect();
     assert_eq!(ids, HashSet::from([only_delivered]));
 }
+
+#[tokio::test]
+async fn claims_keep_each_recipients_events_in_stream_order() {
+    let (store, tenant, _dir) = setup().await;
+    let hook = webhook(&store, &tenant, None).await;
+    let msg = message(&tenant, 2, now_millis());
+    let id = msg.id.clone();
+    store.enqueue(msg).await.unwrap();
+    assert_eq!(store.cancel(&id, now_millis()).await.unwrap(), 2);
+    let f = store.fan_out_events(100, now_millis()).await.unwrap();
+    assert_eq!((f.events, f.deliveries), (4, 4));
+
+    let now = now_millis();
+    let kinds = |due: &[mailroom_store::DueDelivery]| {
+        due.iter()
+            .map(|d| {
+                (
+                    d.event.event.kind.as_str().to_string(),
+                    d.event.event.recipient.clone().unwrap_or_default(),
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    // Both recipients' `accepted` go out at once; their `cancelled` wait.
+    let first = store.claim_deliveries(&hook, now, now, 10).await.unwrap();
+    assert_eq!(
+        kinds(&first),
+        [
+            ("accepted".to_string(), "r0@example.net".to_string()),
+            ("accepted".to_string(), "r1@example.net".to_string())
+        ]
+    );
+    // Claimed but unanswered (the lease ran out at `now`): still held back.
+    let again = store.claim_deliveries(&hook, now, now, 10).await.unwrap();
+    assert_eq!(
+        kinds(&again),
+        kinds(&first),
+        "only the accepted ones come due again"
+    );
+    let finish = |seq, state| DeliveryUpdate {
+        webhook_id: hook.clone(),
+        seq,
+        state,
+        attempts: 1,
+        next_attempt_at: None,
+        last_status: None,
+        last_error: None,
+        at: now,
+    };
+    // r0's accepted delivered, r1's given up: each releases its own recipient's next event.
+    store
+        .record_delivery(finish(first[0].seq, DeliveryState::Delivered))
+        .await
+        .unwrap();
+    let next = store
+        .claim_deliveries(&hook, now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&next),
+        [
+            ("accepted".to_string(), "r1@example.net".to_string()),
+            ("cancelled".to_string(), "r0@example.net".to_string())
+        ],
+        "each recipient's next event, in any order"
+    );
+    store
+        .record_delivery(finish(first[1].seq, DeliveryState::Failed))
+        .await
+        .unwrap();
+    let last = store
+        .claim_deliveries(&hook, now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&last),
+        [("cancelled".to_string(), "r1@example.net".to_string())]
+    );
+}

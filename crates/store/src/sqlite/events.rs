@@ -369,6 +369,11 @@ impl SqliteStore {
             " FROM webhook_deliveries d JOIN events e ON e.seq = d.seq \
              LEFT JOIN messages m ON m.id = e.message_id \
              WHERE d.webhook_id = $1 AND d.state = 'pending' AND d.next_attempt_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM events e2 JOIN webhook_deliveries d2 \
+                 ON d2.webhook_id = d.webhook_id AND d2.seq = e2.seq \
+                 WHERE e2.message_id = e.message_id AND e2.seq < e.seq \
+                 AND (e2.recipient IS e.recipient OR e2.recipient IS NULL) \
+                 AND d2.state = 'pending') \
              ORDER BY d.next_attempt_at, d.seq LIMIT $3"
         );
         let rows = sqlx::query(sql)
