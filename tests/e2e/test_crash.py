@@ -3,6 +3,13 @@
 Rounds: start (or restart) the server on the same data dir, run N sender threads over
 STARTTLS+AUTH, SIGKILL the server after a random 1-3 s, restart it, and check that every
 queue id that was answered with 250 is there with all its recipients.
+
+Every sender's outcome is counted (250s, 4xx, connection errors before and after the
+kill, a thread that died), and each round must carry load: at least
+MIN_ACCEPTED_PER_ROUND acknowledged messages and a 250 for every sender. Measured here
+(debug build, 2 shared cores): 220-384 accepted per round in 2.3-3.0 s of load, about
+95-130 per second, no temporary refusal; the floor of 40 allows for a kill after the
+minimum 1 s on a machine more than twice as slow.
 """
 
 from __future__ import annotations
