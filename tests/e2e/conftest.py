@@ -1,7 +1,8 @@
 """Pytest fixtures and hooks for the end-to-end suite; helpers live in mailroom_harness.py.
 
-The binary is `$MAILROOM_BIN`, or `<repo>/target/debug/mailroom`. When it is missing the
-whole suite is skipped with a clear reason.
+The binary is `$MAILROOM_BIN` (scripts/test sets it from cargo's own build output), or
+`<repo>/target/debug/mailroom`. When it is missing the whole suite is skipped with a clear
+reason - and under CI=true every one of those skips is a failure (tests/conftest.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """End-to-end harness: run the real `mailroom` binary and talk to it with real clients.
 
-The binary is `$MAILROOM_BIN`, or `<repo>/target/debug/mailroom`. When it is missing the
-whole suite is skipped with a clear reason (build it first: `cargo build -p mailroom`).
+The binary is `$MAILROOM_BIN` (scripts/test sets it from cargo's own build output), or
+`$CARGO_TARGET_DIR/debug/mailroom`, or `<repo>/target/debug/mailroom`. When it is missing
+the whole suite is skipped with a clear reason (build it first: `cargo build -p mailroom`),
+and under CI=true each of those skips is a failure (tests/conftest.py).
 
 Everything here uses loopback addresses only, and every wait is bounded in time.
 """
@@ -41,8 +43,15 @@ _OPERATOR = object()  # sentinel: "use the operator token"
 
 
 def mailroom_bin() -> Path:
+    """`$MAILROOM_BIN` (scripts/test sets it from cargo's JSON build output), else the
+    debug binary under `$CARGO_TARGET_DIR` when that is set, else `<repo>/target`."""
     env = os.environ.get("MAILROOM_BIN")
-    return Path(env) if env else DEFAULT_BIN
+    if env:
+        return Path(env)
+    target_dir = os.environ.get("CARGO_TARGET_DIR")
+    if target_dir:
+        return (REPO_ROOT / target_dir / "debug" / "mailroom").resolve()
+    return DEFAULT_BIN
 
 
 def binary_missing_reason() -> str | None:

@@ -584,58 +584,52 @@ def test_overlong_text_line_550(server, tenant):
         client.close()
 
 
+# README ("Bounded"): failed AUTH per session (3) and per address (10, then `421 4.7.0`).
+AUTH_FAILURES_PER_SESSION = 3
+AUTH_FAILURES_PER_IP = 10
+
+
 def test_auth_failure_lockout_per_ip(server, tenant):
     """README: 3 failed AUTH close the session; 10 per address lock the address out
-    (421 4.7.0), while other addresses are unaffected. Uses 127.0.0.9 / 127.0.0.10 so the
-    lockout does not touch the other tests."""
+    (421 4.7.0), while other addresses are unaffected. Exactly 10: the first 10 failures
+    are each answered 535 5.7.8 (no earlier lockout), the next AUTH from that address is
+    refused 421 4.7.0 even with the right password (no later lockout). Uses 127.0.0.9 /
+    127.0.0.10 so the lockout does not touch the other tests."""
     bad = base64.b64encode(f"\0{tenant.username}\0wrong".encode()).decode()
     good = base64.b64encode(f"\0{tenant.username}\0{tenant.password}".encode()).decode()
-    failures, sessions, closed_after = 0, 0, []
-    locked_reply = None
-    while failures < 12 and sessions < 8:
-        sessions += 1
+    failures, per_session = 0, []
+    while failures < AUTH_FAILURES_PER_IP:
         with server.raw(source="127.0.0.9") as c:
-            if c.greeting[0] == 421:
-                locked_reply = c.greeting
-                break
-            try:
-                c.ehlo()
-                c.starttls()
-                c.ehlo()
-                n = 0
-                for _ in range(5):
-                    code, text = c.cmd(f"AUTH PLAIN {bad}")
-                    if code == 421:
-                        locked_reply = (code, text)
-                        break
-                    assert_reply((code, text), 535, "5.7.8", what="wrong password")
-                    failures += 1
-                    n += 1
-                closed_after.append(n)
-                if locked_reply:
-                    break
-                # After 3 failures the session must be over.
-                try:
-                    code, text = c.cmd(f"AUTH PLAIN {good}")
-                    assert code != 235, "AUTH accepted after the per-session failure limit"
-                except (ConnectionError, OSError):
-                    pass
-            except (ConnectionError, OSError):
-                closed_after.append(None)
-    assert all(n is None or n <= 3 for n in closed_after), (
-        f"more than 3 failed AUTH in one session were answered 535: {closed_after}")
+            assert c.greeting[0] == 220, (
+                f"locked out after only {failures} failed AUTH: greeting {c.greeting!r}")
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            n = 0
+            while n < AUTH_FAILURES_PER_SESSION and failures < AUTH_FAILURES_PER_IP:
+                assert_reply(c.cmd(f"AUTH PLAIN {bad}"), 535, "5.7.8",
+                             what=f"failed AUTH #{failures + 1} from 127.0.0.9")
+                failures += 1
+                n += 1
+            per_session.append(n)
+            if n == AUTH_FAILURES_PER_SESSION:
+                # The third failure ends the session: 421 4.7.0 and the connection closes.
+                assert_reply(c.read_reply(), 421, "4.7.0",
+                             what=f"session close after {n} failed AUTH")
+                with pytest.raises((ConnectionError, OSError)):
+                    c.cmd(f"AUTH PLAIN {good}")
+    assert per_session == [3, 3, 3, 1], per_session
     # Now locked out: even the right password is refused from 127.0.0.9.
-    if locked_reply is None:
-        with server.raw(source="127.0.0.9") as c:
-            if c.greeting[0] == 421:
-                locked_reply = c.greeting
-            else:
-                c.ehlo()
-                c.starttls()
-                c.ehlo()
-                locked_reply = c.cmd(f"AUTH PLAIN {good}")
-    assert locked_reply[0] == 421 and locked_reply[1].startswith(b"4.7.0"), (
-        f"after {failures} failed AUTH from 127.0.0.9 expected 421 4.7.0, got {locked_reply!r}")
+    with server.raw(source="127.0.0.9") as c:
+        if c.greeting[0] == 421:
+            locked_reply = c.greeting
+        else:
+            c.ehlo()
+            c.starttls()
+            c.ehlo()
+            locked_reply = c.cmd(f"AUTH PLAIN {good}")
+    assert_reply(locked_reply, 421, "4.7.0",
+                 what=f"AUTH after {AUTH_FAILURES_PER_IP} failures from 127.0.0.9")
     # Another address is not affected.
     with server.raw(source="127.0.0.10") as c:
         c.ehlo()

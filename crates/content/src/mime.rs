@@ -419,22 +419,68 @@ Content-Transfer-Encoding: base64\r\n\r\nTVqQAA==\r\n--outer--\r\nepilogue\r\n";
         assert_eq!(&m[l[0].body.clone()], b"body\r\n");
     }
 
+    /// Damaged and hostile structure: each has one defined result (no panic is not
+    /// enough), and the work stays bounded by MAX_DEPTH and MAX_PARTS.
     #[test]
-    fn hostile_input_does_not_panic() {
-        for m in [
-            &b""[..],
-            b"Content-Type: multipart/mixed; boundary=",
-            b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x",
-            b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n--x--",
-            b"Content-Transfer-Encoding: base64\r\n\r\n====A",
-        ] {
-            for leaf in leaves(m) {
-                let _ = leaf.decode(m);
-            }
+    fn hostile_input_has_a_defined_bounded_result() {
+        // Empty: one empty text/plain leaf.
+        let l = leaves(b"");
+        assert_eq!(l.len(), 1);
+        assert!(l[0].is_text());
+        assert_eq!(l[0].body, 0..0);
+        assert_eq!(l[0].decode(b""), b"");
+        // An empty boundary is no boundary: the multipart is one opaque, empty leaf.
+        let m = b"Content-Type: multipart/mixed; boundary=";
+        let l = leaves(m);
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].content_type, "multipart/mixed");
+        assert_eq!(l[0].body, m.len()..m.len());
+        // An opening delimiter and nothing after it: no complete part, no leaf.
+        assert_eq!(
+            leaves(b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x"),
+            vec![]
+        );
+        // Opening then closing delimiter: one empty part, read as text/plain.
+        let m = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n--x--";
+        let l = leaves(m);
+        assert_eq!(l.len(), 1);
+        assert!(l[0].is_text());
+        assert!(l[0].body.is_empty(), "{:?}", l[0].body);
+        // Base64 that is all padding and one dangling character decodes to nothing.
+        let m = b"Content-Transfer-Encoding: base64\r\n\r\n====A";
+        let l = leaves(m);
+        assert_eq!((l.len(), l[0].encoding.as_str()), (1, "base64"));
+        assert_eq!(l[0].decode(m), b"");
+        // Malformed quoted-printable escapes are kept literally; a trailing "=" is a
+        // soft break at the end of input.
+        assert_eq!(decode_qp(b"abc="), b"abc");
+        assert_eq!(decode_qp(b"abc=4"), b"abc=4");
+        assert_eq!(decode_qp(b"=ZZ=\r"), b"=ZZ=\r");
+
+        // Nesting far deeper than MAX_DEPTH: the walk stops at the cap, and what lies
+        // below it is one opaque leaf.
+        let mut deep = String::from("Content-Type: text/plain\r\n\r\nbottom");
+        for i in 0..500 {
+            deep = format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n{deep}\r\n--b{i}--\r\n"
+            );
         }
-        let _ = decode_qp(b"abc=");
-        let _ = decode_qp(b"abc=4");
-        let _ = decode_qp(b"=ZZ=\r");
+        let l = leaves(deep.as_bytes());
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!(l[0].content_type, "multipart/mixed");
+        // Far more parts than MAX_PARTS: exactly MAX_PARTS leaves are looked at.
+        let mut many = b"Content-Type: multipart/mixed; boundary=p\r\n\r\n".to_vec();
+        for i in 0..MAX_PARTS * 3 {
+            many.extend_from_slice(format!("--p\r\n\r\npart {i}\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"--p--\r\n");
+        let l = leaves(&many);
+        assert_eq!(l.len(), MAX_PARTS);
+        assert_eq!(&many[l[0].body.clone()], b"part 0");
+        assert_eq!(
+            l[MAX_PARTS - 1].text(&many),
+            format!("part {}", MAX_PARTS - 1)
+        );
     }
 
     #[test]

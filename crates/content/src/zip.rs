@@ -176,15 +176,70 @@ pub(crate) mod tests {
         assert_eq!(e[0].data.len(), 64 << 10);
     }
 
+    /// Damaged archives have one defined result each; every case gets its own budget,
+    /// so later cases still inflate (a shared budget would let them skip it).
     #[test]
     fn garbage_is_not_a_zip() {
-        let mut budget = 100;
-        assert_eq!(entries(b"PK\x05\x06", 10, &mut budget), None);
-        let mut z = build(&[("a", b"b")], false);
-        z.truncate(z.len() - 5);
-        let _ = entries(&z, 10, &mut budget);
-        for cut in 0..z.len() {
-            let _ = entries(&z[cut..], 10, &mut budget);
+        let fresh = || 100usize;
+        assert_eq!(entries(b"PK\x05\x06", 10, &mut fresh()), None);
+        // An empty archive (end-of-directory record only) is a zip with no entries.
+        let empty = build(&[], false);
+        assert_eq!(empty.len(), 22);
+        assert_eq!(entries(&empty, 10, &mut fresh()), Some(vec![]));
+
+        let z = build(&[("a", b"b")], false);
+        let mut budget = fresh();
+        let whole = entries(&z, 10, &mut budget).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(
+            (whole[0].name.as_str(), &whole[0].data[..]),
+            ("a", &b"b"[..])
+        );
+        assert_eq!(budget, 99, "the budget pays for what was inflated");
+        // Any truncation cuts into the 22-byte end-of-directory record: not a zip.
+        for len in 0..z.len() {
+            assert_eq!(entries(&z[..len], 10, &mut fresh()), None, "prefix {len}");
+        }
+        // Leading bytes cut off: the record is intact, but the central directory offset
+        // now points past its entry (the only "PK\x01\x02" in the archive), so nothing
+        // is listed; an offset beyond the end is not a zip.
+        let cd_at = u32_at(&z, z.len() - 6).unwrap();
+        for cut in 1..z.len() {
+            let rest = &z[cut..];
+            let want = if rest.len() < 22 {
+                None
+            } else if cd_at <= rest.len() {
+                Some(vec![])
+            } else {
+                None
+            };
+            assert_eq!(entries(rest, 10, &mut fresh()), want, "suffix from {cut}");
+        }
+    }
+
+    /// A damaged deflate stream yields at most the per-entry cap (what inflated before
+    /// the decoder gave up), the budget pays exactly that, and the entry is still
+    /// listed by name.
+    #[test]
+    fn damaged_deflate_yields_a_bounded_prefix() {
+        let content: Vec<u8> = (0..4000u32).flat_map(|i| i.to_be_bytes()).collect();
+        let z = build(&[("data.bin", &content)], true);
+        let body_at = 30 + "data.bin".len();
+        for at in [body_at, body_at + 10, body_at + 100, z.len() / 2] {
+            let mut bad = z.clone();
+            for b in &mut bad[at..at + 8] {
+                *b ^= 0xA5;
+            }
+            let mut budget = 1 << 20;
+            let e = entries(&bad, 1000, &mut budget).unwrap();
+            assert_eq!(e.len(), 1, "damage at {at}");
+            assert_eq!(e[0].name, "data.bin");
+            assert!(
+                e[0].data.len() <= 1000,
+                "damage at {at}: {} bytes",
+                e[0].data.len()
+            );
+            assert_eq!(budget, (1 << 20) - e[0].data.len());
         }
     }
 }

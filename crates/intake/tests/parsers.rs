@@ -1,6 +1,7 @@
 //! Parser vectors: real-world-shaped bounces (Postfix, Gmail, Exim, qmail, sendmail)
 //! and an ARF complaint as a typical feedback loop sends it; malformed and hostile
-//! inputs must give an error, never a panic.
+//! inputs must give the right error (or a report saying only what the input says),
+//! never a panic.
 
 use mailroom_intake::report::{Action, BounceFormat, Report};
 use mailroom_intake::{ParseError, parse};
@@ -139,29 +140,86 @@ fn other_mail_is_not_a_report() {
     }
 }
 
+/// Malformed and hostile inputs: each has a defined result (the error of the right
+/// kind, or a report that says only what the input says), not merely "no panic".
 #[test]
-fn malformed_inputs_never_panic() {
-    let postfix = include_bytes!("vectors/postfix.eml");
-    let arf = include_bytes!("vectors/arf.eml");
-    let mut inputs: Vec<Vec<u8>> = vec![
-        Vec::new(),
-        b"\r\n".to_vec(),
-        vec![0xff; 1000],
-        b"Content-Type: multipart/report; boundary=\"\"\r\n\r\n--\r\n--\r\n".to_vec(),
-        b"Content-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 9.9.9.9\r\nDiagnostic-Code: ;;;;\r\n".to_vec(),
-        format!("Content-Type: multipart/report; boundary=b\r\n\r\n{}", "--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".repeat(2000)).into_bytes(),
-    ];
-    // Every truncation of real reports, at a stride.
-    for src in [&postfix[..], &arf[..]] {
-        for cut in (0..src.len()).step_by(37) {
-            inputs.push(src[..cut].to_vec());
-        }
-    }
-    for raw in &inputs {
-        let _ = parse(raw);
-    }
+fn malformed_inputs_have_a_defined_result() {
+    let not_a_report = |raw: &[u8]| match parse(raw) {
+        Err(ParseError::NotAMessage | ParseError::NotAReport) => {}
+        other => panic!(
+            "{:?}: expected not-a-report, got {other:?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+        ),
+    };
+    assert_eq!(parse(b""), Err(ParseError::NotAMessage));
+    assert_eq!(parse(&[0xff; 1000]), Err(ParseError::NotAMessage));
+    assert_eq!(parse(b"\r\n"), Err(ParseError::NotAReport));
+    // An empty boundary is no boundary: there is no delivery-status part.
+    assert_eq!(
+        parse(b"Content-Type: multipart/report; boundary=\"\"\r\n\r\n--\r\n--\r\n"),
+        Err(ParseError::NotAReport)
+    );
+    // 2,000 nested multiparts sharing one boundary: no report part is found, bounded.
+    not_a_report(
+        format!(
+            "Content-Type: multipart/report; boundary=b\r\n\r\n{}",
+            "--b\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n".repeat(2000)
+        )
+        .as_bytes(),
+    );
+    // A bare delivery-status with a nonsense Status and Diagnostic-Code: one failed
+    // recipient with no address, no status and no reply code - nothing invented.
+    let b = bounce(
+        "Content-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 9.9.9.9\r\nDiagnostic-Code: ;;;;\r\n",
+    );
+    assert_eq!(b.recipients.len(), 1, "{b:?}");
+    let r = &b.recipients[0];
+    assert_eq!(
+        (r.address.as_deref(), r.action),
+        (None, Action::Failed),
+        "{r:?}"
+    );
+    assert_eq!((r.status, r.code), (None, None), "{r:?}");
     assert_eq!(
         parse(&vec![b'a'; mailroom_intake::MAX_INPUT + 1]),
         Err(ParseError::TooLarge)
     );
+}
+
+/// Every truncation of real reports (at a stride): too short, it is not a report or a
+/// malformed one; from some length on, it is the same report as the whole one says,
+/// and it stays so as more arrives.
+#[test]
+fn truncated_reports_are_refused_or_read_consistently() {
+    let postfix = include_bytes!("vectors/postfix.eml");
+    let arf = include_bytes!("vectors/arf.eml");
+    for (name, src) in [("postfix", &postfix[..]), ("arf", &arf[..])] {
+        let mut first_ok = None;
+        for cut in (0..src.len()).step_by(37) {
+            let result = parse(&src[..cut]);
+            match &result {
+                Err(ParseError::TooLarge) => panic!("{name}[..{cut}]: TooLarge"),
+                Err(_) => assert!(
+                    first_ok.is_none(),
+                    "{name}[..{cut}]: {result:?} after it parsed at {first_ok:?}"
+                ),
+                Ok(Report::Bounce(b)) => {
+                    assert_eq!(name, "postfix", "{b:?}");
+                    assert_eq!(b.format, BounceFormat::Dsn);
+                    assert_eq!(b.recipients.len(), 1, "{name}[..{cut}]: {b:?}");
+                    let r = &b.recipients[0];
+                    assert_eq!(r.address.as_deref(), Some("nobody@example.net"));
+                    assert_eq!(r.action, Action::Failed);
+                    first_ok.get_or_insert(cut);
+                }
+                Ok(Report::Complaint(c)) => {
+                    assert_eq!(name, "arf", "{c:?}");
+                    assert_eq!(c.feedback_type, "abuse");
+                    first_ok.get_or_insert(cut);
+                }
+            }
+        }
+        let first_ok = first_ok.unwrap_or_else(|| panic!("{name}: no truncation parsed"));
+        assert!(first_ok > 0 && first_ok < src.len(), "{name}: {first_ok}");
+    }
 }
