@@ -17,7 +17,7 @@ use recorder::{Recorder, Reply, Seen};
 const TENANT_ID: &str = "01JCLITESTTENANT0000000000";
 
 /// Top-level commands that never talk to the API.
-const NOT_API: &[&str] = &["serve", "check-config", "bench"];
+const NOT_API: &[&str] = &["serve", "check-config", "bench", "secrets"];
 
 /// The API, as far as the CLI needs it to get through each command.
 fn fake_api(s: &Seen) -> Reply {
