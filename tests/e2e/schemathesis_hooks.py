@@ -14,6 +14,13 @@ host is refused before a DNS lookup. A schema-valid URL with a random host would
 refused too, so in positive cases (only) the hook points `url` at the test's loopback
 receiver (`MAILROOM_ST_WEBHOOK_URL`); negative cases keep their generated URL and must be
 refused.
+
+Keys: the tenant run authenticates with the tenant's key, whose id is in
+`MAILROOM_ST_PROTECTED_KEYS`. A generated `DELETE /v1/keys/{id}` or
+`POST /v1/keys/{id}/rotate` aimed at it (the stateful phase follows links from
+`GET /v1/keys`) is pointed at an id that does not exist instead, so the run cannot lock
+itself out; revocation and rotation are tested in tests/e2e/test_api_keys.py and
+crates/api/tests/key_scopes.rs.
 """
 
 from __future__ import annotations
@@ -38,6 +45,11 @@ def before_call(context, case, kwargs):
             and isinstance(case.body, dict) and isinstance(case.body.get("url"), str) \
             and _positive(case):
         case.body = {**case.body, "url": receiver}
+    protected = set(filter(None, os.environ.get("MAILROOM_ST_PROTECTED_KEYS", "").split(",")))
+    if path.startswith("/v1/keys/{id}") and isinstance(case.path_parameters, dict) \
+            and case.path_parameters.get("id") in protected \
+            and (method == "DELETE" or path.endswith("/rotate")):
+        case.path_parameters = {**case.path_parameters, "id": "01JZZZZZZZZZZZZZZZZZZZZZZZ"}
     tenant = os.environ.get("MAILROOM_ST_TENANT")
     if not tenant:
         return

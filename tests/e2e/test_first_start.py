@@ -18,13 +18,14 @@ STARTED = "mailroom started"
 
 def normalise(line: str) -> str:
     line = re.sub(r"mro_\S+", "mro_…", line)
+    line = re.sub(r'key_id="[0-9a-f]+"', 'key_id="…"', line)
     line = re.sub(r"^\d{4}-\d\d-\d\dT[0-9:.]+Z|^\d{4}-…Z", "<time>", line)
     return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line).rstrip()
 
 
 def readme_sample() -> list[str]:
     text = (REPO_ROOT / "README.md").read_text()
-    after = text.split("First start prints", 1)[1]
+    after = text.split("First start warns", 1)[1]
     block = after.split("```", 2)[1]
     return [normalise(line) for line in block.splitlines()[1:] if line.strip()]
 

@@ -117,7 +117,13 @@ def contract(tmp_path_factory):
         ),
     )
     tenant = srv.create_tenant("contract", domain="contract.test", credential=False)
+    keys = srv.api("GET", f"/v1/keys?tenant={tenant.id}")
+    assert keys.status == 200 and keys.body["keys"], keys
+    # The tenant run's own key: the runs must not revoke it (or rotate it with no grace)
+    # under themselves, or every later request is a 401 (schemathesis_hooks.py).
+    os.environ["MAILROOM_ST_PROTECTED_KEYS"] = ",".join(k["id"] for k in keys.body["keys"])
     yield srv, tenant, receiver
+    os.environ.pop("MAILROOM_ST_PROTECTED_KEYS", None)
     srv.stop()
     receiver.stop()
     dns.stop()

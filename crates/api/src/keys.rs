@@ -144,12 +144,18 @@ pub async fn list(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = Params::new(query, &["tenant"])?;
-    let tenant = match (&p, q.get("tenant")) {
-        (Principal::Tenant(own), _) => Some(own.tenant_id.clone()),
-        (Principal::Operator, None) => None,
-        (Principal::Operator, Some(t)) => {
-            Some(TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id"))?)
+    let named = q
+        .get("tenant")
+        .map(|t| TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id")))
+        .transpose()?;
+    let tenant = match (&p, named) {
+        (Principal::Tenant(own), None) => Some(own.tenant_id.clone()),
+        // A tenant key may name itself; another tenant looks missing (as on /v1/webhooks).
+        (Principal::Tenant(own), Some(t)) => {
+            p.require_tenant(&t)?;
+            Some(own.tenant_id.clone())
         }
+        (Principal::Operator, t) => t,
     };
     let keys = state.store.list_api_keys(tenant.as_ref()).await?;
     Ok(Json(json!({
