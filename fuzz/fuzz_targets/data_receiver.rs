@@ -41,7 +41,12 @@ fn reference_body(body: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    // Every piece but the last ended in LF (bare or CRLF) and is a line, empty ones
+    // included; the last piece is what follows the final LF: nothing, as the body is
+    // empty or ends with CRLF.
+    let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    lines.pop();
+    for line in lines {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line == b"." {
             return None;
