@@ -29,14 +29,13 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v nmap >/dev/null 2>&1 || missing+=(nmap)
 command -v testssl >/dev/null 2>&1 || missing+=(testssl.sh)
 # Clients for tests/e2e/test_tls_trust.py (the README's ways to trust the generated
-# certificate): curl --cacert and Node's NODE_EXTRA_CA_CERTS.
+# certificate): curl --cacert and Node's NODE_EXTRA_CA_CERTS; curl also uploads an
+# LF-only file over SMTP in tests/e2e/test_lf_only.py.
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 # clamd for the content-protection e2e test (it starts its own daemon on a tiny test
 # signature database; nothing downloads signatures and no service is enabled).
 command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
-# curl uploads an LF-only file over SMTP in tests/e2e/test_lf_only.py.
-command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
