@@ -74,6 +74,40 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// The tenant a request acts for, `named` in `field` (a body's `tenant_id` or a
+    /// `?tenant=`): a tenant key's own (it may name itself; another tenant looks
+    /// missing); the operator must name one, and it must exist.
+    pub async fn acting_tenant(
+        &self,
+        state: &AppState,
+        named: Option<&str>,
+        field: &str,
+    ) -> Result<TenantId, ApiError> {
+        match (self, named) {
+            (Principal::Tenant(t), None) => Ok(t.tenant_id.clone()),
+            (Principal::Tenant(t), Some(n)) => {
+                let id = TenantId::parse(n).ok_or_else(|| ApiError::not_found("tenant"))?;
+                self.require_tenant(&id)?;
+                Ok(t.tenant_id.clone())
+            }
+            (Principal::Operator, None) => {
+                Err(ApiError::invalid(field, "required with the operator token"))
+            }
+            (Principal::Operator, Some(n)) => {
+                let id = TenantId::parse(n)
+                    .ok_or_else(|| ApiError::invalid(field, "not a tenant id"))?;
+                state
+                    .store
+                    .get_tenant(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("tenant"))?;
+                Ok(id)
+            }
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 

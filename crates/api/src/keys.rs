@@ -87,30 +87,9 @@ pub async fn create(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let req: CreateKey = parse_json(&body)?;
-    let tenant = match (&p, req.tenant_id.as_deref()) {
-        (Principal::Operator, None) => {
-            return Err(ApiError::invalid(
-                "tenant_id",
-                "required when the operator creates a key",
-            ));
-        }
-        (Principal::Operator, Some(t)) => {
-            let id = TenantId::parse(t)
-                .ok_or_else(|| ApiError::invalid("tenant_id", "not a tenant id"))?;
-            state
-                .store
-                .get_tenant(&id)
-                .await?
-                .ok_or_else(|| ApiError::invalid("tenant_id", "no such tenant"))?;
-            id
-        }
-        (Principal::Tenant(own), None) => own.tenant_id.clone(),
-        (Principal::Tenant(own), Some(t)) => {
-            let id = TenantId::parse(t).ok_or_else(|| ApiError::not_found("tenant"))?;
-            p.require_tenant(&id)?;
-            own.tenant_id.clone()
-        }
-    };
+    let tenant = p
+        .acting_tenant(&state, req.tenant_id.as_deref(), "tenant_id")
+        .await?;
     let name = check_name(&req.name)?;
     let scope = KeyScope::parse(&req.scope)
         .ok_or_else(|| ApiError::invalid("scope", "one of: send, read, full"))?;

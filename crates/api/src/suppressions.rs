@@ -13,7 +13,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use mailroom_model::{Address, TenantId, now_millis};
+use mailroom_model::{Address, now_millis};
 use mailroom_store::Suppression;
 use serde::Deserialize;
 use serde_json::json;
@@ -31,37 +31,6 @@ fn tenant_param(query: RawQuery, extra: &[&str]) -> Result<Params, ApiError> {
     Params::new(query, &known)
 }
 
-/// The tenant a request acts on: the caller's own, or for the operator the named one.
-async fn target(
-    state: &AppState,
-    p: &Principal,
-    named: Option<&str>,
-) -> Result<TenantId, ApiError> {
-    let id = match (p, named) {
-        (Principal::Tenant(t), None) => return Ok(t.tenant_id.clone()),
-        (Principal::Tenant(t), Some(n)) => {
-            let id = TenantId::parse(n).ok_or_else(|| ApiError::not_found("tenant"))?;
-            p.require_tenant(&id)?;
-            return Ok(t.tenant_id.clone());
-        }
-        (Principal::Operator, None) => {
-            return Err(ApiError::invalid(
-                "tenant",
-                "the operator must name the tenant",
-            ));
-        }
-        (Principal::Operator, Some(n)) => {
-            TenantId::parse(n).ok_or_else(|| ApiError::not_found("tenant"))?
-        }
-    };
-    state
-        .store
-        .get_tenant(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    Ok(id)
-}
-
 fn normalise(field: &str, address: &str) -> Result<String, ApiError> {
     Address::parse(address.trim())
         .map(|a| a.to_string().to_lowercase())
@@ -74,7 +43,7 @@ pub async fn list(
     query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = tenant_param(query, &["after", "limit"])?;
-    let tenant = target(&state, &p, q.get("tenant")).await?;
+    let tenant = p.acting_tenant(&state, q.get("tenant"), "tenant").await?;
     let limit = q.limit(100, 1000)?;
     let after = q.get("after").map(|a| a.trim().to_lowercase());
     if after.as_ref().is_some_and(|a| a.len() > 254) {
@@ -111,7 +80,9 @@ pub async fn add(
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let req: AddSuppression = parse_json(&body)?;
-    let tenant = target(&state, &p, req.tenant_id.as_deref()).await?;
+    let tenant = p
+        .acting_tenant(&state, req.tenant_id.as_deref(), "tenant_id")
+        .await?;
     let address = normalise("address", &req.address)?;
     let reason = req.reason.unwrap_or_else(|| "manual".into());
     if !REASONS.contains(&reason.as_str()) {
@@ -150,7 +121,7 @@ pub async fn show(
     query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = tenant_param(query, &[])?;
-    let tenant = target(&state, &p, q.get("tenant")).await?;
+    let tenant = p.acting_tenant(&state, q.get("tenant"), "tenant").await?;
     let address = normalise("address", &address)?;
     let entry = state
         .store
@@ -167,7 +138,7 @@ pub async fn remove(
     query: RawQuery,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = tenant_param(query, &[])?;
-    let tenant = target(&state, &p, q.get("tenant")).await?;
+    let tenant = p.acting_tenant(&state, q.get("tenant"), "tenant").await?;
     let address = normalise("address", &address)?;
     if !state.store.remove_suppression(&tenant, &address).await? {
         return Err(ApiError::not_found("suppression"));
