@@ -10,8 +10,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::OPERATOR;
 use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{NewMessage, NewRecipient, Store};
+use mailroom_store::{NewMessage, NewRecipient};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -135,7 +136,7 @@ impl Api {
                     suppressed: None,
                 }],
                 accepted_detail: json!({}),
-                leased_until: None,
+                lease: None,
                 idempotency: None,
                 meta: None,
                 return_path: None,

@@ -8,7 +8,8 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{Api, OPERATOR};
 use mailroom_model::{EventType, MessageId, now_millis};
-use mailroom_store::{KeyState, Store};
+use mailroom_store::KeyState;
+use mailroom_store::prelude::*;
 use mailroom_testkit::TestZone;
 use serde_json::{Value, json};
 
@@ -349,7 +350,11 @@ async fn messages_are_signed_with_both_keys_and_get_a_return_path() {
     assert!(head.starts_with("DKIM-Signature:"), "{head}");
     let due = api
         .store
-        .claim_due(now_millis() + 1000, now_millis() + 60_000, 10)
+        .claim_due(
+            &mailroom_store::Lease::new("test", now_millis() + 60_000),
+            now_millis() + 1000,
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(due[0].return_path.as_deref(), Some("bounces.acme.test"));

@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use common::{Api, OPERATOR};
 use mailroom_model::ApiKeyId;
 use mailroom_policy::secrets;
-use mailroom_store::Store;
+use mailroom_store::prelude::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{Api, OPERATOR};
 use mailroom_model::{MessageId, RecipientState};
-use mailroom_store::Store;
+use mailroom_store::prelude::*;
 use serde_json::{Value, json};
 
 fn simple(to: Value) -> Value {

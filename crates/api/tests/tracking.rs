@@ -11,6 +11,7 @@ use mailroom_content::mime;
 use mailroom_content::{Key, RuleSet};
 use mailroom_ingest::{Actions, ContentConfig, TrackingConfig};
 use mailroom_model::MessageId;
+use mailroom_store::prelude::*;
 use serde_json::{Value, json};
 
 const BASE: &str = "https://t.mailroom.test";
@@ -64,7 +65,6 @@ async fn send(api: &Api, key: &str, extra: Value) -> common::Response {
 }
 
 async fn stored_body(api: &Api, id: &str) -> Vec<u8> {
-    use mailroom_store::Store;
     api.store
         .load_body(&MessageId::parse(id).unwrap())
         .await

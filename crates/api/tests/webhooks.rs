@@ -6,8 +6,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{NewMessage, NewRecipient, Store};
+use mailroom_store::{NewMessage, NewRecipient};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -104,7 +105,7 @@ impl Api {
                     })
                     .collect(),
                 accepted_detail: json!({ "source": "api", "tags": ["t1"] }),
-                leased_until: None,
+                lease: None,
                 return_path: None,
                 idempotency: None,
                 meta: None,

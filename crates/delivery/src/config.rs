@@ -38,8 +38,11 @@ pub struct DeliveryConfig {
     pub destination_queue: usize,
     /// Recipients claimed per scheduler round.
     pub claim_batch: usize,
-    /// How long a claim lasts before another worker may take the recipient.
+    /// How long a claim lasts before another node may take the recipient (renewed
+    /// while delivery is in progress).
     pub lease: Duration,
+    /// This node's id: the owner of the leases it takes.
+    pub node_id: String,
     /// Longest wait between scheduler rounds when nothing wakes it.
     pub poll_interval: Duration,
     /// Send RFC 3464 bounces to the envelope sender.
@@ -63,7 +66,8 @@ impl Default for DeliveryConfig {
             retry: RetrySchedule::default(),
             destination_queue: 1000,
             claim_batch: 500,
-            lease: Duration::from_secs(600),
+            lease: Duration::from_secs(60),
+            node_id: "local".into(),
             poll_interval: Duration::from_secs(1),
             dsn: true,
         }

@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) tracker: TaskTracker,
     /// Outcomes go to the recorder task, which writes them in batches.
     pub(crate) recorder: mpsc::Sender<crate::outcome::Recording>,
+    /// Outcomes not recorded because another node had taken over the lease.
+    lost_leases: AtomicUsize,
     recorder_rx: std::sync::Mutex<Option<mpsc::Receiver<crate::outcome::Recording>>>,
 }
 
@@ -76,6 +78,7 @@ impl Engine {
         let (recorder, recorder_rx) = mpsc::channel(10_000);
         Arc::new(Self {
             recorder,
+            lost_leases: AtomicUsize::new(0),
             recorder_rx: std::sync::Mutex::new(Some(recorder_rx)),
             global: Arc::new(Semaphore::new(cfg.max_connections)),
             cfg: Arc::new(cfg),
@@ -88,6 +91,15 @@ impl Engine {
         })
     }
 
+    pub(crate) fn note_lost_leases(&self, n: usize) {
+        self.lost_leases.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Outcomes this node did not record because its lease had been taken over.
+    pub fn lost_leases(&self) -> usize {
+        self.lost_leases.load(Ordering::Relaxed)
+    }
+
     /// Runs the scheduler until shutdown, then waits for workers to finish the
     /// message they are sending and gives queued work back to storage.
     pub async fn run(self: Arc<Self>) {
@@ -97,9 +109,9 @@ impl Engine {
             .expect("recorder lock")
             .take()
             .map(|rx| tokio::spawn(crate::outcome::run_recorder(self.clone(), rx)));
-        // The embedded store belongs to this process alone: leases left by a crashed
-        // run must not hold those recipients back until they expire.
-        match self.store.release_all().await {
+        // Leases this node left when it last stopped (a crash) must not hold those
+        // recipients back until they expire. Other nodes' leases are theirs.
+        match self.store.release_node(&self.cfg.node_id).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(recipients = n, "released leases left by the previous run"),
             Err(e) => {
@@ -149,9 +161,10 @@ impl Engine {
     async fn round(self: &Arc<Self>) -> usize {
         let now = now_millis();
         let lease_until = now + self.cfg.lease.as_millis() as i64;
+        let lease = mailroom_store::Lease::new(&self.cfg.node_id, lease_until);
         let due = match self
             .store
-            .claim_due(now, lease_until, self.cfg.claim_batch)
+            .claim_due(&lease, now, self.cfg.claim_batch)
             .await
         {
             Ok(d) => d,
@@ -187,7 +200,7 @@ impl Engine {
                 count = give_back.len(),
                 "destination queues full; work stays queued"
             );
-            if let Err(e) = self.store.release(give_back).await {
+            if let Err(e) = self.store.release(&self.cfg.node_id, give_back).await {
                 tracing::warn!(error = %e, "releasing claims failed; they expire with their lease");
             }
         }
@@ -289,7 +302,7 @@ impl Engine {
                 count = keys.len(),
                 "releasing queued deliveries for the next start"
             );
-            let _ = self.store.release(keys).await;
+            let _ = self.store.release(&self.cfg.node_id, keys).await;
         }
     }
 }
@@ -329,8 +342,10 @@ impl mailroom_store::Handoff for EngineHandoff {
         refused
     }
 
-    fn lease(&self) -> std::time::Duration {
-        self.0.cfg.lease
+    fn new_lease(&self) -> mailroom_store::Lease {
+        let cfg = &self.0.cfg;
+        let until = mailroom_model::now_millis() + cfg.lease.as_millis() as i64;
+        mailroom_store::Lease::new(&cfg.node_id, until)
     }
 }
 

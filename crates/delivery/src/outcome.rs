@@ -136,9 +136,21 @@ pub(crate) async fn run_recorder(
         }
         let count = outcomes.len();
         match engine.store.record_outcomes(outcomes).await {
-            Ok(()) => {
-                for (body, failed, now) in bounces {
-                    bounce(&engine, &body, failed, now).await;
+            Ok(lost) => {
+                if !lost.is_empty() {
+                    // Another node holds these now: it records their outcome.
+                    engine.note_lost_leases(lost.len());
+                    tracing::warn!(
+                        count = lost.len(),
+                        "outcomes not recorded: the lease was lost to another node"
+                    );
+                }
+                let lost: std::collections::HashSet<_> = lost.into_iter().collect();
+                for (body, mut failed, now) in bounces {
+                    failed.retain(|(r, _, _)| !lost.contains(&(r.message_id.clone(), r.idx)));
+                    if !failed.is_empty() {
+                        bounce(&engine, &body, failed, now).await;
+                    }
                 }
             }
             // The leases expire and the recipients are tried again: at least once.
@@ -223,6 +235,7 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             detail,
             at: now,
             suppress,
+            lease_token: r.lease_token,
         });
     }
     let bounce = (engine.cfg.dsn && !failed.is_empty()).then(|| (body.clone(), failed, now));
@@ -345,7 +358,7 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
             suppressed: None,
         }],
         accepted_detail: json!({ "source": "dsn", "original_message_id": first.message_id }),
-        leased_until: None,
+        lease: None,
         idempotency: None,
         meta: None,
         return_path: None,

@@ -34,7 +34,7 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             None => match engine.store.load_body(work.message_id()).await {
                 Ok(Some(b)) => std::sync::Arc::new(b),
                 Ok(None) | Err(_) => {
-                    let _ = engine.store.release(work.keys()).await;
+                    let _ = engine.store.release(&engine.cfg.node_id, work.keys()).await;
                     continue;
                 }
             },

@@ -9,10 +9,9 @@ use axum::routing::post;
 use mailroom_events::{Dispatcher, DispatcherConfig, RetryPolicy, WebhookClient, signature};
 use mailroom_model::{MessageId, TenantId, WebhookId, now_millis};
 use mailroom_secrets::{Keyring, webhook_context};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{
-    DeliveryState, DynStore, NewMessage, NewRecipient, NewTenant, NewWebhook, Store,
-};
+use mailroom_store::{DeliveryState, DynStore, NewMessage, NewRecipient, NewTenant, NewWebhook};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -161,7 +160,7 @@ async fn retries_sign_and_isolate_slow_endpoints() {
                 suppressed: None,
             }],
             accepted_detail: serde_json::json!({ "source": "api" }),
-            leased_until: None,
+            lease: None,
             return_path: None,
             idempotency: None,
             meta: None,

@@ -289,10 +289,7 @@ impl Ingest {
             "content": content.detail,
         });
         let size = body.len();
-        let leased_until = self
-            .handoff
-            .as_ref()
-            .map(|h| now + h.lease().as_millis() as i64);
+        let lease = self.handoff.as_ref().map(|h| h.new_lease());
         let message = NewMessage {
             id: id.clone(),
             tenant_id: s.tenant.tenant_id.clone(),
@@ -319,7 +316,7 @@ impl Ingest {
                 })
                 .collect(),
             accepted_detail: detail,
-            leased_until,
+            lease,
             idempotency: None,
             meta: s.meta.clone(),
             return_path,
@@ -352,7 +349,8 @@ impl Ingest {
             let refused = handoff.offer(due, body);
             if !refused.is_empty() {
                 // Delivery is saturated: the scheduler will claim these from storage.
-                if let Err(e) = self.store.release(refused).await {
+                let owner = handoff.new_lease().owner;
+                if let Err(e) = self.store.release(&owner, refused).await {
                     tracing::warn!(error = %e, message_id = %id, "releasing a refused hand-off failed; its lease will expire");
                 }
             }
@@ -457,6 +455,7 @@ fn due_recipients(m: &NewMessage) -> Vec<DueRecipient> {
             dsn_envid: m.dsn_envid.clone(),
             smtputf8: m.smtputf8,
             return_path: m.return_path.clone(),
+            lease_token: m.lease.as_ref().map_or(0, |l| l.token),
         })
         .collect()
 }

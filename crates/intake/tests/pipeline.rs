@@ -86,7 +86,11 @@ async fn delivered(w: &World, to: &[&str]) -> MessageId {
                 })
                 .collect(),
             accepted_detail: json!({}),
-            leased_until: None,
+            lease: Some(mailroom_store::Lease {
+                owner: "test".into(),
+                token: 7,
+                until: now_millis() + 60_000,
+            }),
             idempotency: None,
             meta: None,
             quarantine: None,
@@ -111,6 +115,7 @@ async fn delivered(w: &World, to: &[&str]) -> MessageId {
             detail: json!({}),
             at: now_millis(),
             suppress: false,
+            lease_token: 7,
         })
         .collect();
     w.store.record_outcomes(outcomes).await.unwrap();

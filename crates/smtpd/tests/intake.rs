@@ -60,7 +60,11 @@ async fn stack() -> Stack {
                 suppressed: None,
             }],
             accepted_detail: json!({}),
-            leased_until: None,
+            lease: Some(mailroom_store::Lease {
+                owner: "test".into(),
+                token: 7,
+                until: now_millis() + 60_000,
+            }),
             idempotency: None,
             meta: None,
             quarantine: None,
@@ -83,6 +87,7 @@ async fn stack() -> Stack {
             detail: json!({}),
             at: now_millis(),
             suppress: false,
+            lease_token: 7,
         }])
         .await
         .unwrap();

@@ -24,9 +24,10 @@ pub struct NewMessage {
     pub recipients: Vec<NewRecipient>,
     /// Detail recorded on each `accepted` event.
     pub accepted_detail: serde_json::Value,
-    /// When set, the recipients are stored already claimed until this time, because
-    /// they are handed straight to delivery (see `Handoff`) instead of being claimed.
-    pub leased_until: Option<i64>,
+    /// When set, the recipients are stored already claimed under this lease, because
+    /// they are handed straight to this node's delivery (see `Handoff`) instead of
+    /// being claimed.
+    pub lease: Option<crate::Lease>,
     /// An HTTP Idempotency-Key and the response to replay for it, written in the same
     /// transaction as the message, so a retried request can never create a second one.
     pub idempotency: Option<IdempotencyRecord>,
@@ -393,6 +394,8 @@ pub struct DueRecipient {
     pub smtputf8: bool,
     /// See `NewMessage::return_path`.
     pub return_path: Option<String>,
+    /// The fencing token of the lease this recipient was claimed under.
+    pub lease_token: i64,
 }
 
 /// The result of one delivery attempt for one recipient, recorded with its event.
@@ -415,6 +418,9 @@ pub struct Outcome {
     /// A hard bounce: add the recipient to the tenant's suppression list (reason
     /// `bounce`, with this outcome's detail) in the same transaction.
     pub suppress: bool,
+    /// The fencing token of the lease the attempt was made under: the outcome is
+    /// recorded only if the recipient still carries it.
+    pub lease_token: i64,
 }
 
 /// Queue counts for `GET /v1/queue`.
@@ -427,7 +433,7 @@ pub struct QueueSummary {
 
 /// Takes freshly stored messages straight into delivery, so new mail does not wait
 /// for (or cost) a scheduler round. Implemented by the delivery engine; ingest calls it
-/// right after the durable enqueue of a message stored with `leased_until`.
+/// right after the durable enqueue of a message stored with `lease`.
 pub trait Handoff: Send + Sync {
     /// Offers the message's recipients and body. Returns the keys it could not take
     /// (queues full, shutting down); the caller gives those back to the store.
@@ -436,6 +442,6 @@ pub trait Handoff: Send + Sync {
         recipients: Vec<DueRecipient>,
         body: std::sync::Arc<Vec<u8>>,
     ) -> Vec<(MessageId, i64)>;
-    /// How long a handed-off recipient stays claimed.
-    fn lease(&self) -> std::time::Duration;
+    /// A fresh lease, owned by this node, for recipients about to be handed off.
+    fn new_lease(&self) -> crate::Lease;
 }

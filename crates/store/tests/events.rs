@@ -3,10 +3,10 @@
 //! the delivery state machine (claim under a lease, retry, delivered, failed).
 
 use mailroom_model::{EventType, MessageId, TenantId, WebhookId, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
     DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewRecipient, NewTenant, NewWebhook,
-    Store,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
             })
             .collect(),
         accepted_detail: serde_json::json!({}),
-        leased_until: None,
+        lease: None,
         return_path: None,
         idempotency: None,
         meta: None,

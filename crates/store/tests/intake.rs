@@ -4,10 +4,11 @@
 //! are written together.
 
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
     AsyncBounce, Complaint, HealthChange, HealthLevel, IntakeRecorded, NewMessage, NewRecipient,
-    NewTenant, Outcome, Store,
+    NewTenant, Outcome,
 };
 use serde_json::json;
 
@@ -53,7 +54,11 @@ async fn delivered_message(store: &SqliteStore, tenant: &TenantId) -> MessageId 
             body: b"From: app@acme.test\r\n\r\nhi\r\n".to_vec(),
             recipients,
             accepted_detail: json!({}),
-            leased_until: None,
+            lease: Some(mailroom_store::Lease {
+                owner: "test".into(),
+                token: 7,
+                until: now_millis() + 60_000,
+            }),
             idempotency: None,
             meta: None,
             quarantine: None,
@@ -81,6 +86,7 @@ async fn delivered_message(store: &SqliteStore, tenant: &TenantId) -> MessageId 
             detail: json!({}),
             at: now_millis(),
             suppress: false,
+            lease_token: 7,
         })
         .collect();
     store.record_outcomes(outcomes).await.unwrap();

@@ -4,8 +4,9 @@
 //! token's digest).
 
 use mailroom_model::{ApiKeyId, KeyScope, TenantId, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{NewApiKey, NewTenant, Store, StoreError};
+use mailroom_store::{NewApiKey, NewTenant, StoreError};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use std::path::Path;

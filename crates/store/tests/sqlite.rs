@@ -3,9 +3,10 @@
 //! administrative operations' answers.
 
 use mailroom_model::{CredentialId, EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
-    AllowedIp, NewCredential, NewDomain, NewMessage, NewRecipient, NewTenant, Store, StoreError,
+    AllowedIp, NewCredential, NewDomain, NewMessage, NewRecipient, NewTenant, StoreError,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -52,7 +53,7 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
             .into_bytes(),
         recipients,
         accepted_detail: serde_json::json!({ "n": n }),
-        leased_until: None,
+        lease: None,
         idempotency: None,
         meta: None,
         return_path: None,

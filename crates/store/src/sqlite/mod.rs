@@ -2,6 +2,7 @@
 //! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
 //! reads and administrative writes, and the group-commit writer for messages.
 
+mod cluster;
 mod domains;
 mod events;
 mod file;
@@ -165,7 +166,7 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<Event> {
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl MessageStore for SqliteStore {
     async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
         self.writer
@@ -175,6 +176,189 @@ impl Store for SqliteStore {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
+        // One read transaction: the recipients and their events come from the same
+        // snapshot, so the state shown never contradicts the timeline.
+        let mut tx = self.pool.begin().await.map_err(db("message"))?;
+        let Some(m) = sqlx::query(
+            "SELECT id, tenant_id, mail_from, rfc_message_id, size, received_at, source, client_ip, \
+             dsn_ret, dsn_envid FROM messages WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("message"))?
+        else {
+            return Ok(None);
+        };
+        let rcpts = sqlx::query("SELECT * FROM recipients WHERE message_id = $1 ORDER BY idx")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("recipient"))?;
+        let events = sqlx::query("SELECT * FROM events WHERE message_id = $1 ORDER BY seq")
+            .bind(id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("event"))?;
+        tx.commit().await.map_err(db("message"))?;
+        let events: Vec<Event> = events.iter().filter_map(event_from_row).collect();
+        let recipients = rcpts
+            .iter()
+            .map(|r| {
+                let address: String = r.get("address");
+                RecipientView {
+                    events: events
+                        .iter()
+                        .filter(|e| e.recipient.as_deref() == Some(&address))
+                        .cloned()
+                        .collect(),
+                    state: RecipientState::parse(r.get::<&str, _>("state"))
+                        .unwrap_or(RecipientState::Queued),
+                    attempts: r.get("attempts"),
+                    next_attempt_at: r.get("next_attempt_at"),
+                    last_reply: r.get("last_reply"),
+                    dsn_notify: r.get("dsn_notify"),
+                    dsn_orcpt: r.get("dsn_orcpt"),
+                    updated_at: r.get("updated_at"),
+                    address,
+                }
+            })
+            .collect();
+        Ok(Some(MessageView {
+            id: MessageId::from_stored(m.get("id")),
+            tenant_id: TenantId::from_stored(m.get("tenant_id")),
+            mail_from: m.get("mail_from"),
+            rfc_message_id: m.get("rfc_message_id"),
+            size: m.get("size"),
+            received_at: m.get("received_at"),
+            source: m.get("source"),
+            client_ip: m.get("client_ip"),
+            dsn_ret: m.get("dsn_ret"),
+            dsn_envid: m.get("dsn_envid"),
+            recipients,
+        }))
+    }
+
+    async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT body FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("message"))?;
+        Ok(row.map(|r| r.get("body")))
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueStore for SqliteStore {
+    async fn claim_due(
+        &self,
+        lease: &Lease,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRecipient>, StoreError> {
+        let lease = lease.clone();
+        self.op(|done| ops::Op::Claim {
+            lease,
+            now,
+            limit: limit as i64,
+            done,
+        })
+        .await
+    }
+
+    async fn record_outcomes(
+        &self,
+        outcomes: Vec<Outcome>,
+    ) -> Result<Vec<(MessageId, i64)>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.op(|done| ops::Op::Record { outcomes, done }).await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        tokens: &[i64],
+        until: i64,
+    ) -> Result<u64, StoreError> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let (owner, tokens) = (owner.to_string(), tokens.to_vec());
+        self.op(|done| ops::Op::Renew {
+            owner,
+            tokens,
+            until,
+            done,
+        })
+        .await
+    }
+
+    async fn release(&self, owner: &str, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
+        let owner = owner.to_string();
+        self.op(|done| ops::Op::Release { owner, keys, done }).await
+    }
+
+    async fn release_node(&self, owner: &str) -> Result<u64, StoreError> {
+        let owner = owner.to_string();
+        self.op(|done| ops::Op::ReleaseNode { owner, done }).await
+    }
+
+    async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.op(|done| ops::Op::RetryNow { id, now, done }).await
+    }
+
+    async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.op(|done| ops::Op::Cancel { id, now, done }).await
+    }
+
+    async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
+        let by_state = self.count_recipients_by_state().await?;
+        let rows = sqlx::query(
+            "SELECT domain, COUNT(*) AS n FROM recipients WHERE state IN ('queued', 'deferred') \
+             GROUP BY domain ORDER BY n DESC, domain LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("recipient"))?;
+        Ok(QueueSummary {
+            by_state,
+            by_domain: rows.iter().map(|r| (r.get("domain"), r.get("n"))).collect(),
+        })
+    }
+
+    async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("recipient"))?;
+        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
+    }
+
+    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.content_op(tracking::ContentOp::Release { id, now })
+            .await
+    }
+
+    async fn list_quarantined(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: i64,
+    ) -> Result<Vec<QuarantinedMessage>, StoreError> {
+        self.quarantine_list(tenant, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DirectoryStore for SqliteStore {
     async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
         let now = now_millis();
         let mut tx = self.pool.begin().await.map_err(db("tenant"))?;
@@ -405,6 +589,155 @@ impl Store for SqliteStore {
         Ok(rows.iter().map(allowed_from_row).collect())
     }
 
+    async fn set_sandbox_recipients(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<(), StoreError> {
+        tenant_policy::set_sandbox_recipients(&self.pool, tenant, addresses).await
+    }
+
+    async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db("directory"))?;
+        let tenants = sqlx::query("SELECT * FROM tenants")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("tenant"))?;
+        let credentials = sqlx::query("SELECT * FROM smtp_credentials")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("credential"))?;
+        let allowed = sqlx::query("SELECT * FROM allowed_ips")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("allowed ip"))?;
+        let domains = sqlx::query("SELECT * FROM domains")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("domain"))?;
+        let sandbox_recipients = tenant_policy::sandbox_recipients(&mut tx).await?;
+        let (api_keys, api_key_secrets) = keys::live_secrets(&mut tx).await?;
+        tx.commit().await.map_err(db("directory"))?;
+        Ok(DirectorySnapshot {
+            tenants: tenants.iter().map(tenant_from_row).collect(),
+            credentials: credentials.iter().map(credential_from_row).collect(),
+            allowed_ips: allowed.iter().map(allowed_from_row).collect(),
+            domains: domains.iter().map(domain_from_row).collect(),
+            sandbox_recipients,
+            api_keys,
+            api_key_secrets,
+        })
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
+        keys::create(&self.pool, key).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        keys::list(&self.pool, tenant).await
+    }
+
+    async fn get_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::get(&self.pool, id).await
+    }
+
+    async fn revoke_api_key(&self, id: &mailroom_model::ApiKeyId) -> Result<bool, StoreError> {
+        keys::revoke(&self.pool, id).await
+    }
+
+    async fn rotate_api_key(
+        &self,
+        id: &mailroom_model::ApiKeyId,
+        secret_hash: &str,
+        old_expires_at: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        keys::rotate(&self.pool, id, secret_hash, old_expires_at).await
+    }
+
+    async fn record_api_key_use(
+        &self,
+        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
+    ) -> Result<(), StoreError> {
+        self.op(|done| ops::Op::KeyUse { uses, done }).await
+    }
+
+    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
+        keys::operator_token_hash(&self.pool).await
+    }
+
+    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
+        keys::set_operator_token_hash(&self.pool, hash).await
+    }
+}
+
+#[async_trait::async_trait]
+impl SendPolicyStore for SqliteStore {
+    async fn suppressed_among(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        tenant_policy::suppressed_among(&self.pool, tenant, addresses).await
+    }
+
+    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
+        tenant_policy::add_suppression(&self.pool, s).await
+    }
+
+    async fn get_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        tenant_policy::get_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        tenant_policy::list_suppressions(&self.pool, tenant, after, limit).await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        tenant_policy::remove_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        tenant_policy::get_idempotency(&self.pool, tenant, key, since).await
+    }
+
+    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        tenant_policy::prune_idempotency(&self.pool, before).await
+    }
+
+    async fn message_counts_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
+        tenant_policy::message_counts_since(&self.pool, since).await
+    }
+}
+
+#[async_trait::async_trait]
+impl DomainStore for SqliteStore {
     async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
         domains::add_domain(&self.pool, d).await
     }
@@ -506,7 +839,10 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         domains::list_tenant_events(&self.pool, tenant, limit).await
     }
+}
 
+#[async_trait::async_trait]
+impl IntakeStore for SqliteStore {
     async fn bounce_target(&self, id: &MessageId) -> Result<Option<BounceTarget>, StoreError> {
         intake::bounce_target(&self.pool, id).await
     }
@@ -546,311 +882,10 @@ impl Store for SqliteStore {
             intake::IntakeDone::Recorded(_) => Ok(false),
         }
     }
+}
 
-    async fn suppressed_among(
-        &self,
-        tenant: &TenantId,
-        addresses: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        tenant_policy::suppressed_among(&self.pool, tenant, addresses).await
-    }
-
-    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
-        tenant_policy::add_suppression(&self.pool, s).await
-    }
-
-    async fn get_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<Option<Suppression>, StoreError> {
-        tenant_policy::get_suppression(&self.pool, tenant, address).await
-    }
-
-    async fn list_suppressions(
-        &self,
-        tenant: &TenantId,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<Suppression>, StoreError> {
-        tenant_policy::list_suppressions(&self.pool, tenant, after, limit).await
-    }
-
-    async fn remove_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<bool, StoreError> {
-        tenant_policy::remove_suppression(&self.pool, tenant, address).await
-    }
-
-    async fn set_sandbox_recipients(
-        &self,
-        tenant: &TenantId,
-        addresses: &[String],
-    ) -> Result<(), StoreError> {
-        tenant_policy::set_sandbox_recipients(&self.pool, tenant, addresses).await
-    }
-
-    async fn get_idempotency(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        since: i64,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        tenant_policy::get_idempotency(&self.pool, tenant, key, since).await
-    }
-
-    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
-        tenant_policy::prune_idempotency(&self.pool, before).await
-    }
-
-    async fn message_counts_since(
-        &self,
-        since: i64,
-    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
-        tenant_policy::message_counts_since(&self.pool, since).await
-    }
-
-    async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db("directory"))?;
-        let tenants = sqlx::query("SELECT * FROM tenants")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("tenant"))?;
-        let credentials = sqlx::query("SELECT * FROM smtp_credentials")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("credential"))?;
-        let allowed = sqlx::query("SELECT * FROM allowed_ips")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("allowed ip"))?;
-        let domains = sqlx::query("SELECT * FROM domains")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("domain"))?;
-        let sandbox_recipients = tenant_policy::sandbox_recipients(&mut tx).await?;
-        let (api_keys, api_key_secrets) = keys::live_secrets(&mut tx).await?;
-        tx.commit().await.map_err(db("directory"))?;
-        Ok(DirectorySnapshot {
-            tenants: tenants.iter().map(tenant_from_row).collect(),
-            credentials: credentials.iter().map(credential_from_row).collect(),
-            allowed_ips: allowed.iter().map(allowed_from_row).collect(),
-            domains: domains.iter().map(domain_from_row).collect(),
-            sandbox_recipients,
-            api_keys,
-            api_key_secrets,
-        })
-    }
-
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
-        keys::create(&self.pool, key).await
-    }
-
-    async fn list_api_keys(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        keys::list(&self.pool, tenant).await
-    }
-
-    async fn get_api_key(
-        &self,
-        id: &mailroom_model::ApiKeyId,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        keys::get(&self.pool, id).await
-    }
-
-    async fn revoke_api_key(&self, id: &mailroom_model::ApiKeyId) -> Result<bool, StoreError> {
-        keys::revoke(&self.pool, id).await
-    }
-
-    async fn rotate_api_key(
-        &self,
-        id: &mailroom_model::ApiKeyId,
-        secret_hash: &str,
-        old_expires_at: i64,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        keys::rotate(&self.pool, id, secret_hash, old_expires_at).await
-    }
-
-    async fn record_api_key_use(
-        &self,
-        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
-    ) -> Result<(), StoreError> {
-        self.op(|done| ops::Op::KeyUse { uses, done }).await
-    }
-
-    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
-        keys::operator_token_hash(&self.pool).await
-    }
-
-    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
-        keys::set_operator_token_hash(&self.pool, hash).await
-    }
-
-    async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
-        // One read transaction: the recipients and their events come from the same
-        // snapshot, so the state shown never contradicts the timeline.
-        let mut tx = self.pool.begin().await.map_err(db("message"))?;
-        let Some(m) = sqlx::query(
-            "SELECT id, tenant_id, mail_from, rfc_message_id, size, received_at, source, client_ip, \
-             dsn_ret, dsn_envid FROM messages WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("message"))?
-        else {
-            return Ok(None);
-        };
-        let rcpts = sqlx::query("SELECT * FROM recipients WHERE message_id = $1 ORDER BY idx")
-            .bind(id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("recipient"))?;
-        let events = sqlx::query("SELECT * FROM events WHERE message_id = $1 ORDER BY seq")
-            .bind(id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db("event"))?;
-        tx.commit().await.map_err(db("message"))?;
-        let events: Vec<Event> = events.iter().filter_map(event_from_row).collect();
-        let recipients = rcpts
-            .iter()
-            .map(|r| {
-                let address: String = r.get("address");
-                RecipientView {
-                    events: events
-                        .iter()
-                        .filter(|e| e.recipient.as_deref() == Some(&address))
-                        .cloned()
-                        .collect(),
-                    state: RecipientState::parse(r.get::<&str, _>("state"))
-                        .unwrap_or(RecipientState::Queued),
-                    attempts: r.get("attempts"),
-                    next_attempt_at: r.get("next_attempt_at"),
-                    last_reply: r.get("last_reply"),
-                    dsn_notify: r.get("dsn_notify"),
-                    dsn_orcpt: r.get("dsn_orcpt"),
-                    updated_at: r.get("updated_at"),
-                    address,
-                }
-            })
-            .collect();
-        Ok(Some(MessageView {
-            id: MessageId::from_stored(m.get("id")),
-            tenant_id: TenantId::from_stored(m.get("tenant_id")),
-            mail_from: m.get("mail_from"),
-            rfc_message_id: m.get("rfc_message_id"),
-            size: m.get("size"),
-            received_at: m.get("received_at"),
-            source: m.get("source"),
-            client_ip: m.get("client_ip"),
-            dsn_ret: m.get("dsn_ret"),
-            dsn_envid: m.get("dsn_envid"),
-            recipients,
-        }))
-    }
-
-    async fn claim_due(
-        &self,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<DueRecipient>, StoreError> {
-        self.op(|done| ops::Op::Claim {
-            now,
-            lease_until,
-            limit: limit as i64,
-            done,
-        })
-        .await
-    }
-
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        self.op(|done| ops::Op::Record { outcomes, done }).await
-    }
-
-    async fn release(&self, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
-        self.op(|done| ops::Op::Release { keys, done }).await
-    }
-
-    async fn release_all(&self) -> Result<u64, StoreError> {
-        self.op(|done| ops::Op::ReleaseAll { done }).await
-    }
-
-    async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        let id = id.clone();
-        self.op(|done| ops::Op::RetryNow { id, now, done }).await
-    }
-
-    async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        let id = id.clone();
-        self.op(|done| ops::Op::Cancel { id, now, done }).await
-    }
-
-    async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT body FROM messages WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("message"))?;
-        Ok(row.map(|r| r.get("body")))
-    }
-
-    async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
-        let by_state = self.count_recipients_by_state().await?;
-        let rows = sqlx::query(
-            "SELECT domain, COUNT(*) AS n FROM recipients WHERE state IN ('queued', 'deferred') \
-             GROUP BY domain ORDER BY n DESC, domain LIMIT 100",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("recipient"))?;
-        Ok(QueueSummary {
-            by_state,
-            by_domain: rows.iter().map(|r| (r.get("domain"), r.get("n"))).collect(),
-        })
-    }
-
-    async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM webhook_deliveries \
-             WHERE state IN ('pending', 'failed') GROUP BY state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("webhook delivery"))?;
-        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db("database"))?;
-        Ok(())
-    }
-
-    async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("recipient"))?;
-        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
-    }
-
-    // --- events and webhooks (sqlite/events.rs) ---
-
-    // --- tracking and quarantine ---
-
+#[async_trait::async_trait]
+impl TrackingStore for SqliteStore {
     async fn record_event(&self, event: NewEvent) -> Result<(), StoreError> {
         self.content_op(tracking::ContentOp::Event(event))
             .await
@@ -862,39 +897,44 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
     }
+}
 
-    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        let id = id.clone();
-        self.content_op(tracking::ContentOp::Release { id, now })
-            .await
-    }
-
-    async fn list_quarantined(
-        &self,
-        tenant: Option<&TenantId>,
-        limit: i64,
-    ) -> Result<Vec<QuarantinedMessage>, StoreError> {
-        self.quarantine_list(tenant, limit).await
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM webhook_deliveries \
+             WHERE state IN ('pending', 'failed') GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("webhook delivery"))?;
+        Ok(rows.iter().map(|r| (r.get("state"), r.get("n"))).collect())
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         self.events_list(query).await
     }
+
     async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
         self.events_prune(before, limit).await
     }
+
     async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookRecord, StoreError> {
         self.webhook_create(webhook).await
     }
+
     async fn list_webhooks(
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<WebhookRecord>, StoreError> {
         self.webhook_list(tenant).await
     }
+
     async fn get_webhook(&self, id: &WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
         self.webhook_get(id).await
     }
+
     async fn update_webhook(
         &self,
         id: &WebhookId,
@@ -902,12 +942,15 @@ impl Store for SqliteStore {
     ) -> Result<Option<WebhookRecord>, StoreError> {
         self.webhook_update(id, patch).await
     }
+
     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
         self.webhook_delete(id).await
     }
+
     async fn fan_out_events(&self, limit: usize, now: i64) -> Result<FanOut, StoreError> {
         self.fan_out(limit, now).await
     }
+
     async fn claim_deliveries(
         &self,
         webhook: &WebhookId,
@@ -918,9 +961,11 @@ impl Store for SqliteStore {
         self.deliveries_claim(webhook, now, lease_until, limit)
             .await
     }
+
     async fn record_delivery(&self, update: DeliveryUpdate) -> Result<(), StoreError> {
         self.delivery_record(update).await
     }
+
     async fn list_deliveries(
         &self,
         webhook: &WebhookId,
@@ -929,7 +974,41 @@ impl Store for SqliteStore {
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
         self.deliveries_list(webhook, state, limit).await
     }
+
     async fn next_delivery_at(&self, webhook: &WebhookId) -> Result<Option<i64>, StoreError> {
         self.delivery_next_at(webhook).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db("database"))?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
+        self.heartbeat_row(node).await
+    }
+
+    async fn list_nodes(&self, now: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        self.node_rows(now).await
+    }
+
+    async fn try_singleton(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError> {
+        self.singleton(name, owner, now, until).await
+    }
+
+    async fn directory_version(&self) -> Result<i64, StoreError> {
+        self.dir_version().await
     }
 }

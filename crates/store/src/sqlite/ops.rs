@@ -9,20 +9,28 @@ use tokio::sync::oneshot;
 
 pub(crate) enum Op {
     Claim {
+        lease: crate::Lease,
         now: i64,
-        lease_until: i64,
         limit: i64,
         done: oneshot::Sender<Result<Vec<DueRecipient>, StoreError>>,
     },
     Record {
         outcomes: Vec<Outcome>,
-        done: oneshot::Sender<Result<(), StoreError>>,
+        done: oneshot::Sender<Result<Vec<(MessageId, i64)>, StoreError>>,
     },
     Release {
+        owner: String,
         keys: Vec<(MessageId, i64)>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
-    ReleaseAll {
+    ReleaseNode {
+        owner: String,
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Renew {
+        owner: String,
+        tokens: Vec<i64>,
+        until: i64,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
     RetryNow {
@@ -55,6 +63,7 @@ pub(crate) enum Op {
 /// What an op produced, kept until the transaction commits.
 pub(crate) enum Done {
     Claimed(Vec<DueRecipient>),
+    Lost(Vec<(MessageId, i64)>),
     Unit,
     Count(u64),
     Intake(super::intake::IntakeDone),
@@ -67,40 +76,64 @@ fn err(e: sqlx::Error) -> StoreError {
 pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done, StoreError> {
     match op {
         Op::Claim {
-            now,
-            lease_until,
-            limit,
-            ..
-        } => claim(conn, *now, *lease_until, *limit)
-            .await
-            .map(Done::Claimed),
-        Op::Record { outcomes, .. } => record(conn, outcomes).await.map(|_| Done::Unit),
-        Op::Release { keys, .. } => {
+            lease, now, limit, ..
+        } => claim(conn, lease, *now, *limit).await.map(Done::Claimed),
+        Op::Record { outcomes, .. } => record(conn, outcomes).await.map(Done::Lost),
+        Op::Release { owner, keys, .. } => {
             for (id, idx) in keys {
                 sqlx::query(
-                    "UPDATE recipients SET lease_until = NULL, next_attempt_at = $3 \
-                     WHERE message_id = $1 AND idx = $2 AND state IN ('queued', 'deferred')",
+                    "UPDATE recipients SET lease_until = NULL, lease_owner = NULL, \
+                     lease_token = NULL, next_attempt_at = $3 \
+                     WHERE message_id = $1 AND idx = $2 AND lease_owner = $4 \
+                       AND state IN ('queued', 'deferred')",
                 )
                 .bind(id.as_str())
                 .bind(idx)
                 .bind(mailroom_model::now_millis())
+                .bind(owner)
                 .execute(&mut *conn)
                 .await
                 .map_err(err)?;
             }
             Ok(Done::Unit)
         }
-        Op::ReleaseAll { .. } => {
+        Op::ReleaseNode { owner, .. } => {
             // A claim moved next_attempt_at to the lease's end: make them due now.
             let r = sqlx::query(
-                "UPDATE recipients SET lease_until = NULL, next_attempt_at = $1 \
-                 WHERE lease_until IS NOT NULL AND state IN ('queued', 'deferred')",
+                "UPDATE recipients SET lease_until = NULL, lease_owner = NULL, \
+                 lease_token = NULL, next_attempt_at = $1 \
+                 WHERE lease_owner = $2 AND state IN ('queued', 'deferred')",
             )
             .bind(mailroom_model::now_millis())
+            .bind(owner)
             .execute(&mut *conn)
             .await
             .map_err(err)?;
             Ok(Done::Count(r.rows_affected()))
+        }
+        Op::Renew {
+            owner,
+            tokens,
+            until,
+            ..
+        } => {
+            let mut n = 0;
+            for token in tokens {
+                // next_attempt_at follows the lease's end, as in a claim.
+                let r = sqlx::query(
+                    "UPDATE recipients SET lease_until = $1, next_attempt_at = $1 \
+                     WHERE lease_token = $2 AND lease_owner = $3 \
+                       AND state IN ('queued', 'deferred')",
+                )
+                .bind(until)
+                .bind(token)
+                .bind(owner)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+                n += r.rows_affected();
+            }
+            Ok(Done::Count(n))
         }
         Op::RetryNow { id, now, .. } => {
             let r = sqlx::query(
@@ -129,25 +162,32 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Claim { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Claimed(rows) => rows,
-                Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
+                Done::Lost(_) | Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
             }));
         }
-        Op::Record { done, .. } | Op::Release { done, .. } | Op::KeyUse { done, .. } => {
+        Op::Record { done, .. } => {
+            let _ = done.send(result.map(|d| match d {
+                Done::Lost(keys) => keys,
+                Done::Claimed(_) | Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
+            }));
+        }
+        Op::Release { done, .. } | Op::KeyUse { done, .. } => {
             let _ = done.send(result.map(|_| ()));
         }
         Op::RetryNow { done, .. }
         | Op::Cancel { done, .. }
-        | Op::ReleaseAll { done }
+        | Op::ReleaseNode { done, .. }
+        | Op::Renew { done, .. }
         | Op::Content { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
-                Done::Claimed(_) | Done::Unit | Done::Intake(_) => 0,
+                Done::Claimed(_) | Done::Lost(_) | Done::Unit | Done::Intake(_) => 0,
             }));
         }
         Op::Intake { done, .. } => {
             let _ = done.send(result.and_then(|d| match d {
                 Done::Intake(d) => Ok(d),
-                Done::Claimed(_) | Done::Unit | Done::Count(_) => {
+                Done::Claimed(_) | Done::Lost(_) | Done::Unit | Done::Count(_) => {
                     Err(StoreError::Database("intake op produced no result".into()))
                 }
             }));
@@ -157,23 +197,26 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
 
 async fn claim(
     conn: &mut SqliteConnection,
+    lease: &crate::Lease,
     now: i64,
-    lease_until: i64,
     limit: i64,
 ) -> Result<Vec<DueRecipient>, StoreError> {
     let rows = sqlx::query(
         // A claim moves next_attempt_at to the lease's end: leased rows drop out of the
         // due range of the (state, next_attempt_at) index, so a claim never scans work in
         // flight, and a crashed claimant's rows become due again by themselves.
-        "UPDATE recipients SET lease_until = $1, next_attempt_at = $1 WHERE rowid IN ( \
+        "UPDATE recipients SET lease_until = $1, next_attempt_at = $1, lease_owner = $4, \
+             lease_token = $5 WHERE rowid IN ( \
              SELECT rowid FROM recipients \
              WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $2 \
              ORDER BY next_attempt_at LIMIT $3) \
          RETURNING message_id, idx, address, domain, attempts, dsn_notify, dsn_orcpt",
     )
-    .bind(lease_until)
+    .bind(lease.until)
     .bind(now)
     .bind(limit)
+    .bind(&lease.owner)
+    .bind(lease.token)
     .fetch_all(&mut *conn)
     .await
     .map_err(err)?;
@@ -203,12 +246,17 @@ async fn claim(
             dsn_envid: m.get("dsn_envid"),
             smtputf8: m.get("smtputf8"),
             return_path: m.get("return_path"),
+            lease_token: lease.token,
         });
     }
     Ok(out)
 }
 
-async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(), StoreError> {
+async fn record(
+    conn: &mut SqliteConnection,
+    outcomes: &[Outcome],
+) -> Result<Vec<(MessageId, i64)>, StoreError> {
+    let mut lost = Vec::new();
     for o in outcomes {
         // Only a recipient still waiting takes an outcome, except that a delivery is a
         // fact even if the recipient was cancelled while it was in flight. A deferral
@@ -216,8 +264,8 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
         let updated = sqlx::query(
             "UPDATE recipients SET state = $1, attempts = attempts + $2, next_attempt_at = $3, \
              last_reply = COALESCE($4, last_reply), last_mx = COALESCE($5, last_mx), \
-             lease_until = NULL, updated_at = $6 \
-             WHERE message_id = $7 AND idx = $8 \
+             lease_until = NULL, lease_owner = NULL, lease_token = NULL, updated_at = $6 \
+             WHERE message_id = $7 AND idx = $8 AND lease_token = $9 \
                AND (state IN ('queued', 'deferred') OR $1 = 'delivered')",
         )
         .bind(o.state.as_str())
@@ -228,10 +276,14 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
         .bind(o.at)
         .bind(o.message_id.as_str())
         .bind(o.idx)
+        .bind(o.lease_token)
         .execute(&mut *conn)
         .await
         .map_err(err)?;
         if updated.rows_affected() == 0 {
+            if lease_lost(conn, o).await? {
+                lost.push((o.message_id.clone(), o.idx));
+            }
             continue;
         }
         insert_event(
@@ -262,7 +314,20 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome]) -> Result<(),
             .map_err(err)?;
         }
     }
-    Ok(())
+    Ok(lost)
+}
+
+/// Whether an outcome changed nothing because its lease is no longer held (rather
+/// than because the recipient was cancelled or is already final).
+async fn lease_lost(conn: &mut SqliteConnection, o: &Outcome) -> Result<bool, StoreError> {
+    let token: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT lease_token FROM recipients WHERE message_id = $1 AND idx = $2")
+            .bind(o.message_id.as_str())
+            .bind(o.idx)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(err)?;
+    Ok(matches!(token, Some(t) if t != Some(o.lease_token)))
 }
 
 pub(super) async fn insert_event(

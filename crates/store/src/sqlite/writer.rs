@@ -19,7 +19,7 @@ pub(crate) struct Job {
 /// and memory in check and to stay under SQLite's bound-parameter limit.
 const MAX_BATCH_MESSAGES: usize = 256;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// Rows per multi-row INSERT (recipient and event rows have ≤ 8 parameters).
+/// Rows per multi-row INSERT (recipient and event rows have ≤ 12 parameters).
 const ROWS_PER_INSERT: usize = 1000;
 
 pub(crate) async fn run(
@@ -243,7 +243,7 @@ async fn insert_all(
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
-             dsn_notify, dsn_orcpt, updated_at, lease_until) ",
+             dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, lease_token) ",
         );
         qb.push_values(chunk, |mut b, r| {
             let rcpt = &r.m.recipients[r.idx];
@@ -252,8 +252,8 @@ async fn insert_all(
                 None if r.m.quarantine.is_some() => (RecipientState::Quarantined, None, None),
                 None => (
                     RecipientState::Queued,
-                    Some(r.m.leased_until.unwrap_or(r.m.received_at)),
-                    r.m.leased_until,
+                    Some(r.m.lease.as_ref().map_or(r.m.received_at, |l| l.until)),
+                    r.m.lease.as_ref(),
                 ),
             };
             b.push_bind(r.m.id.as_str())
@@ -265,7 +265,9 @@ async fn insert_all(
                 .push_bind(rcpt.dsn_notify.as_deref())
                 .push_bind(rcpt.dsn_orcpt.as_deref())
                 .push_bind(r.m.received_at)
-                .push_bind(lease);
+                .push_bind(lease.map(|l| l.until))
+                .push_bind(lease.map(|l| l.owner.as_str()))
+                .push_bind(lease.map(|l| l.token));
         });
         qb.build().execute(&mut *conn).await.map_err(err)?;
 
