@@ -43,7 +43,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver, cryptography' >/dev/null 2>&1; then
+if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver, cryptography, psycopg' >/dev/null 2>&1; then
     echo "install-test-deps: installing Python test requirements" >&2
     "$python" -m pip install -q -r "$repo_root/requirements-dev.txt"
 fi

@@ -3,6 +3,9 @@
 The binary is `$MAILROOM_BIN` (scripts/test sets it from cargo's own build output), or
 `<repo>/target/debug/mailroom`. When it is missing the whole suite is skipped with a clear
 reason - and under CI=true every one of those skips is a failure (tests/conftest.py).
+
+`MAILROOM_TEST_BACKEND=postgres` runs every server on a fresh PostgreSQL database
+(mailroom_harness.PgDatabase); the databases the run created are dropped at its end.
 """
 
 from __future__ import annotations
@@ -12,11 +15,22 @@ from pathlib import Path
 import pytest
 
 from mailroom_harness import (
+    PG_HOST,
+    PG_PORT,
     TESTS_DIR,
     MailroomServer,
     Tenant,
     binary_missing_reason,
+    create_database,
+    default_backend,
+    drop_all_databases,
 )
+
+
+def pytest_report_header(config):
+    backend = default_backend()
+    where = f" at {PG_HOST}:{PG_PORT}, a fresh database per server" if backend == "postgres" else ""
+    return f"mailroom e2e storage backend: {backend}{where} (MAILROOM_TEST_BACKEND)"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,6 +70,24 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases():
+    """Set up first, torn down last: drops every PostgreSQL database the run created
+    (their backends terminated first), after the servers using them have stopped."""
+    yield
+    errors = drop_all_databases()
+    assert not errors, f"could not drop test databases: {errors}"
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh PostgreSQL database for one test (skipped - a failure under CI=true - when
+    the server is unreachable); dropped after the test."""
+    db = create_database()
+    yield db
+    db.drop()
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,22 @@ the whole suite is skipped with a clear reason (build it first: `cargo build -p 
 and under CI=true each of those skips is a failure (tests/conftest.py).
 
 Everything here uses loopback addresses only, and every wait is bounded in time.
+
+Storage backend: SQLite in the server's data directory by default. With
+`MAILROOM_TEST_BACKEND=postgres` every server the suite starts gets a fresh PostgreSQL
+database of its own on `$MAILROOM_TEST_PG_HOST:$MAILROOM_TEST_PG_PORT` (default
+127.0.0.1:5432, user postgres, trust auth), created with a unique name and dropped at the
+end of the run (`PgDatabase`, `create_database`). A test can also ask for PostgreSQL
+itself: `MailroomServer(..., backend="postgres", database=db, node_id=...)`. When
+PostgreSQL is unreachable such a test is skipped with the reason, which under CI=true is
+a failure (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
+import itertools
 import json
 import os
 import re
@@ -18,6 +29,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +76,148 @@ def binary_missing_reason() -> str | None:
     if not os.access(path, os.X_OK):
         return f"mailroom binary at {path} is not executable"
     return None
+
+
+# --------------------------------------------------------------------------------------
+# PostgreSQL: the backend switch and fresh databases
+# --------------------------------------------------------------------------------------
+
+PG_HOST = os.environ.get("MAILROOM_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("MAILROOM_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("MAILROOM_TEST_PG_USER", "postgres")
+PG_ADMIN_DB = "postgres"
+BACKENDS = ("sqlite", "postgres")
+
+_db_counter = itertools.count(1)
+_db_lock = threading.Lock()
+_live_databases: dict[str, "PgDatabase"] = {}
+
+
+def default_backend() -> str:
+    """`$MAILROOM_TEST_BACKEND` (sqlite or postgres); sqlite when unset."""
+    value = os.environ.get("MAILROOM_TEST_BACKEND", "").strip().lower() or "sqlite"
+    if value not in BACKENDS:
+        raise ValueError(f"MAILROOM_TEST_BACKEND={value!r}: one of {', '.join(BACKENDS)}")
+    return value
+
+
+def pg_url(database: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
+    return f"postgres://{PG_USER}@{host}:{port}/{database}"
+
+
+def pg_query(sql: str, database: str = PG_ADMIN_DB, timeout: float = 30.0) -> list[tuple]:
+    """Runs one statement outside a transaction (CREATE/DROP DATABASE need that) and
+    returns its rows. psycopg when it is installed (requirements-dev.txt), else `psql`."""
+    try:
+        import psycopg
+    except ImportError:
+        psycopg = None
+    if psycopg is not None:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database,
+                             autocommit=True, connect_timeout=max(1, int(timeout))) as conn:
+            cur = conn.execute(sql)
+            return list(cur.fetchall()) if cur.description else []
+    proc = subprocess.run(
+        ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST,
+         "-p", str(PG_PORT), "-U", PG_USER, "-d", database, "-c", sql],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PGCONNECT_TIMEOUT": str(max(1, int(timeout)))},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"psql {sql!r}: {proc.stderr.strip()}")
+    return [tuple(line.split("\t")) for line in proc.stdout.splitlines() if line]
+
+
+def postgres_unreachable_reason() -> str | None:
+    """None when the test server answers `select 1`, else why not."""
+    try:
+        rows = pg_query("select 1", timeout=5)
+    except FileNotFoundError:
+        return "neither psycopg nor psql is installed (scripts/install-test-deps.sh)"
+    except Exception as err:  # noqa: BLE001 - the reason is reported
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT} (user {PG_USER}) is unreachable: {err}"
+    if not rows or str(rows[0][0]) != "1":
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT} answered {rows!r} to select 1"
+    return None
+
+
+class PgDatabase:
+    """A fresh database with a unique name (`mr_e2e_<pid>_<counter>_<random>`) on the test
+    server. `drop()` terminates its backends and drops it; every database still alive is
+    dropped when the test run ends (conftest.py, and atexit as a fallback)."""
+
+    def __init__(self, prefix: str = "mr_e2e"):
+        self.name = f"{prefix}_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
+        self.created = False
+
+    def create(self) -> "PgDatabase":
+        pg_query(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+        with _db_lock:
+            _live_databases[self.name] = self
+        return self
+
+    @property
+    def url(self) -> str:
+        return pg_url(self.name)
+
+    def url_via(self, host: str, port: int) -> str:
+        """The URL of this database through another address (a proxy in front of it)."""
+        return pg_url(self.name, host, port)
+
+    def query(self, sql: str) -> list[tuple]:
+        return pg_query(sql, database=self.name)
+
+    def drop(self):
+        if not self.created:
+            return
+        pg_query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 f"WHERE datname = '{self.name}' AND pid <> pg_backend_pid()")
+        pg_query(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self.created = False
+        with _db_lock:
+            _live_databases.pop(self.name, None)
+
+    def __repr__(self):
+        return f"PgDatabase({self.name})"
+
+
+def create_database(prefix: str = "mr_e2e") -> PgDatabase:
+    """A fresh database; skips the test (a failure under CI=true) when PostgreSQL is
+    unreachable."""
+    import pytest
+
+    reason = postgres_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    return PgDatabase(prefix).create()
+
+
+def drop_all_databases():
+    """Drops every database this process created and has not dropped yet."""
+    with _db_lock:
+        dbs = list(_live_databases.values())
+    errors = []
+    for db in dbs:
+        try:
+            db.drop()
+        except Exception as err:  # noqa: BLE001 - collected, reported once
+            errors.append(f"{db.name}: {err}")
+    return errors
+
+
+atexit.register(drop_all_databases)
+
+
+def shared_node_secrets() -> tuple[str, str]:
+    """An operator token and a secrets key (base64 of 32 bytes) to give every node of one
+    cluster: the token digest and the sealed secrets (DKIM keys, webhook secrets) live in
+    the shared database, so the nodes must agree on both."""
+    import secrets
+
+    token = "mro_" + secrets.token_urlsafe(24)
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    return token, key
 
 
 # --------------------------------------------------------------------------------------
@@ -214,6 +368,13 @@ class RawSMTP:
 # --------------------------------------------------------------------------------------
 
 
+def _write_private(path: Path, text: str):
+    """Writes a secret file with mode 0600 (the server warns about, or refuses, others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 @dataclass
 class ApiResponse:
     status: int
@@ -227,9 +388,19 @@ class ApiResponse:
 
 class MailroomServer:
     def __init__(self, workdir: Path, *, max_message_size: int = MAX_MESSAGE_SIZE,
-                 max_recipients: int = MAX_RECIPIENTS, extra_config: str = ""):
+                 max_recipients: int = MAX_RECIPIENTS, extra_config: str = "",
+                 backend: str | None = None, database: "PgDatabase | str | None" = None,
+                 node_id: str | None = None, heartbeat_secs: float | None = None,
+                 pool_size: int | None = None, statement_timeout_secs: int | None = None,
+                 operator_token: str | None = None, secrets_key: str | None = None):
         """`extra_config` is TOML appended to the generated file (e.g. a `[delivery]`
-        section with its `[[delivery.routes]]`); it must not repeat the sections above."""
+        section with its `[[delivery.routes]]`); it must not repeat the sections above.
+
+        `backend` is sqlite or postgres (default: `$MAILROOM_TEST_BACKEND`, else sqlite).
+        On postgres the store is `database` (a `PgDatabase` or a URL), or a fresh database
+        made for this server. `node_id`/`heartbeat_secs` fill `[node]`. Several nodes of
+        one database share `operator_token` and `secrets_key` (see
+        `shared_node_secrets`): written into the data directory before the first start."""
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +410,34 @@ class MailroomServer:
         self.listeners: dict = {}
         self.operator_token: str = ""
         self.starts = 0
+        self.backend = backend or default_backend()
+        assert self.backend in BACKENDS, f"backend {self.backend!r}: one of {BACKENDS}"
+        self.database: PgDatabase | None = None
+        self.node_id = node_id
+        storage = ""
+        if self.backend == "postgres":
+            if database is None:
+                database = create_database()
+            if isinstance(database, PgDatabase):
+                self.database, url = database, database.url
+            else:
+                url = str(database)
+            storage = f'\n[storage]\nbackend = "postgres"\nurl = "{url}"\n'
+            if pool_size is not None:
+                storage += f"pool_size = {pool_size}\n"
+            if statement_timeout_secs is not None:
+                storage += f"statement_timeout_secs = {statement_timeout_secs}\n"
+        node = ""
+        if node_id is not None or heartbeat_secs is not None:
+            node = "\n[node]\n"
+            if node_id is not None:
+                node += f'id = "{node_id}"\n'
+            if heartbeat_secs is not None:
+                node += f"heartbeat_secs = {heartbeat_secs}\n"
+        if operator_token is not None:
+            _write_private(self.data_dir / "operator-token", operator_token + "\n")
+        if secrets_key is not None:
+            _write_private(self.data_dir / "secrets.key", secrets_key + "\n")
         self.config_path.write_text(
             f'data_dir = "{self.data_dir}"\n'
             f'hostname = "{HOSTNAME}"\n'
@@ -251,6 +450,8 @@ class MailroomServer:
             "\n"
             "[http]\n"
             'listen = "127.0.0.1:0"\n'
+            + storage
+            + node
             + (f"\n{extra_config.strip()}\n" if extra_config.strip() else "")
         )
 
@@ -339,6 +540,23 @@ class MailroomServer:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def readyz(self, timeout: float = 10.0) -> int:
+        """Status of `GET /readyz` (0 when the HTTP listener does not answer in time)."""
+        try:
+            return self.api("GET", "/readyz", token=None, timeout=timeout).status
+        except OSError:
+            return 0
+
+    def nodes(self) -> dict:
+        """`GET /v1/nodes` as {node id: node}; asserts a 200."""
+        r = self.api("GET", "/v1/nodes")
+        assert r.status == 200, f"GET /v1/nodes: {r}"
+        return {str(n["id"]): n for n in r.body["nodes"]}
 
     def log_tail(self, n: int = 80) -> str:
         try:
