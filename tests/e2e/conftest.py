@@ -33,7 +33,34 @@ def pytest_report_header(config):
     return f"mailroom e2e storage backend: {backend}{where} (MAILROOM_TEST_BACKEND)"
 
 
+# Tests that look inside the SQLite file or the data directory's filesystem, where only
+# the SQLite backend keeps the queue: under MAILROOM_TEST_BACKEND=postgres they are
+# deselected (listed in the summary with the reason), not skipped.
+SQLITE_ONLY = {
+    "test_api_keys.py::test_key_lifecycle_scopes_and_operator_token":
+        "reads the stored key digests from data/mailroom.db",
+    "test_secrets_at_rest.py": "opens data/mailroom.db to check the sealed secrets",
+    "test_disk_full.py": "fills the data directory's filesystem, which holds the SQLite queue",
+}
+_deselected_sqlite_only: list[str] = []
+
+
+def _sqlite_only_reason(item) -> str | None:
+    path = Path(str(item.fspath)).name
+    return SQLITE_ONLY.get(f"{path}::{item.originalname}") or SQLITE_ONLY.get(path)
+
+
 def pytest_collection_modifyitems(config, items):
+    if default_backend() == "postgres":
+        keep, drop = [], []
+        for item in items:
+            reason = _sqlite_only_reason(item)
+            (drop if reason else keep).append(item)
+            if reason:
+                _deselected_sqlite_only.append(f"{item.nodeid}: {reason}")
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
     reason = binary_missing_reason()
     if reason is None:
         return
@@ -41,6 +68,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if TESTS_DIR in Path(str(item.fspath)).resolve().parents:
             item.add_marker(marker)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _deselected_sqlite_only:
+        terminalreporter.section("SQLite only, deselected under MAILROOM_TEST_BACKEND=postgres")
+        for line in _deselected_sqlite_only:
+            terminalreporter.line(line)
 
 
 @pytest.hookimpl(hookwrapper=True)
