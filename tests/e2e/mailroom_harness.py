@@ -9,9 +9,9 @@ Everything here uses loopback addresses only, and every wait is bounded in time.
 
 Storage backend: SQLite in the server's data directory by default. With
 `MAILROOM_TEST_BACKEND=postgres` every server the suite starts gets a fresh PostgreSQL
-database of its own on `$MAILROOM_TEST_PG_HOST:$MAILROOM_TEST_PG_PORT` (default
-127.0.0.1:5432, user postgres, trust auth), created with a unique name and dropped at the
-end of the run (`PgDatabase`, `create_database`). A test can also ask for PostgreSQL
+database of its own on the server of `$MAILROOM_TEST_PG_URL` (default
+postgres://postgres@127.0.0.1:5432/postgres, trust auth; the URL's database is where
+databases are created from), made with a unique name and dropped at the end of the run (`PgDatabase`, `create_database`). A test can also ask for PostgreSQL
 itself: `MailroomServer(..., backend="postgres", database=db, node_id=...)`. When
 PostgreSQL is unreachable such a test is skipped with the reason, which under CI=true is
 a failure (tests/conftest.py).
@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -82,10 +83,16 @@ def binary_missing_reason() -> str | None:
 # PostgreSQL: the backend switch and fresh databases
 # --------------------------------------------------------------------------------------
 
-PG_HOST = os.environ.get("MAILROOM_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("MAILROOM_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("MAILROOM_TEST_PG_USER", "postgres")
-PG_ADMIN_DB = "postgres"
+# The server the PostgreSQL tests use, as scripts/install-test-deps.sh and the store's
+# conformance suite read it.
+PG_ADMIN_URL = (os.environ.get("MAILROOM_TEST_PG_URL", "").strip()
+                or "postgres://postgres@127.0.0.1:5432/postgres")
+_PG = urllib.parse.urlsplit(PG_ADMIN_URL)
+PG_HOST = _PG.hostname or "127.0.0.1"
+PG_PORT = _PG.port or 5432
+PG_USER = urllib.parse.unquote(_PG.username or "postgres")
+_PG_PASSWORD = urllib.parse.unquote(_PG.password) if _PG.password else None
+PG_ADMIN_DB = _PG.path.lstrip("/") or "postgres"
 BACKENDS = ("sqlite", "postgres")
 
 _db_counter = itertools.count(1)
@@ -102,7 +109,12 @@ def default_backend() -> str:
 
 
 def pg_url(database: str, host: str = PG_HOST, port: int = PG_PORT) -> str:
-    return f"postgres://{PG_USER}@{host}:{port}/{database}"
+    """The URL of `database` on the test server (or through host:port in front of it)."""
+    auth = urllib.parse.quote(PG_USER, safe="")
+    if _PG_PASSWORD is not None:
+        auth += ":" + urllib.parse.quote(_PG_PASSWORD, safe="")
+    query = f"?{_PG.query}" if _PG.query else ""
+    return f"postgres://{auth}@{host}:{port}/{database}{query}"
 
 
 def pg_query(sql: str, database: str = PG_ADMIN_DB, timeout: float = 30.0) -> list[tuple]:
@@ -113,13 +125,13 @@ def pg_query(sql: str, database: str = PG_ADMIN_DB, timeout: float = 30.0) -> li
     except ImportError:
         psycopg = None
     if psycopg is not None:
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database,
-                             autocommit=True, connect_timeout=max(1, int(timeout))) as conn:
+        with psycopg.connect(pg_url(database), autocommit=True,
+                             connect_timeout=max(1, int(timeout))) as conn:
             cur = conn.execute(sql)
             return list(cur.fetchall()) if cur.description else []
     proc = subprocess.run(
-        ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST,
-         "-p", str(PG_PORT), "-U", PG_USER, "-d", database, "-c", sql],
+        ["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql,
+         pg_url(database)],
         capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PGCONNECT_TIMEOUT": str(max(1, int(timeout)))},
     )
