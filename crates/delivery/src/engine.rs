@@ -313,7 +313,10 @@ impl Engine {
         if active > 0 && waiting <= active {
             return;
         }
-        if !take_slot(&dest.active, self.share(self.cfg.per_destination_connections)) {
+        if !take_slot(
+            &dest.active,
+            self.share(self.cfg.per_destination_connections),
+        ) {
             return;
         }
         if !take_slot(&self.connections, self.share(self.cfg.max_connections)) {

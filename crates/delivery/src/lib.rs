@@ -19,5 +19,5 @@ mod worker;
 
 pub use config::{DeliveryConfig, StaticRoute};
 pub use engine::{Engine, EngineHandoff};
-pub use store::DeliveryStore;
 pub use mailroom_smtp_client::{Timeouts, TlsMode};
+pub use store::DeliveryStore;

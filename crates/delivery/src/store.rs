@@ -9,8 +9,8 @@
 
 use mailroom_model::{MessageId, TenantId};
 use mailroom_store::{
-    DirectoryStore, DueRecipient, Lease, MessageStore, NewMessage, Outcome, QueueStore,
-    StoreError, TenantRecord,
+    DirectoryStore, DueRecipient, Lease, MessageStore, NewMessage, Outcome, QueueStore, StoreError,
+    TenantRecord,
 };
 use std::sync::Arc;
 
@@ -31,8 +31,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
         outcomes: Vec<Outcome>,
     ) -> Result<Vec<(MessageId, i64)>, StoreError>;
 
-    async fn renew_leases(&self, owner: &str, tokens: &[i64], until: i64)
-    -> Result<u64, StoreError>;
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        tokens: &[i64],
+        until: i64,
+    ) -> Result<u64, StoreError>;
 
     async fn release(&self, owner: &str, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError>;
 
