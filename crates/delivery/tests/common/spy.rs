@@ -10,22 +10,35 @@ use mailroom_model::{MessageId, TenantId};
 use mailroom_store::{
     DueRecipient, DynStore, Lease, NewMessage, Outcome, StoreError, TenantRecord,
 };
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct Spied {
     /// `claim_due` calls.
     pub claims: AtomicUsize,
-    /// Every recipient claimed: (message, index, owner, token).
-    pub claimed: Mutex<Vec<(MessageId, i64, String, i64)>>,
+    /// Every recipient claimed.
+    pub claimed: Mutex<Vec<Claimed>>,
     /// `renew_leases` calls, and those that failed.
     pub renewals: AtomicUsize,
     pub failed_renewals: AtomicUsize,
-    /// Tokens passed to the last renewal.
-    pub last_renewed: Mutex<Vec<i64>>,
+    /// The deadline the last successful renewal wrote (Unix ms).
+    pub last_renewed_until: AtomicI64,
     /// While set, `renew_leases` fails without touching the store.
     pub fail_renewals: AtomicBool,
+    /// While set, `claim_due` claims nothing (this node takes no new work).
+    pub pause_claims: AtomicBool,
+}
+
+/// One recipient as claimed: by whom, under which token, when and until when.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub message_id: MessageId,
+    pub idx: i64,
+    pub owner: String,
+    pub token: i64,
+    pub at: i64,
+    pub until: i64,
 }
 
 impl Spied {
@@ -35,19 +48,19 @@ impl Spied {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(m, i, _, _)| m == id && *i == idx)
+            .filter(|c| &c.message_id == id && c.idx == idx)
             .count()
     }
 
-    /// The owner and token of the recipient's last claim.
-    pub fn last_claim(&self, id: &MessageId, idx: i64) -> Option<(String, i64)> {
+    /// The recipient's claims, oldest first.
+    pub fn claims_of(&self, id: &MessageId, idx: i64) -> Vec<Claimed> {
         self.claimed
             .lock()
             .unwrap()
             .iter()
-            .rev()
-            .find(|(m, i, _, _)| m == id && *i == idx)
-            .map(|(_, _, o, t)| (o.clone(), *t))
+            .filter(|c| &c.message_id == id && c.idx == idx)
+            .cloned()
+            .collect()
     }
 }
 
@@ -76,18 +89,21 @@ impl DeliveryStore for SpyStore {
         limit: usize,
     ) -> Result<Vec<DueRecipient>, StoreError> {
         self.spied.claims.fetch_add(1, Ordering::SeqCst);
+        if self.spied.pause_claims.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
         let due = self.inner.claim_due(lease, now, limit).await?;
         self.spied
             .claimed
             .lock()
             .unwrap()
-            .extend(due.iter().map(|r| {
-                (
-                    r.message_id.clone(),
-                    r.idx,
-                    lease.owner.clone(),
-                    r.lease_token,
-                )
+            .extend(due.iter().map(|r| Claimed {
+                message_id: r.message_id.clone(),
+                idx: r.idx,
+                owner: lease.owner.clone(),
+                token: r.lease_token,
+                at: now,
+                until: lease.until,
             }));
         Ok(due)
     }
@@ -106,14 +122,17 @@ impl DeliveryStore for SpyStore {
         until: i64,
     ) -> Result<u64, StoreError> {
         self.spied.renewals.fetch_add(1, Ordering::SeqCst);
-        *self.spied.last_renewed.lock().unwrap() = tokens.to_vec();
         if self.spied.fail_renewals.load(Ordering::SeqCst) {
             self.spied.failed_renewals.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Database(
                 "renewals switched off by the test".into(),
             ));
         }
-        self.inner.renew_leases(owner, tokens, until).await
+        let n = self.inner.renew_leases(owner, tokens, until).await?;
+        self.spied
+            .last_renewed_until
+            .fetch_max(until, Ordering::SeqCst);
+        Ok(n)
     }
 
     async fn release(&self, owner: &str, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
