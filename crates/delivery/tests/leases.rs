@@ -445,6 +445,54 @@ async fn a_node_that_lost_its_lease_mid_send_records_nothing_and_counts_it() {
 }
 
 // ---------------------------------------------------------------------------------
+// Renewal failing: waiting work is not sent once its lease runs out
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_whose_lease_ran_out_unrenewed_is_not_sent() {
+    let (addr, sink) = sink::spawn().await;
+    sink.hold_data.store(true, Ordering::SeqCst);
+    let h = Harness::new().await;
+    let sent = h.send_many(2, "ok@dest.test").await;
+    let spy = SpyStore::new(h.store.clone());
+    let a = Running::start(node("node-a", addr), spy.clone());
+    eventually("a message in flight, the other waiting", async || {
+        (sink.holding.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    // The database is gone for renewals (and this node claims nothing new) until the
+    // lease of the waiting message has run out.
+    spy.spied.fail_renewals.store(true, Ordering::SeqCst);
+    spy.spied.pause_claims.store(true, Ordering::SeqCst);
+    let claim = spy.spied.claims_of(&sent[1].0, 0)[0].clone();
+    let until = claim
+        .until
+        .max(spy.spied.last_renewed_until.load(Ordering::SeqCst));
+    sleep_ms(until - now_millis() + 100).await;
+    sink.hold_data.store(false, Ordering::SeqCst);
+
+    // The message in flight is finished; the waiting one is dropped unsent.
+    h.wait_delivered(&sent[..1]).await;
+    sleep_ms(500).await;
+    let (waiting, body) = &sent[1];
+    assert!(
+        !sink.messages().iter().any(|m| &m.body == body),
+        "sent after its lease ran out"
+    );
+    let v = h.view(waiting).await;
+    assert_eq!(v.recipients[0].attempts, 0);
+    assert_eq!(v.recipients[0].events.len(), 1, "only `accepted`");
+
+    // The database is back: it is claimed again and delivered once.
+    spy.spied.fail_renewals.store(false, Ordering::SeqCst);
+    spy.spied.pause_claims.store(false, Ordering::SeqCst);
+    h.wait_delivered(&sent).await;
+    h.assert_delivered_once(&sink, &sent).await;
+    assert_eq!(spy.spied.times_claimed(waiting, 0), 2);
+    a.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
 // (c) Renewal stops when the engine stops
 // ---------------------------------------------------------------------------------
 
