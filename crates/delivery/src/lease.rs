@@ -142,7 +142,7 @@ impl LeaseKeeper {
         }
     }
 
-    /// Renews every `lease / 3` until `stop`.
+    /// Renews every `lease / 3` until `stop`, each call bounded by the same interval.
     pub(crate) async fn run(&self, store: Arc<dyn DeliveryStore>, stop: CancellationToken) {
         let every = Duration::from_millis((self.lease_ms / 3).max(1) as u64);
         loop {
@@ -150,9 +150,15 @@ impl LeaseKeeper {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            // A call that hangs (database unreachable) is given up after one interval
+            // and tried again; the deadlines it would have moved stay where they were.
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = self.renew(store.as_ref()) => {}
+                r = tokio::time::timeout(every, self.renew(store.as_ref())) => {
+                    if r.is_err() {
+                        tracing::warn!("renewing leases timed out");
+                    }
+                }
             }
         }
     }
