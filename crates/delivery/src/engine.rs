@@ -178,6 +178,7 @@ impl Engine {
                 tracing::warn!(error = %e, "releasing old leases failed; they expire by themselves")
             }
         }
+        self.leases.set_started();
         loop {
             let claimed = if self.shutdown.is_cancelled() {
                 0
@@ -379,13 +380,19 @@ impl Engine {
 }
 
 /// The engine as the `Handoff` of ingest: fresh messages go straight into the
-/// destination queues.
+/// destination queues. Until the engine has released what this node's previous run
+/// left (the start of `run`), hand-offs are refused and ingest gives them back to the
+/// store: that release may already have cleared their leases, and the scheduler would
+/// deliver them a second time.
 pub struct EngineHandoff(pub Arc<Engine>);
 
 impl mailroom_store::Handoff for EngineHandoff {
     fn offer(&self, recipients: Vec<DueRecipient>, body: Arc<Vec<u8>>) -> Vec<(MessageId, i64)> {
         let engine = &self.0;
-        if engine.shutdown.is_cancelled() || recipients.is_empty() {
+        if engine.shutdown.is_cancelled()
+            || recipients.is_empty()
+            || !engine.leases.may_take(recipients[0].lease_token)
+        {
             return recipients
                 .iter()
                 .map(|r| (r.message_id.clone(), r.idx))
@@ -419,7 +426,9 @@ impl mailroom_store::Handoff for EngineHandoff {
     fn new_lease(&self) -> mailroom_store::Lease {
         let cfg = &self.0.cfg;
         let until = mailroom_model::now_millis() + cfg.lease.as_millis() as i64;
-        mailroom_store::Lease::new(&cfg.node_id, until)
+        let lease = mailroom_store::Lease::new(&cfg.node_id, until);
+        self.0.leases.issued(lease.token);
+        lease
     }
 }
 

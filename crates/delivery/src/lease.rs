@@ -18,8 +18,8 @@
 
 use crate::store::DeliveryStore;
 use mailroom_model::now_millis;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,12 @@ pub(crate) struct LeaseKeeper {
     held: Mutex<HashMap<i64, Weak<Held>>>,
     /// `renew_leases` calls made (for tests and logs).
     renewals: AtomicU64,
+    /// Set once the engine has given back what a previous run of this node left
+    /// (`release_node` at start). That release also clears hand-off leases issued
+    /// before it, so those are not taken (the scheduler claims them instead).
+    started: AtomicBool,
+    /// Hand-off tokens issued before `started`, until they are offered.
+    early: Mutex<HashSet<i64>>,
 }
 
 impl LeaseKeeper {
@@ -65,7 +71,28 @@ impl LeaseKeeper {
             margin: (lease_ms / 6).min(10_000),
             held: Mutex::new(HashMap::new()),
             renewals: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            early: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The start-up release of this node's old leases is done.
+    pub(crate) fn set_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    /// Notes a hand-off lease being issued (`Handoff::new_lease`).
+    pub(crate) fn issued(&self, token: i64) {
+        if !self.started.load(Ordering::SeqCst) {
+            self.early.lock().expect("early leases lock").insert(token);
+        }
+    }
+
+    /// Whether a hand-off under `token` may be taken: not if its lease may have been
+    /// cleared by the start-up release (issued before it finished).
+    pub(crate) fn may_take(&self, token: i64) -> bool {
+        let early = self.early.lock().expect("early leases lock").remove(&token);
+        !early && self.started.load(Ordering::SeqCst)
     }
 
     pub(crate) fn lease_ms(&self) -> i64 {

@@ -1,9 +1,9 @@
-//! Leases across engines (nodes) on one real SQLite store: renewal while work waits in a
-//! slow destination, takeover of a dead node's work, fencing of a late outcome, renewal
+//! Leases across engines (nodes) on one real SQLite store: renewal while work (claimed
+//! or handed off by ingest) waits in a slow destination, takeover of a dead node's work, fencing of a late outcome, renewal
 //! ending with the engine, and connection limits divided among live nodes.
 //!
-//! Leases here are short (900 ms, renewed every 300 ms) so that every scenario runs
-//! several lease periods in a few seconds. Every wait is a poll with a deadline. The
+//! Leases here are short (1.5 s, renewed every 500 ms) so that every scenario runs
+//! several lease periods in a few seconds, with room for a loaded machine. Every wait is a poll with a deadline. The
 //! engines see the store through `common::spy::SpyStore`, which records each claim
 //! (owner, token, when, until) and each renewal.
 
@@ -12,12 +12,13 @@ mod common;
 use common::sink::{self, Sink};
 use common::spy::SpyStore;
 use mailroom_delivery::schedule::RetrySchedule;
-use mailroom_delivery::{DeliveryConfig, Engine, StaticRoute, Timeouts, TlsMode};
+use mailroom_delivery::{DeliveryConfig, Engine, EngineHandoff, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::StaticResolver;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
-    DirectoryStore, DynStore, Lease, MessageView, NewMessage, NewRecipient, NewTenant, Outcome,
+    DirectoryStore, DueRecipient, DynStore, Handoff, Lease, MessageView, NewMessage, NewRecipient,
+    NewTenant, Outcome,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-const LEASE: Duration = Duration::from_millis(900);
-const LEASE_MS: i64 = 900;
+const LEASE: Duration = Duration::from_millis(1500);
+const LEASE_MS: i64 = 1500;
 
 // ---------------------------------------------------------------------------------
 // Fixtures
@@ -62,43 +63,48 @@ impl Harness {
         }
     }
 
+    /// A message to one recipient.
+    fn message(&self, address: &str) -> NewMessage {
+        let id = MessageId::generate();
+        let body = format!(
+            "From: app@sender.test\r\nTo: {address}\r\nSubject: {id}\r\n\r\nHello {id}\r\n"
+        )
+        .into_bytes();
+        NewMessage {
+            id,
+            tenant_id: self.tenant.clone(),
+            mail_from: "app@sender.test".into(),
+            rfc_message_id: None,
+            received_at: now_millis(),
+            source: "api",
+            client_ip: None,
+            dsn_ret: None,
+            dsn_envid: None,
+            smtputf8: false,
+            body,
+            recipients: vec![NewRecipient {
+                address: address.to_string(),
+                domain: address.rsplit_once('@').unwrap().1.to_string(),
+                dsn_notify: None,
+                dsn_orcpt: None,
+                suppressed: None,
+            }],
+            accepted_detail: serde_json::json!({}),
+            lease: None,
+            idempotency: None,
+            meta: None,
+            return_path: None,
+            quarantine: None,
+        }
+    }
+
     /// Enqueues `n` messages, one recipient each; returns their ids and bodies.
     async fn send_many(&self, n: usize, address: &str) -> Vec<(MessageId, Vec<u8>)> {
         let mut out = Vec::new();
         for _ in 0..n {
-            let id = MessageId::generate();
-            let body = format!(
-                "From: app@sender.test\r\nTo: {address}\r\nSubject: {id}\r\n\r\nHello {id}\r\n"
-            )
-            .into_bytes();
-            let m = NewMessage {
-                id: id.clone(),
-                tenant_id: self.tenant.clone(),
-                mail_from: "app@sender.test".into(),
-                rfc_message_id: None,
-                received_at: now_millis(),
-                source: "api",
-                client_ip: None,
-                dsn_ret: None,
-                dsn_envid: None,
-                smtputf8: false,
-                body: body.clone(),
-                recipients: vec![NewRecipient {
-                    address: address.to_string(),
-                    domain: address.rsplit_once('@').unwrap().1.to_string(),
-                    dsn_notify: None,
-                    dsn_orcpt: None,
-                    suppressed: None,
-                }],
-                accepted_detail: serde_json::json!({}),
-                lease: None,
-                idempotency: None,
-                meta: None,
-                return_path: None,
-                quarantine: None,
-            };
+            let m = self.message(address);
+            out.push((m.id.clone(), m.body.clone()));
             self.store.enqueue(m).await.expect("enqueue");
-            out.push((id, body));
         }
         out
     }
@@ -237,11 +243,11 @@ async fn claimable(store: &DynStore) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn work_waiting_longer_than_the_lease_keeps_it_and_is_delivered_once() {
     let (addr, sink) = sink::spawn().await;
-    // Each message takes 400 ms at the exchanger and there is one connection: the
-    // fifth waits about 1.6 s in the destination queue, almost two leases.
-    sink.data_delay_ms.store(400, Ordering::SeqCst);
+    // Each message takes 300 ms at the exchanger and there is one connection: the
+    // last waits about 3.3 s in the destination queue, more than two leases.
+    sink.data_delay_ms.store(300, Ordering::SeqCst);
     let h = Harness::new().await;
-    let sent = h.send_many(5, "ok@slow.test").await;
+    let sent = h.send_many(12, "ok@slow.test").await;
     let spy = SpyStore::new(h.store.clone());
     let started = Instant::now();
     let a = Running::start(node("node-a", addr), spy.clone());
@@ -273,6 +279,90 @@ async fn work_waiting_longer_than_the_lease_keeps_it_and_is_delivered_once() {
         "renewals go on with nothing held"
     );
     a.stop().await;
+}
+
+/// Enqueues a message to `ok@slow.test` under a hand-off lease and offers it, as
+/// ingest does; returns the message and what the engine refused.
+async fn hand_off(h: &Harness, handoff: &EngineHandoff) -> ((MessageId, Vec<u8>), usize) {
+    let mut m = h.message("ok@slow.test");
+    let lease = handoff.new_lease();
+    assert_eq!(lease.owner, "node-a");
+    let due = vec![DueRecipient {
+        message_id: m.id.clone(),
+        idx: 0,
+        address: "ok@slow.test".into(),
+        domain: "slow.test".into(),
+        attempts: 0,
+        dsn_notify: None,
+        dsn_orcpt: None,
+        tenant_id: m.tenant_id.clone(),
+        mail_from: m.mail_from.clone(),
+        received_at: m.received_at,
+        dsn_ret: None,
+        dsn_envid: None,
+        smtputf8: false,
+        return_path: None,
+        lease_token: lease.token,
+    }];
+    m.lease = Some(lease);
+    let body = Arc::new(m.body.clone());
+    let sent = (m.id.clone(), m.body.clone());
+    h.store.enqueue(m).await.expect("enqueue");
+    let refused = handoff.offer(due, body);
+    if !refused.is_empty() {
+        h.store
+            .release("node-a", refused.clone())
+            .await
+            .expect("release");
+    }
+    (sent, refused.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handed_off_work_keeps_its_lease_while_it_waits() {
+    let (addr, sink) = sink::spawn().await;
+    sink.data_delay_ms.store(300, Ordering::SeqCst);
+    let h = Harness::new().await;
+    let spy = SpyStore::new(h.store.clone());
+    let token = CancellationToken::new();
+    let engine = Engine::new(
+        node("node-a", addr),
+        spy.clone(),
+        Arc::new(StaticResolver::new()),
+        Arc::new(Notify::new()),
+        token.clone(),
+    );
+    let handoff = EngineHandoff(engine.clone());
+    // Before the engine has released this node's old leases, a hand-off is refused
+    // (that release could clear its lease and the scheduler would send it again).
+    let (early, refused) = hand_off(&h, &handoff).await;
+    assert_eq!(refused, 1, "hand-off taken before start");
+    let handle = tokio::spawn(engine.clone().run());
+    eventually("the first scheduler round", async || {
+        (spy.spied.claims.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    // Then they are taken, each under its own lease, and wait behind each other.
+    let mut sent = Vec::new();
+    for _ in 0..12 {
+        let (m, refused) = hand_off(&h, &handoff).await;
+        assert_eq!(refused, 0, "hand-off refused");
+        sent.push(m);
+    }
+    h.wait_delivered(&sent).await;
+    h.wait_delivered(std::slice::from_ref(&early)).await;
+    h.assert_delivered_once(&sink, &sent).await;
+    h.assert_delivered_once(&sink, std::slice::from_ref(&early))
+        .await;
+    assert_eq!(spy.spied.times_claimed(&early.0, 0), 1);
+    // Never claimed from storage: the hand-offs' leases were renewed, not lost.
+    for (id, _) in &sent {
+        assert_eq!(spy.spied.times_claimed(id, 0), 0, "{id} was claimed");
+    }
+    assert!(spy.spied.renewals.load(Ordering::SeqCst) >= 3);
+    assert_eq!(engine.lost_leases(), 0);
+    token.cancel();
+    handle.await.expect("engine task");
 }
 
 // ---------------------------------------------------------------------------------
@@ -564,11 +654,13 @@ async fn renewal_stops_when_the_engine_task_is_dropped() {
     );
     // The engine's task is aborted (its worker, stuck for minutes, lives on): the
     // keeper stops with it, so the leases run out and another node can claim.
+    // (A renewal in flight at that moment may still land: any lease now ends within
+    // one lease period.)
     a.handle.abort();
     let _ = a.handle.await;
+    sleep_ms(100).await;
     let n = spy.spied.renewals.load(Ordering::SeqCst);
-    let until = spy.spied.last_renewed_until.load(Ordering::SeqCst);
-    sleep_ms(until - now_millis() + 100).await;
+    sleep_ms(LEASE_MS + 100).await;
     assert_eq!(
         spy.spied.renewals.load(Ordering::SeqCst),
         n,
