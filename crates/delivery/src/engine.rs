@@ -164,11 +164,11 @@ impl Engine {
         // Renewal lasts as long as this call: when it returns, or is dropped (the task
         // aborted), the keeper stops and this node's leases run out by themselves.
         let keeper_stop = CancellationToken::new();
-        let _keeper_guard = keeper_stop.clone().drop_guard();
-        {
+        let keeper_guard = keeper_stop.clone().drop_guard();
+        let keeper = {
             let (keeper, store) = (self.leases.clone(), self.store.clone());
-            tokio::spawn(async move { keeper.run(store, keeper_stop).await });
-        }
+            tokio::spawn(async move { keeper.run(store, keeper_stop).await })
+        };
         // Leases this node left when it last stopped (a crash) must not hold those
         // recipients back until they expire. Other nodes' leases are theirs.
         match self.store.release_node(&self.cfg.node_id).await {
@@ -217,6 +217,9 @@ impl Engine {
         if let Some(r) = recorder {
             r.abort();
         }
+        // Nothing is renewed once this returns.
+        keeper_guard.disarm().cancel();
+        let _ = keeper.await;
     }
 
     async fn round(self: &Arc<Self>) -> usize {
