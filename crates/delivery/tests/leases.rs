@@ -656,7 +656,7 @@ async fn renewal_stops_when_the_engine_task_is_dropped() {
         (accepted.load(Ordering::SeqCst) >= 1).then_some(())
     })
     .await;
-    sleep_ms(LEASE_MS).await;
+    sleep_ms(2 * LEASE_MS).await;
     assert_eq!(
         claimable(&h.store).await,
         0,
