@@ -129,11 +129,6 @@ impl Engine {
         self.leases.tokens().len()
     }
 
-    /// `renew_leases` calls made so far.
-    pub fn lease_renewals(&self) -> u64 {
-        self.leases.renewals()
-    }
-
     /// Shares the count of live nodes (kept up to date by the caller, e.g. from
     /// heartbeats): connection limits are divided by it when workers start. Without
     /// it the engine counts itself alone.

@@ -13,13 +13,17 @@
 //! 10 s) of running out: by then another node may be about to claim the recipients, so
 //! the work is given up (workers drop it unsent, the keeper stops renewing it), never
 //! revived. When renewal fails (database down) deadlines stay where they were and
-//! delivery of the affected work stops before they pass. The keeper runs while the
-//! engine runs, and stops when it stops or is dropped.
+//! delivery of the affected work stops before they pass. The keeper runs while
+//! `Engine::run` runs, and stops when it returns or is dropped (task aborted).
+//!
+//! It also knows whether the engine has started (released what a previous run of
+//! this node left): hand-off leases issued before that are not taken, since that
+//! release may have cleared them.
 
 use crate::store::DeliveryStore;
 use mailroom_model::now_millis;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -52,8 +56,6 @@ pub(crate) struct LeaseKeeper {
     lease_ms: i64,
     margin: i64,
     held: Mutex<HashMap<i64, Weak<Held>>>,
-    /// `renew_leases` calls made (for tests and logs).
-    renewals: AtomicU64,
     /// Set once the engine has given back what a previous run of this node left
     /// (`release_node` at start). That release also clears hand-off leases issued
     /// before it, so those are not taken (the scheduler claims them instead).
@@ -70,7 +72,6 @@ impl LeaseKeeper {
             lease_ms,
             margin: (lease_ms / 6).min(10_000),
             held: Mutex::new(HashMap::new()),
-            renewals: AtomicU64::new(0),
             started: AtomicBool::new(false),
             early: Mutex::new(HashSet::new()),
         }
@@ -123,10 +124,6 @@ impl LeaseKeeper {
         map.keys().copied().collect()
     }
 
-    pub(crate) fn renewals(&self) -> u64 {
-        self.renewals.load(Ordering::Relaxed)
-    }
-
     /// The leases worth renewing at `now`; forgets those no work holds any more and
     /// those too close to their end to be trusted.
     fn live(&self, now: i64) -> Vec<Arc<Held>> {
@@ -152,7 +149,6 @@ impl LeaseKeeper {
         }
         let until = start + self.lease_ms;
         let tokens: Vec<i64> = live.iter().map(|h| h.token).collect();
-        self.renewals.fetch_add(1, Ordering::Relaxed);
         match store.renew_leases(&self.owner, &tokens, until).await {
             Ok(rows) => {
                 for h in &live {

@@ -46,6 +46,9 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
                     // The destination is unreachable now: the same answer for the waiting work.
                     let mut rx = dest.rx.lock().await;
                     while let Ok(w) = rx.try_recv() {
+                        if stale(&w) {
+                            continue;
+                        }
                         let body = match &w.body {
                             Some(b) => b.clone(),
                             None => std::sync::Arc::new(
