@@ -1540,7 +1540,7 @@ async fn global_connection_limit_does_not_strand_other_destinations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 
-async fn queued_work_outliving_its_lease_is_delivered_once() {
+async fn queued_work_waiting_longer_than_the_lease_is_delivered_once() {
     let (addr_a, sink_a) = sink::spawn().await;
     let (addr_b, sink_b) = sink::spawn().await;
     let h = Harness::new().await;
@@ -1548,7 +1548,7 @@ async fn queued_work_outliving_its_lease_is_delivered_once() {
     let (b, body_b) = h.send(SENDER, vec![to("ok@b.test")]).await;
     let cfg = DeliveryConfig {
         // One connection in all: one of the two destinations waits in its queue
-        // longer than the lease.
+        // longer than the lease (renewed meanwhile).
         max_connections: 1,
         idle_timeout: Duration::from_millis(300),
         lease: Duration::from_secs(1),
