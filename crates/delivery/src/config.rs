@@ -38,8 +38,10 @@ pub struct DeliveryConfig {
     pub destination_queue: usize,
     /// Recipients claimed per scheduler round.
     pub claim_batch: usize,
-    /// How long a claim lasts before another node may take the recipient (renewed
-    /// while delivery is in progress).
+    /// How long a claim lasts before another node may take the recipient: renewed
+    /// every third of it while delivery is in progress; work with less than a sixth
+    /// (at most 10 s) left is not started. A dead node's work is claimable again
+    /// within one lease.
     pub lease: Duration,
     /// This node's id: the owner of the leases it takes.
     pub node_id: String,

@@ -3,17 +3,29 @@
 //! starting connection workers up to the per-destination and global limits. A full
 //! queue gives the claim back: the work stays in storage (backpressure, never an
 //! unbounded buffer).
+//!
+//! Every lease taken here (or by ingest for a hand-off) is kept alive by the lease
+//! keeper (`lease`) while its work waits or is sent, so a slow destination does not
+//! lose it while this node lives; a dead node's leases simply run out.
+//!
+//! Connection limits hold cluster-wide by division: `per_destination_connections` and
+//! `max_connections` are divided among the live nodes (`set_live_nodes`, at least one
+//! connection each), as counted when a worker starts. During a takeover (a node died
+//! and is still counted, or one just joined and the others have not yet seen it) the sum
+//! can briefly exceed the limit by one node's share.
 
 use crate::config::DeliveryConfig;
+use crate::lease::{Held, LeaseKeeper};
 use crate::route::destination_key;
+use crate::store::DeliveryStore;
 use crate::worker;
 use mailroom_dns::Resolver;
 use mailroom_model::{MessageId, now_millis};
-use mailroom_store::{DueRecipient, DynStore};
+use mailroom_store::DueRecipient;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{Mutex, Notify, Semaphore, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,9 +36,10 @@ pub struct Work {
     pub recipients: Vec<DueRecipient>,
     /// The message, when it came in memory from ingest (else loaded from the store).
     pub body: Option<Arc<Vec<u8>>>,
-    /// When the claim on these recipients runs out (Unix ms); after that the work is
-    /// stale and must not be sent.
-    pub lease_until: i64,
+    /// The lease these recipients were claimed under, renewed while the node lives;
+    /// once it is about to run out the work is stale and must not be sent. Holding it
+    /// keeps the lease renewed: it goes with the outcome until that is written.
+    pub(crate) lease: Arc<Held>,
 }
 
 impl Work {
@@ -51,11 +64,16 @@ pub(crate) struct Destination {
 
 pub struct Engine {
     pub(crate) cfg: Arc<DeliveryConfig>,
-    pub(crate) store: DynStore,
+    pub(crate) store: Arc<dyn DeliveryStore>,
     pub(crate) resolver: Arc<dyn Resolver>,
     destinations: std::sync::Mutex<HashMap<String, Arc<Destination>>>,
-    /// Bounds connections across all destinations.
-    pub(crate) global: Arc<Semaphore>,
+    /// Connection workers running, over all destinations (bounded by this node's share
+    /// of `max_connections`).
+    connections: AtomicUsize,
+    /// Nodes sharing the queue (published by the node's heartbeat loop; 1 alone).
+    live_nodes: std::sync::Mutex<Arc<AtomicUsize>>,
+    /// The leases this node holds, renewed while their work is in progress.
+    pub(crate) leases: Arc<LeaseKeeper>,
     /// Woken when new work may be due (a message was accepted, a retry requested).
     wake: Arc<Notify>,
     pub(crate) shutdown: CancellationToken,
@@ -68,9 +86,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// `store` is any store with the queue, message and directory roles behind an
+    /// `Arc` (`Arc<dyn Store>` included), or anything implementing [`DeliveryStore`].
     pub fn new(
         cfg: DeliveryConfig,
-        store: DynStore,
+        store: impl DeliveryStore,
         resolver: Arc<dyn Resolver>,
         wake: Arc<Notify>,
         shutdown: CancellationToken,
@@ -80,9 +100,11 @@ impl Engine {
             recorder,
             lost_leases: AtomicUsize::new(0),
             recorder_rx: std::sync::Mutex::new(Some(recorder_rx)),
-            global: Arc::new(Semaphore::new(cfg.max_connections)),
+            connections: AtomicUsize::new(0),
+            live_nodes: std::sync::Mutex::new(Arc::new(AtomicUsize::new(1))),
+            leases: Arc::new(LeaseKeeper::new(&cfg.node_id, cfg.lease)),
             cfg: Arc::new(cfg),
-            store,
+            store: Arc::new(store),
             resolver,
             destinations: Default::default(),
             wake,
@@ -93,11 +115,36 @@ impl Engine {
 
     pub(crate) fn note_lost_leases(&self, n: usize) {
         self.lost_leases.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("mailroom_delivery_lost_leases_total").increment(n as u64);
     }
 
     /// Outcomes this node did not record because its lease had been taken over.
     pub fn lost_leases(&self) -> usize {
         self.lost_leases.load(Ordering::Relaxed)
+    }
+
+    /// Fencing tokens this node holds now (claims or hand-offs with work waiting, in
+    /// flight, or an outcome not yet written).
+    pub fn held_leases(&self) -> usize {
+        self.leases.tokens().len()
+    }
+
+    /// Shares the count of live nodes (kept up to date by the caller, e.g. from
+    /// heartbeats): connection limits are divided by it when workers start. Without
+    /// it the engine counts itself alone.
+    pub fn set_live_nodes(&self, nodes: Arc<AtomicUsize>) {
+        *self.live_nodes.lock().expect("live nodes lock") = nodes;
+    }
+
+    /// This node's share of a cluster-wide connection limit: at least one.
+    fn share(&self, limit: usize) -> usize {
+        let nodes = self
+            .live_nodes
+            .lock()
+            .expect("live nodes lock")
+            .load(Ordering::Relaxed)
+            .max(1);
+        (limit / nodes).max(1)
     }
 
     /// Runs the scheduler until shutdown, then waits for workers to finish the
@@ -109,6 +156,14 @@ impl Engine {
             .expect("recorder lock")
             .take()
             .map(|rx| tokio::spawn(crate::outcome::run_recorder(self.clone(), rx)));
+        // Renewal lasts as long as this call: when it returns, or is dropped (the task
+        // aborted), the keeper stops and this node's leases run out by themselves.
+        let keeper_stop = CancellationToken::new();
+        let keeper_guard = keeper_stop.clone().drop_guard();
+        let keeper = {
+            let (keeper, store) = (self.leases.clone(), self.store.clone());
+            tokio::spawn(async move { keeper.run(store, keeper_stop).await })
+        };
         // Leases this node left when it last stopped (a crash) must not hold those
         // recipients back until they expire. Other nodes' leases are theirs.
         match self.store.release_node(&self.cfg.node_id).await {
@@ -118,6 +173,7 @@ impl Engine {
                 tracing::warn!(error = %e, "releasing old leases failed; they expire by themselves")
             }
         }
+        self.leases.set_started();
         loop {
             let claimed = if self.shutdown.is_cancelled() {
                 0
@@ -156,11 +212,14 @@ impl Engine {
         if let Some(r) = recorder {
             r.abort();
         }
+        // Nothing is renewed once this returns.
+        keeper_guard.disarm().cancel();
+        let _ = keeper.await;
     }
 
     async fn round(self: &Arc<Self>) -> usize {
         let now = now_millis();
-        let lease_until = now + self.cfg.lease.as_millis() as i64;
+        let lease_until = now + self.leases.lease_ms();
         let lease = mailroom_store::Lease::new(&self.cfg.node_id, lease_until);
         let due = match self
             .store
@@ -174,6 +233,10 @@ impl Engine {
             }
         };
         let claimed = due.len();
+        if claimed == 0 {
+            return 0;
+        }
+        let held = self.leases.hold(lease.token, lease_until);
         let mut groups: HashMap<(MessageId, String), Vec<DueRecipient>> = HashMap::new();
         for r in due {
             groups
@@ -188,7 +251,7 @@ impl Engine {
                     domain: domain.clone(),
                     recipients,
                     body: None,
-                    lease_until,
+                    lease: held.clone(),
                 }) {
                     give_back.extend(w.keys());
                 }
@@ -241,23 +304,30 @@ impl Engine {
             .clone()
     }
 
-    /// Starts another connection worker if work is waiting and limits allow.
+    /// Starts another connection worker if work is waiting and this node's shares of
+    /// the per-destination and global limits allow.
     fn maybe_spawn(self: &Arc<Self>, dest: &Arc<Destination>) {
         let waiting = dest.tx.max_capacity() - dest.tx.capacity();
         let active = dest.active.load(Ordering::Acquire);
-        if active >= self.cfg.per_destination_connections || (active > 0 && waiting <= active) {
+        if active > 0 && waiting <= active {
             return;
         }
-        let Ok(permit) = self.global.clone().try_acquire_owned() else {
+        if !take_slot(
+            &dest.active,
+            self.share(self.cfg.per_destination_connections),
+        ) {
             return;
-        };
-        dest.active.fetch_add(1, Ordering::AcqRel);
+        }
+        if !take_slot(&self.connections, self.share(self.cfg.max_connections)) {
+            dest.active.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
         let engine = self.clone();
         let dest = dest.clone();
         self.tracker.spawn(async move {
             worker::run(&engine, &dest).await;
             dest.active.fetch_sub(1, Ordering::AcqRel);
-            drop(permit);
+            engine.connections.fetch_sub(1, Ordering::AcqRel);
             // Its connection slot is free now: work waiting anywhere (here, or at a
             // destination that found no free slot) may start.
             if !engine.shutdown.is_cancelled() {
@@ -308,20 +378,29 @@ impl Engine {
 }
 
 /// The engine as the `Handoff` of ingest: fresh messages go straight into the
-/// destination queues.
+/// destination queues. Until the engine has released what this node's previous run
+/// left (the start of `run`), hand-offs are refused and ingest gives them back to the
+/// store: that release may already have cleared their leases, and the scheduler would
+/// deliver them a second time.
 pub struct EngineHandoff(pub Arc<Engine>);
 
 impl mailroom_store::Handoff for EngineHandoff {
     fn offer(&self, recipients: Vec<DueRecipient>, body: Arc<Vec<u8>>) -> Vec<(MessageId, i64)> {
         let engine = &self.0;
-        // Ingest stored them with a lease starting about now; leave a margin.
-        let lease_until = mailroom_model::now_millis() + engine.cfg.lease.as_millis() as i64 - 1000;
-        if engine.shutdown.is_cancelled() {
+        if engine.shutdown.is_cancelled()
+            || recipients.is_empty()
+            || !engine.leases.may_take(recipients[0].lease_token)
+        {
             return recipients
                 .iter()
                 .map(|r| (r.message_id.clone(), r.idx))
                 .collect();
         }
+        // Ingest stored them with a lease that started a moment ago (`new_lease`, then
+        // the commit); count it from a little earlier. The keeper renews it from here.
+        let lease_ms = engine.leases.lease_ms();
+        let until = mailroom_model::now_millis() + lease_ms - (lease_ms / 10).min(1000);
+        let held = engine.leases.hold(recipients[0].lease_token, until);
         let mut by_domain: HashMap<String, Vec<DueRecipient>> = HashMap::new();
         for r in recipients {
             by_domain.entry(r.domain.clone()).or_default().push(r);
@@ -333,7 +412,7 @@ impl mailroom_store::Handoff for EngineHandoff {
                     domain: domain.clone(),
                     recipients,
                     body: Some(body.clone()),
-                    lease_until,
+                    lease: held.clone(),
                 }) {
                     refused.extend(w.keys());
                 }
@@ -345,8 +424,19 @@ impl mailroom_store::Handoff for EngineHandoff {
     fn new_lease(&self) -> mailroom_store::Lease {
         let cfg = &self.0.cfg;
         let until = mailroom_model::now_millis() + cfg.lease.as_millis() as i64;
-        mailroom_store::Lease::new(&cfg.node_id, until)
+        let lease = mailroom_store::Lease::new(&cfg.node_id, until);
+        self.0.leases.issued(lease.token);
+        lease
     }
+}
+
+/// Takes one of `limit` slots counted by `count`; false when all are taken.
+fn take_slot(count: &AtomicUsize, limit: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < limit).then_some(n + 1)
+        })
+        .is_ok()
 }
 
 /// One work item per recipient when the message has a return-path domain (each copy

@@ -4,6 +4,7 @@
 use crate::classify::{BounceClass, Verdict, classify};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
 use crate::engine::{Engine, Work};
+use crate::lease::Held;
 use crate::worker::{Remote, reply_text};
 use mailroom_model::{EventType, MessageId, RecipientState, now_millis};
 use mailroom_smtp_client::SmtpReply;
@@ -99,6 +100,8 @@ pub(crate) enum Recording {
     Outcomes {
         outcomes: Vec<Outcome>,
         bounce: Option<PendingBounce>,
+        /// The lease the outcomes were reached under: renewed until they are written.
+        lease: Arc<Held>,
     },
     /// Answers once everything sent before it is written (shutdown).
     Flush(tokio::sync::oneshot::Sender<()>),
@@ -116,15 +119,19 @@ pub(crate) async fn run_recorder(
         let mut outcomes = Vec::new();
         let mut bounces = Vec::new();
         let mut flushes = Vec::new();
+        // Dropped once the batch is written (or failed): their leases stop renewing.
+        let mut leases = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Recording::Outcomes {
                     outcomes: o,
                     bounce,
+                    lease,
                 } => {
                     outcomes.extend(o);
                     bounces.extend(bounce);
+                    leases.push(lease);
                 }
                 Recording::Flush(done) => flushes.push(done),
             }
@@ -156,6 +163,7 @@ pub(crate) async fn run_recorder(
             // The leases expire and the recipients are tried again: at least once.
             Err(e) => tracing::error!(error = %e, count, "recording outcomes failed"),
         }
+        drop(leases);
         for done in flushes {
             let _ = done.send(());
         }
@@ -241,7 +249,11 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
     let bounce = (engine.cfg.dsn && !failed.is_empty()).then(|| (body.clone(), failed, now));
     if engine
         .recorder
-        .send(Recording::Outcomes { outcomes, bounce })
+        .send(Recording::Outcomes {
+            outcomes,
+            bounce,
+            lease: work.lease.clone(),
+        })
         .await
         .is_err()
     {

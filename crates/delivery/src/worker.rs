@@ -1,7 +1,9 @@
 //! A connection worker for one destination: takes work items from the destination's
 //! queue, keeps one SMTP connection open across messages (up to a count and an idle
 //! time), sends, and records each recipient's outcome. A failure to connect applies to
-//! the work in hand and to whatever is waiting for the same destination.
+//! the work in hand and to whatever is waiting for the same destination. Work whose
+//! lease is about to run out (renewal failed) is dropped unsent, checked when it is
+//! taken and again right before the message goes out.
 
 use crate::engine::{Destination, Engine};
 use crate::outcome::{Attempt, record};
@@ -23,10 +25,7 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             }
         };
         let Some(work) = next else { break };
-        if work.lease_until <= mailroom_model::now_millis() {
-            // Waited so long that its claim ran out: the scheduler has claimed it again
-            // (or will), so this copy must not be sent too.
-            tracing::debug!(message_id = %work.message_id(), "dropping work whose lease expired in the queue");
+        if stale(&work) {
             continue;
         }
         let body = match &work.body {
@@ -47,6 +46,9 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
                     // The destination is unreachable now: the same answer for the waiting work.
                     let mut rx = dest.rx.lock().await;
                     while let Ok(w) = rx.try_recv() {
+                        if stale(&w) {
+                            continue;
+                        }
                         let body = match &w.body {
                             Some(b) => b.clone(),
                             None => std::sync::Arc::new(
@@ -94,6 +96,10 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             ip: c.peer().ip().to_string(),
             tls: c.tls_version().map(str::to_string),
         };
+        // Connecting may have taken long: check the lease again right before sending.
+        if stale(&work) {
+            continue;
+        }
         let reused = c.messages_sent() > 0;
         let mut result = c.send(&envelope).await;
         if reused && matches!(result, Err(ClientError::Io(_))) {
@@ -139,6 +145,22 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
     if let Some((c, _)) = conn.take() {
         c.quit().await;
     }
+}
+
+/// Whether the work's lease is (nearly) gone: renewal failed long enough that
+/// another node may claim these recipients, so this copy must not be sent. Dropping
+/// the work also stops its renewal; the recipients come due again when the lease runs
+/// out.
+fn stale(work: &crate::engine::Work) -> bool {
+    let stale = !work.lease.usable(mailroom_model::now_millis());
+    if stale {
+        tracing::warn!(
+            message_id = %work.message_id(),
+            lease_until = work.lease.until(),
+            "dropping work whose lease is running out (renewal failed)"
+        );
+    }
+    stale
 }
 
 /// Who answered, for outcomes and events.

@@ -9,27 +9,21 @@
 mod common;
 
 use common::sink::{self, Received, Sink};
+use common::spy::SpyStore;
 use mailroom_delivery::schedule::RetrySchedule;
 use mailroom_delivery::{DeliveryConfig, Engine, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::{HickoryResolver, Resolver, StaticResolver};
-use mailroom_model::{
-    CredentialId, Event, EventType, MessageId, RecipientState, TenantId, now_millis,
-};
+use mailroom_model::{Event, EventType, MessageId, RecipientState, TenantId, now_millis};
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
-    AllowedIp, CredentialRecord, DirectorySnapshot, DomainRecord, DueRecipient, DynStore,
-    MessageView, NewCredential, NewDomain, NewMessage, NewRecipient, NewTenant, Outcome,
-    QueueSummary, RecipientView, StoreError, TenantRecord, TenantSettings,
-};
-use mailroom_store::{
-    DirectoryStore, DomainStore, EventStore, IntakeStore, MessageStore, QueueStore,
-    SendPolicyStore, TrackingStore,
+    DirectoryStore, DynStore, MessageView, NewMessage, NewRecipient, NewTenant, RecipientView,
+    TenantSettings,
 };
 use mailroom_testkit::{TestZone, spawn_dns};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -263,7 +257,11 @@ impl Harness {
     }
 }
 
-fn start_on(store: DynStore, cfg: DeliveryConfig, resolver: Arc<dyn Resolver>) -> Running {
+fn start_on(
+    store: impl mailroom_delivery::DeliveryStore,
+    cfg: DeliveryConfig,
+    resolver: Arc<dyn Resolver>,
+) -> Running {
     let token = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let engine = Engine::new(cfg, store, resolver, wake.clone(), token.clone());
@@ -1542,7 +1540,7 @@ async fn global_connection_limit_does_not_strand_other_destinations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 
-async fn queued_work_outliving_its_lease_is_delivered_once() {
+async fn queued_work_waiting_longer_than_the_lease_is_delivered_once() {
     let (addr_a, sink_a) = sink::spawn().await;
     let (addr_b, sink_b) = sink::spawn().await;
     let h = Harness::new().await;
@@ -1550,7 +1548,7 @@ async fn queued_work_outliving_its_lease_is_delivered_once() {
     let (b, body_b) = h.send(SENDER, vec![to("ok@b.test")]).await;
     let cfg = DeliveryConfig {
         // One connection in all: one of the two destinations waits in its queue
-        // longer than the lease.
+        // longer than the lease (renewed meanwhile).
         max_connections: 1,
         idle_timeout: Duration::from_millis(300),
         lease: Duration::from_secs(1),
@@ -1577,552 +1575,12 @@ async fn queued_work_outliving_its_lease_is_delivered_once() {
     engine.stop().await;
 }
 
-/// A store that counts `claim_due` calls and otherwise passes everything through.
-struct CountingStore {
-    inner: DynStore,
-    claims: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl MessageStore for CountingStore {
-    async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
-        self.inner.enqueue(message).await
-    }
-
-    async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
-        self.inner.get_message(id).await
-    }
-
-    async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.load_body(id).await
-    }
-}
-
-#[async_trait::async_trait]
-impl QueueStore for CountingStore {
-    async fn claim_due(
-        &self,
-        lease: &mailroom_store::Lease,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<DueRecipient>, StoreError> {
-        self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim_due(lease, now, limit).await
-    }
-
-    async fn record_outcomes(
-        &self,
-        outcomes: Vec<Outcome>,
-    ) -> Result<Vec<(MessageId, i64)>, StoreError> {
-        self.inner.record_outcomes(outcomes).await
-    }
-
-    async fn renew_leases(
-        &self,
-        owner: &str,
-        tokens: &[i64],
-        until: i64,
-    ) -> Result<u64, StoreError> {
-        self.inner.renew_leases(owner, tokens, until).await
-    }
-
-    async fn release(&self, owner: &str, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
-        self.inner.release(owner, keys).await
-    }
-
-    async fn release_node(&self, owner: &str) -> Result<u64, StoreError> {
-        self.inner.release_node(owner).await
-    }
-
-    async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.inner.retry_now(id, now).await
-    }
-
-    async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.inner.cancel(id, now).await
-    }
-
-    async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
-        self.inner.queue_summary().await
-    }
-
-    async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.inner.count_recipients_by_state().await
-    }
-
-    async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.inner.release_quarantined(id, now).await
-    }
-
-    async fn list_quarantined(
-        &self,
-        tenant: Option<&TenantId>,
-        limit: i64,
-    ) -> Result<Vec<mailroom_store::QuarantinedMessage>, StoreError> {
-        self.inner.list_quarantined(tenant, limit).await
-    }
-    // --- events and webhooks ---
-}
-
-#[async_trait::async_trait]
-impl DirectoryStore for CountingStore {
-    async fn create_tenant(&self, tenant: NewTenant) -> Result<TenantRecord, StoreError> {
-        self.inner.create_tenant(tenant).await
-    }
-
-    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        self.inner.list_tenants().await
-    }
-
-    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        self.inner.get_tenant(id).await
-    }
-
-    async fn update_tenant(
-        &self,
-        id: &TenantId,
-        settings: TenantSettings,
-    ) -> Result<Option<TenantRecord>, StoreError> {
-        self.inner.update_tenant(id, settings).await
-    }
-
-    async fn create_credential(
-        &self,
-        credential: NewCredential,
-    ) -> Result<CredentialRecord, StoreError> {
-        self.inner.create_credential(credential).await
-    }
-
-    async fn list_credentials(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<CredentialRecord>, StoreError> {
-        self.inner.list_credentials(tenant).await
-    }
-
-    async fn revoke_credential(
-        &self,
-        tenant: &TenantId,
-        id: &CredentialId,
-    ) -> Result<bool, StoreError> {
-        self.inner.revoke_credential(tenant, id).await
-    }
-
-    async fn set_allowed_ips(
-        &self,
-        tenant: &TenantId,
-        entries: &[AllowedIp],
-    ) -> Result<(), StoreError> {
-        self.inner.set_allowed_ips(tenant, entries).await
-    }
-
-    async fn list_allowed_ips(&self, tenant: &TenantId) -> Result<Vec<AllowedIp>, StoreError> {
-        self.inner.list_allowed_ips(tenant).await
-    }
-
-    async fn set_sandbox_recipients(
-        &self,
-        tenant: &TenantId,
-        addresses: &[String],
-    ) -> Result<(), StoreError> {
-        self.inner.set_sandbox_recipients(tenant, addresses).await
-    }
-
-    async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
-        self.inner.load_directory().await
-    }
-
-    async fn create_api_key(
-        &self,
-        key: mailroom_store::NewApiKey,
-    ) -> Result<mailroom_store::ApiKeyRecord, StoreError> {
-        self.inner.create_api_key(key).await
-    }
-
-    async fn list_api_keys(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<mailroom_store::ApiKeyRecord>, StoreError> {
-        self.inner.list_api_keys(tenant).await
-    }
-
-    async fn get_api_key(
-        &self,
-        id: &mailroom_model::ApiKeyId,
-    ) -> Result<Option<mailroom_store::ApiKeyRecord>, StoreError> {
-        self.inner.get_api_key(id).await
-    }
-
-    async fn revoke_api_key(&self, id: &mailroom_model::ApiKeyId) -> Result<bool, StoreError> {
-        self.inner.revoke_api_key(id).await
-    }
-
-    async fn rotate_api_key(
-        &self,
-        id: &mailroom_model::ApiKeyId,
-        secret_hash: &str,
-        old_expires_at: i64,
-    ) -> Result<Option<mailroom_store::ApiKeyRecord>, StoreError> {
-        self.inner
-            .rotate_api_key(id, secret_hash, old_expires_at)
-            .await
-    }
-
-    async fn record_api_key_use(
-        &self,
-        uses: Vec<(mailroom_model::ApiKeyId, i64)>,
-    ) -> Result<(), StoreError> {
-        self.inner.record_api_key_use(uses).await
-    }
-
-    async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
-        self.inner.operator_token_hash().await
-    }
-
-    async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
-        self.inner.set_operator_token_hash(hash).await
-    }
-}
-
-#[async_trait::async_trait]
-impl SendPolicyStore for CountingStore {
-    async fn suppressed_among(
-        &self,
-        tenant: &TenantId,
-        addresses: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        self.inner.suppressed_among(tenant, addresses).await
-    }
-
-    async fn add_suppression(
-        &self,
-        s: mailroom_store::Suppression,
-    ) -> Result<(mailroom_store::Suppression, bool), StoreError> {
-        self.inner.add_suppression(s).await
-    }
-
-    async fn get_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<Option<mailroom_store::Suppression>, StoreError> {
-        self.inner.get_suppression(tenant, address).await
-    }
-
-    async fn list_suppressions(
-        &self,
-        tenant: &TenantId,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<mailroom_store::Suppression>, StoreError> {
-        self.inner.list_suppressions(tenant, after, limit).await
-    }
-
-    async fn remove_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner.remove_suppression(tenant, address).await
-    }
-
-    async fn get_idempotency(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        since: i64,
-    ) -> Result<Option<mailroom_store::IdempotencyRecord>, StoreError> {
-        self.inner.get_idempotency(tenant, key, since).await
-    }
-
-    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
-        self.inner.prune_idempotency(before).await
-    }
-
-    async fn message_counts_since(
-        &self,
-        since: i64,
-    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
-        self.inner.message_counts_since(since).await
-    }
-}
-
-#[async_trait::async_trait]
-impl DomainStore for CountingStore {
-    async fn add_domain(&self, domain: NewDomain) -> Result<DomainRecord, StoreError> {
-        self.inner.add_domain(domain).await
-    }
-
-    async fn list_domains(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<DomainRecord>, StoreError> {
-        self.inner.list_domains(tenant).await
-    }
-
-    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
-        self.inner.get_domain(name).await
-    }
-
-    async fn record_domain_check(
-        &self,
-        name: &str,
-        check: mailroom_store::DomainCheck,
-    ) -> Result<bool, StoreError> {
-        self.inner.record_domain_check(name, check).await
-    }
-
-    async fn set_allowed_local_parts(
-        &self,
-        name: &str,
-        local_parts: &[String],
-    ) -> Result<bool, StoreError> {
-        self.inner.set_allowed_local_parts(name, local_parts).await
-    }
-
-    async fn list_dkim_keys(
-        &self,
-        domain: Option<&str>,
-    ) -> Result<Vec<mailroom_store::DkimKeyRecord>, StoreError> {
-        self.inner.list_dkim_keys(domain).await
-    }
-
-    async fn add_dkim_key(
-        &self,
-        key: mailroom_store::NewDkimKey,
-    ) -> Result<mailroom_store::DkimKeyRecord, StoreError> {
-        self.inner.add_dkim_key(key).await
-    }
-
-    async fn list_secrets(&self) -> Result<Vec<mailroom_store::StoredSecret>, StoreError> {
-        self.inner.list_secrets().await
-    }
-
-    async fn replace_secrets(
-        &self,
-        updates: Vec<mailroom_store::SecretUpdate>,
-    ) -> Result<u64, StoreError> {
-        self.inner.replace_secrets(updates).await
-    }
-
-    async fn set_dkim_key_state(
-        &self,
-        domain: &str,
-        selector: &str,
-        state: mailroom_store::KeyState,
-        at: i64,
-        retire_after: Option<i64>,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .set_dkim_key_state(domain, selector, state, at, retire_after)
-            .await
-    }
-
-    async fn insert_tenant_event(
-        &self,
-        tenant: &TenantId,
-        kind: EventType,
-        detail: serde_json::Value,
-    ) -> Result<mailroom_model::Event, StoreError> {
-        self.inner.insert_tenant_event(tenant, kind, detail).await
-    }
-
-    async fn list_tenant_events(
-        &self,
-        tenant: &TenantId,
-        limit: i64,
-    ) -> Result<Vec<mailroom_model::Event>, StoreError> {
-        self.inner.list_tenant_events(tenant, limit).await
-    }
-    // --- bounce intake and sender health ---
-}
-
-#[async_trait::async_trait]
-impl IntakeStore for CountingStore {
-    async fn bounce_target(
-        &self,
-        id: &MessageId,
-    ) -> Result<Option<mailroom_store::BounceTarget>, StoreError> {
-        self.inner.bounce_target(id).await
-    }
-
-    async fn record_async_bounce(
-        &self,
-        bounce: mailroom_store::AsyncBounce,
-    ) -> Result<mailroom_store::IntakeRecorded, StoreError> {
-        self.inner.record_async_bounce(bounce).await
-    }
-
-    async fn record_complaint(
-        &self,
-        complaint: mailroom_store::Complaint,
-    ) -> Result<mailroom_store::IntakeRecorded, StoreError> {
-        self.inner.record_complaint(complaint).await
-    }
-
-    async fn health_counts(
-        &self,
-        tenant: &TenantId,
-        since: i64,
-    ) -> Result<mailroom_store::HealthCounts, StoreError> {
-        self.inner.health_counts(tenant, since).await
-    }
-
-    async fn get_sender_health(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Option<mailroom_store::SenderHealth>, StoreError> {
-        self.inner.get_sender_health(tenant).await
-    }
-
-    async fn set_sender_health(
-        &self,
-        change: mailroom_store::HealthChange,
-    ) -> Result<bool, StoreError> {
-        self.inner.set_sender_health(change).await
-    }
-}
-
-#[async_trait::async_trait]
-impl TrackingStore for CountingStore {
-    async fn record_event(&self, event: mailroom_store::NewEvent) -> Result<(), StoreError> {
-        self.inner.record_event(event).await
-    }
-
-    async fn unsubscribe(
-        &self,
-        s: mailroom_store::Suppression,
-        event: mailroom_store::NewEvent,
-    ) -> Result<(), StoreError> {
-        self.inner.unsubscribe(s, event).await
-    }
-}
-
-#[async_trait::async_trait]
-impl EventStore for CountingStore {
-    async fn list_events(
-        &self,
-        query: &mailroom_store::EventQuery,
-    ) -> Result<mailroom_store::EventPage, StoreError> {
-        self.inner.list_events(query).await
-    }
-
-    async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        self.inner.prune_events(before, limit).await
-    }
-
-    async fn create_webhook(
-        &self,
-        webhook: mailroom_store::NewWebhook,
-    ) -> Result<mailroom_store::WebhookRecord, StoreError> {
-        self.inner.create_webhook(webhook).await
-    }
-
-    async fn list_webhooks(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<mailroom_store::WebhookRecord>, StoreError> {
-        self.inner.list_webhooks(tenant).await
-    }
-
-    async fn get_webhook(
-        &self,
-        id: &mailroom_model::WebhookId,
-    ) -> Result<Option<mailroom_store::WebhookRecord>, StoreError> {
-        self.inner.get_webhook(id).await
-    }
-
-    async fn update_webhook(
-        &self,
-        id: &mailroom_model::WebhookId,
-        patch: mailroom_store::WebhookPatch,
-    ) -> Result<Option<mailroom_store::WebhookRecord>, StoreError> {
-        self.inner.update_webhook(id, patch).await
-    }
-
-    async fn delete_webhook(&self, id: &mailroom_model::WebhookId) -> Result<bool, StoreError> {
-        self.inner.delete_webhook(id).await
-    }
-
-    async fn fan_out_events(
-        &self,
-        limit: usize,
-        now: i64,
-    ) -> Result<mailroom_store::FanOut, StoreError> {
-        self.inner.fan_out_events(limit, now).await
-    }
-
-    async fn claim_deliveries(
-        &self,
-        webhook: &mailroom_model::WebhookId,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<mailroom_store::DueDelivery>, StoreError> {
-        self.inner
-            .claim_deliveries(webhook, now, lease_until, limit)
-            .await
-    }
-
-    async fn record_delivery(
-        &self,
-        update: mailroom_store::DeliveryUpdate,
-    ) -> Result<(), StoreError> {
-        self.inner.record_delivery(update).await
-    }
-
-    async fn list_deliveries(
-        &self,
-        webhook: &mailroom_model::WebhookId,
-        state: Option<mailroom_store::DeliveryState>,
-        limit: usize,
-    ) -> Result<Vec<mailroom_store::WebhookDelivery>, StoreError> {
-        self.inner.list_deliveries(webhook, state, limit).await
-    }
-
-    async fn next_delivery_at(
-        &self,
-        webhook: &mailroom_model::WebhookId,
-    ) -> Result<Option<i64>, StoreError> {
-        self.inner.next_delivery_at(webhook).await
-    }
-
-    async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.inner.webhook_delivery_counts().await
-    }
-}
-
-#[async_trait::async_trait]
-impl mailroom_store::ClusterStore for CountingStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn heartbeat(&self, node: &mailroom_store::NodeInfo) -> Result<(), StoreError> {
-        self.inner.heartbeat(node).await
-    }
-    async fn list_nodes(&self, now: i64) -> Result<Vec<mailroom_store::NodeRecord>, StoreError> {
-        self.inner.list_nodes(now).await
-    }
-    async fn try_singleton(
-        &self,
-        name: &str,
-        owner: &str,
-        now: i64,
-        until: i64,
-    ) -> Result<bool, StoreError> {
-        self.inner.try_singleton(name, owner, now, until).await
-    }
-    async fn directory_version(&self) -> Result<i64, StoreError> {
-        self.inner.directory_version().await
-    }
-}
-
 /// Destination `a.test` stuck: one message held in flight by its sink, its one-slot
 /// queue full, and more of its work due, all older than anything else. `b.test` is
-/// served by a second sink. The scheduler's store counts claim rounds.
+/// served by a second sink. The scheduler's store (a spy) counts claim rounds.
 struct Stuck {
     h: Harness,
-    counting: Arc<CountingStore>,
+    counting: SpyStore,
     engine: Running,
     sink_a: Arc<Sink>,
     sink_b: Arc<Sink>,
@@ -2139,10 +1597,7 @@ async fn stuck_destination() -> Stuck {
         m.received_at = old;
         h.enqueue(m).await;
     }
-    let counting = Arc::new(CountingStore {
-        inner: h.store.clone(),
-        claims: AtomicUsize::new(0),
-    });
+    let counting = SpyStore::new(h.store.clone());
     let cfg = DeliveryConfig {
         per_destination_connections: 1,
         destination_queue: 1,
@@ -2170,9 +1625,9 @@ async fn a_full_destination_queue_does_not_make_the_scheduler_spin() {
     let s = stuck_destination().await;
     // Scheduler rounds in one second while a.test is stuck: about one per poll
     // interval (50 ms), not a busy loop of claim + release transactions.
-    let before = s.counting.claims.load(Ordering::SeqCst);
+    let before = s.counting.spied.claims.load(Ordering::SeqCst);
     until_after(now_millis() + 1000).await;
-    let rounds = s.counting.claims.load(Ordering::SeqCst) - before;
+    let rounds = s.counting.spied.claims.load(Ordering::SeqCst) - before;
     s.sink_a.hold_data.store(false, Ordering::SeqCst);
     assert!(
         rounds <= 100,

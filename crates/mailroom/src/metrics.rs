@@ -73,6 +73,10 @@ fn describe() {
         "mailroom_delivery_attempts",
         "Attempts a recipient took to reach a final state, by outcome"
     );
+    describe_counter!(
+        "mailroom_delivery_lost_leases_total",
+        "Delivery outcomes not recorded because this node's lease had been taken over by another node (the recipient may have been sent twice)"
+    );
     describe_gauge!(
         "mailroom_queue_recipients",
         "Recipients in the store by state, read at scrape time"

@@ -1,3 +1,4 @@
 //! Fixtures shared by the delivery integration tests.
 
 pub mod sink;
+pub mod spy;

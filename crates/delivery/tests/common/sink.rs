@@ -10,7 +10,8 @@
 //! the connection in the middle of the message; `hold_data` keeps the reply to the
 //! final dot back while it is set (`holding` counts sessions waiting there), so a test
 //! can act while a message is in flight; `drop_in_data` set when a held message is let
-//! go closes the connection instead of answering. Accepted messages are recorded.
+//! go closes the connection instead of answering; `data_delay_ms` delays every reply
+//! to the final dot by that long (a slow exchanger). Accepted messages are recorded.
 //! [`spawn_tarpit`] accepts connections and never says a word.
 
 #![allow(dead_code)]
@@ -35,6 +36,7 @@ pub struct Sink {
     pub drop_in_data: AtomicBool,
     pub hold_data: AtomicBool,
     pub holding: AtomicUsize,
+    pub data_delay_ms: std::sync::atomic::AtomicU64,
     pub connections: AtomicUsize,
     seen_later: Mutex<HashSet<String>>,
     pub received: Mutex<Vec<Received>>,
@@ -168,6 +170,10 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
                     l
                 };
                 body.extend_from_slice(&l);
+            }
+            let delay = sink.data_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
             if sink.hold_data.load(Ordering::SeqCst) {
                 sink.holding.fetch_add(1, Ordering::SeqCst);

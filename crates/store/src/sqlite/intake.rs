@@ -207,8 +207,8 @@ async fn bounce(
     // Final states other than delivered (bounced, expired, cancelled, suppressed)
     // keep their fate: a second report about them changes nothing.
     let updated = sqlx::query(
-        "UPDATE recipients SET state = 'bounced', next_attempt_at = NULL, lease_until = NULL, \
-         last_reply = COALESCE($1, last_reply), updated_at = $2 \
+        "UPDATE recipients SET state = 'bounced', next_attempt_at = NULL, lease_until = NULL, lease_owner = NULL, \
+         lease_token = NULL, last_reply = COALESCE($1, last_reply), updated_at = $2 \
          WHERE message_id = $3 AND idx = $4 AND state IN ('delivered', 'queued', 'deferred')",
     )
     .bind(b.reply.as_deref())

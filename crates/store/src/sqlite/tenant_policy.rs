@@ -56,8 +56,18 @@ pub(super) async fn add_suppression(
     s: Suppression,
 ) -> Result<(Suppression, bool), StoreError> {
     let address = s.address.to_lowercase();
-    let existed = get_suppression(pool, &s.tenant_id, &address)
-        .await?
+    // The check and the upsert in one write transaction: two concurrent adds of the same
+    // address cannot both report it as new.
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(db("suppression"))?;
+    let existed = sqlx::query("SELECT 1 FROM suppressions WHERE tenant_id = $1 AND address = $2")
+        .bind(s.tenant_id.as_str())
+        .bind(&address)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db("suppression"))?
         .is_some();
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
@@ -71,9 +81,10 @@ pub(super) async fn add_suppression(
     .bind(s.detail.to_string())
     .bind(s.message_id.as_ref().map(|m| m.as_str()))
     .bind(s.created_at)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(db("suppression"))?;
+    tx.commit().await.map_err(db("suppression"))?;
     Ok((Suppression { address, ..s }, !existed))
 }
 
