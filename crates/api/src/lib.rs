@@ -17,6 +17,7 @@ mod observe;
 mod openapi;
 mod quarantine;
 mod query;
+mod refresh;
 mod send;
 mod suppressions;
 mod tenants;
@@ -27,6 +28,7 @@ pub use auth::{OperatorToken, SEND_ROUTES, scope_allows};
 pub use error::ApiError;
 pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
+pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 pub use send::IDEMPOTENCY_WINDOW_MS;
 pub use tracking::TrackingState;
 

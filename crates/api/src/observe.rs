@@ -14,16 +14,28 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready while the database answers a ping. While it does not: 503 with a detail
+/// naming the database and a `Retry-After`, so a load balancer sends submissions to
+/// other nodes; it turns ready again by itself when the database is back.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (
+            let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "reason": "storage"})),
+                Json(json!({
+                    "status": "unavailable",
+                    "reason": "storage",
+                    "detail": format!("the database does not answer: {e}"),
+                })),
             )
-                .into_response()
+                .into_response();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(crate::error::STORAGE_RETRY_AFTER_SECS),
+            );
+            r
         }
     }
 }

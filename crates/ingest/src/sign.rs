@@ -6,12 +6,13 @@
 //!
 //! Keys are held in memory ([`Signer`]), loaded from the store at start and reloaded
 //! after every change (a domain added, a key rotated, activated or retired), so the
-//! hot path never queries the database. Owns no key lifecycle: that is the API and the
-//! background domain checker.
+//! hot path never queries the database; changes made through other nodes are picked
+//! up by the policy refresher through [`SigningKeys`]. Owns no key lifecycle: that is
+//! the API and the background domain checker.
 
 use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
 use mailroom_secrets::{Keyring, dkim_context};
-use mailroom_store::{DkimKeyRecord, Store, StoreError};
+use mailroom_store::{DkimKeyRecord, DynStore, Store, StoreError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -190,6 +191,24 @@ impl Signer {
             }
         }
         out
+    }
+}
+
+/// The signing keys as a cache the policy refresher reloads when another node
+/// changed a domain or key (`mailroom_policy::refresh`).
+pub struct SigningKeys {
+    pub signer: Arc<Signer>,
+    pub store: DynStore,
+}
+
+#[mailroom_policy::async_trait]
+impl mailroom_policy::Cached for SigningKeys {
+    fn name(&self) -> &'static str {
+        "DKIM signing keys"
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.signer.reload(self.store.as_ref()).await
     }
 }
 
