@@ -26,8 +26,9 @@ impl Cached for OperatorTokenCache {
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
+        let ticket = self.token.begin();
         if let Some(hash) = self.store.operator_token_hash().await? {
-            self.token.set(hash);
+            self.token.set_from(ticket, hash);
         }
         Ok(())
     }

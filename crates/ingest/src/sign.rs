@@ -34,6 +34,8 @@ type KeyMap = HashMap<String, Vec<(String, Arc<DkimKey>)>>;
 /// Signing keys by domain (active and retiring keys only), and the sealer.
 pub struct Signer {
     keys: RwLock<Arc<KeyMap>>,
+    /// Orders overlapping reloads (see `mailroom_policy::Generations`).
+    generations: mailroom_policy::Generations,
     /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
     return_path_label: Option<String>,
     arc: Option<ArcSealer>,
@@ -69,6 +71,7 @@ impl Signer {
     ) -> Self {
         Self {
             keys: RwLock::new(Arc::new(HashMap::new())),
+            generations: Default::default(),
             return_path_label,
             arc,
             keyring,
@@ -91,7 +94,9 @@ impl Signer {
 
     /// Re-reads the keys from the store. Keys that do not parse are skipped (and
     /// logged): the domain then sends with what is left, or unsigned.
+    /// Overlapping reloads install in the order they started.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let ticket = self.generations.begin();
         let mut map = KeyMap::new();
         for k in store.list_dkim_keys(None).await? {
             if !k.state.signs() {
@@ -107,7 +112,9 @@ impl Signer {
                 }
             }
         }
-        *self.keys.write().expect("signer lock") = Arc::new(map);
+        self.generations.install(ticket, || {
+            *self.keys.write().expect("signer lock") = Arc::new(map);
+        });
         Ok(())
     }
 

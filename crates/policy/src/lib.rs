@@ -22,7 +22,7 @@ pub use directory::Directory;
 pub use keys::{KeyAuth, LAST_USED_WRITE_INTERVAL_MS};
 pub use limiter::AuthLimiter;
 pub use quota::{Exceeded, QuotaWindow, Quotas, RateLimits};
-pub use refresh::{Cached, DEFAULT_REFRESH_INTERVAL, Refresher};
+pub use refresh::{Cached, DEFAULT_REFRESH_INTERVAL, Generations, Refresher};
 
 use mailroom_model::{Address, Domain, TenantId, TenantStatus, now_millis};
 use mailroom_store::{DynStore, StoreError};
@@ -150,6 +150,8 @@ impl Default for PolicyConfig {
 pub struct Policy {
     store: DynStore,
     directory: RwLock<Arc<Directory>>,
+    /// Orders overlapping reloads (see `refresh::Generations`).
+    generations: Generations,
     /// Successful (username, password) pairs, so a client that connects for every
     /// message does not pay for argon2 each time. Keyed by a salted digest; emptied on
     /// every directory reload, so revocation is immediate.
@@ -186,6 +188,7 @@ impl Policy {
         Ok(Arc::new(Self {
             store,
             directory: RwLock::new(Arc::new(Directory::build(snapshot))),
+            generations: Generations::default(),
             verified: Mutex::new(Default::default()),
             cache_salt: rand::random(),
             usage: Default::default(),
@@ -199,12 +202,17 @@ impl Policy {
     }
 
     /// Re-reads tenants, credentials, allowlists and domains from the store.
+    /// Overlapping reloads (this node's after a change, the refresher's) install in
+    /// the order they started.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let ticket = self.generations.begin();
         let snapshot = self.store.load_directory().await?;
         let directory = Arc::new(Directory::build(snapshot));
-        self.usage.retain(|id| directory.has_api_key(id));
-        *self.directory.write().expect("directory lock") = directory;
-        self.verified.lock().expect("cache lock").clear();
+        self.generations.install(ticket, || {
+            self.usage.retain(|id| directory.has_api_key(id));
+            *self.directory.write().expect("directory lock") = directory;
+            self.verified.lock().expect("cache lock").clear();
+        });
         Ok(())
     }
 

@@ -6,16 +6,49 @@
 //!
 //! A failed poll or reload is logged at debug and retried at the next tick; a cache is
 //! only ever replaced by a complete new load, never cleared, so a database outage
-//! leaves every node answering from what it last knew.
+//! leaves every node answering from what it last knew. Two reloads of one cache may
+//! overlap (the refresher's and the one a request handler runs after its own change):
+//! [`Generations`] makes sure the one that started later wins, so a slow, older load
+//! can never overwrite a newer one (which an outage would then leave in place).
 
 use mailroom_store::{ClusterStore, StoreError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How often the refresher asks for the directory version by default.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Orders overlapping loads of one cache: take a ticket before reading the store,
+/// install with it; a load whose ticket is older than the installed one is dropped.
+/// A load that starts later reads everything committed before it started, so it is
+/// never older than one that started earlier.
+#[derive(Debug, Default)]
+pub struct Generations {
+    next: AtomicU64,
+    installed: Mutex<u64>,
+}
+
+impl Generations {
+    /// A ticket for a load about to read the store.
+    pub fn begin(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Runs `install` if no load that started later was installed already; returns
+    /// whether it ran.
+    pub fn install(&self, ticket: u64, install: impl FnOnce()) -> bool {
+        let mut installed = self.installed.lock().expect("generations lock");
+        if ticket <= *installed {
+            return false;
+        }
+        install();
+        *installed = ticket;
+        true
+    }
+}
 
 /// An in-memory copy of stored state that can be loaded again as a whole.
 #[async_trait::async_trait]
@@ -95,5 +128,24 @@ impl Refresher {
     /// Runs [`Self::run`] on its own task.
     pub fn spawn(self, interval: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(self.run(interval, shutdown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Generations;
+
+    #[test]
+    fn an_older_load_never_overwrites_a_newer_one() {
+        let g = Generations::default();
+        let slow = g.begin();
+        let fast = g.begin();
+        let mut value = 0;
+        assert!(g.install(fast, || value = 2));
+        assert!(!g.install(slow, || value = 1));
+        assert_eq!(value, 2);
+        let later = g.begin();
+        assert!(g.install(later, || value = 3));
+        assert_eq!(value, 3);
     }
 }
