@@ -45,10 +45,13 @@ impl Policy {
     }
 
     /// Takes in every node's accepted counts for the daily quotas (see `quota`): the
-    /// last two hours normally, the whole day after syncs were skipped. Skipped (one
-    /// in-memory scan, no query) while no tenant has a daily quota.
+    /// last two hours normally, the whole day after syncs were skipped. Skipped (no
+    /// query) while this node is the only live one (its own counts are then exact)
+    /// or no tenant has a daily quota. The query reads the store's per-hour counts of
+    /// up to two hours of messages (an index range on `received_at`): at high rates
+    /// on several nodes that is the cost of this sync, once per interval per node.
     pub async fn sync_quotas(&self) -> Result<(), StoreError> {
-        if !self.daily_quota_in_force() {
+        if self.live_nodes() <= 1 || !self.daily_quota_in_force() {
             self.quota_synced.store(false, Ordering::Relaxed);
             return Ok(());
         }
