@@ -85,6 +85,26 @@ async fn a_change_through_one_node_takes_effect_on_the_other_within_two_seconds(
         .await,
     );
 
+    // A suppression added through A: read from the store at every submission, so
+    // B records the recipient as suppressed at once.
+    let r = a
+        .post(
+            "/v1/suppressions",
+            &key,
+            json!({"address": "rcpt@example.net"}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.json);
+    let r = b.post("/v1/messages", &key, message("app@acme.test")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    assert_eq!(
+        r.json["recipients"][0]["status"], "suppressed",
+        "{}",
+        r.json
+    );
+    let r = a.delete("/v1/suppressions/rcpt@example.net", &key).await;
+    assert!(r.status.is_success(), "{}", r.json);
+
     // An API key created, then revoked, through A.
     let r = a
         .post("/v1/keys", &key, json!({"name": "second", "scope": "full"}))
