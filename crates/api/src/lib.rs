@@ -28,9 +28,9 @@ pub use auth::{OperatorToken, SEND_ROUTES, scope_allows};
 pub use error::ApiError;
 pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
-pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 pub use send::IDEMPOTENCY_WINDOW_MS;
 pub use tracking::TrackingState;
+pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
