@@ -548,6 +548,23 @@ async fn database_outage_answers_503_and_recovers_by_itself() {
     }
     assert!(flaky.refused() > 0);
 
+    // A connection that hangs instead of failing: not ready within the probe bound.
+    flaky.set_hang(true);
+    let start = Instant::now();
+    let ready = api.call(Method::GET, "/readyz", None, None, &[]).await;
+    let took = start.elapsed();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("database did not answer within 2 s"),
+        "{}",
+        ready.json
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    flaky.set_hang(false);
+
     flaky.set_down(false);
     let ready = api.call(Method::GET, "/readyz", None, None, &[]).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);

@@ -1,7 +1,8 @@
 //! A test double of the store: every role trait delegated to a real SQLite store,
 //! with a switch that makes every call fail as a cut database connection does
-//! (`StoreError::Database`, nothing written), so tests can take the database away and
-//! give it back while the rest of the stack runs on.
+//! (`StoreError::Database`, nothing written) and one that makes every call hang (a
+//! connection that neither answers nor fails), so tests can take the database away
+//! and give it back while the rest of the stack runs on.
 //!
 //! `enqueue` also behaves as the shared store promises for idempotency keys (the
 //! message and its key in one transaction, a key already stored refused with
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct FlakyStore {
     pub inner: Arc<SqliteStore>,
     down: AtomicBool,
+    hang: AtomicBool,
     /// Calls refused while down.
     refused: AtomicU64,
     /// Serialises the idempotency check-and-write of `enqueue` (the transaction).
@@ -36,6 +38,7 @@ impl FlakyStore {
         Arc::new(Self {
             inner,
             down: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             key_lock: tokio::sync::Mutex::new(()),
             gate: std::sync::Mutex::new(None),
@@ -57,7 +60,16 @@ impl FlakyStore {
         *self.gate.lock().unwrap() = Some((Arc::new(tokio::sync::Barrier::new(parties)), parties));
     }
 
-    fn check(&self) -> Result<(), StoreError> {
+    /// Makes every call wait (as on a connection that neither answers nor fails)
+    /// until `false` is set again.
+    pub fn set_hang(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        while self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         if self.down.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(StoreError::Database(
@@ -82,7 +94,7 @@ impl FlakyStore {
         if let Some(gate) = gate {
             gate.wait().await;
         }
-        self.check()?;
+        self.check().await?;
         let _tx = self.key_lock.lock().await;
         if let Some(k) = &message.idempotency {
             let window = 24 * 3_600_000;
@@ -104,15 +116,15 @@ impl FlakyStore {
 #[async_trait::async_trait]
 impl MessageStore for FlakyStore {
     async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         self.enqueue_guarded(message).await
     }
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as MessageStore>::get_message(&self.inner, id).await
     }
     async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as MessageStore>::load_body(&self.inner, id).await
     }
 }
@@ -125,14 +137,14 @@ impl QueueStore for FlakyStore {
         now: i64,
         limit: usize,
     ) -> Result<Vec<DueRecipient>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::claim_due(&self.inner, lease, now, limit).await
     }
     async fn record_outcomes(
         &self,
         outcomes: Vec<Outcome>,
     ) -> Result<Vec<(MessageId, i64)>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::record_outcomes(&self.inner, outcomes).await
     }
     async fn renew_leases(
@@ -141,35 +153,35 @@ impl QueueStore for FlakyStore {
         tokens: &[i64],
         until: i64,
     ) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::renew_leases(&self.inner, owner, tokens, until).await
     }
     async fn release(&self, owner: &str, keys: Vec<(MessageId, i64)>) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::release(&self.inner, owner, keys).await
     }
     async fn release_node(&self, owner: &str) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::release_node(&self.inner, owner).await
     }
     async fn retry_now(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::retry_now(&self.inner, id, now).await
     }
     async fn cancel(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::cancel(&self.inner, id, now).await
     }
     async fn queue_summary(&self) -> Result<QueueSummary, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::queue_summary(&self.inner).await
     }
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::count_recipients_by_state(&self.inner).await
     }
     async fn release_quarantined(&self, id: &MessageId, now: i64) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::release_quarantined(&self.inner, id, now).await
     }
     async fn list_quarantined(
@@ -177,7 +189,7 @@ impl QueueStore for FlakyStore {
         tenant: Option<&TenantId>,
         limit: i64,
     ) -> Result<Vec<QuarantinedMessage>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as QueueStore>::list_quarantined(&self.inner, tenant, limit).await
     }
 }
@@ -185,15 +197,15 @@ impl QueueStore for FlakyStore {
 #[async_trait::async_trait]
 impl DirectoryStore for FlakyStore {
     async fn create_tenant(&self, tenant: NewTenant) -> Result<TenantRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::create_tenant(&self.inner, tenant).await
     }
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::list_tenants(&self.inner).await
     }
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::get_tenant(&self.inner, id).await
     }
     async fn update_tenant(
@@ -201,21 +213,21 @@ impl DirectoryStore for FlakyStore {
         id: &TenantId,
         settings: TenantSettings,
     ) -> Result<Option<TenantRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::update_tenant(&self.inner, id, settings).await
     }
     async fn create_credential(
         &self,
         credential: NewCredential,
     ) -> Result<CredentialRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::create_credential(&self.inner, credential).await
     }
     async fn list_credentials(
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<CredentialRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::list_credentials(&self.inner, tenant).await
     }
     async fn revoke_credential(
@@ -223,7 +235,7 @@ impl DirectoryStore for FlakyStore {
         tenant: &TenantId,
         id: &CredentialId,
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::revoke_credential(&self.inner, tenant, id).await
     }
     async fn set_allowed_ips(
@@ -231,11 +243,11 @@ impl DirectoryStore for FlakyStore {
         tenant: &TenantId,
         entries: &[AllowedIp],
     ) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::set_allowed_ips(&self.inner, tenant, entries).await
     }
     async fn list_allowed_ips(&self, tenant: &TenantId) -> Result<Vec<AllowedIp>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::list_allowed_ips(&self.inner, tenant).await
     }
     async fn set_sandbox_recipients(
@@ -243,27 +255,27 @@ impl DirectoryStore for FlakyStore {
         tenant: &TenantId,
         addresses: &[String],
     ) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::set_sandbox_recipients(&self.inner, tenant, addresses)
             .await
     }
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::create_api_key(&self.inner, key).await
     }
     async fn list_api_keys(
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::list_api_keys(&self.inner, tenant).await
     }
     async fn get_api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::get_api_key(&self.inner, id).await
     }
     async fn revoke_api_key(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::revoke_api_key(&self.inner, id).await
     }
     async fn rotate_api_key(
@@ -272,7 +284,7 @@ impl DirectoryStore for FlakyStore {
         secret_hash: &str,
         old_expires_at: i64,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::rotate_api_key(
             &self.inner,
             id,
@@ -282,19 +294,19 @@ impl DirectoryStore for FlakyStore {
         .await
     }
     async fn record_api_key_use(&self, uses: Vec<(ApiKeyId, i64)>) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::record_api_key_use(&self.inner, uses).await
     }
     async fn operator_token_hash(&self) -> Result<Option<String>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::operator_token_hash(&self.inner).await
     }
     async fn set_operator_token_hash(&self, hash: &str) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::set_operator_token_hash(&self.inner, hash).await
     }
     async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DirectoryStore>::load_directory(&self.inner).await
     }
 }
@@ -306,11 +318,11 @@ impl SendPolicyStore for FlakyStore {
         tenant: &TenantId,
         addresses: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::suppressed_among(&self.inner, tenant, addresses).await
     }
     async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::add_suppression(&self.inner, s).await
     }
     async fn get_suppression(
@@ -318,7 +330,7 @@ impl SendPolicyStore for FlakyStore {
         tenant: &TenantId,
         address: &str,
     ) -> Result<Option<Suppression>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::get_suppression(&self.inner, tenant, address).await
     }
     async fn list_suppressions(
@@ -327,7 +339,7 @@ impl SendPolicyStore for FlakyStore {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Suppression>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::list_suppressions(&self.inner, tenant, after, limit).await
     }
     async fn remove_suppression(
@@ -335,7 +347,7 @@ impl SendPolicyStore for FlakyStore {
         tenant: &TenantId,
         address: &str,
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::remove_suppression(&self.inner, tenant, address).await
     }
     async fn get_idempotency(
@@ -344,18 +356,18 @@ impl SendPolicyStore for FlakyStore {
         key: &str,
         since: i64,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::get_idempotency(&self.inner, tenant, key, since).await
     }
     async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::prune_idempotency(&self.inner, before).await
     }
     async fn message_counts_since(
         &self,
         since: i64,
     ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as SendPolicyStore>::message_counts_since(&self.inner, since).await
     }
 }
@@ -363,18 +375,18 @@ impl SendPolicyStore for FlakyStore {
 #[async_trait::async_trait]
 impl DomainStore for FlakyStore {
     async fn add_domain(&self, domain: NewDomain) -> Result<DomainRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::add_domain(&self.inner, domain).await
     }
     async fn list_domains(
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<DomainRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::list_domains(&self.inner, tenant).await
     }
     async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::get_domain(&self.inner, name).await
     }
     async fn record_domain_check(
@@ -382,7 +394,7 @@ impl DomainStore for FlakyStore {
         name: &str,
         check: DomainCheck,
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::record_domain_check(&self.inner, name, check).await
     }
     async fn set_allowed_local_parts(
@@ -390,15 +402,15 @@ impl DomainStore for FlakyStore {
         name: &str,
         local_parts: &[String],
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::set_allowed_local_parts(&self.inner, name, local_parts).await
     }
     async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::list_dkim_keys(&self.inner, domain).await
     }
     async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::add_dkim_key(&self.inner, key).await
     }
     async fn set_dkim_key_state(
@@ -409,7 +421,7 @@ impl DomainStore for FlakyStore {
         at: i64,
         retire_after: Option<i64>,
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::set_dkim_key_state(
             &self.inner,
             domain,
@@ -421,11 +433,11 @@ impl DomainStore for FlakyStore {
         .await
     }
     async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::list_secrets(&self.inner).await
     }
     async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::replace_secrets(&self.inner, updates).await
     }
     async fn insert_tenant_event(
@@ -434,7 +446,7 @@ impl DomainStore for FlakyStore {
         kind: mailroom_model::EventType,
         detail: serde_json::Value,
     ) -> Result<mailroom_model::Event, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::insert_tenant_event(&self.inner, tenant, kind, detail).await
     }
     async fn list_tenant_events(
@@ -442,7 +454,7 @@ impl DomainStore for FlakyStore {
         tenant: &TenantId,
         limit: i64,
     ) -> Result<Vec<mailroom_model::Event>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as DomainStore>::list_tenant_events(&self.inner, tenant, limit).await
     }
 }
@@ -450,15 +462,15 @@ impl DomainStore for FlakyStore {
 #[async_trait::async_trait]
 impl IntakeStore for FlakyStore {
     async fn bounce_target(&self, id: &MessageId) -> Result<Option<BounceTarget>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::bounce_target(&self.inner, id).await
     }
     async fn record_async_bounce(&self, bounce: AsyncBounce) -> Result<IntakeRecorded, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::record_async_bounce(&self.inner, bounce).await
     }
     async fn record_complaint(&self, complaint: Complaint) -> Result<IntakeRecorded, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::record_complaint(&self.inner, complaint).await
     }
     async fn health_counts(
@@ -466,18 +478,18 @@ impl IntakeStore for FlakyStore {
         tenant: &TenantId,
         since: i64,
     ) -> Result<HealthCounts, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::health_counts(&self.inner, tenant, since).await
     }
     async fn get_sender_health(
         &self,
         tenant: &TenantId,
     ) -> Result<Option<SenderHealth>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::get_sender_health(&self.inner, tenant).await
     }
     async fn set_sender_health(&self, change: HealthChange) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as IntakeStore>::set_sender_health(&self.inner, change).await
     }
 }
@@ -485,7 +497,7 @@ impl IntakeStore for FlakyStore {
 #[async_trait::async_trait]
 impl TrackingStore for FlakyStore {
     async fn record_event(&self, event: NewEvent) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as TrackingStore>::record_event(&self.inner, event).await
     }
     async fn unsubscribe(
@@ -493,7 +505,7 @@ impl TrackingStore for FlakyStore {
         suppression: Suppression,
         event: NewEvent,
     ) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as TrackingStore>::unsubscribe(&self.inner, suppression, event).await
     }
 }
@@ -501,30 +513,30 @@ impl TrackingStore for FlakyStore {
 #[async_trait::async_trait]
 impl EventStore for FlakyStore {
     async fn webhook_delivery_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::webhook_delivery_counts(&self.inner).await
     }
     async fn list_events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::list_events(&self.inner, query).await
     }
     async fn prune_events(&self, before: i64, limit: usize) -> Result<u64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::prune_events(&self.inner, before, limit).await
     }
     async fn create_webhook(&self, webhook: NewWebhook) -> Result<WebhookRecord, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::create_webhook(&self.inner, webhook).await
     }
     async fn list_webhooks(
         &self,
         tenant: Option<&TenantId>,
     ) -> Result<Vec<WebhookRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::list_webhooks(&self.inner, tenant).await
     }
     async fn get_webhook(&self, id: &WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::get_webhook(&self.inner, id).await
     }
     async fn update_webhook(
@@ -532,15 +544,15 @@ impl EventStore for FlakyStore {
         id: &WebhookId,
         patch: WebhookPatch,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::update_webhook(&self.inner, id, patch).await
     }
     async fn delete_webhook(&self, id: &WebhookId) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::delete_webhook(&self.inner, id).await
     }
     async fn fan_out_events(&self, limit: usize, now: i64) -> Result<FanOut, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::fan_out_events(&self.inner, limit, now).await
     }
     async fn claim_deliveries(
@@ -550,12 +562,12 @@ impl EventStore for FlakyStore {
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::claim_deliveries(&self.inner, webhook, now, lease_until, limit)
             .await
     }
     async fn record_delivery(&self, update: DeliveryUpdate) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::record_delivery(&self.inner, update).await
     }
     async fn list_deliveries(
@@ -564,11 +576,11 @@ impl EventStore for FlakyStore {
         state: Option<DeliveryState>,
         limit: usize,
     ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::list_deliveries(&self.inner, webhook, state, limit).await
     }
     async fn next_delivery_at(&self, webhook: &WebhookId) -> Result<Option<i64>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as EventStore>::next_delivery_at(&self.inner, webhook).await
     }
 }
@@ -576,15 +588,15 @@ impl EventStore for FlakyStore {
 #[async_trait::async_trait]
 impl ClusterStore for FlakyStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as ClusterStore>::ping(&self.inner).await
     }
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as ClusterStore>::heartbeat(&self.inner, node).await
     }
     async fn list_nodes(&self, now: i64) -> Result<Vec<NodeRecord>, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as ClusterStore>::list_nodes(&self.inner, now).await
     }
     async fn try_singleton(
@@ -594,11 +606,11 @@ impl ClusterStore for FlakyStore {
         now: i64,
         until: i64,
     ) -> Result<bool, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as ClusterStore>::try_singleton(&self.inner, name, owner, now, until).await
     }
     async fn directory_version(&self) -> Result<i64, StoreError> {
-        self.check()?;
+        self.check().await?;
         <SqliteStore as ClusterStore>::directory_version(&self.inner).await
     }
 }
