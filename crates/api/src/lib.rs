@@ -17,6 +17,7 @@ mod observe;
 mod openapi;
 mod quarantine;
 mod query;
+mod refresh;
 mod send;
 mod suppressions;
 mod tenants;
@@ -29,6 +30,9 @@ pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
 pub use send::IDEMPOTENCY_WINDOW_MS;
 pub use tracking::TrackingState;
+
+// Keeping this node's caches in step with the other nodes'.
+pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
