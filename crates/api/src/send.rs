@@ -26,8 +26,8 @@ use mailroom_policy::{RecipientVerdict, Refusal, SenderVerdict};
 use mailroom_store::StoreError;
 use std::net::SocketAddr;
 
-/// How long an idempotency key is remembered.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+/// How long an idempotency key is remembered (the store enforces the same window).
+pub use mailroom_store::IDEMPOTENCY_WINDOW_MS;
 
 /// The peer's address when the server was started with connect info (not in tests).
 pub struct ClientIp(pub Option<std::net::IpAddr>);
