@@ -16,8 +16,37 @@ fn pending<T>() -> Result<T, StoreError> {
 
 #[async_trait::async_trait]
 impl DirectoryStore for PgStore {
-    async fn create_tenant(&self, _tenant: NewTenant) -> Result<TenantRecord, StoreError> {
-        pending()
+    // Just enough for part 1's tests (tenant rows for webhooks' foreign key).
+    async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
+        let now = mailroom_model::now_millis();
+        let mut tx = self.pool.begin().await.map_err(super::db("tenant"))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(t.id.as_str())
+        .bind(&t.name)
+        .bind(&t.api_key_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(super::db("tenant"))?;
+        tx.commit().await.map_err(super::db("tenant"))?;
+        Ok(TenantRecord {
+            id: t.id,
+            name: t.name,
+            api_key_hash: t.api_key_hash,
+            created_at: now,
+            bounce_reports: true,
+            status: mailroom_model::TenantStatus::Active,
+            sandbox: false,
+            reject_suppressed: false,
+            limits: TenantLimits::default(),
+            arc_sealing: true,
+            track_opens: false,
+            track_clicks: false,
+            list_unsubscribe: false,
+            content_score_threshold: None,
+        })
     }
 
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
