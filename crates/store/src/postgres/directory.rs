@@ -113,7 +113,11 @@ pub(super) async fn sandbox_recipients(
 impl DirectoryStore for PgStore {
     async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
         let now = now_millis();
-        let mut tx = self.pool().begin().await.map_err(StoreError::on("tenant"))?;
+        let mut tx = self
+            .pool()
+            .begin()
+            .await
+            .map_err(StoreError::on("tenant"))?;
         let row = sqlx::query(
             "INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING *",

@@ -70,7 +70,11 @@ async fn insert_key(conn: &mut PgConnection, k: &NewDkimKey, now: i64) -> Result
 /// statement and fires even when no row changes, so an unchanged status must not be
 /// in any statement's SET list). The first UPDATE locks the row, so a concurrent
 /// check through another node waits and then compares with what this one wrote.
-async fn record_check(pool: &sqlx::PgPool, name: &str, c: &DomainCheck) -> Result<bool, StoreError> {
+async fn record_check(
+    pool: &sqlx::PgPool,
+    name: &str,
+    c: &DomainCheck,
+) -> Result<bool, StoreError> {
     let on = StoreError::on("domain");
     let mut tx = pool.begin().await.map_err(&on)?;
     let row = sqlx::query(

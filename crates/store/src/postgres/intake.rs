@@ -11,8 +11,10 @@ use crate::{
     AsyncBounce, BounceTarget, Complaint, HealthChange, HealthCounts, HealthLevel, IntakeRecorded,
     IntakeStore, NewEvent, SenderHealth, StoreError, TargetRecipient,
 };
-use mailroom_model::{Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus};
 use mailroom_model::now_millis;
+use mailroom_model::{
+    Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
+};
 use sqlx::{PgConnection, Row};
 
 /// The recipient's address and the message's tenant, if both exist; the recipient's
@@ -239,12 +241,13 @@ impl IntakeStore for PgStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(StoreError::on("message"))?;
-        let Some(m) =
-            sqlx::query("SELECT tenant_id, return_path, rfc_message_id FROM messages WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::on("message"))?
+        let Some(m) = sqlx::query(
+            "SELECT tenant_id, return_path, rfc_message_id FROM messages WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::on("message"))?
         else {
             return Ok(None);
         };
