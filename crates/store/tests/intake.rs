@@ -246,60 +246,79 @@ conformance!(
     }
 );
 
-conformance_db!(two_nodes_recording_the_same_report_record_it_once, |db: TestDb| async move {
-    let a = db.open().await;
-    let b = db.open().await;
-    let tenant = setup(&a).await;
-    for round in 0..5 {
-        let id = delivered_message(&a, &tenant).await;
-        let c = Complaint {
-            message_id: id.clone(),
-            idx: 0,
-            at: now_millis(),
-            detail: json!({ "feedback_type": "abuse", "round": round }),
-        };
-        let bounce = AsyncBounce {
-            message_id: id.clone(),
-            idx: 1,
-            at: now_millis(),
-            reply: Some("550 5.1.1 gone".into()),
-            hard: true,
-            detail: json!({ "async": true, "bounce_class": "hard" }),
-        };
-        let (ca, cb, ba, bb) = tokio::join!(
-            a.record_complaint(c.clone()),
-            b.record_complaint(c),
-            a.record_async_bounce(bounce.clone()),
-            b.record_async_bounce(bounce),
-        );
-        let results = [ca.unwrap(), cb.unwrap(), ba.unwrap(), bb.unwrap()];
-        for pair in results.chunks(2) {
-            let recorded = pair
-                .iter()
-                .filter(|r| matches!(r, IntakeRecorded::Recorded { .. }))
-                .count();
-            assert_eq!(recorded, 1, "round {round}: {pair:?}");
-            assert!(pair.contains(&IntakeRecorded::Duplicate), "{pair:?}");
+conformance_db!(
+    two_nodes_recording_the_same_report_record_it_once,
+    |db: TestDb| async move {
+        let a = db.open().await;
+        let b = db.open().await;
+        let tenant = setup(&a).await;
+        for round in 0..5 {
+            let id = delivered_message(&a, &tenant).await;
+            let c = Complaint {
+                message_id: id.clone(),
+                idx: 0,
+                at: now_millis(),
+                detail: json!({ "feedback_type": "abuse", "round": round }),
+            };
+            let bounce = AsyncBounce {
+                message_id: id.clone(),
+                idx: 1,
+                at: now_millis(),
+                reply: Some("550 5.1.1 gone".into()),
+                hard: true,
+                detail: json!({ "async": true, "bounce_class": "hard" }),
+            };
+            let (ca, cb, ba, bb) = tokio::join!(
+                a.record_complaint(c.clone()),
+                b.record_complaint(c),
+                a.record_async_bounce(bounce.clone()),
+                b.record_async_bounce(bounce),
+            );
+            let results = [ca.unwrap(), cb.unwrap(), ba.unwrap(), bb.unwrap()];
+            for pair in results.chunks(2) {
+                let recorded = pair
+                    .iter()
+                    .filter(|r| matches!(r, IntakeRecorded::Recorded { .. }))
+                    .count();
+                assert_eq!(recorded, 1, "round {round}: {pair:?}");
+                assert!(pair.contains(&IntakeRecorded::Duplicate), "{pair:?}");
+            }
+            let view = b.get_message(&id).await.unwrap().unwrap();
+            let kinds = |i: usize| -> Vec<EventType> {
+                view.recipients[i].events.iter().map(|e| e.kind).collect()
+            };
+            assert_eq!(
+                kinds(0),
+                [
+                    EventType::Accepted,
+                    EventType::Delivered,
+                    EventType::Complained
+                ]
+            );
+            assert_eq!(
+                kinds(1),
+                [
+                    EventType::Accepted,
+                    EventType::Delivered,
+                    EventType::Bounced
+                ]
+            );
+            assert_eq!(view.recipients[1].state, RecipientState::Bounced);
         }
-        let view = b.get_message(&id).await.unwrap().unwrap();
-        let kinds = |i: usize| -> Vec<EventType> {
-            view.recipients[i].events.iter().map(|e| e.kind).collect()
-        };
+        let counts = a.health_counts(&tenant, 0).await.unwrap();
         assert_eq!(
-            kinds(0),
-            [EventType::Accepted, EventType::Delivered, EventType::Complained]
+            (
+                counts.delivered,
+                counts.hard_bounces,
+                counts.complaints,
+                counts.bounced_at_delivery
+            ),
+            (10, 5, 5, 0)
         );
+        // Both addresses are suppressed once each (the first reason wins).
         assert_eq!(
-            kinds(1),
-            [EventType::Accepted, EventType::Delivered, EventType::Bounced]
+            a.list_suppressions(&tenant, None, 10).await.unwrap().len(),
+            2
         );
-        assert_eq!(view.recipients[1].state, RecipientState::Bounced);
     }
-    let counts = a.health_counts(&tenant, 0).await.unwrap();
-    assert_eq!(
-        (counts.delivered, counts.hard_bounces, counts.complaints, counts.bounced_at_delivery),
-        (10, 5, 5, 0)
-    );
-    // Both addresses are suppressed once each (the first reason wins).
-    assert_eq!(a.list_suppressions(&tenant, None, 10).await.unwrap().len(), 2);
-});
+);

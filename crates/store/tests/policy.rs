@@ -60,55 +60,88 @@ fn message(tenant: &TenantId, received_at: i64, key: Option<(&str, i64)>) -> New
 
 const HOUR: i64 = 3_600_000;
 
-conformance!(idempotency_keys_replay_within_their_window_and_are_pruned, |store: DynStore| async move {
-    let t = tenant(&store, "acme").await;
-    let other = tenant(&store, "other").await;
-    let first = message(&t, 10 * HOUR, Some(("k1", 10 * HOUR)));
-    store.enqueue(first.clone()).await.unwrap();
-    store
-        .enqueue(message(&t, 12 * HOUR, Some(("k2", 12 * HOUR))))
-        .await
-        .unwrap();
+conformance!(
+    idempotency_keys_replay_within_their_window_and_are_pruned,
+    |store: DynStore| async move {
+        let t = tenant(&store, "acme").await;
+        let other = tenant(&store, "other").await;
+        let first = message(&t, 10 * HOUR, Some(("k1", 10 * HOUR)));
+        store.enqueue(first.clone()).await.unwrap();
+        store
+            .enqueue(message(&t, 12 * HOUR, Some(("k2", 12 * HOUR))))
+            .await
+            .unwrap();
 
-    let got = store
-        .get_idempotency(&t, "k1", 10 * HOUR)
-        .await
-        .unwrap()
-        .expect("within the window");
-    assert_eq!(got, first.idempotency.clone().unwrap());
-    assert_eq!(got.response, json!({ "id": first.id.as_str() }));
-    // Older than the window, another tenant's, another key: nothing.
-    assert!(store.get_idempotency(&t, "k1", 10 * HOUR + 1).await.unwrap().is_none());
-    assert!(store.get_idempotency(&other, "k1", 0).await.unwrap().is_none());
-    assert!(store.get_idempotency(&t, "K1", 0).await.unwrap().is_none(), "keys are exact");
+        let got = store
+            .get_idempotency(&t, "k1", 10 * HOUR)
+            .await
+            .unwrap()
+            .expect("within the window");
+        assert_eq!(got, first.idempotency.clone().unwrap());
+        assert_eq!(got.response, json!({ "id": first.id.as_str() }));
+        // Older than the window, another tenant's, another key: nothing.
+        assert!(
+            store
+                .get_idempotency(&t, "k1", 10 * HOUR + 1)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .get_idempotency(&other, "k1", 0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store.get_idempotency(&t, "K1", 0).await.unwrap().is_none(),
+            "keys are exact"
+        );
 
-    assert_eq!(store.prune_idempotency(11 * HOUR).await.unwrap(), 1);
-    assert!(store.get_idempotency(&t, "k1", 0).await.unwrap().is_none());
-    assert!(store.get_idempotency(&t, "k2", 0).await.unwrap().is_some());
-    assert_eq!(store.prune_idempotency(11 * HOUR).await.unwrap(), 0);
-});
-
-conformance!(message_counts_by_tenant_and_hour, |store: DynStore| async move {
-    let t = tenant(&store, "acme").await;
-    let other = tenant(&store, "other").await;
-    for at in [5 * HOUR, 5 * HOUR + 1, 6 * HOUR - 1, 6 * HOUR, 9 * HOUR + 7] {
-        store.enqueue(message(&t, at, None)).await.unwrap();
+        assert_eq!(store.prune_idempotency(11 * HOUR).await.unwrap(), 1);
+        assert!(store.get_idempotency(&t, "k1", 0).await.unwrap().is_none());
+        assert!(store.get_idempotency(&t, "k2", 0).await.unwrap().is_some());
+        assert_eq!(store.prune_idempotency(11 * HOUR).await.unwrap(), 0);
     }
-    store.enqueue(message(&other, 6 * HOUR + 5, None)).await.unwrap();
-    store.enqueue(message(&other, 4 * HOUR, None)).await.unwrap();
+);
 
-    let mut counts = store.message_counts_since(5 * HOUR).await.unwrap();
-    counts.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
-    let mut expected = vec![
-        (t.clone(), 5, 3),
-        (t.clone(), 6, 1),
-        (t.clone(), 9, 1),
-        (other.clone(), 6, 1),
-    ];
-    expected.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
-    assert_eq!(counts, expected);
-    assert!(store.message_counts_since(10 * HOUR).await.unwrap().is_empty());
-});
+conformance!(
+    message_counts_by_tenant_and_hour,
+    |store: DynStore| async move {
+        let t = tenant(&store, "acme").await;
+        let other = tenant(&store, "other").await;
+        for at in [5 * HOUR, 5 * HOUR + 1, 6 * HOUR - 1, 6 * HOUR, 9 * HOUR + 7] {
+            store.enqueue(message(&t, at, None)).await.unwrap();
+        }
+        store
+            .enqueue(message(&other, 6 * HOUR + 5, None))
+            .await
+            .unwrap();
+        store
+            .enqueue(message(&other, 4 * HOUR, None))
+            .await
+            .unwrap();
+
+        let mut counts = store.message_counts_since(5 * HOUR).await.unwrap();
+        counts.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        let mut expected = vec![
+            (t.clone(), 5, 3),
+            (t.clone(), 6, 1),
+            (t.clone(), 9, 1),
+            (other.clone(), 6, 1),
+        ];
+        expected.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        assert_eq!(counts, expected);
+        assert!(
+            store
+                .message_counts_since(10 * HOUR)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+);
 
 /// The same `Idempotency-Key` submitted through two nodes at once (each node's API
 /// serialises a key only among its own requests): exactly one message may be
