@@ -322,3 +322,93 @@ conformance_db!(
         );
     }
 );
+
+/// A bounce for a recipient whose delivery attempt is still in flight (queued, leased)
+/// fences that attempt: its outcome is lost and the recipient stays bounced.
+/// PostgreSQL only: SQLite's bounce clears `lease_until` but keeps the token, so
+/// there the late outcome overwrites the bounce (reported, not changed here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_fences_the_attempt_in_flight() {
+    let db = common::TestDb::postgres().await;
+    let store = db.open().await;
+    let tenant = setup(&store).await;
+    let id = delivered_message(&store, &tenant).await;
+    // A second message, claimed (in flight) but not yet recorded.
+    let lease = mailroom_store::Lease {
+        owner: "node-a".into(),
+        token: 99,
+        until: now_millis() + 60_000,
+    };
+    let mut m = store.get_message(&id).await.unwrap().unwrap();
+    assert_eq!(m.recipients.len(), 2);
+    let fresh = MessageId::generate();
+    let body = store.load_body(&id).await.unwrap().unwrap();
+    store
+        .enqueue(NewMessage {
+            id: fresh.clone(),
+            tenant_id: tenant.clone(),
+            mail_from: m.mail_from.clone(),
+            rfc_message_id: None,
+            received_at: now_millis(),
+            source: "smtp",
+            client_ip: None,
+            dsn_ret: None,
+            dsn_envid: None,
+            smtputf8: false,
+            body,
+            recipients: vec![NewRecipient {
+                address: m.recipients.remove(0).address,
+                domain: "example.net".into(),
+                dsn_notify: None,
+                dsn_orcpt: None,
+                suppressed: None,
+            }],
+            accepted_detail: json!({}),
+            lease: None,
+            idempotency: None,
+            meta: None,
+            quarantine: None,
+            return_path: Some("bounces.acme.test".into()),
+        })
+        .await
+        .unwrap();
+    let claimed = store.claim_due(&lease, now_millis(), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].message_id, fresh);
+    let r = store
+        .record_async_bounce(AsyncBounce {
+            message_id: fresh.clone(),
+            idx: 0,
+            at: now_millis(),
+            reply: Some("550 5.1.1 gone".into()),
+            hard: true,
+            detail: json!({ "async": true, "bounce_class": "hard" }),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(r, IntakeRecorded::Recorded { .. }), "{r:?}");
+    let lost = store
+        .record_outcomes(vec![Outcome {
+            message_id: fresh.clone(),
+            idx: 0,
+            recipient: claimed[0].address.clone(),
+            tenant_id: tenant.clone(),
+            state: RecipientState::Delivered,
+            attempted: true,
+            next_attempt_at: None,
+            last_reply: Some("250 ok".into()),
+            last_mx: None,
+            event: EventType::Delivered,
+            detail: json!({}),
+            at: now_millis(),
+            suppress: false,
+            lease_token: 99,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(lost, [(fresh.clone(), 0)]);
+    let view = store.get_message(&fresh).await.unwrap().unwrap();
+    assert_eq!(view.recipients[0].state, RecipientState::Bounced);
+    let kinds: Vec<EventType> = view.recipients[0].events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventType::Accepted, EventType::Bounced]);
+}

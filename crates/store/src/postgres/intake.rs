@@ -83,12 +83,14 @@ async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecord
         return Ok(IntakeRecorded::NotFound);
     };
     // Final states other than delivered (bounced, expired, cancelled, suppressed)
-    // keep their fate: a second report about them changes nothing. As on SQLite, the
-    // lease owner and token stay (a delivery in flight loses to nothing here; see the
-    // report of part 2 for the open question).
+    // keep their fate: a second report about them changes nothing. The lease is
+    // cleared whole (owner and token too, as `cancel` does): an attempt still in
+    // flight for a queued or deferred recipient then finds its lease lost and records
+    // nothing over the bounce. (SQLite clears only `lease_until`.)
     let updated = sqlx::query(
         "UPDATE recipients SET state = 'bounced', next_attempt_at = NULL, lease_until = NULL, \
-         last_reply = COALESCE($1, last_reply), updated_at = $2 \
+         lease_owner = NULL, lease_token = NULL, last_reply = COALESCE($1, last_reply), \
+         updated_at = $2 \
          WHERE message_id = $3 AND idx = $4 AND state IN ('delivered', 'queued', 'deferred')",
     )
     .bind(b.reply.as_deref())
