@@ -91,10 +91,12 @@ impl PgTestDb {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let mut conn = connect_admin(&admin).await;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await
-            .expect("drop stale test database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drop stale test database");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -106,7 +108,11 @@ impl PgTestDb {
     /// Creates a database and runs the migrations on it.
     pub async fn create() -> Self {
         let db = Self::create_empty().await;
-        db.connect_unmigrated().await.migrate().await.expect("migrate");
+        db.connect_unmigrated()
+            .await
+            .migrate()
+            .await
+            .expect("migrate");
         db
     }
 
@@ -170,7 +176,7 @@ impl Drop for PgTestDb {
 }
 
 /// One body, a test per backend: `conformance!(name, |store: DynStore| async move {..})`.
-#[macro_export]
+#[allow(unused_macros)]
 macro_rules! conformance {
     ($name:ident, |$store:ident : DynStore| $body:expr) => {
         mod $name {
@@ -195,7 +201,7 @@ macro_rules! conformance {
 
 /// One body, a test per backend, given the database:
 /// `conformance_db!(name, |db: TestDb| async move { let s = db.open().await; .. })`.
-#[macro_export]
+#[allow(unused_macros)]
 macro_rules! conformance_db {
     ($name:ident, |$db:ident : TestDb| $body:expr) => {
         mod $name {
