@@ -14,9 +14,15 @@
 //! `events::insert_event(&mut tx, &NewEvent)` (it does not take the lock itself).
 
 mod cluster;
+mod directory;
+mod domains;
 mod events;
-mod pending;
+mod intake;
+mod keys;
+mod policy;
 mod queue;
+mod rows;
+mod secrets;
 mod tracking;
 mod writer;
 
