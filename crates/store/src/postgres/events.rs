@@ -32,6 +32,90 @@ pub(super) async fn lock_event_order(conn: &mut PgConnection) -> Result<(), Stor
     Ok(())
 }
 
+/// Event rows as columns, inserted in one statement by [`insert_events_in_order`].
+#[derive(Default)]
+pub(super) struct EventColumns {
+    id: Vec<String>,
+    kind: Vec<&'static str>,
+    at: Vec<i64>,
+    message_id: Vec<String>,
+    tenant_id: Vec<String>,
+    recipient: Vec<String>,
+    detail: Vec<String>,
+}
+
+impl EventColumns {
+    pub(super) fn push(
+        &mut self,
+        kind: EventType,
+        at: i64,
+        message: &MessageId,
+        tenant: &TenantId,
+        recipient: &str,
+        detail: String,
+    ) {
+        self.id.push(EventId::generate().as_str().to_string());
+        self.kind.push(kind.as_str());
+        self.at.push(at);
+        self.message_id.push(message.as_str().to_string());
+        self.tenant_id.push(tenant.as_str().to_string());
+        self.recipient.push(recipient.to_string());
+        self.detail.push(detail);
+    }
+
+    pub(super) fn append(&mut self, mut other: EventColumns) {
+        self.id.append(&mut other.id);
+        self.kind.append(&mut other.kind);
+        self.at.append(&mut other.at);
+        self.message_id.append(&mut other.message_id);
+        self.tenant_id.append(&mut other.tenant_id);
+        self.recipient.append(&mut other.recipient);
+        self.detail.append(&mut other.detail);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+}
+
+/// Takes the event-order lock (with a NOTIFY on `notify`, sent at commit, in the same
+/// round trip) and inserts the events in their order, in one statement each. The last
+/// thing a transaction should do before COMMIT.
+pub(super) async fn insert_events_in_order(
+    conn: &mut PgConnection,
+    events: &EventColumns,
+    notify: Option<&str>,
+) -> Result<(), StoreError> {
+    let lock = match notify {
+        Some(channel) => sqlx::query("SELECT pg_notify($2, ''), pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .bind(channel),
+        None => sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVENT_ORDER_LOCK),
+    };
+    lock.execute(&mut *conn)
+        .await
+        .map_err(db("event order lock"))?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+           $6::text[], $7::text[])",
+    )
+    .bind(&events.id)
+    .bind(&events.kind)
+    .bind(&events.at)
+    .bind(&events.message_id)
+    .bind(&events.tenant_id)
+    .bind(&events.recipient)
+    .bind(&events.detail)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("event"))?;
+    Ok(())
+}
+
 /// Inserts one event (the caller holds the event-order lock).
 pub(super) async fn insert_event(conn: &mut PgConnection, e: &NewEvent) -> Result<(), StoreError> {
     sqlx::query(
