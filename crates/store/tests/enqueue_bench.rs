@@ -2,8 +2,8 @@
 //! `cargo test -p mailroom-store --test enqueue_bench -- --ignored --nocapture`):
 //! 20 concurrent callers enqueue 5 KiB one-recipient messages through one store,
 //! SQLite (WAL, synchronous=FULL) and PostgreSQL (synchronous_commit=on), and print
-//! messages per second and, for PostgreSQL, the server's CPU per message (user+system
-//! time from /proc of the test database's backends and the server's background
+//! messages per second and, for PostgreSQL, the server's CPU per message (CPU time
+//! from /proc/<pid>/schedstat of the test database's backends and the server's background
 //! processes; those are shared, so other databases' work during the run counts too).
 
 use mailroom_model::{MessageId, TenantId, now_millis};
@@ -47,9 +47,9 @@ fn message(tenant: &TenantId, n: usize) -> NewMessage {
     }
 }
 
-/// Clock ticks of user+system time of this database's server processes (its client
+/// CPU time (ns) of this database's server processes (its client
 /// backends and the shared background processes: WAL writer, checkpointer, ...), by pid.
-async fn server_ticks(pool: &sqlx::PgPool) -> HashMap<i32, u64> {
+async fn server_cpu_ns(pool: &sqlx::PgPool) -> HashMap<i32, u64> {
     let pids: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity \
          WHERE datname = current_database() OR backend_type <> 'client backend'",
@@ -59,26 +59,19 @@ async fn server_ticks(pool: &sqlx::PgPool) -> HashMap<i32, u64> {
     .unwrap();
     let mut out = HashMap::new();
     for pid in pids {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        // The first field of schedstat: nanoseconds on a CPU (exact, unlike the
+        // tick-sampled utime/stime of stat).
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/schedstat")) else {
             continue;
         };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // utime and stime are fields 14 and 15 of stat (11 and 12 after the name).
-        let t = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        out.insert(pid, t(11) + t(12));
+        if let Some(ns) = stat.split(' ').next().and_then(|v| v.parse::<u64>().ok()) {
+            out.insert(pid, ns);
+        }
     }
     out
 }
 
-fn ticks_since(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> u64 {
+fn cpu_ns_since(before: &HashMap<i32, u64>, after: &HashMap<i32, u64>) -> u64 {
     after
         .iter()
         .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
@@ -125,15 +118,18 @@ async fn enqueue_throughput_sqlite_vs_postgres() {
     };
     let store: DynStore = std::sync::Arc::new(pg.connect().await);
     let probe = pg.connect().await;
-    let ticks_per_s = 100.0; // USER_HZ on Linux
     let tenant = TenantId::generate();
     for n in 0..50 {
         store.enqueue(message(&tenant, n)).await.unwrap();
     }
-    let before = server_ticks(probe.pool()).await;
+    let before = server_cpu_ns(probe.pool()).await;
     let rate = run(store).await;
-    let after = server_ticks(probe.pool()).await;
-    let cpu_s = ticks_since(&before, &after) as f64 / ticks_per_s;
+    let after = server_cpu_ns(probe.pool()).await;
+    let cpu_s = cpu_ns_since(&before, &after) as f64 / 1e9;
+    let gone = before.keys().filter(|p| !after.contains_key(p)).count();
+    if gone > 0 {
+        println!("({gone} server process(es) exited during the run: CPU figure is a lower bound)");
+    }
     assert!(after.len() > 4, "server processes seen: {after:?}");
     println!(
         "PostgreSQL: {rate:>8.0} msgs/s; server CPU {:.3} ms per message",
