@@ -526,3 +526,99 @@ async fn one_idempotency_key_through_two_nodes_accepts_one_message() {
     a.enqueue(old).await.unwrap();
     b.enqueue(keyed("old", now_millis())).await.unwrap();
 }
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection dropped, new ones
+/// refused) and restored on the same port.
+struct Proxy {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    break;
+                };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Proxy {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// Drops the listener and every proxied connection (the JoinSet aborts them).
+    async fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_fails_fast_and_recovers_by_itself() {
+    let db = PgTestDb::create().await;
+    let opts: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let upstream = format!("{}:{}", opts.get_host(), opts.get_port());
+    let mut proxy = Proxy::start(0, upstream.clone()).await;
+    let url = common::with_host_port(&db.url, &format!("127.0.0.1:{}", proxy.port));
+    let mut settings = PgSettings::new(url);
+    settings.pool_size = 2;
+    let store: DynStore = Arc::new(PgStore::connect(&settings).await.unwrap());
+    let tenant = TenantId::generate();
+    store.enqueue(message(&tenant, 1)).await.unwrap();
+
+    proxy.cut().await;
+    let started = std::time::Instant::now();
+    let during: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let m = message(&tenant, 1);
+            tokio::spawn(async move { (m.id.clone(), store.enqueue(m).await) })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for h in during {
+        let (id, r) = h.await.unwrap();
+        assert!(r.is_err(), "accepted while the database was cut");
+        refused.push(id);
+    }
+    let waited = started.elapsed();
+    // Those that queued behind the first failed batch fail with it (acquire timeout 5 s).
+    assert!(waited < Duration::from_secs(12), "{waited:?}");
+    assert!(store.ping().await.is_err());
+    eprintln!("20 submissions during the outage failed after {waited:?}");
+
+    let _proxy = Proxy::start(proxy.port, upstream).await;
+    let mut recovered = None;
+    for _ in 0..50 {
+        if store.enqueue(message(&tenant, 1)).await.is_ok() {
+            recovered = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered.is_some(), "no recovery without restart");
+    // Nothing refused was stored; what was accepted is there.
+    let direct: DynStore = Arc::new(db.connect().await);
+    for id in refused {
+        assert!(direct.get_message(&id).await.unwrap().is_none());
+    }
+    let counts = direct.count_recipients_by_state().await.unwrap();
+    assert_eq!(counts, [("queued".to_string(), 2)]);
+}

@@ -60,6 +60,10 @@ pub struct PgStore {
     writer: mpsc::Sender<writer::Job>,
 }
 
+/// How long a caller waits for a connection before failing (server unreachable: the
+/// submission gets a temporary failure rather than hanging).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many enqueue requests may wait for the writer (backpressure, as on SQLite).
 const WRITER_QUEUE: usize = 4096;
 
@@ -76,7 +80,7 @@ impl PgStore {
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(|e| {

@@ -55,26 +55,64 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() == 1 => {
+            Err(Failure::Unavailable(e)) => {
+                // Whatever queued up while this batch waited for a connection fails
+                // now too, rather than waiting its own turn.
+                while let Ok(job) = rx.try_recv() {
+                    batch.push(job);
+                }
+                fail_all(&mut batch, &e);
+            }
+            Err(Failure::Failed(e)) if batch.len() == 1 => {
                 let job = batch.pop().expect("one job");
                 let _ = job.done.send(Err(e));
             }
-            Err(_) => {
-                // One bad message must not fail its neighbours: retry each alone.
-                for job in batch.drain(..) {
-                    let result = write_batch(&pool, &[&job.message]).await;
-                    let _ = job.done.send(result);
+            Err(Failure::Failed(_)) => {
+                // One bad message must not fail its neighbours: retry each alone (but
+                // stop trying once the database is unreachable).
+                while !batch.is_empty() {
+                    let job = batch.remove(0);
+                    match write_batch(&pool, &[&job.message]).await {
+                        Ok(()) => {
+                            let _ = job.done.send(Ok(()));
+                        }
+                        Err(Failure::Failed(e)) => {
+                            let _ = job.done.send(Err(e));
+                        }
+                        Err(Failure::Unavailable(e)) => {
+                            batch.insert(0, job);
+                            fail_all(&mut batch, &e);
+                        }
+                    }
                 }
             }
         }
     }
 }
 
+/// Why a batch was not written.
+enum Failure {
+    /// No connection (server down, pool exhausted): every message fails alike.
+    Unavailable(StoreError),
+    /// A statement or the commit failed: maybe because of one message.
+    Failed(StoreError),
+}
+
+fn fail_all(batch: &mut Vec<Job>, e: &StoreError) {
+    for job in batch.drain(..) {
+        let _ = job.done.send(Err(StoreError::Database(e.to_string())));
+    }
+}
+
 /// One transaction for the batch; rolled back (by dropping it) on any failure.
-async fn write_batch(pool: &PgPool, messages: &[&NewMessage]) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(err)?;
-    insert_all(&mut tx, messages).await?;
-    tx.commit().await.map_err(err)
+async fn write_batch(pool: &PgPool, messages: &[&NewMessage]) -> Result<(), Failure> {
+    let mut tx = pool.begin().await.map_err(|e| {
+        Failure::Unavailable(StoreError::Database(format!("PostgreSQL unavailable: {e}")))
+    })?;
+    insert_all(&mut tx, messages)
+        .await
+        .map_err(Failure::Failed)?;
+    tx.commit().await.map_err(|e| Failure::Failed(err(e)))
 }
 
 /// Whether a message adds recipients a delivery loop could claim now.
