@@ -382,11 +382,10 @@ async fn event_cursor_follows_commit_order_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_notify_per_batch_of_due_work() {
-    use sqlx::postgres::PgListener;
     let db = PgTestDb::create().await;
-    let store: DynStore = Arc::new(db.connect().await);
-    let mut listener = PgListener::connect(&db.url).await.unwrap();
-    listener.listen("mailroom_queue").await.unwrap();
+    let pg = db.connect().await;
+    let mut listener = pg.queue_listener().await.unwrap();
+    let store: DynStore = Arc::new(pg);
     let tenant = TenantId::generate();
     // A handed-off message (leased to this node) wakes nobody.
     let mut handed = message(&tenant, 1);
@@ -411,6 +410,25 @@ async fn one_notify_per_batch_of_due_work() {
     }
     assert!((1..=50).contains(&notes), "{notes} notifications");
     eprintln!("50 concurrent enqueues: {notes} NOTIFYs");
+    // The operator's retry wakes the nodes too.
+    let m = message(&tenant, 1);
+    store.enqueue(m.clone()).await.unwrap();
+    let lease = Lease::new("n", now_millis() + 60_000);
+    assert!(
+        !store
+            .claim_due(&lease, now_millis(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {}
+    store.release_node("n").await.unwrap();
+    assert_eq!(store.retry_now(&m.id, now_millis()).await.unwrap(), 1);
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert_eq!(
+        note.unwrap().unwrap().channel(),
+        mailroom_store::postgres::QUEUE_CHANNEL
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

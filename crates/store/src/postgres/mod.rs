@@ -26,6 +26,8 @@ mod secrets;
 mod tracking;
 mod writer;
 
+pub use writer::QUEUE_CHANNEL;
+
 use crate::StoreError;
 use mailroom_model::{Event, EventId, EventType, MessageId, TenantId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -105,6 +107,22 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Listens on [`QUEUE_CHANNEL`]: a notification means "work became due" (sent at
+    /// most once per committed enqueue batch, and by retry and quarantine release). It
+    /// is a hint, never the only wake-up: keep polling. The listener holds one of the
+    /// pool's connections and reconnects by itself (`PgListener::recv`); notifications
+    /// sent while it is reconnecting are lost.
+    pub async fn queue_listener(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db("listener"))?;
+        listener
+            .listen(QUEUE_CHANNEL)
+            .await
+            .map_err(db("listener"))?;
+        Ok(listener)
     }
 
     /// Runs one statement (administration, tests).
