@@ -216,51 +216,49 @@ impl EventStore for PgStore {
 
     async fn list_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         // Seq order is commit order (see above): whatever a snapshot shows is a prefix
-        // of the stream, so reading up to the highest visible seq never skips.
-        let mut tx = self.pool.begin().await.map_err(db("event"))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db("event"))?;
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("event"))?;
-        let upto = max.unwrap_or(0).min(q.after.saturating_add(SCAN_WINDOW));
-        if upto <= q.after {
-            tx.commit().await.map_err(db("event"))?;
-            return Ok(EventPage {
-                events: Vec::new(),
-                next_cursor: q.after,
-            });
-        }
+        // of the stream, so reading up to the highest visible seq never skips. One
+        // statement, one snapshot: the bound and the page. With no match the one row
+        // carries only the bound.
         let kinds: Option<Vec<&str>> =
             (!q.kinds.is_empty()).then(|| q.kinds.iter().map(|k| k.as_str()).collect());
         let sql = concat!(
-            "SELECT ",
+            "SELECT w.upto, x.* FROM \
+               (SELECT LEAST(COALESCE(MAX(seq), 0), $2) AS upto FROM events) w \
+             LEFT JOIN LATERAL (SELECT ",
             event_columns!(),
             " FROM events e LEFT JOIN messages m ON m.id = e.message_id \
-             WHERE e.seq > $1 AND e.seq <= $2 \
-             AND ($3::text IS NULL OR e.tenant_id = $3) \
-             AND ($4::text IS NULL OR e.recipient = $4) \
-             AND ($5::text IS NULL OR e.message_id = $5) \
-             AND ($6::text[] IS NULL OR e.type = ANY($6)) \
-             ORDER BY e.seq LIMIT $7"
+               WHERE e.seq > $1 AND e.seq <= w.upto \
+               AND ($3::text IS NULL OR e.tenant_id = $3) \
+               AND ($4::text IS NULL OR e.recipient = $4) \
+               AND ($5::text IS NULL OR e.message_id = $5) \
+               AND ($6::text[] IS NULL OR e.type = ANY($6)) \
+               ORDER BY e.seq LIMIT $7) x ON TRUE \
+             ORDER BY x.seq"
         );
         let rows = sqlx::query(sql)
             .bind(q.after)
-            .bind(upto)
+            .bind(q.after.saturating_add(SCAN_WINDOW))
             .bind(q.tenant.as_ref().map(TenantId::as_str))
             .bind(q.recipient.as_deref())
             .bind(q.message_id.as_ref().map(MessageId::as_str))
             .bind(kinds)
             .bind(q.limit as i64)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(db("event"))?;
-        tx.commit().await.map_err(db("event"))?;
+        let upto: i64 = rows.first().map_or(0, |r| r.get("upto"));
+        if upto <= q.after {
+            return Ok(EventPage {
+                events: Vec::new(),
+                next_cursor: q.after,
+            });
+        }
+        let rows: Vec<&PgRow> = rows
+            .iter()
+            .filter(|r| r.get::<Option<i64>, _>("seq").is_some())
+            .collect();
         let full = rows.len() >= q.limit;
-        let events: Vec<StreamEvent> = rows.iter().filter_map(stream_event).collect();
+        let events: Vec<StreamEvent> = rows.into_iter().filter_map(stream_event).collect();
         let next_cursor = match events.last() {
             Some(last) if full => last.seq,
             _ => upto,
