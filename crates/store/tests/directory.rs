@@ -645,3 +645,71 @@ conformance_db!(two_nodes_writing_at_once_agree, |db: TestDb| async move {
         (1, 1)
     );
 });
+
+/// On a database whose default collation is a natural-language one (ICU English),
+/// the suppression list still pages in code-point order, as on SQLite (migration
+/// 0002 gives `suppressions.address` the "C" collation). PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressions_page_in_code_point_order_under_any_database_collation() {
+    use sqlx::Connection;
+    let admin = common::pg_admin_url();
+    let name = format!("mr_t_icu_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable (MAILROOM_TEST_PG_URL)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' \
+         LOCALE 'C.UTF-8'"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("create an ICU-collated database");
+    // Dropped at the end, even on panic.
+    let db = common::PgTestDb {
+        url: common::with_database(&admin, &name),
+        name,
+    };
+    let store: DynStore = std::sync::Arc::new(db.connect().await);
+    // The database itself does order these differently from code points.
+    let (icu_first,): (String,) =
+        sqlx::query_as("SELECT a FROM UNNEST(ARRAY['a_b', 'a.b']) AS t(a) ORDER BY a LIMIT 1")
+            .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(icu_first, "a_b", "ICU puts '_' before '.'");
+
+    let t = tenant(&store, "acme").await;
+    let addresses = [
+        "a_b@x.net",
+        "a.b@x.net",
+        "a-b@x.net",
+        "a+1@x.net",
+        "ab@x.net",
+    ];
+    for a in addresses {
+        store
+            .add_suppression(suppression(&t, a, "manual"))
+            .await
+            .unwrap();
+    }
+    let mut expected: Vec<&str> = addresses.to_vec();
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_suppressions(&t, after.as_deref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.address.clone());
+        seen.extend(page.into_iter().map(|s| s.address));
+    }
+    assert_eq!(seen, expected);
+}
