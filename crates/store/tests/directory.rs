@@ -220,6 +220,18 @@ conformance!(
             .unwrap();
         assert_eq!(page[0].address, "ab@example.net");
 
+        // A negative limit is no limit, as SQLite reads it.
+        assert_eq!(
+            store.list_suppressions(&t, None, -1).await.unwrap().len(),
+            addresses.len()
+        );
+        assert!(
+            store
+                .list_suppressions(&t, None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let got = store
             .get_suppression(&t, "zed@EXAMPLE.net")
             .await

@@ -115,7 +115,7 @@ impl SendPolicyStore for PgStore {
         )
         .bind(tenant.as_str())
         .bind(after.unwrap_or("").to_lowercase())
-        .bind(limit.max(0))
+        .bind(super::rows::sql_limit(limit))
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::on("suppression"))?;
