@@ -725,3 +725,68 @@ async fn suppressions_page_in_code_point_order_under_any_database_collation() {
     }
     assert_eq!(seen, expected);
 }
+
+/// A periodic DNS check that finds the domain as it was writes its time and result
+/// but does not move the directory version (no node reloads for nothing); a status
+/// change does. PostgreSQL only: SQLite's trigger fires on every check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_domain_check_does_not_move_the_version() {
+    let db = common::TestDb::postgres().await;
+    let store = db.open().await;
+    let t = tenant(&store, "acme").await;
+    store
+        .add_domain(NewDomain {
+            tenant_id: t.clone(),
+            name: "acme.test".into(),
+            verified: true,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let check = |status: DomainStatus, at| DomainCheck {
+        status,
+        checked_at: at,
+        result: json!({ "result": status.as_str(), "at": at }),
+    };
+    let before = store.directory_version().await.unwrap();
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Verified, 100))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.directory_version().await.unwrap(), before);
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!(d.last_checked_at, Some(100));
+    assert_eq!(
+        d.last_check,
+        Some(json!({ "result": "verified", "at": 100 }))
+    );
+
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Degraded, 200))
+            .await
+            .unwrap()
+    );
+    let after = store.directory_version().await.unwrap();
+    assert!(after > before);
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!((d.status, d.verified), (DomainStatus::Degraded, true));
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Failed, 300))
+            .await
+            .unwrap()
+    );
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!((d.status, d.verified), (DomainStatus::Failed, false));
+    assert!(store.directory_version().await.unwrap() > after);
+    assert!(
+        !store
+            .record_domain_check("nope.test", check(DomainStatus::Failed, 300))
+            .await
+            .unwrap()
+    );
+}
