@@ -487,3 +487,42 @@ async fn singleton_roles_and_directory_version() {
     assert_eq!(a.directory_version().await.unwrap(), v1);
     a.ping().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_through_two_nodes_accepts_one_message() {
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let tenant = TenantId::generate();
+    let keyed = |key: &str, at: i64| {
+        let mut m = message(&tenant, 1);
+        m.idempotency = Some(mailroom_store::IdempotencyRecord {
+            key: key.into(),
+            request_hash: "h".into(),
+            response: serde_json::json!({ "id": m.id.as_str() }),
+            created_at: at,
+        });
+        m
+    };
+    for round in 0..10 {
+        let key = format!("k{round}");
+        let (ma, mb) = (keyed(&key, now_millis()), keyed(&key, now_millis()));
+        let (ra, rb) = tokio::join!(a.enqueue(ma.clone()), b.enqueue(mb.clone()));
+        let ok: Vec<_> = [(&ra, &ma), (&rb, &mb)]
+            .into_iter()
+            .filter(|(r, _)| r.is_ok())
+            .collect();
+        assert_eq!(ok.len(), 1, "round {round}: {ra:?} {rb:?}");
+        let loser = if ra.is_ok() { (&rb, &mb) } else { (&ra, &ma) };
+        assert!(
+            matches!(loser.0, Err(StoreError::Conflict(_))),
+            "{:?}",
+            loser.0
+        );
+        assert!(a.get_message(&loser.1.id).await.unwrap().is_none());
+    }
+    // A key older than the window is replaced.
+    let old = keyed("old", 1_000);
+    a.enqueue(old).await.unwrap();
+    b.enqueue(keyed("old", now_millis())).await.unwrap();
+}

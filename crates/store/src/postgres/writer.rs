@@ -28,6 +28,8 @@ pub(super) struct Job {
 const MAX_BATCH_MESSAGES: usize = 256;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 const ROWS_PER_INSERT: usize = 1000;
+/// How long an idempotency key is live: the API's `IDEMPOTENCY_WINDOW_MS` (24 h).
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, "message")
@@ -151,23 +153,29 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
 
     for m in messages {
         if let Some(k) = &m.idempotency {
-            // The API layer serialises requests per key on one node; across nodes the
-            // primary key makes a second writer fail (its message is not accepted). A
-            // key older than its window is replaced.
-            sqlx::query(
+            // Nodes do not serialise requests with each other: the same key may arrive
+            // on two nodes at once. The first commit wins; the other message fails
+            // alone with a conflict (its caller reads the stored response). A key older
+            // than the idempotency window is replaced.
+            let written = sqlx::query(
                 "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response, created_at) \
                  VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
-                 response = excluded.response, created_at = excluded.created_at",
+                 response = excluded.response, created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < excluded.created_at - $6",
             )
             .bind(m.tenant_id.as_str())
             .bind(&k.key)
             .bind(&k.request_hash)
             .bind(k.response.to_string())
             .bind(k.created_at)
+            .bind(IDEMPOTENCY_WINDOW_MS)
             .execute(&mut *conn)
             .await
             .map_err(err)?;
+            if written.rows_affected() == 0 {
+                return Err(StoreError::Conflict("idempotency key"));
+            }
         }
     }
 
