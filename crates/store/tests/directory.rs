@@ -618,6 +618,69 @@ conformance_db!(two_nodes_writing_at_once_agree, |db: TestDb| async move {
         Some(9_000)
     );
 
+    // Whole-list replacements through two nodes at once: each ends as one of the
+    // two lists (never a mix, never a conflict).
+    for round in 0..10 {
+        let ip = |cidr: String| AllowedIp {
+            tenant_id: t.clone(),
+            cidr,
+            require_tls: false,
+        };
+        let la = vec![ip("10.0.0.0/8".into()), ip(format!("192.0.2.{round}/32"))];
+        let lb = vec![
+            ip("10.0.0.0/8".into()),
+            ip(format!("198.51.100.{round}/32")),
+        ];
+        let (ra, rb) = tokio::join!(a.set_allowed_ips(&t, &la), b.set_allowed_ips(&t, &lb));
+        ra.unwrap();
+        rb.unwrap();
+        let now = a.list_allowed_ips(&t).await.unwrap();
+        assert!(now == la || now == lb, "round {round}: {now:?}");
+
+        let sa = vec![format!("a{round}@example.net"), "both@example.net".into()];
+        let sb = vec![format!("b{round}@example.net")];
+        let (ra, rb) = tokio::join!(
+            a.set_sandbox_recipients(&t, &sa),
+            b.set_sandbox_recipients(&t, &sb)
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let mut now: Vec<String> = a
+            .load_directory()
+            .await
+            .unwrap()
+            .sandbox_recipients
+            .into_iter()
+            .map(|(_, address)| address)
+            .collect();
+        now.sort();
+        let mut sa = sa.clone();
+        sa.sort();
+        assert!(now == sa || now == sb, "round {round}: {now:?}");
+    }
+
+    // One key rotated through two nodes at once: both rotations apply, one after
+    // the other, and exactly one secret is current (no expiry).
+    let (ra, rb) = tokio::join!(
+        a.rotate_api_key(&id, "rot-a", mailroom_model::now_millis() + 60_000),
+        b.rotate_api_key(&id, "rot-b", mailroom_model::now_millis() + 60_000),
+    );
+    assert!(ra.unwrap().is_some() && rb.unwrap().is_some());
+    let secrets: Vec<_> = a
+        .load_directory()
+        .await
+        .unwrap()
+        .api_key_secrets
+        .into_iter()
+        .filter(|s| s.key_id == id)
+        .collect();
+    assert_eq!(secrets.len(), 3, "{secrets:?}");
+    assert_eq!(
+        secrets.iter().filter(|s| s.expires_at.is_none()).count(),
+        1,
+        "{secrets:?}"
+    );
+
     // A credential revoked on one node is gone from the other's next snapshot.
     let cred = mailroom_model::CredentialId::generate();
     a.create_credential(NewCredential {
