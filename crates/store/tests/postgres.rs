@@ -739,3 +739,24 @@ async fn webhooks_fanned_out_and_claimed_by_two_nodes_once() {
         [("pending".to_string(), cb.len() as i64)]
     );
 }
+
+#[tokio::test]
+async fn migrations_are_not_cut_by_the_statement_timeout() {
+    let db = PgTestDb::create_empty().await;
+    let mut settings = db.settings();
+    settings.statement_timeout = Duration::from_millis(1);
+    let store = PgStore::connect(&settings).await.unwrap();
+    store
+        .migrate()
+        .await
+        .expect("migrates despite a 1 ms statement timeout");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1ms", "the pool keeps the configured timeout");
+    let slow = sqlx::query("SELECT pg_sleep(0.05)")
+        .execute(store.pool())
+        .await;
+    assert!(slow.is_err(), "a statement over the timeout is cancelled");
+}
