@@ -115,6 +115,11 @@ async fn three_nodes_migrate_a_fresh_database_at_once() {
         .await
         .unwrap();
     assert_eq!(timeout, "30s");
+    let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(stores[2].pool())
+        .await
+        .unwrap();
+    assert_eq!(idle, "30s");
 }
 
 #[tokio::test]

@@ -80,9 +80,16 @@ impl PgStore {
             .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?
             .options([("synchronous_commit", "on")]);
         let timeout_ms = settings.statement_timeout.as_millis().max(1) as u64;
-        let options = base
-            .clone()
-            .options([("statement_timeout", timeout_ms.to_string())]);
+        // A session idle inside a transaction (a node stalled or cut off between
+        // statements) is ended by the server after the same time, so it cannot hold
+        // row locks or the event-order lock for long.
+        let options = base.clone().options([
+            ("statement_timeout", timeout_ms.to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                timeout_ms.to_string(),
+            ),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
