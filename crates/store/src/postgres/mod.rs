@@ -4,14 +4,16 @@
 //! per node for accepted messages.
 //!
 //! Files: `writer` (enqueue, group commit), `queue` (claims, fenced outcomes,
-//! operator actions), `events` (event stream in commit order, webhooks),
-//! `tracking`, `cluster`; part 2 (directory, keys, policy, domains, intake) in their
-//! own files.
+//! operator actions), `events` (event stream in commit order), `webhooks`,
+//! `tracking`, `cluster`; part 2 (directory, keys, policy, domains, intake,
+//! secrets) in their own files.
 //!
-//! For every transaction that inserts into `events`: call
-//! `events::lock_event_order(&mut tx)` right before the event INSERTs (as late as
-//! possible), so that seq allocation order equals commit order. Insert events with
-//! `events::insert_event(&mut tx, &NewEvent)` (it does not take the lock itself).
+//! For every transaction that inserts into `events`: take the event-order lock right
+//! before the event INSERTs (as late as possible, nothing but the INSERTs and COMMIT
+//! after it), so that seq allocation order equals commit order: either
+//! `events::lock_event_order(&mut tx)` then `events::insert_event(&mut tx, &NewEvent)`,
+//! or `events::insert_events_in_order(&mut tx, &EventColumns, notify)` which does both
+//! for many events in two round trips.
 
 mod cluster;
 mod directory;
@@ -24,6 +26,7 @@ mod queue;
 mod rows;
 mod secrets;
 mod tracking;
+mod webhooks;
 mod writer;
 
 pub use writer::QUEUE_CHANNEL;
