@@ -105,7 +105,13 @@ impl PgStore {
                 ))
             })?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        tokio::spawn(writer::run(pool.clone(), rx));
+        // The writer's own connection (a pool of one, so it reconnects by itself after
+        // an outage): accepting mail never waits behind reads for a connection.
+        let writer_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        tokio::spawn(writer::run(writer_pool, rx));
         Ok(Self {
             pool,
             writer: tx,
