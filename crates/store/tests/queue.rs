@@ -640,3 +640,85 @@ conformance!(
         );
     }
 );
+
+conformance!(
+    tracking_unsubscribe_nodes_and_singletons,
+    |store: DynStore| async move {
+        use mailroom_store::{NewEvent, NodeInfo, Suppression};
+        let tenant = store.create_tenant(new_tenant("acme")).await.unwrap().id;
+        let m = new_message(&tenant, 0);
+        store.enqueue(m.clone()).await.unwrap();
+        let address = m.recipients[0].address.clone();
+        let event = |kind| NewEvent {
+            kind,
+            at: now_millis(),
+            message_id: m.id.clone(),
+            tenant_id: tenant.clone(),
+            recipient: Some(address.clone()),
+            detail: serde_json::json!({ "via": "test" }),
+        };
+        store.record_event(event(EventType::Opened)).await.unwrap();
+        let s = Suppression {
+            tenant_id: tenant.clone(),
+            address: address.to_uppercase(),
+            reason: "unsubscribe".into(),
+            detail: serde_json::json!({}),
+            message_id: Some(m.id.clone()),
+            created_at: now_millis(),
+        };
+        store
+            .unsubscribe(s.clone(), event(EventType::Unsubscribed))
+            .await
+            .unwrap();
+        store
+            .unsubscribe(s, event(EventType::Unsubscribed))
+            .await
+            .unwrap();
+        let kinds: Vec<EventType> = store.get_message(&m.id).await.unwrap().unwrap().recipients[0]
+            .events
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                EventType::Accepted,
+                EventType::Opened,
+                EventType::Unsubscribed,
+                EventType::Unsubscribed
+            ]
+        );
+        let hit = store
+            .suppressed_among(&tenant, std::slice::from_ref(&address))
+            .await
+            .unwrap();
+        assert_eq!(hit.get(&address).map(String::as_str), Some("unsubscribe"));
+
+        // Node rows: a heartbeat refreshes the row; leased work is counted per node.
+        let node = |last_seen| NodeInfo {
+            id: "n1".into(),
+            started_at: 5,
+            last_seen,
+            version: "1.0".into(),
+            detail: serde_json::json!({ "smtp": "127.0.0.1:2525" }),
+        };
+        store.heartbeat(&node(10)).await.unwrap();
+        store.heartbeat(&node(20)).await.unwrap();
+        let now = now_millis();
+        let lease = mailroom_store::Lease::new("n1", now + 60_000);
+        assert_eq!(store.claim_due(&lease, now, 10).await.unwrap().len(), 1);
+        let nodes = store.list_nodes(now).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!((nodes[0].last_seen, nodes[0].leased_recipients), (20, 1));
+        assert_eq!(nodes[0].detail["smtp"], "127.0.0.1:2525");
+        assert_eq!(
+            store.list_nodes(now + 60_001).await.unwrap()[0].leased_recipients,
+            0
+        );
+
+        assert!(store.try_singleton("job", "n1", 100, 200).await.unwrap());
+        assert!(!store.try_singleton("job", "n2", 150, 250).await.unwrap());
+        assert!(store.try_singleton("job", "n2", 201, 300).await.unwrap());
+        store.ping().await.unwrap();
+    }
+);
