@@ -27,8 +27,6 @@ pub(super) struct Job {
 /// and memory in check.
 const MAX_BATCH_MESSAGES: usize = 256;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// How long an idempotency key is live: the API's `IDEMPOTENCY_WINDOW_MS` (24 h).
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, "message")
@@ -256,7 +254,7 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
             .bind(&k.request_hash)
             .bind(k.response.to_string())
             .bind(k.created_at)
-            .bind(IDEMPOTENCY_WINDOW_MS)
+            .bind(crate::IDEMPOTENCY_WINDOW_MS)
             .execute(&mut *conn)
             .await
             .map_err(err)?;
