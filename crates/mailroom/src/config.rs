@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::storage_config::{NodeSection, StorageSection};
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -18,6 +20,7 @@ pub struct Config {
     pub http: HttpSection,
     pub tls: TlsSection,
     pub storage: StorageSection,
+    pub node: NodeSection,
     pub log: LogSection,
     pub delivery: DeliverySection,
     pub dns: DnsSection,
@@ -69,6 +72,9 @@ pub struct DeliverySection {
     pub retry_jitter: f64,
     pub queue_lifetime_secs: u64,
     pub dsn: bool,
+    /// How long a claim on a recipient lasts before another node may take it over
+    /// (renewed while its delivery runs).
+    pub lease_secs: u64,
     pub routes: Vec<RouteSection>,
 }
 
@@ -125,6 +131,7 @@ impl Default for DeliverySection {
             retry_jitter: 0.1,
             queue_lifetime_secs: 72 * 3600,
             dsn: true,
+            lease_secs: 60,
             routes: Vec::new(),
         }
     }
@@ -167,14 +174,6 @@ pub struct TlsSection {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageSection {
-    pub backend: String,
-    /// Defaults to data_dir/mailroom.db.
-    pub sqlite_path: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub format: String,
     pub level: String,
@@ -189,6 +188,7 @@ impl Default for Config {
             http: HttpSection::default(),
             tls: TlsSection::default(),
             storage: StorageSection::default(),
+            node: NodeSection::default(),
             log: LogSection::default(),
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
@@ -238,15 +238,6 @@ impl Default for HttpSection {
     }
 }
 
-impl Default for StorageSection {
-    fn default() -> Self {
-        Self {
-            backend: "sqlite".into(),
-            sqlite_path: None,
-        }
-    }
-}
-
 impl Default for LogSection {
     fn default() -> Self {
         Self {
@@ -256,13 +247,14 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 20] = [
+const TOP_LEVEL: [&str; 21] = [
     "data_dir",
     "hostname",
     "smtp",
     "http",
     "tls",
     "storage",
+    "node",
     "log",
     "delivery",
     "dns",
@@ -333,7 +325,7 @@ pub fn parse(
             let env = from_env.join(", ");
             anyhow::anyhow!(
                 "{origin} (environment overrides: {env}): {}",
-                e.message().trim()
+                crate::storage_config::redact_text(e.message().trim())
             )
         })?
     };
@@ -342,9 +334,12 @@ pub fn parse(
 }
 
 /// A TOML error: toml's own text has the line, the column and the offending line, so
-/// the key is shown in place.
+/// the key is shown in place (a database URL's password redacted).
 fn toml_error(origin: &str, e: &toml::de::Error) -> anyhow::Error {
-    anyhow::anyhow!("{origin}: {}", e.to_string().trim_end())
+    anyhow::anyhow!(
+        "{origin}: {}",
+        crate::storage_config::redact_text(e.to_string().trim_end())
+    )
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -378,7 +373,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 impl Config {
     fn validate(&self) -> Result<()> {
         let s = &self.smtp;
-        let checks: [(bool, &str, &str); 14] = [
+        let checks: [(bool, &str, &str); 13] = [
             (
                 !(self.limits.messages_per_second.is_finite()
                     && self.limits.messages_per_second >= 0.0),
@@ -441,11 +436,6 @@ impl Config {
                 "must be at least 1",
             ),
             (
-                !["sqlite"].contains(&self.storage.backend.as_str()),
-                "storage.backend",
-                "must be \"sqlite\" (PostgreSQL comes later)",
-            ),
-            (
                 !["human", "json"].contains(&self.log.format.as_str()),
                 "log.format",
                 "must be \"human\" or \"json\"",
@@ -456,6 +446,7 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::storage_config::validate(&self.storage, &self.node)?;
         crate::domains::validate(self)?;
         crate::intake_config::validate(&self.intake, &self.health)?;
         crate::secrets_key::validate(&self.secrets)?;
@@ -463,7 +454,7 @@ impl Config {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }
         let d = &self.delivery;
-        let delivery_checks: [(bool, &str, &str); 7] = [
+        let delivery_checks: [(bool, &str, &str); 8] = [
             (
                 !TLS_MODES.contains(&d.mx_tls.as_str()),
                 "delivery.mx_tls",
@@ -497,6 +488,11 @@ impl Config {
             (
                 d.queue_lifetime_secs == 0,
                 "delivery.queue_lifetime_secs",
+                "must be at least 1",
+            ),
+            (
+                d.lease_secs == 0,
+                "delivery.lease_secs",
                 "must be at least 1",
             ),
         ];
@@ -583,10 +579,12 @@ fn tls_mode(text: &str) -> mailroom_delivery::TlsMode {
 }
 
 impl Config {
-    /// The delivery engine's settings; `own_listeners` are this server's SMTP sockets.
+    /// The delivery engine's settings; `own_listeners` are this server's SMTP sockets,
+    /// `node_id` the owner of the leases it takes (`node.id` or the generated one).
     pub fn delivery_config(
         &self,
         own_listeners: Vec<std::net::SocketAddr>,
+        node_id: &str,
     ) -> mailroom_delivery::DeliveryConfig {
         use mailroom_delivery::{DeliveryConfig, StaticRoute, Timeouts, schedule::RetrySchedule};
         use std::time::Duration;
@@ -629,6 +627,8 @@ impl Config {
                 lifetime: secs(d.queue_lifetime_secs),
             },
             dsn: d.dsn,
+            lease: secs(d.lease_secs),
+            node_id: node_id.to_string(),
             ..DeliveryConfig::default()
         }
     }
@@ -690,5 +690,59 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("log.format"), "{e}");
+    }
+
+    #[test]
+    fn storage_and_node_keys() {
+        let c = load(None, std::iter::empty()).unwrap();
+        assert_eq!(c.storage.backend, "sqlite");
+        assert_eq!(
+            (c.storage.pool_size, c.storage.statement_timeout_secs),
+            (16, 30)
+        );
+        assert_eq!((c.node.id.as_deref(), c.node.heartbeat_secs), (None, 5));
+        assert_eq!(c.delivery.lease_secs, 60);
+        let url = "postgres://mr:hunter2@127.0.0.1:5432/mail";
+        let c = load_text(
+            "[storage]\nbackend = \"postgres\"\npool_size = 4\n[node]\nid = \"n1\"\n[delivery]\nlease_secs = 7\n",
+            &[("MAILROOM_STORAGE__URL", url)],
+        )
+        .unwrap();
+        assert_eq!(c.storage.url.as_deref(), Some(url));
+        assert_eq!(c.storage.pool_size, 4);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let d = c.delivery_config(Vec::new(), "n1");
+        assert_eq!(
+            (d.lease, d.node_id.as_str()),
+            (std::time::Duration::from_secs(7), "n1")
+        );
+        let e = load_text("[storage]\nbackend = \"postgres\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storage.url"), "{e}");
+        let e = load_text(
+            "[storage]\nbackend = \"postgres\"\nurl = \"http://u:hunter2@h/db\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("storage.url") && !e.contains("hunter2"), "{e}");
+        // A syntax error quotes the line: the password is redacted there too.
+        let e = load_text("[storage]\nurl = postgres://u:hunter2@h/db\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && !e.contains("hunter2"), "{e}");
+        let e = load_text("[storage]\nbackend = \"mysql\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("storage.backend"), "{e}");
+        let e = load_text("[node]\nheartbeat_secs = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.heartbeat_secs"), "{e}");
+        let e = load_text("[node]\nid = \"a b\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.id"), "{e}");
     }
 }

@@ -11,3 +11,4 @@ pub mod event_config;
 pub mod files;
 pub mod intake_config;
 pub mod secrets_key;
+pub mod storage_config;
