@@ -1,0 +1,1 @@
+//! Node heartbeats, singleton roles, the directory version, readiness.

@@ -1,0 +1,136 @@
+//! The shared PostgreSQL backend: several Mailroom nodes on one database. A pool of
+//! connections (each with `synchronous_commit = on` and the configured statement
+//! timeout), migrations under sqlx's advisory lock, and one group-commit writer task
+//! per node for accepted messages.
+//!
+//! Files: `writer` (enqueue, group commit), `queue` (claims, fenced outcomes,
+//! operator actions), `events` (event stream in commit order, webhooks),
+//! `tracking`, `cluster`; part 2 (directory, keys, policy, domains, intake) in their
+//! own files.
+//!
+//! For every transaction that inserts into `events`: call
+//! `events::lock_event_order(&mut tx)` right before the event INSERTs (as late as
+//! possible), so that seq allocation order equals commit order. Insert events with
+//! `events::insert_event(&mut tx, &NewEvent)` (it does not take the lock itself).
+
+mod cluster;
+mod events;
+mod queue;
+mod tracking;
+mod writer;
+
+use crate::StoreError;
+use mailroom_model::{Event, EventId, EventType, MessageId, TenantId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Executor, Row};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    /// `postgres://user[:password]@host[:port]/database[?options]`.
+    pub url: String,
+    /// Connections in this node's pool (the writer takes one more of its own).
+    pub pool_size: u32,
+    /// The server cancels any statement running longer (`statement_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl PgSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 8,
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    writer: mpsc::Sender<writer::Job>,
+}
+
+/// How many enqueue requests may wait for the writer (backpressure, as on SQLite).
+const WRITER_QUEUE: usize = 4096;
+
+impl PgStore {
+    /// Connects (the pool and the writer's connection) and starts the writer. Does not
+    /// migrate: call [`PgStore::migrate`].
+    pub async fn connect(settings: &PgSettings) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+        let timeout_ms = settings.statement_timeout.as_millis().max(1) as u64;
+        let options = options.options([
+            ("statement_timeout", timeout_ms.to_string()),
+            ("synchronous_commit", "on".to_string()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot connect to PostgreSQL ({}): {e}",
+                    host_of(&options)
+                ))
+            })?;
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        tokio::spawn(writer::run(pool.clone(), rx));
+        Ok(Self { pool, writer: tx })
+    }
+
+    /// Applies the migrations that are not applied yet. sqlx holds a PostgreSQL
+    /// advisory lock while it migrates, so nodes starting together do not race.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs one statement (administration, tests).
+    pub async fn execute_raw(&self, sql: &'static str) -> Result<(), StoreError> {
+        self.pool.execute(sql).await.map_err(db("database"))?;
+        Ok(())
+    }
+}
+
+fn host_of(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
+}
+
+pub(super) fn db(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| StoreError::from_sqlx(e, what)
+}
+
+/// An `events` row as the model's event (rows of an unknown type: `None`).
+pub(super) fn event_from_row(r: &PgRow) -> Option<Event> {
+    let kind = EventType::parse(r.get::<&str, _>("type"))?;
+    let detail: String = r.get("detail");
+    Some(Event {
+        id: EventId::from_stored(r.get("id")),
+        kind,
+        at: r.get("at"),
+        message_id: r
+            .get::<Option<String>, _>("message_id")
+            .map(MessageId::from_stored),
+        tenant_id: r
+            .get::<Option<String>, _>("tenant_id")
+            .map(TenantId::from_stored),
+        recipient: r.get("recipient"),
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
+}

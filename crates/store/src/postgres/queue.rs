@@ -1,0 +1,1 @@
+//! Claims under owned, fenced leases, outcomes, operator actions on the queue.

@@ -1,0 +1,1 @@
+//! Engagement events (opens, clicks) and unsubscribes.
