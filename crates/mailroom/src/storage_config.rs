@@ -168,7 +168,9 @@ pub fn redact_text(text: &str) -> String {
         // The authority ends at the first '/', whitespace or quote; its userinfo at
         // the last '@' within it.
         let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {

@@ -1,0 +1,134 @@
+//! Opening the configured store (`storage.backend`): the embedded SQLite file, or
+//! PostgreSQL shared by several nodes (connect with the pool size and statement
+//! timeout, then migrate under PostgreSQL's advisory lock, so nodes starting together
+//! do not race). Also `mailroom migrate`. Errors name the key (`storage.url`) and
+//! never carry the database password.
+
+use crate::config::Config;
+use anyhow::{Context, Result, anyhow};
+use mailroom::storage_config::redact_text;
+use mailroom_store::DynStore;
+use mailroom_store::postgres::{PgSettings, PgStore};
+use mailroom_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The store `mailroom serve` works on, migrated.
+pub async fn open(config: &Config) -> Result<DynStore> {
+    if config.storage.is_postgres() {
+        let pg = connect_postgres(config).await?;
+        migrate_postgres(config, &pg).await?;
+        // TODO(pg-queue): `Arc::new(pg)` once PgStore implements every role trait.
+        let _ = pg;
+        anyhow::bail!(
+            "storage.backend = \"postgres\": connected to {} and migrated, but this build's PostgreSQL store does not implement every role yet",
+            config.storage.shown_url()
+        );
+    }
+    let db_path = config.sqlite_path();
+    let store = SqliteStore::open(&db_path)
+        .await
+        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// `mailroom migrate`: brings the configured database's schema up to date; returns
+/// what was migrated, for the one line it prints.
+pub async fn migrate(config: &Config) -> Result<String> {
+    if config.storage.is_postgres() {
+        let pg = connect_postgres(config).await?;
+        migrate_postgres(config, &pg).await?;
+        return Ok(format!(
+            "PostgreSQL {}: migrations applied",
+            config.storage.shown_url()
+        ));
+    }
+    let db_path = config.sqlite_path();
+    if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::files::create_private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Opening the file applies its migrations.
+    SqliteStore::open(&db_path)
+        .await
+        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    Ok(format!("SQLite {}: migrations applied", db_path.display()))
+}
+
+async fn connect_postgres(config: &Config) -> Result<PgStore> {
+    let s = &config.storage;
+    let url = s.url.clone().unwrap_or_default();
+    let settings = PgSettings {
+        url: url.clone(),
+        pool_size: s.pool_size,
+        statement_timeout: Duration::from_secs(s.statement_timeout_secs),
+    };
+    PgStore::connect(&settings).await.map_err(|e| {
+        anyhow!(
+            "storage.url ({}): cannot reach the PostgreSQL server: {}",
+            s.shown_url(),
+            scrub(&e.to_string(), &url)
+        )
+    })
+}
+
+async fn migrate_postgres(config: &Config, pg: &PgStore) -> Result<()> {
+    let url = config.storage.url.clone().unwrap_or_default();
+    pg.migrate().await.map_err(|e| {
+        anyhow!(
+            "storage.url ({}): migrating the database failed: {}",
+            config.storage.shown_url(),
+            scrub(&e.to_string(), &url)
+        )
+    })
+}
+
+/// `text` without the URL's password, wherever it appears (percent-decoded too).
+fn scrub(text: &str, url: &str) -> String {
+    let mut out = redact_text(text);
+    if let Ok(u) = reqwest::Url::parse(url)
+        && let Some(p) = u.password()
+    {
+        let decoded = percent_decode(p);
+        for secret in [p.to_string(), decoded] {
+            if secret.len() >= 3 {
+                out = out.replace(&secret, "***");
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scrub_removes_the_password_in_any_spelling() {
+        let url = "postgres://mr:p%40ss%2Fw0rd@db/mail";
+        let text = "auth failed for p@ss/w0rd (postgres://mr:p%40ss%2Fw0rd@db/mail)";
+        let out = super::scrub(text, url);
+        assert!(
+            !out.contains("p@ss/w0rd") && !out.contains("p%40ss"),
+            "{out}"
+        );
+    }
+}
