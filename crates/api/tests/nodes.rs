@@ -50,16 +50,17 @@ async fn the_operator_sees_live_and_dead_nodes_and_their_leases() {
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    let later = now_millis() + 1;
     let claimed = api
         .store
-        .claim_due(&Lease::new("a", now + 60_000), now + 1, 2)
+        .claim_due(&Lease::new("a", later + 60_000), later, 2)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
     // b's lease has run out: it holds nothing any more.
     let expired = api
         .store
-        .claim_due(&Lease::new("b", now - 1), now + 1, 5)
+        .claim_due(&Lease::new("b", later - 1), later, 5)
         .await
         .unwrap();
     assert_eq!(expired.len(), 1);
