@@ -121,6 +121,78 @@ fn percent_decode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The PostgreSQL server the tests use (scripts/test and CI run one there).
+    const PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+    fn pg_config(url: String) -> Config {
+        let mut c = Config::default();
+        c.storage.backend = "postgres".into();
+        c.storage.url = Some(url);
+        c.storage.pool_size = 2;
+        c
+    }
+
+    #[tokio::test]
+    async fn migrate_creates_the_sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let said = migrate(&config).await.unwrap();
+        assert!(said.contains("SQLite"), "{said}");
+        assert!(dir.path().join("data/mailroom.db").is_file());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error_naming_storage_url_without_the_password() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = pg_config(format!("postgres://mr:hunter2@127.0.0.1:{port}/mail"));
+        let e = format!("{:#}", migrate(&config).await.unwrap_err());
+        assert!(e.contains("storage.url") && e.contains("mr:***@"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn migrate_on_postgres_applies_the_schema_and_can_run_again() {
+        let name = format!("mr_test_{}_{}", std::process::id(), rand::random::<u32>());
+        let admin = PgStore::connect(&PgSettings::new(format!("{PG}/postgres")))
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {PG} is needed for this test: {e}"));
+        let create: &'static str = Box::leak(format!("CREATE DATABASE {name}").into_boxed_str());
+        admin.execute_raw(create).await.unwrap();
+        let config = pg_config(format!("{PG}/{name}"));
+        let first = migrate(&config).await;
+        let again = migrate(&config).await;
+        let probe = PgStore::connect(&PgSettings::new(format!("{PG}/{name}"))).await;
+        let tables = match &probe {
+            Ok(p) => sqlx_count_tables(p).await,
+            Err(_) => 0,
+        };
+        drop(probe);
+        let drop_db: &'static str =
+            Box::leak(format!("DROP DATABASE {name} WITH (FORCE)").into_boxed_str());
+        admin.execute_raw(drop_db).await.unwrap();
+        assert!(first.unwrap().contains("migrations applied"));
+        again.unwrap();
+        assert!(tables >= 10, "only {tables} tables after migrate");
+    }
+
+    async fn sqlx_count_tables(p: &PgStore) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        .fetch_one(p.pool())
+        .await
+        .unwrap()
+    }
     #[test]
     fn scrub_removes_the_password_in_any_spelling() {
         let url = "postgres://mr:p%40ss%2Fw0rd@db/mail";
