@@ -15,6 +15,7 @@
 
 mod cluster;
 mod events;
+mod pending;
 mod queue;
 mod tracking;
 mod writer;

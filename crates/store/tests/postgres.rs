@@ -1,0 +1,489 @@
+//! PostgreSQL-only behaviour, with several `PgStore`s on one database standing in for
+//! several nodes: migrations racing at start, connection errors, claims that never
+//! overlap, fencing after a lease runs out, the event cursor while several nodes
+//! commit, NOTIFY per batch, singleton roles and the directory version.
+
+use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_store::postgres::{PgSettings, PgStore};
+use mailroom_store::{
+    DynStore, EventQuery, Lease, NewEvent, NewMessage, NewRecipient, NodeInfo, Outcome, StoreError,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+mod common;
+use common::PgTestDb;
+
+fn message(tenant: &TenantId, recipients: usize) -> NewMessage {
+    NewMessage {
+        id: MessageId::generate(),
+        tenant_id: tenant.clone(),
+        mail_from: "s@acme.test".into(),
+        rfc_message_id: None,
+        received_at: now_millis(),
+        source: "smtp",
+        client_ip: None,
+        dsn_ret: None,
+        dsn_envid: None,
+        smtputf8: false,
+        body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
+        recipients: (0..recipients)
+            .map(|i| NewRecipient {
+                address: format!("r{i}@example.net"),
+                domain: "example.net".into(),
+                dsn_notify: None,
+                dsn_orcpt: None,
+                suppressed: None,
+            })
+            .collect(),
+        accepted_detail: serde_json::json!({}),
+        lease: None,
+        return_path: None,
+        idempotency: None,
+        meta: None,
+        quarantine: None,
+    }
+}
+
+fn delivered(r: &mailroom_store::DueRecipient) -> Outcome {
+    Outcome {
+        message_id: r.message_id.clone(),
+        idx: r.idx,
+        recipient: r.address.clone(),
+        tenant_id: r.tenant_id.clone(),
+        state: RecipientState::Delivered,
+        attempted: true,
+        next_attempt_at: None,
+        last_reply: Some("250 ok".into()),
+        last_mx: None,
+        event: EventType::Delivered,
+        detail: serde_json::json!({}),
+        at: now_millis(),
+        suppress: false,
+        lease_token: r.lease_token,
+    }
+}
+
+async fn events_of(store: &DynStore, id: &MessageId) -> Vec<EventType> {
+    store
+        .list_events(&EventQuery {
+            message_id: Some(id.clone()),
+            limit: 1000,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.event.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_migrate_a_fresh_database_at_once() {
+    let db = PgTestDb::create_empty().await;
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let settings = db.settings();
+        tasks.push(tokio::spawn(async move {
+            let store = PgStore::connect(&settings).await?;
+            store.migrate().await?;
+            Ok::<_, StoreError>(store)
+        }));
+    }
+    let mut stores = Vec::new();
+    for t in tasks {
+        stores.push(t.await.unwrap().expect("every node migrates"));
+    }
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(stores[0].pool())
+        .await
+        .unwrap();
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
+    assert_eq!(applied, files, "each migration applied once");
+    // Every connection runs with synchronous commit and the statement timeout.
+    let sync: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(stores[1].pool())
+        .await
+        .unwrap();
+    assert_eq!(sync, "on");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(stores[2].pool())
+        .await
+        .unwrap();
+    assert_eq!(timeout, "30s");
+}
+
+#[tokio::test]
+async fn bad_url_and_unreachable_server_are_clear_errors() {
+    let bad = PgStore::connect(&PgSettings::new("postgres://[nope")).await;
+    let text = bad.err().expect("bad URL fails").to_string();
+    assert!(text.contains("bad PostgreSQL URL"), "{text}");
+
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = PgSettings::new(format!("postgres://postgres@127.0.0.1:{port}/x"));
+    settings.pool_size = 1;
+    let started = std::time::Instant::now();
+    let down = PgStore::connect(&settings).await;
+    let text = down.err().expect("unreachable fails").to_string();
+    assert!(
+        text.contains("cannot connect to PostgreSQL") && text.contains(&port.to_string()),
+        "{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_claim_the_same_recipient() {
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let tenant = TenantId::generate();
+    let mut want = HashSet::new();
+    for _ in 0..100 {
+        let m = message(&tenant, 3);
+        for i in 0..3 {
+            want.insert((m.id.clone(), i as i64));
+        }
+        a.enqueue(m).await.unwrap();
+    }
+    let claimer = |store: DynStore, node: &'static str| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let lease = Lease::new(node, now_millis() + 60_000);
+                let batch = store.claim_due(&lease, now_millis(), 7).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|r| (r.message_id, r.idx)));
+            }
+            got
+        })
+    };
+    let (ga, gb) = tokio::join!(claimer(a.clone(), "node-a"), claimer(b.clone(), "node-b"));
+    let (ga, gb) = (ga.unwrap(), gb.unwrap());
+    let mut all: Vec<_> = ga.iter().chain(&gb).cloned().collect();
+    let n = all.len();
+    all.sort_by(|x, y| (x.0.as_str(), x.1).cmp(&(y.0.as_str(), y.1)));
+    all.dedup();
+    assert_eq!(all.len(), n, "a recipient was claimed twice");
+    assert_eq!(all.into_iter().collect::<HashSet<_>>(), want);
+    assert!(!ga.is_empty() && !gb.is_empty(), "both nodes got work");
+    let nodes = a.list_nodes(now_millis()).await.unwrap();
+    assert!(nodes.is_empty(), "no heartbeat yet");
+    for (id, store) in [("node-a", &a), ("node-b", &b)] {
+        store
+            .heartbeat(&NodeInfo {
+                id: id.into(),
+                started_at: 1,
+                last_seen: now_millis(),
+                version: "test".into(),
+                detail: serde_json::json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    let nodes = b.list_nodes(now_millis()).await.unwrap();
+    let leased: Vec<(String, i64)> = nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.leased_recipients))
+        .collect();
+    assert_eq!(
+        leased,
+        [
+            ("node-a".to_string(), ga.len() as i64),
+            ("node-b".to_string(), gb.len() as i64)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_records_nothing() {
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let tenant = TenantId::generate();
+    let m = message(&tenant, 1);
+    a.enqueue(m.clone()).await.unwrap();
+    let now = now_millis();
+    // Node A claims with a lease that runs out at once (A is stuck, or dead).
+    let short = Lease::new("node-a", now + 1);
+    let mine = a.claim_due(&short, now, 10).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        b.claim_due(&Lease::new("node-b", now + 60_000), now, 10)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "a live lease is not taken over"
+    );
+    assert_eq!(
+        a.renew_leases("node-b", &[short.token], now + 2)
+            .await
+            .unwrap(),
+        0
+    );
+    // After it ran out, node B takes it over.
+    let later = now + 5;
+    let theirs = b
+        .claim_due(&Lease::new("node-b", later + 60_000), later, 10)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_ne!(theirs[0].lease_token, mine[0].lease_token);
+    // A's late outcome is lost: nothing changes and no event is written.
+    let lost = a.record_outcomes(vec![delivered(&mine[0])]).await.unwrap();
+    assert_eq!(lost, vec![(m.id.clone(), 0)]);
+    assert_eq!(events_of(&a, &m.id).await, [EventType::Accepted]);
+    assert_eq!(
+        a.renew_leases("node-a", &[mine[0].lease_token], later + 1)
+            .await
+            .unwrap(),
+        0
+    );
+    a.release("node-a", vec![(m.id.clone(), 0)]).await.unwrap();
+    assert_eq!(
+        a.release_node("node-a").await.unwrap(),
+        0,
+        "B's lease stays"
+    );
+    // B's outcome is recorded, once.
+    let lost = b
+        .record_outcomes(vec![delivered(&theirs[0])])
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    assert_eq!(
+        events_of(&b, &m.id).await,
+        [EventType::Accepted, EventType::Delivered]
+    );
+    // Replaying it changes nothing; the lease is gone (no token), so it reads as lost.
+    let again = b
+        .record_outcomes(vec![delivered(&theirs[0])])
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(events_of(&b, &m.id).await.len(), 2);
+    let view = a.get_message(&m.id).await.unwrap().unwrap();
+    assert_eq!(view.recipients[0].state, RecipientState::Delivered);
+    assert_eq!(view.recipients[0].attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_cursor_follows_commit_order_across_nodes() {
+    let db = PgTestDb::create().await;
+    let mut nodes: Vec<DynStore> = Vec::new();
+    for _ in 0..4 {
+        nodes.push(Arc::new(db.connect().await));
+    }
+    let tenant = TenantId::generate();
+    const ROUNDS: usize = 40;
+    let mut writers = Vec::new();
+    for (n, store) in nodes.iter().enumerate() {
+        let store = store.clone();
+        let tenant = tenant.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                let m = message(&tenant, 1 + i % 3);
+                let id = m.id.clone();
+                store.enqueue(m).await.unwrap();
+                // Other kinds of event-writing transactions, interleaved.
+                match (n + i) % 3 {
+                    0 => {
+                        store.cancel(&id, now_millis()).await.unwrap();
+                    }
+                    1 => store
+                        .record_event(NewEvent {
+                            kind: EventType::Opened,
+                            at: now_millis(),
+                            message_id: id,
+                            tenant_id: tenant.clone(),
+                            recipient: Some("r0@example.net".into()),
+                            detail: serde_json::json!({}),
+                        })
+                        .await
+                        .unwrap(),
+                    _ => {
+                        let lease = Lease::new("w", now_millis() + 60_000);
+                        let due = store.claim_due(&lease, now_millis(), 5).await.unwrap();
+                        let outcomes = due.iter().map(delivered).collect();
+                        store.record_outcomes(outcomes).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    let reader = nodes[0].clone();
+    let pull = |cursor: i64| {
+        let store = reader.clone();
+        async move {
+            store
+                .list_events(&EventQuery {
+                    after: cursor,
+                    limit: 5,
+                    ..EventQuery::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let mut pulls_during_writes = 0;
+    while !writers.iter().all(|w| w.is_finished()) {
+        let page = pull(cursor).await;
+        seen.extend(page.events.iter().map(|e| (e.seq, e.event.id.clone())));
+        cursor = page.next_cursor;
+        pulls_during_writes += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    loop {
+        let page = pull(cursor).await;
+        if page.events.is_empty() && page.next_cursor == cursor {
+            break;
+        }
+        seen.extend(page.events.iter().map(|e| (e.seq, e.event.id.clone())));
+        cursor = page.next_cursor;
+    }
+    let all = reader
+        .list_events(&EventQuery {
+            limit: 100_000,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    let want: Vec<_> = all
+        .events
+        .iter()
+        .map(|e| (e.seq, e.event.id.clone()))
+        .collect();
+    let accepted = all
+        .events
+        .iter()
+        .filter(|e| e.event.kind == EventType::Accepted)
+        .count();
+    assert_eq!(accepted, 4 * (14 + 13 * 2 + 13 * 3));
+    assert!(pulls_during_writes > 5, "the reader ran while nodes wrote");
+    assert_eq!(seen.len(), want.len(), "no event skipped or repeated");
+    assert_eq!(seen, want, "the paged stream is the whole stream, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_notify_per_batch_of_due_work() {
+    use sqlx::postgres::PgListener;
+    let db = PgTestDb::create().await;
+    let store: DynStore = Arc::new(db.connect().await);
+    let mut listener = PgListener::connect(&db.url).await.unwrap();
+    listener.listen("mailroom_queue").await.unwrap();
+    let tenant = TenantId::generate();
+    // A handed-off message (leased to this node) wakes nobody.
+    let mut handed = message(&tenant, 1);
+    handed.lease = Some(Lease::new("n", now_millis() + 60_000));
+    store.enqueue(handed).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(quiet.is_err(), "no NOTIFY for leased work: {quiet:?}");
+    // 50 concurrent messages: at most one NOTIFY per committed batch.
+    let handles: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let m = message(&tenant, 1);
+            tokio::spawn(async move { store.enqueue(m).await })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let mut notes = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {
+        notes += 1;
+    }
+    assert!((1..=50).contains(&notes), "{notes} notifications");
+    eprintln!("50 concurrent enqueues: {notes} NOTIFYs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn singleton_roles_and_directory_version() {
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let now = 1_000;
+    assert!(a.try_singleton("prune", "a", now, now + 100).await.unwrap());
+    assert!(
+        !b.try_singleton("prune", "b", now + 50, now + 150)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.try_singleton("prune", "a", now + 60, now + 160)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(
+        !b.try_singleton("prune", "b", now + 150, now + 250)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.try_singleton("prune", "b", now + 161, now + 261)
+            .await
+            .unwrap(),
+        "expired"
+    );
+    assert!(
+        !a.try_singleton("prune", "a", now + 170, now + 270)
+            .await
+            .unwrap()
+    );
+    // Racing for a free role: exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                s.try_singleton("health", &format!("n{i}"), now, now + 100)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+
+    // The directory version moves with changes to cached tables made on any node,
+    // and not with changes to others.
+    let v0 = a.directory_version().await.unwrap();
+    let pg_b = PgStore::connect(&db.settings()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO tenants (id, name, api_key_hash, created_at) VALUES ('t1', 'n', 'h', 1)",
+    )
+    .execute(pg_b.pool())
+    .await
+    .unwrap();
+    let v1 = a.directory_version().await.unwrap();
+    assert!(v1 > v0, "{v0} -> {v1}");
+    sqlx::query("UPDATE domains SET last_check = 'x'")
+        .execute(pg_b.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO nodes (id, started_at, last_seen, version, detail) VALUES ('x', 1, 1, 'v', '{}')")
+        .execute(pg_b.pool())
+        .await
+        .unwrap();
+    assert_eq!(a.directory_version().await.unwrap(), v1);
+    a.ping().await.unwrap();
+}

@@ -1,0 +1,465 @@
+//! The queue and directory basics on both backends (conformance): concurrent enqueue
+//! through the group-commit writer, durability across a reopen, typed conflicts and
+//! the administrative operations' answers.
+
+#[macro_use]
+mod common;
+
+use mailroom_model::{CredentialId, EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_store::DynStore;
+use mailroom_store::{
+    AllowedIp, NewCredential, NewDomain, NewMessage, NewRecipient, NewTenant, StoreError,
+};
+use std::collections::HashMap;
+
+const TASKS: usize = 50;
+const PER_TASK: usize = 10;
+
+fn new_tenant(name: &str) -> NewTenant {
+    NewTenant {
+        id: TenantId::generate(),
+        name: name.into(),
+        api_key_hash: format!("hash-of-{name}"),
+    }
+}
+
+/// Message number `n`: 1 to 3 recipients, a body that names it.
+fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
+    let recipients = (0..1 + n % 3)
+        .map(|i| NewRecipient {
+            address: format!("r{i}.m{n}@example{i}.net"),
+            domain: format!("example{i}.net"),
+            dsn_notify: (i == 1).then(|| "FAILURE".to_string()),
+            dsn_orcpt: None,
+            suppressed: None,
+        })
+        .collect();
+    NewMessage {
+        id: MessageId::generate(),
+        tenant_id: tenant.clone(),
+        mail_from: format!("sender{n}@acme.test"),
+        rfc_message_id: Some(format!("m{n}@acme.test")),
+        received_at: now_millis(),
+        source: "smtp",
+        client_ip: Some("192.0.2.1".into()),
+        dsn_ret: None,
+        dsn_envid: Some(format!("env{n}")),
+        smtputf8: false,
+        body: format!("From: sender{n}@acme.test\r\nSubject: {n}\r\n\r\nmessage {n}\r\n")
+            .into_bytes(),
+        recipients,
+        accepted_detail: serde_json::json!({ "n": n }),
+        lease: None,
+        idempotency: None,
+        meta: None,
+        return_path: None,
+        quarantine: None,
+    }
+}
+
+/// Checks that `m` was stored whole: metadata, recipients queued with one `accepted`
+/// event each, and the body byte for byte.
+async fn assert_stored(store: &DynStore, m: &NewMessage) {
+    let view = store
+        .get_message(&m.id)
+        .await
+        .expect("read")
+        .unwrap_or_else(|| panic!("message {} is missing", m.id));
+    assert_eq!(view.tenant_id, m.tenant_id);
+    assert_eq!(view.mail_from, m.mail_from);
+    assert_eq!(view.rfc_message_id, m.rfc_message_id);
+    assert_eq!(view.size, m.body.len() as i64);
+    assert_eq!(view.received_at, m.received_at);
+    assert_eq!(view.source, "smtp");
+    assert_eq!(view.dsn_envid, m.dsn_envid);
+    let addresses: Vec<&str> = view.recipients.iter().map(|r| r.address.as_str()).collect();
+    let want: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(addresses, want);
+    for (r, nr) in view.recipients.iter().zip(&m.recipients) {
+        assert_eq!(r.state, RecipientState::Queued);
+        assert_eq!(r.attempts, 0);
+        assert_eq!(r.dsn_notify, nr.dsn_notify);
+        assert_eq!(r.events.len(), 1, "{}", r.address);
+        let e = &r.events[0];
+        assert_eq!(e.kind, EventType::Accepted);
+        assert_eq!(e.message_id.as_ref(), Some(&m.id));
+        assert_eq!(e.tenant_id.as_ref(), Some(&m.tenant_id));
+        assert_eq!(e.detail, m.accepted_detail);
+    }
+    let body = store.load_body(&m.id).await.expect("read body");
+    assert_eq!(body.as_deref(), Some(m.body.as_slice()));
+}
+
+conformance_db!(
+    concurrent_enqueue_is_durable_and_survives_a_reopen,
+    |db: TestDb| async move {
+        let store = db.open().await;
+        let tenant = store
+            .create_tenant(new_tenant("acme"))
+            .await
+            .expect("tenant");
+
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            let tenant = tenant.id.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in 0..PER_TASK {
+                    let m = new_message(&tenant, t * PER_TASK + i);
+                    store.enqueue(m.clone()).await.expect("enqueue");
+                    done.push(m);
+                }
+                done
+            }));
+        }
+        let mut messages = Vec::new();
+        for task in tasks {
+            messages.extend(task.await.expect("task"));
+        }
+        assert_eq!(messages.len(), TASKS * PER_TASK);
+        let recipients: usize = messages.iter().map(|m| m.recipients.len()).sum();
+
+        for m in &messages {
+            assert_stored(&store, m).await;
+        }
+        assert_eq!(
+            store.count_recipients_by_state().await.expect("count"),
+            [("queued".to_string(), recipients as i64)]
+        );
+
+        // Drop every handle (the writer task stops with its channel) and open again.
+        drop(store);
+        let store = db.open().await;
+        for m in &messages {
+            assert_stored(&store, m).await;
+        }
+        assert_eq!(
+            store.count_recipients_by_state().await.expect("count"),
+            [("queued".to_string(), recipients as i64)]
+        );
+        let tenants = store.list_tenants().await.expect("tenants");
+        assert_eq!(tenants.len(), 1);
+        assert_eq!(tenants[0].name, "acme");
+        // The reopened store takes new work too.
+        let more = new_message(&tenant.id, 9999);
+        store
+            .enqueue(more.clone())
+            .await
+            .expect("enqueue after reopen");
+        assert_stored(&store, &more).await;
+    }
+);
+
+conformance_db!(directory_survives_a_reopen, |db: TestDb| async move {
+    let store = db.open().await;
+    let tenant = store.create_tenant(new_tenant("acme")).await.unwrap();
+    let cred = store
+        .create_credential(NewCredential {
+            id: CredentialId::generate(),
+            tenant_id: tenant.id.clone(),
+            username: "mrs_one".into(),
+            password_hash: "$argon2id$fake".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .add_domain(NewDomain {
+            tenant_id: tenant.id.clone(),
+            name: "acme.test".into(),
+            verified: true,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let allowed = vec![AllowedIp {
+        tenant_id: tenant.id.clone(),
+        cidr: "192.0.2.0/24".into(),
+        require_tls: true,
+    }];
+    store.set_allowed_ips(&tenant.id, &allowed).await.unwrap();
+    drop(store);
+
+    let store = db.open().await;
+    let snapshot = store.load_directory().await.unwrap();
+    assert_eq!(snapshot.tenants.len(), 1);
+    assert_eq!(snapshot.tenants[0].id, tenant.id);
+    assert_eq!(snapshot.tenants[0].api_key_hash, "hash-of-acme");
+    assert_eq!(snapshot.credentials.len(), 1);
+    assert_eq!(snapshot.credentials[0].id, cred.id);
+    assert_eq!(snapshot.credentials[0].password_hash, "$argon2id$fake");
+    assert_eq!(snapshot.domains.len(), 1);
+    assert_eq!(snapshot.domains[0].name, "acme.test");
+    assert!(snapshot.domains[0].verified);
+    assert_eq!(snapshot.allowed_ips, allowed);
+    assert_eq!(store.list_allowed_ips(&tenant.id).await.unwrap(), allowed);
+});
+
+conformance_db!(
+    unique_values_conflict_with_a_typed_error,
+    |db: TestDb| async move {
+        let store = db.open().await;
+        let acme = store.create_tenant(new_tenant("acme")).await.unwrap();
+
+        let mut again = new_tenant("acme");
+        again.api_key_hash = "another-hash".into();
+        match store.create_tenant(again).await {
+            Err(StoreError::Conflict(what)) => assert_eq!(what, "tenant"),
+            other => panic!("duplicate tenant name: {other:?}"),
+        }
+        let mut same_key = new_tenant("other");
+        same_key.api_key_hash = "hash-of-acme".into();
+        assert!(matches!(
+            store.create_tenant(same_key).await,
+            Err(StoreError::Conflict("tenant"))
+        ));
+        let beta = store.create_tenant(new_tenant("beta")).await.unwrap();
+
+        let domain = |t: &TenantId| NewDomain {
+            tenant_id: t.clone(),
+            name: "acme.test".into(),
+            verified: false,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
+        };
+        store.add_domain(domain(&acme.id)).await.unwrap();
+        assert!(matches!(
+            store.add_domain(domain(&beta.id)).await,
+            Err(StoreError::Conflict("domain"))
+        ));
+
+        let cred = |t: &TenantId| NewCredential {
+            id: CredentialId::generate(),
+            tenant_id: t.clone(),
+            username: "mrs_same".into(),
+            password_hash: "x".into(),
+        };
+        store.create_credential(cred(&acme.id)).await.unwrap();
+        assert!(matches!(
+            store.create_credential(cred(&beta.id)).await,
+            Err(StoreError::Conflict("credential"))
+        ));
+
+        // A conflict changes nothing.
+        let tenants = store.list_tenants().await.unwrap();
+        let mut names: Vec<&str> = tenants.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["acme", "beta"]);
+        assert_eq!(store.list_domains(Some(&beta.id)).await.unwrap().len(), 0);
+        assert_eq!(store.list_credentials(&beta.id).await.unwrap().len(), 0);
+    }
+);
+
+conformance_db!(duplicate_message_id_fails_alone, |db: TestDb| async move {
+    let store = db.open().await;
+    let tenant = store.create_tenant(new_tenant("acme")).await.unwrap();
+    let first = new_message(&tenant.id, 1);
+    store.enqueue(first.clone()).await.unwrap();
+
+    // The duplicate and its neighbours arrive together, so they may share a batch.
+    let mut dup = new_message(&tenant.id, 2);
+    dup.id = first.id.clone();
+    let mut jobs = vec![dup];
+    jobs.extend((3..40).map(|n| new_message(&tenant.id, n)));
+    let handles: Vec<_> = jobs
+        .iter()
+        .cloned()
+        .map(|m| {
+            let store = store.clone();
+            tokio::spawn(async move { store.enqueue(m).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.unwrap());
+    }
+    assert!(
+        matches!(results[0], Err(StoreError::Conflict(_))),
+        "{:?}",
+        results[0]
+    );
+    for (m, r) in jobs.iter().zip(&results).skip(1) {
+        assert!(r.is_ok(), "{}: {r:?}", m.id);
+        assert_stored(&store, m).await;
+    }
+    // The original is untouched.
+    assert_stored(&store, &first).await;
+    let by_state: HashMap<String, i64> = store
+        .count_recipients_by_state()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let want: usize = std::iter::once(&first)
+        .chain(jobs.iter().skip(1))
+        .map(|m| m.recipients.len())
+        .sum();
+    assert_eq!(by_state.get("queued"), Some(&(want as i64)));
+    assert_eq!(by_state.len(), 1);
+});
+
+conformance_db!(
+    revoke_credential_answers_whether_it_removed_one,
+    |db: TestDb| async move {
+        let store = db.open().await;
+        let acme = store.create_tenant(new_tenant("acme")).await.unwrap();
+        let beta = store.create_tenant(new_tenant("beta")).await.unwrap();
+        let cred = store
+            .create_credential(NewCredential {
+                id: CredentialId::generate(),
+                tenant_id: acme.id.clone(),
+                username: "mrs_acme".into(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+
+        assert!(
+            !store
+                .revoke_credential(&acme.id, &CredentialId::generate())
+                .await
+                .unwrap()
+        );
+        // Another tenant cannot revoke it, and it is still there afterwards.
+        assert!(!store.revoke_credential(&beta.id, &cred.id).await.unwrap());
+        assert_eq!(store.list_credentials(&acme.id).await.unwrap().len(), 1);
+        assert!(store.revoke_credential(&acme.id, &cred.id).await.unwrap());
+        assert!(!store.revoke_credential(&acme.id, &cred.id).await.unwrap());
+        assert!(store.list_credentials(&acme.id).await.unwrap().is_empty());
+        assert!(store.load_directory().await.unwrap().credentials.is_empty());
+    }
+);
+
+conformance_db!(unknown_message_reads_as_none, |db: TestDb| async move {
+    let store = db.open().await;
+    let id = MessageId::generate();
+    assert!(store.get_message(&id).await.unwrap().is_none());
+    assert!(store.load_body(&id).await.unwrap().is_none());
+    assert!(store.count_recipients_by_state().await.unwrap().is_empty());
+});
+
+conformance_db!(
+    domains_keys_checks_and_tenant_events,
+    |db: TestDb| async move {
+        use mailroom_model::EventType;
+        use mailroom_store::{DomainCheck, DomainStatus, KeyState, NewDkimKey};
+        let store = db.open().await;
+        let t = store.create_tenant(new_tenant("keys")).await.unwrap();
+        let key = |selector: &str, state| NewDkimKey {
+            domain: "keys.test".into(),
+            selector: selector.into(),
+            algorithm: "ed25519".into(),
+            private_key: mailroom_secrets::Sealed::from_stored(
+                "-----BEGIN PRIVATE KEY-----".into(),
+            ),
+            state,
+        };
+        let d = store
+            .add_domain(NewDomain {
+                tenant_id: t.id.clone(),
+                name: "keys.test".into(),
+                verified: false,
+                verification_token: "tok123".into(),
+                dkim_keys: vec![key("s1", KeyState::Active)],
+            })
+            .await
+            .unwrap();
+        assert_eq!(d.status, DomainStatus::Pending);
+        assert!(!d.verified);
+        store
+            .add_dkim_key(key("s2", KeyState::Pending))
+            .await
+            .unwrap();
+        let keys = store.list_dkim_keys(Some("keys.test")).await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys[0].activated_at.is_some() && keys[1].activated_at.is_none());
+        let json = serde_json::to_string(&keys).unwrap();
+        assert!(!json.contains("PRIVATE"), "{json}");
+
+        // Re-sealing: every secret is listed; an update applies only where the row still
+        // holds the value it was computed from.
+        use mailroom_store::{SecretOwner, SecretUpdate};
+        let secrets = store.list_secrets().await.unwrap();
+        assert_eq!(secrets.len(), 2);
+        let s1 = SecretOwner::DkimKey {
+            domain: "keys.test".into(),
+            selector: "s1".into(),
+        };
+        assert_eq!(secrets[0].owner, s1);
+        assert_eq!(s1.context(), "dkim:keys.test:s1");
+        let sealed = |t: &str| mailroom_secrets::Sealed::from_stored(t.into());
+        let update = |old: &str, new: &str| SecretUpdate {
+            owner: s1.clone(),
+            old: sealed(old),
+            new: sealed(new),
+        };
+        let changed = store
+            .replace_secrets(vec![update("-----BEGIN PRIVATE KEY-----", "mrsec1:k:x")])
+            .await
+            .unwrap();
+        assert_eq!(changed, 1);
+        let stale = store
+            .replace_secrets(vec![update("-----BEGIN PRIVATE KEY-----", "mrsec1:k:y")])
+            .await
+            .unwrap();
+        assert_eq!(stale, 0, "a stale update changes nothing");
+        let keys = store.list_dkim_keys(Some("keys.test")).await.unwrap();
+        assert_eq!(keys[0].private_key.as_str(), "mrsec1:k:x");
+
+        assert!(
+            store
+                .set_dkim_key_state("keys.test", "s2", KeyState::Active, 5, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .set_dkim_key_state("keys.test", "s1", KeyState::Retiring, 5, Some(99))
+                .await
+                .unwrap()
+        );
+        let keys = store.list_dkim_keys(None).await.unwrap();
+        assert_eq!(keys[1].state, KeyState::Active);
+        assert_eq!(keys[1].activated_at, Some(5));
+        assert_eq!(keys[0].retire_after, Some(99));
+
+        let check = DomainCheck {
+            status: DomainStatus::Verified,
+            checked_at: 7,
+            result: serde_json::json!({"result": "verified"}),
+        };
+        assert!(store.record_domain_check("keys.test", check).await.unwrap());
+        let parts = ["News".to_string()];
+        assert!(
+            store
+                .set_allowed_local_parts("keys.test", &parts)
+                .await
+                .unwrap()
+        );
+        let d = store.get_domain("keys.test").await.unwrap().unwrap();
+        assert!(d.verified);
+        assert_eq!(d.status, DomainStatus::Verified);
+        assert_eq!(d.last_checked_at, Some(7));
+        assert_eq!(d.verification_token, "tok123");
+        assert_eq!(d.allowed_local_parts, vec!["news".to_string()]);
+        assert!(store.get_domain("nope.test").await.unwrap().is_none());
+
+        store
+            .insert_tenant_event(
+                &t.id,
+                EventType::DomainDnsError,
+                serde_json::json!({"domain": "keys.test"}),
+            )
+            .await
+            .unwrap();
+        let events = store.list_tenant_events(&t.id, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventType::DomainDnsError);
+        assert!(events[0].message_id.is_none());
+        assert_eq!(
+            serde_json::to_value(events[0].kind).unwrap(),
+            serde_json::json!("domain.dns_error")
+        );
+    }
+);
