@@ -18,12 +18,7 @@ pub async fn open(config: &Config) -> Result<DynStore> {
     if config.storage.is_postgres() {
         let pg = connect_postgres(config).await?;
         migrate_postgres(config, &pg).await?;
-        // TODO(pg-queue): `Arc::new(pg)` once PgStore implements every role trait.
-        let _ = pg;
-        anyhow::bail!(
-            "storage.backend = \"postgres\": connected to {} and migrated, but this build's PostgreSQL store does not implement every role yet",
-            config.storage.shown_url()
-        );
+        return Ok(Arc::new(pg));
     }
     let db_path = config.sqlite_path();
     let store = SqliteStore::open(&db_path)
