@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod content_config;
+pub mod delivery_config;
 pub mod domains;
 pub mod event_config;
 pub mod files;

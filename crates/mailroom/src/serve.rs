@@ -108,8 +108,10 @@ pub async fn run(config: Config) -> Result<()> {
     let smtp_addrs = own.clone();
     // How many nodes are alive (heartbeats), for limits shared among them.
     let live_nodes = Arc::new(AtomicUsize::new(1));
+    // TODO(shared-state): `policy.use_live_nodes(live_nodes.clone())` (per-second rates
+    // shared among live nodes) once that branch is merged.
     let engine = if config.delivery.enabled {
-        // TODO(leases): pass `live_nodes.clone()` to the engine once it takes it.
+        // TODO(leases): `engine.set_live_nodes(live_nodes.clone())` once merged.
         let engine = mailroom_delivery::Engine::new(
             config.delivery_config(own, &node_id),
             store.clone(),
