@@ -88,7 +88,7 @@ pub fn validate(storage: &StorageSection, node: &NodeSection) -> Result<()> {
         "sqlite" => {}
         "postgres" => match storage.url.as_deref() {
             None | Some("") => bail!(
-                "invalid value for key storage.url: required with storage.backend = \"postgres\" (or MAILROOM_STORAGE__URL)"
+                "invalid value for key storage.url / storage.backend: storage.backend = \"postgres\" needs storage.url (or MAILROOM_STORAGE__URL)"
             ),
             Some(url) => check_postgres_url(url)?,
         },
