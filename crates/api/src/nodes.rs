@@ -17,9 +17,18 @@ pub const DEFAULT_HEARTBEAT_MS: i64 = 5_000;
 /// Heartbeats a node may miss before it counts as dead.
 pub const ALIVE_HEARTBEATS: i64 = 3;
 
-/// Alive: the node's last heartbeat is younger than three of its heartbeat periods
-/// (the period each node states in `detail.heartbeat_ms`, else 5 s).
+/// Alive: the node did not say it stopped (`detail.stopped`), and its last heartbeat
+/// is younger than three of its heartbeat periods (the period each node states in
+/// `detail.heartbeat_ms`, else 5 s).
 pub fn node_is_alive(node: &NodeRecord, now: i64) -> bool {
+    if node
+        .detail
+        .get("stopped")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return false;
+    }
     let period = node
         .detail
         .get("heartbeat_ms")

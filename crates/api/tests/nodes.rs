@@ -41,6 +41,10 @@ async fn the_operator_sees_live_and_dead_nodes_and_their_leases() {
         .heartbeat(&node("c", now - 20_000, 10_000))
         .await
         .unwrap();
+    // d: seen now, but it said it stopped.
+    let mut d = node("d", now, 5_000);
+    d.detail["stopped"] = json!(true);
+    api.store.heartbeat(&d).await.unwrap();
     let to = json!(["one@example.net", "two@example.org", "three@example.com"]);
     let r = api
         .post(
@@ -78,7 +82,15 @@ async fn the_operator_sees_live_and_dead_nodes_and_their_leases() {
             )
         })
         .collect();
-    assert_eq!(got, vec![("a", true, 2), ("b", false, 0), ("c", true, 0)]);
+    assert_eq!(
+        got,
+        vec![
+            ("a", true, 2),
+            ("b", false, 0),
+            ("c", true, 0),
+            ("d", false, 0)
+        ]
+    );
     let a = &nodes[0];
     assert_eq!(a["last_seen"], now);
     assert_eq!(a["started_at"], now - 60_000);

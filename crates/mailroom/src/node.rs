@@ -79,9 +79,9 @@ pub fn host_name() -> String {
 }
 
 /// Refreshes this node's row every `period` (the first at once) and publishes how
-/// many nodes are alive into `live_nodes`. At shutdown the row is marked as seen
-/// long ago, so the others count this node out at once. `info.detail` should carry
-/// `heartbeat_ms` (see [`mailroom_api::node_is_alive`]).
+/// many nodes are alive into `live_nodes`. At shutdown the row is marked
+/// `"stopped": true`, so the others count this node out at once. `info.detail` should
+/// carry `heartbeat_ms` (see [`mailroom_api::node_is_alive`]).
 pub async fn run_heartbeats(
     store: DynStore,
     mut info: NodeInfo,
@@ -112,7 +112,10 @@ pub async fn run_heartbeats(
             _ = tokio::time::sleep(period) => {}
         }
     }
-    info.last_seen = info.started_at.min(now_millis() - 3_600_000);
+    info.last_seen = now_millis();
+    if let Some(d) = info.detail.as_object_mut() {
+        d.insert("stopped".into(), true.into());
+    }
     if let Err(e) = store.heartbeat(&info).await {
         tracing::debug!(error = %e, "could not mark this node stopped");
     }
@@ -317,6 +320,12 @@ mod tests {
             .map(|n| mailroom_api::node_is_alive(n, now))
             .collect();
         assert_eq!(alive, vec![true, false]);
+        let stopped = &store.list_nodes(now).await.unwrap()[1];
+        assert_eq!(stopped.detail["stopped"], true);
+        assert!(
+            now - stopped.last_seen < 1_000,
+            "last_seen stays the real last one"
+        );
         stops[0].cancel();
     }
 

@@ -292,7 +292,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Err(e) = crate::node::beat(&store, &info).await {
         tracing::warn!(error = %e, "first heartbeat failed");
     }
-    tokio::spawn(crate::node::run_heartbeats(
+    let heartbeats = tokio::spawn(crate::node::run_heartbeats(
         store.clone(),
         info,
         heartbeat,
@@ -338,6 +338,8 @@ pub async fn run(config: Config) -> Result<()> {
     for t in tasks {
         t.abort();
     }
+    // The last heartbeat says "stopped": the other nodes count this one out at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), heartbeats).await;
     tracing::info!("stopped");
     Ok(())
 }
