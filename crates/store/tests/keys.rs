@@ -1,7 +1,10 @@
 //! Named API keys: the SQLite migration that turns each tenant's key into a key
-//! "default" of scope full, and the key operations' answers (conflicts, rotation
-//! expiry, revocation of every secret, last use never moving backwards, the operator
-//! token's digest) on both backends.
+//! "default" of scope full, and the key operations' answers on both backends
+//! (conflicts, rotation expiry, revocation of every secret, last use never moving
+//! backwards, the operator token's digest).
+
+#[macro_use]
+mod common;
 
 use mailroom_model::{ApiKeyId, KeyScope, TenantId, now_millis};
 use mailroom_store::prelude::*;
@@ -10,9 +13,6 @@ use mailroom_store::{NewApiKey, NewTenant, StoreError};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use std::path::Path;
-
-#[macro_use]
-mod common;
 
 /// A database as it was before named keys: the migrations up to 0008, one tenant.
 async fn old_database(dir: &Path, tenant: &TenantId) -> std::path::PathBuf {

@@ -382,11 +382,10 @@ async fn event_cursor_follows_commit_order_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_notify_per_batch_of_due_work() {
-    use sqlx::postgres::PgListener;
     let db = PgTestDb::create().await;
-    let store: DynStore = Arc::new(db.connect().await);
-    let mut listener = PgListener::connect(&db.url).await.unwrap();
-    listener.listen("mailroom_queue").await.unwrap();
+    let pg = db.connect().await;
+    let mut listener = pg.queue_listener().await.unwrap();
+    let store: DynStore = Arc::new(pg);
     let tenant = TenantId::generate();
     // A handed-off message (leased to this node) wakes nobody.
     let mut handed = message(&tenant, 1);
@@ -411,6 +410,25 @@ async fn one_notify_per_batch_of_due_work() {
     }
     assert!((1..=50).contains(&notes), "{notes} notifications");
     eprintln!("50 concurrent enqueues: {notes} NOTIFYs");
+    // The operator's retry wakes the nodes too.
+    let m = message(&tenant, 1);
+    store.enqueue(m.clone()).await.unwrap();
+    let lease = Lease::new("n", now_millis() + 60_000);
+    assert!(
+        !store
+            .claim_due(&lease, now_millis(), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await {}
+    store.release_node("n").await.unwrap();
+    assert_eq!(store.retry_now(&m.id, now_millis()).await.unwrap(), 1);
+    let note = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert_eq!(
+        note.unwrap().unwrap().channel(),
+        mailroom_store::postgres::QUEUE_CHANNEL
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,4 +504,139 @@ async fn singleton_roles_and_directory_version() {
         .unwrap();
     assert_eq!(a.directory_version().await.unwrap(), v1);
     a.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_through_two_nodes_accepts_one_message() {
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let tenant = TenantId::generate();
+    let keyed = |key: &str, at: i64| {
+        let mut m = message(&tenant, 1);
+        m.idempotency = Some(mailroom_store::IdempotencyRecord {
+            key: key.into(),
+            request_hash: "h".into(),
+            response: serde_json::json!({ "id": m.id.as_str() }),
+            created_at: at,
+        });
+        m
+    };
+    for round in 0..10 {
+        let key = format!("k{round}");
+        let (ma, mb) = (keyed(&key, now_millis()), keyed(&key, now_millis()));
+        let (ra, rb) = tokio::join!(a.enqueue(ma.clone()), b.enqueue(mb.clone()));
+        let ok: Vec<_> = [(&ra, &ma), (&rb, &mb)]
+            .into_iter()
+            .filter(|(r, _)| r.is_ok())
+            .collect();
+        assert_eq!(ok.len(), 1, "round {round}: {ra:?} {rb:?}");
+        let loser = if ra.is_ok() { (&rb, &mb) } else { (&ra, &ma) };
+        assert!(
+            matches!(loser.0, Err(StoreError::Conflict(_))),
+            "{:?}",
+            loser.0
+        );
+        assert!(a.get_message(&loser.1.id).await.unwrap().is_none());
+    }
+    // A key older than the window is replaced.
+    let old = keyed("old", 1_000);
+    a.enqueue(old).await.unwrap();
+    b.enqueue(keyed("old", now_millis())).await.unwrap();
+}
+
+/// A TCP proxy to PostgreSQL that can be cut (every connection dropped, new ones
+/// refused) and restored on the same port.
+struct Proxy {
+    port: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    break;
+                };
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Proxy {
+            port,
+            task: Some(task),
+        }
+    }
+
+    /// Drops the listener and every proxied connection (the JoinSet aborts them).
+    async fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_fails_fast_and_recovers_by_itself() {
+    let db = PgTestDb::create().await;
+    let opts: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let upstream = format!("{}:{}", opts.get_host(), opts.get_port());
+    let mut proxy = Proxy::start(0, upstream.clone()).await;
+    let url = common::with_host_port(&db.url, &format!("127.0.0.1:{}", proxy.port));
+    let mut settings = PgSettings::new(url);
+    settings.pool_size = 2;
+    let store: DynStore = Arc::new(PgStore::connect(&settings).await.unwrap());
+    let tenant = TenantId::generate();
+    store.enqueue(message(&tenant, 1)).await.unwrap();
+
+    proxy.cut().await;
+    let started = std::time::Instant::now();
+    let during: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let m = message(&tenant, 1);
+            tokio::spawn(async move { (m.id.clone(), store.enqueue(m).await) })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for h in during {
+        let (id, r) = h.await.unwrap();
+        assert!(r.is_err(), "accepted while the database was cut");
+        refused.push(id);
+    }
+    let waited = started.elapsed();
+    // Those that queued behind the first failed batch fail with it (acquire timeout 5 s).
+    assert!(waited < Duration::from_secs(12), "{waited:?}");
+    assert!(store.ping().await.is_err());
+    eprintln!("20 submissions during the outage failed after {waited:?}");
+
+    let _proxy = Proxy::start(proxy.port, upstream).await;
+    let mut recovered = None;
+    for _ in 0..50 {
+        if store.enqueue(message(&tenant, 1)).await.is_ok() {
+            recovered = Some(());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered.is_some(), "no recovery without restart");
+    // Nothing refused was stored; what was accepted is there.
+    let direct: DynStore = Arc::new(db.connect().await);
+    for id in refused {
+        assert!(direct.get_message(&id).await.unwrap().is_none());
+    }
+    let counts = direct.count_recipients_by_state().await.unwrap();
+    assert_eq!(counts, [("queued".to_string(), 2)]);
 }

@@ -463,3 +463,180 @@ conformance_db!(
         );
     }
 );
+
+/// The events of one recipient of a message, in order.
+async fn kinds(store: &DynStore, id: &MessageId, idx: usize) -> Vec<EventType> {
+    store.get_message(id).await.unwrap().unwrap().recipients[idx]
+        .events
+        .iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+conformance!(
+    suppressed_quarantined_cancelled_and_outcomes,
+    |store: DynStore| async move {
+        use mailroom_store::{Lease, Outcome};
+        let tenant = store.create_tenant(new_tenant("acme")).await.unwrap().id;
+        // Recipient 1 is on the suppression list: stored `suppressed`, never claimed.
+        let mut listed = new_message(&tenant, 1);
+        listed.recipients[1].suppressed = Some("bounce".into());
+        store.enqueue(listed.clone()).await.unwrap();
+        // Held by content protection.
+        let mut held = new_message(&tenant, 0);
+        held.quarantine = Some(serde_json::json!({ "score": 9 }));
+        store.enqueue(held.clone()).await.unwrap();
+        assert_eq!(
+            kinds(&store, &listed.id, 1).await,
+            [EventType::Accepted, EventType::Suppressed]
+        );
+        assert_eq!(
+            kinds(&store, &held.id, 0).await,
+            [EventType::Accepted, EventType::Filtered]
+        );
+        let q = store.list_quarantined(Some(&tenant), 10).await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].id, held.id);
+        assert_eq!(q[0].recipients, [held.recipients[0].address.clone()]);
+        assert_eq!(q[0].filter, serde_json::json!({ "score": 9 }));
+        assert!(
+            store
+                .list_quarantined(Some(&TenantId::generate()), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let now = now_millis();
+        let lease = Lease::new("node", now + 60_000);
+        let due = store.claim_due(&lease, now, 100).await.unwrap();
+        let mut keys: Vec<(String, i64)> = due
+            .iter()
+            .map(|d| (d.message_id.to_string(), d.idx))
+            .collect();
+        keys.sort();
+        let mut want = vec![(listed.id.to_string(), 0)];
+        want.sort();
+        assert_eq!(
+            keys, want,
+            "only the listed message's first recipient is due"
+        );
+        assert!(store.claim_due(&lease, now, 100).await.unwrap().is_empty());
+
+        // Released from quarantine: queued and due, with its event; then claimable.
+        assert_eq!(store.release_quarantined(&held.id, now).await.unwrap(), 1);
+        assert_eq!(store.release_quarantined(&held.id, now).await.unwrap(), 0);
+        assert_eq!(
+            kinds(&store, &held.id, 0).await,
+            [
+                EventType::Accepted,
+                EventType::Filtered,
+                EventType::Released
+            ]
+        );
+        let lease2 = Lease::new("node", now + 60_000);
+        let released = store.claim_due(&lease2, now + 1, 100).await.unwrap();
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].message_id, held.id);
+        assert_eq!(released[0].lease_token, lease2.token);
+
+        // A hard bounce: bounced, its event, and the address suppressed.
+        let bounce = Outcome {
+            message_id: due[0].message_id.clone(),
+            idx: due[0].idx,
+            recipient: due[0].address.clone(),
+            tenant_id: tenant.clone(),
+            state: RecipientState::Bounced,
+            attempted: true,
+            next_attempt_at: None,
+            last_reply: Some("550 no such user".into()),
+            last_mx: Some("mx.example0.net".into()),
+            event: EventType::Bounced,
+            detail: serde_json::json!({ "reply": "550" }),
+            at: now + 2,
+            suppress: true,
+            lease_token: due[0].lease_token,
+        };
+        // A deferral of the released one, in the same call.
+        let defer = Outcome {
+            message_id: held.id.clone(),
+            idx: 0,
+            recipient: released[0].address.clone(),
+            state: RecipientState::Deferred,
+            next_attempt_at: Some(now + 600_000),
+            last_reply: Some("451 later".into()),
+            event: EventType::Deferred,
+            suppress: false,
+            lease_token: lease2.token,
+            ..bounce.clone()
+        };
+        let lost = store.record_outcomes(vec![bounce, defer]).await.unwrap();
+        assert!(lost.is_empty(), "{lost:?}");
+        let view = store.get_message(&listed.id).await.unwrap().unwrap();
+        assert_eq!(view.recipients[0].state, RecipientState::Bounced);
+        assert_eq!(view.recipients[0].attempts, 1);
+        assert_eq!(
+            view.recipients[0].last_reply.as_deref(),
+            Some("550 no such user")
+        );
+        assert_eq!(view.recipients[1].state, RecipientState::Suppressed);
+        let address = listed.recipients[0].address.to_lowercase();
+        let hit = store
+            .suppressed_among(&tenant, std::slice::from_ref(&address))
+            .await
+            .unwrap();
+        assert_eq!(hit.get(&address).map(String::as_str), Some("bounce"));
+        let view = store.get_message(&held.id).await.unwrap().unwrap();
+        assert_eq!(view.recipients[0].state, RecipientState::Deferred);
+        assert_eq!(view.recipients[0].next_attempt_at, Some(now + 600_000));
+
+        // Retry now, then cancel: the deferred recipient is cancelled with its event.
+        assert_eq!(store.retry_now(&held.id, now + 3).await.unwrap(), 1);
+        assert_eq!(store.cancel(&held.id, now + 4).await.unwrap(), 1);
+        assert_eq!(store.cancel(&held.id, now + 5).await.unwrap(), 0);
+        assert_eq!(
+            kinds(&store, &held.id, 0).await.last(),
+            Some(&EventType::Cancelled)
+        );
+        let summary = store.queue_summary().await.unwrap();
+        let by_state: HashMap<String, i64> = summary.by_state.into_iter().collect();
+        assert_eq!(by_state.get("bounced"), Some(&1));
+        assert_eq!(by_state.get("suppressed"), Some(&1));
+        assert_eq!(by_state.get("cancelled"), Some(&1));
+        assert!(summary.by_domain.is_empty());
+
+        // Leases given back: release_node only touches its own.
+        let fresh = new_message(&tenant, 2);
+        store.enqueue(fresh.clone()).await.unwrap();
+        let mine = store
+            .claim_due(&Lease::new("a", now + 60_000), now_millis(), 1)
+            .await
+            .unwrap();
+        let theirs = store
+            .claim_due(&Lease::new("b", now + 60_000), now_millis(), 10)
+            .await
+            .unwrap();
+        assert_eq!((mine.len(), theirs.len()), (1, 2));
+        assert_eq!(store.release_node("a").await.unwrap(), 1);
+        store
+            .release("a", vec![(theirs[0].message_id.clone(), theirs[0].idx)])
+            .await
+            .unwrap();
+        let again = store
+            .claim_due(&Lease::new("c", now + 60_000), now_millis(), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "only a's recipient is due again");
+        assert_eq!(
+            (again[0].message_id.clone(), again[0].idx),
+            (mine[0].message_id.clone(), mine[0].idx)
+        );
+        assert_eq!(
+            store
+                .renew_leases("b", &[theirs[0].lease_token], now + 90_000)
+                .await
+                .unwrap(),
+            2
+        );
+    }
+);

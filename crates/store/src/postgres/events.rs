@@ -32,6 +32,90 @@ pub(super) async fn lock_event_order(conn: &mut PgConnection) -> Result<(), Stor
     Ok(())
 }
 
+/// Event rows as columns, inserted in one statement by [`insert_events_in_order`].
+#[derive(Default)]
+pub(super) struct EventColumns {
+    id: Vec<String>,
+    kind: Vec<&'static str>,
+    at: Vec<i64>,
+    message_id: Vec<String>,
+    tenant_id: Vec<String>,
+    recipient: Vec<String>,
+    detail: Vec<String>,
+}
+
+impl EventColumns {
+    pub(super) fn push(
+        &mut self,
+        kind: EventType,
+        at: i64,
+        message: &MessageId,
+        tenant: &TenantId,
+        recipient: &str,
+        detail: String,
+    ) {
+        self.id.push(EventId::generate().as_str().to_string());
+        self.kind.push(kind.as_str());
+        self.at.push(at);
+        self.message_id.push(message.as_str().to_string());
+        self.tenant_id.push(tenant.as_str().to_string());
+        self.recipient.push(recipient.to_string());
+        self.detail.push(detail);
+    }
+
+    pub(super) fn append(&mut self, mut other: EventColumns) {
+        self.id.append(&mut other.id);
+        self.kind.append(&mut other.kind);
+        self.at.append(&mut other.at);
+        self.message_id.append(&mut other.message_id);
+        self.tenant_id.append(&mut other.tenant_id);
+        self.recipient.append(&mut other.recipient);
+        self.detail.append(&mut other.detail);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.id.is_empty()
+    }
+}
+
+/// Takes the event-order lock (with a NOTIFY on `notify`, sent at commit, in the same
+/// round trip) and inserts the events in their order, in one statement each. The last
+/// thing a transaction should do before COMMIT.
+pub(super) async fn insert_events_in_order(
+    conn: &mut PgConnection,
+    events: &EventColumns,
+    notify: Option<&str>,
+) -> Result<(), StoreError> {
+    let lock = match notify {
+        Some(channel) => sqlx::query("SELECT pg_notify($2, ''), pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .bind(channel),
+        None => sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(EVENT_ORDER_LOCK),
+    };
+    lock.execute(&mut *conn)
+        .await
+        .map_err(db("event order lock"))?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+           $6::text[], $7::text[])",
+    )
+    .bind(&events.id)
+    .bind(&events.kind)
+    .bind(&events.at)
+    .bind(&events.message_id)
+    .bind(&events.tenant_id)
+    .bind(&events.recipient)
+    .bind(&events.detail)
+    .execute(&mut *conn)
+    .await
+    .map_err(db("event"))?;
+    Ok(())
+}
+
 /// Inserts one event (the caller holds the event-order lock).
 pub(super) async fn insert_event(conn: &mut PgConnection, e: &NewEvent) -> Result<(), StoreError> {
     sqlx::query(
@@ -132,51 +216,49 @@ impl EventStore for PgStore {
 
     async fn list_events(&self, q: &EventQuery) -> Result<EventPage, StoreError> {
         // Seq order is commit order (see above): whatever a snapshot shows is a prefix
-        // of the stream, so reading up to the highest visible seq never skips.
-        let mut tx = self.pool.begin().await.map_err(db("event"))?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await
-            .map_err(db("event"))?;
-        let max: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("event"))?;
-        let upto = max.unwrap_or(0).min(q.after.saturating_add(SCAN_WINDOW));
-        if upto <= q.after {
-            tx.commit().await.map_err(db("event"))?;
-            return Ok(EventPage {
-                events: Vec::new(),
-                next_cursor: q.after,
-            });
-        }
+        // of the stream, so reading up to the highest visible seq never skips. One
+        // statement, one snapshot: the bound and the page. With no match the one row
+        // carries only the bound.
         let kinds: Option<Vec<&str>> =
             (!q.kinds.is_empty()).then(|| q.kinds.iter().map(|k| k.as_str()).collect());
         let sql = concat!(
-            "SELECT ",
+            "SELECT w.upto, x.* FROM \
+               (SELECT LEAST(COALESCE(MAX(seq), 0), $2) AS upto FROM events) w \
+             LEFT JOIN LATERAL (SELECT ",
             event_columns!(),
             " FROM events e LEFT JOIN messages m ON m.id = e.message_id \
-             WHERE e.seq > $1 AND e.seq <= $2 \
-             AND ($3::text IS NULL OR e.tenant_id = $3) \
-             AND ($4::text IS NULL OR e.recipient = $4) \
-             AND ($5::text IS NULL OR e.message_id = $5) \
-             AND ($6::text[] IS NULL OR e.type = ANY($6)) \
-             ORDER BY e.seq LIMIT $7"
+               WHERE e.seq > $1 AND e.seq <= w.upto \
+               AND ($3::text IS NULL OR e.tenant_id = $3) \
+               AND ($4::text IS NULL OR e.recipient = $4) \
+               AND ($5::text IS NULL OR e.message_id = $5) \
+               AND ($6::text[] IS NULL OR e.type = ANY($6)) \
+               ORDER BY e.seq LIMIT $7) x ON TRUE \
+             ORDER BY x.seq"
         );
         let rows = sqlx::query(sql)
             .bind(q.after)
-            .bind(upto)
+            .bind(q.after.saturating_add(SCAN_WINDOW))
             .bind(q.tenant.as_ref().map(TenantId::as_str))
             .bind(q.recipient.as_deref())
             .bind(q.message_id.as_ref().map(MessageId::as_str))
             .bind(kinds)
             .bind(q.limit as i64)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(db("event"))?;
-        tx.commit().await.map_err(db("event"))?;
+        let upto: i64 = rows.first().map_or(0, |r| r.get("upto"));
+        if upto <= q.after {
+            return Ok(EventPage {
+                events: Vec::new(),
+                next_cursor: q.after,
+            });
+        }
+        let rows: Vec<&PgRow> = rows
+            .iter()
+            .filter(|r| r.get::<Option<i64>, _>("seq").is_some())
+            .collect();
         let full = rows.len() >= q.limit;
-        let events: Vec<StreamEvent> = rows.iter().filter_map(stream_event).collect();
+        let events: Vec<StreamEvent> = rows.into_iter().filter_map(stream_event).collect();
         let next_cursor = match events.last() {
             Some(last) if full => last.seq,
             _ => upto,

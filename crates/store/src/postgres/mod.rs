@@ -14,11 +14,19 @@
 //! `events::insert_event(&mut tx, &NewEvent)` (it does not take the lock itself).
 
 mod cluster;
+mod directory;
+mod domains;
 mod events;
-mod pending;
+mod intake;
+mod keys;
+mod policy;
 mod queue;
+mod rows;
+mod secrets;
 mod tracking;
 mod writer;
+
+pub use writer::QUEUE_CHANNEL;
 
 use crate::StoreError;
 use mailroom_model::{Event, EventId, EventType, MessageId, TenantId};
@@ -54,6 +62,10 @@ pub struct PgStore {
     writer: mpsc::Sender<writer::Job>,
 }
 
+/// How long a caller waits for a connection before failing (server unreachable: the
+/// submission gets a temporary failure rather than hanging).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How many enqueue requests may wait for the writer (backpressure, as on SQLite).
 const WRITER_QUEUE: usize = 4096;
 
@@ -70,7 +82,7 @@ impl PgStore {
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .map_err(|e| {
@@ -95,6 +107,22 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Listens on [`QUEUE_CHANNEL`]: a notification means "work became due" (sent at
+    /// most once per committed enqueue batch, and by retry and quarantine release). It
+    /// is a hint, never the only wake-up: keep polling. The listener holds one of the
+    /// pool's connections and reconnects by itself (`PgListener::recv`); notifications
+    /// sent while it is reconnecting are lost.
+    pub async fn queue_listener(&self) -> Result<sqlx::postgres::PgListener, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db("listener"))?;
+        listener
+            .listen(QUEUE_CHANNEL)
+            .await
+            .map_err(db("listener"))?;
+        Ok(listener)
     }
 
     /// Runs one statement (administration, tests).

@@ -3,7 +3,7 @@
 //! claim), recording outcomes fenced by their token in one transaction, renewing and
 //! releasing leases, and the operator's retry, cancel and quarantine actions.
 
-use super::events::{insert_event, lock_event_order};
+use super::events::{EventColumns, insert_event, insert_events_in_order, lock_event_order};
 use super::{PgStore, db, event_from_row, writer};
 use crate::*;
 use mailroom_model::{Event, EventType, MessageId, RecipientState, TenantId};
@@ -439,20 +439,18 @@ async fn record(
         .map_err(err)?;
     }
     if !recorded.is_empty() {
-        lock_event_order(&mut *conn).await?;
-        let mut qb: sqlx::QueryBuilder<sqlx::Postgres> = sqlx::QueryBuilder::new(
-            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
-        );
-        qb.push_values(&recorded, |mut b, o| {
-            b.push_bind(mailroom_model::EventId::generate().as_str().to_string())
-                .push_bind(o.event.as_str())
-                .push_bind(o.at)
-                .push_bind(o.message_id.as_str())
-                .push_bind(o.tenant_id.as_str())
-                .push_bind(o.recipient.as_str())
-                .push_bind(o.detail.to_string());
-        });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
+        let mut events = EventColumns::default();
+        for o in &recorded {
+            events.push(
+                o.event,
+                o.at,
+                &o.message_id,
+                &o.tenant_id,
+                &o.recipient,
+                o.detail.to_string(),
+            );
+        }
+        insert_events_in_order(&mut *conn, &events, None).await?;
     }
     Ok(lost)
 }

@@ -9,10 +9,10 @@
 //! (suppressed and filtered events after `accepted`, the idempotency row in the same
 //! transaction, quarantine). Events are inserted last, under the event-order lock.
 
-use super::events::lock_event_order;
+use super::events::{EventColumns, insert_events_in_order};
 use crate::{NewMessage, StoreError};
-use mailroom_model::{EventId, EventType, RecipientState};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use mailroom_model::{EventType, RecipientState};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 /// The channel every node listens on for "new work is due".
@@ -23,11 +23,12 @@ pub(super) struct Job {
     pub done: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// Bounds on one batch (PostgreSQL takes at most 65,535 bound parameters per
-/// statement: 256 messages × 14 and 1,000 rows × 12 stay well under).
+/// Bounds on one batch: enough to amortise the commit, small enough to keep latency
+/// and memory in check.
 const MAX_BATCH_MESSAGES: usize = 256;
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
-const ROWS_PER_INSERT: usize = 1000;
+/// How long an idempotency key is live: the API's `IDEMPOTENCY_WINDOW_MS` (24 h).
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
 
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, "message")
@@ -54,26 +55,64 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() == 1 => {
+            Err(Failure::Unavailable(e)) => {
+                // Whatever queued up while this batch waited for a connection fails
+                // now too, rather than waiting its own turn.
+                while let Ok(job) = rx.try_recv() {
+                    batch.push(job);
+                }
+                fail_all(&mut batch, &e);
+            }
+            Err(Failure::Failed(e)) if batch.len() == 1 => {
                 let job = batch.pop().expect("one job");
                 let _ = job.done.send(Err(e));
             }
-            Err(_) => {
-                // One bad message must not fail its neighbours: retry each alone.
-                for job in batch.drain(..) {
-                    let result = write_batch(&pool, &[&job.message]).await;
-                    let _ = job.done.send(result);
+            Err(Failure::Failed(_)) => {
+                // One bad message must not fail its neighbours: retry each alone (but
+                // stop trying once the database is unreachable).
+                while !batch.is_empty() {
+                    let job = batch.remove(0);
+                    match write_batch(&pool, &[&job.message]).await {
+                        Ok(()) => {
+                            let _ = job.done.send(Ok(()));
+                        }
+                        Err(Failure::Failed(e)) => {
+                            let _ = job.done.send(Err(e));
+                        }
+                        Err(Failure::Unavailable(e)) => {
+                            batch.insert(0, job);
+                            fail_all(&mut batch, &e);
+                        }
+                    }
                 }
             }
         }
     }
 }
 
+/// Why a batch was not written.
+enum Failure {
+    /// No connection (server down, pool exhausted): every message fails alike.
+    Unavailable(StoreError),
+    /// A statement or the commit failed: maybe because of one message.
+    Failed(StoreError),
+}
+
+fn fail_all(batch: &mut Vec<Job>, e: &StoreError) {
+    for job in batch.drain(..) {
+        let _ = job.done.send(Err(StoreError::Database(e.to_string())));
+    }
+}
+
 /// One transaction for the batch; rolled back (by dropping it) on any failure.
-async fn write_batch(pool: &PgPool, messages: &[&NewMessage]) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(err)?;
-    insert_all(&mut tx, messages).await?;
-    tx.commit().await.map_err(err)
+async fn write_batch(pool: &PgPool, messages: &[&NewMessage]) -> Result<(), Failure> {
+    let mut tx = pool.begin().await.map_err(|e| {
+        Failure::Unavailable(StoreError::Database(format!("PostgreSQL unavailable: {e}")))
+    })?;
+    insert_all(&mut tx, messages)
+        .await
+        .map_err(Failure::Failed)?;
+    tx.commit().await.map_err(|e| Failure::Failed(err(e)))
 }
 
 /// Whether a message adds recipients a delivery loop could claim now.
@@ -83,47 +122,57 @@ fn wakes_delivery(m: &NewMessage) -> bool {
         && m.recipients.iter().any(|r| r.suppressed.is_none())
 }
 
-struct EventRow<'a> {
-    m: &'a NewMessage,
-    idx: usize,
-    kind: EventType,
-    detail: String,
+#[derive(Default)]
+struct RecipientColumns<'a> {
+    message_id: Vec<&'a str>,
+    idx: Vec<i64>,
+    address: Vec<&'a str>,
+    domain: Vec<&'a str>,
+    state: Vec<&'static str>,
+    next: Vec<Option<i64>>,
+    notify: Vec<Option<&'a str>>,
+    orcpt: Vec<Option<&'a str>>,
+    updated: Vec<i64>,
+    lease_until: Vec<Option<i64>>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_token: Vec<Option<i64>>,
 }
 
 async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
-         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path) ",
-    );
-    qb.push_values(messages, |mut b, m| {
-        b.push_bind(m.id.as_str())
-            .push_bind(m.tenant_id.as_str())
-            .push_bind(m.mail_from.as_str())
-            .push_bind(m.rfc_message_id.as_deref())
-            .push_bind(m.body.len() as i64)
-            .push_bind(m.received_at)
-            .push_bind(m.source)
-            .push_bind(m.client_ip.as_deref())
-            .push_bind(m.dsn_ret.as_deref())
-            .push_bind(m.dsn_envid.as_deref())
-            .push_bind(m.smtputf8)
-            .push_bind(m.body.as_slice())
-            .push_bind(m.meta.as_ref().map(|v| v.to_string()))
-            .push_bind(m.return_path.as_deref());
-    });
-    qb.build().execute(&mut *conn).await.map_err(err)?;
-
-    let rcpts: Vec<(&NewMessage, usize)> = messages
-        .iter()
-        .flat_map(|m| (0..m.recipients.len()).map(move |i| (*m, i)))
-        .collect();
-    for chunk in rcpts.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
-             dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, lease_token) ",
-        );
-        qb.push_values(chunk, |mut b, (m, idx)| {
-            let rcpt = &m.recipients[*idx];
+    // Messages and recipients in one statement, each column bound as one array: the
+    // SQL text is the same whatever the batch size, so it is prepared once per
+    // connection (a VALUES list would be a new statement for every batch size).
+    let mut m_id = Vec::with_capacity(messages.len());
+    let mut m_tenant = Vec::with_capacity(messages.len());
+    let mut m_from = Vec::with_capacity(messages.len());
+    let mut m_rfc = Vec::with_capacity(messages.len());
+    let mut m_size = Vec::with_capacity(messages.len());
+    let mut m_at = Vec::with_capacity(messages.len());
+    let mut m_source = Vec::with_capacity(messages.len());
+    let mut m_ip = Vec::with_capacity(messages.len());
+    let mut m_ret = Vec::with_capacity(messages.len());
+    let mut m_envid = Vec::with_capacity(messages.len());
+    let mut m_utf8 = Vec::with_capacity(messages.len());
+    let mut m_body = Vec::with_capacity(messages.len());
+    let mut m_meta = Vec::with_capacity(messages.len());
+    let mut m_rp = Vec::with_capacity(messages.len());
+    let mut r = RecipientColumns::default();
+    for m in messages {
+        m_id.push(m.id.as_str());
+        m_tenant.push(m.tenant_id.as_str());
+        m_from.push(m.mail_from.as_str());
+        m_rfc.push(m.rfc_message_id.as_deref());
+        m_size.push(m.body.len() as i64);
+        m_at.push(m.received_at);
+        m_source.push(m.source);
+        m_ip.push(m.client_ip.as_deref());
+        m_ret.push(m.dsn_ret.as_deref());
+        m_envid.push(m.dsn_envid.as_deref());
+        m_utf8.push(m.smtputf8);
+        m_body.push(m.body.as_slice());
+        m_meta.push(m.meta.as_ref().map(|v| v.to_string()));
+        m_rp.push(m.return_path.as_deref());
+        for (idx, rcpt) in m.recipients.iter().enumerate() {
             let (state, next, lease) = match rcpt.suppressed {
                 Some(_) => (RecipientState::Suppressed, None, None),
                 None if m.quarantine.is_some() => (RecipientState::Quarantined, None, None),
@@ -133,98 +182,131 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
                     m.lease.as_ref(),
                 ),
             };
-            b.push_bind(m.id.as_str())
-                .push_bind(*idx as i64)
-                .push_bind(rcpt.address.as_str())
-                .push_bind(rcpt.domain.as_str())
-                .push_bind(state.as_str())
-                .push_bind(next)
-                .push_bind(rcpt.dsn_notify.as_deref())
-                .push_bind(rcpt.dsn_orcpt.as_deref())
-                .push_bind(m.received_at)
-                .push_bind(lease.map(|l| l.until))
-                .push_bind(lease.map(|l| l.owner.as_str()))
-                .push_bind(lease.map(|l| l.token));
-        });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
+            r.message_id.push(m.id.as_str());
+            r.idx.push(idx as i64);
+            r.address.push(rcpt.address.as_str());
+            r.domain.push(rcpt.domain.as_str());
+            r.state.push(state.as_str());
+            r.next.push(next);
+            r.notify.push(rcpt.dsn_notify.as_deref());
+            r.orcpt.push(rcpt.dsn_orcpt.as_deref());
+            r.updated.push(m.received_at);
+            r.lease_until.push(lease.map(|l| l.until));
+            r.lease_owner.push(lease.map(|l| l.owner.as_str()));
+            r.lease_token.push(lease.map(|l| l.token));
+        }
     }
+    sqlx::query(
+        "WITH m AS (INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, \
+           received_at, source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path) \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
+             $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], \
+             $12::bytea[], $13::text[], $14::text[])) \
+         INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
+           dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, lease_token) \
+         SELECT * FROM UNNEST($15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], \
+           $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::bigint[], $25::text[], \
+           $26::bigint[])",
+    )
+    .bind(&m_id)
+    .bind(&m_tenant)
+    .bind(&m_from)
+    .bind(&m_rfc)
+    .bind(&m_size)
+    .bind(&m_at)
+    .bind(&m_source)
+    .bind(&m_ip)
+    .bind(&m_ret)
+    .bind(&m_envid)
+    .bind(&m_utf8)
+    .bind(&m_body)
+    .bind(&m_meta)
+    .bind(&m_rp)
+    .bind(&r.message_id)
+    .bind(&r.idx)
+    .bind(&r.address)
+    .bind(&r.domain)
+    .bind(&r.state)
+    .bind(&r.next)
+    .bind(&r.notify)
+    .bind(&r.orcpt)
+    .bind(&r.updated)
+    .bind(&r.lease_until)
+    .bind(&r.lease_owner)
+    .bind(&r.lease_token)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
 
     for m in messages {
         if let Some(k) = &m.idempotency {
-            // The API layer serialises requests per key on one node; across nodes the
-            // primary key makes a second writer fail (its message is not accepted). A
-            // key older than its window is replaced.
-            sqlx::query(
+            // Nodes do not serialise requests with each other: the same key may arrive
+            // on two nodes at once. The first commit wins; the other message fails
+            // alone with a conflict (its caller reads the stored response). A key older
+            // than the idempotency window is replaced.
+            let written = sqlx::query(
                 "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response, created_at) \
                  VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
-                 response = excluded.response, created_at = excluded.created_at",
+                 response = excluded.response, created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < excluded.created_at - $6",
             )
             .bind(m.tenant_id.as_str())
             .bind(&k.key)
             .bind(&k.request_hash)
             .bind(k.response.to_string())
             .bind(k.created_at)
+            .bind(IDEMPOTENCY_WINDOW_MS)
             .execute(&mut *conn)
             .await
             .map_err(err)?;
-        }
-    }
-
-    if messages.iter().any(|m| wakes_delivery(m)) {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(QUEUE_CHANNEL)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-    }
-
-    // Every `accepted` event, then the `suppressed`/`filtered` ones after them.
-    let mut events: Vec<EventRow> = Vec::new();
-    let mut after: Vec<EventRow> = Vec::new();
-    for m in messages {
-        let detail = m.accepted_detail.to_string();
-        for (idx, rcpt) in m.recipients.iter().enumerate() {
-            events.push(EventRow {
-                m,
-                idx,
-                kind: EventType::Accepted,
-                detail: detail.clone(),
-            });
-            if let Some(reason) = &rcpt.suppressed {
-                after.push(EventRow {
-                    m,
-                    idx,
-                    kind: EventType::Suppressed,
-                    detail: serde_json::json!({ "reason": reason, "suppression": "listed" })
-                        .to_string(),
-                });
-            } else if let Some(filter) = &m.quarantine {
-                after.push(EventRow {
-                    m,
-                    idx,
-                    kind: EventType::Filtered,
-                    detail: filter.to_string(),
-                });
+            if written.rows_affected() == 0 {
+                return Err(StoreError::Conflict("idempotency key"));
             }
         }
     }
-    events.extend(after);
-    lock_event_order(&mut *conn).await?;
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
-        );
-        qb.push_values(chunk, |mut b, e| {
-            b.push_bind(EventId::generate().as_str().to_string())
-                .push_bind(e.kind.as_str())
-                .push_bind(e.m.received_at)
-                .push_bind(e.m.id.as_str())
-                .push_bind(e.m.tenant_id.as_str())
-                .push_bind(e.m.recipients[e.idx].address.as_str())
-                .push_bind(e.detail.as_str());
-        });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
+
+    // Every `accepted` event, then the `suppressed`/`filtered` ones after them.
+    let mut events = EventColumns::default();
+    let mut after = EventColumns::default();
+    for m in messages {
+        let accepted = m.accepted_detail.to_string();
+        for (idx, rcpt) in m.recipients.iter().enumerate() {
+            let address = m.recipients[idx].address.as_str();
+            events.push(
+                EventType::Accepted,
+                m.received_at,
+                &m.id,
+                &m.tenant_id,
+                address,
+                accepted.clone(),
+            );
+            if let Some(reason) = &rcpt.suppressed {
+                let detail = serde_json::json!({ "reason": reason, "suppression": "listed" });
+                after.push(
+                    EventType::Suppressed,
+                    m.received_at,
+                    &m.id,
+                    &m.tenant_id,
+                    address,
+                    detail.to_string(),
+                );
+            } else if let Some(filter) = &m.quarantine {
+                after.push(
+                    EventType::Filtered,
+                    m.received_at,
+                    &m.id,
+                    &m.tenant_id,
+                    address,
+                    filter.to_string(),
+                );
+            }
+        }
     }
-    Ok(())
+    events.append(after);
+    let notify = messages
+        .iter()
+        .any(|m| wakes_delivery(m))
+        .then_some(QUEUE_CHANNEL);
+    insert_events_in_order(&mut *conn, &events, notify).await
 }

@@ -73,6 +73,16 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// `url` with its `host[:port]` replaced by `host_port`.
+pub fn with_host_port(url: &str, host_port: &str) -> String {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &url[start..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let user = authority.rfind('@').map(|i| &authority[..=i]).unwrap_or("");
+    format!("{}{user}{host_port}{}", &url[..start], &rest[end..])
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh PostgreSQL database, dropped (`WITH (FORCE)`) when this is dropped.
