@@ -78,6 +78,40 @@ pub fn host_name() -> String {
     }
 }
 
+/// Refuses to start under an id another running process already beats under (two
+/// nodes sharing an id would release and renew each other's leases). A row that looks
+/// alive may also be this node's own previous run, killed a moment ago: it is watched
+/// for one of its heartbeat periods (at most 30 s) and counts as taken only if it
+/// moves.
+pub async fn ensure_id_unused(store: &DynStore, id: &str) -> Result<()> {
+    let row = |nodes: Vec<mailroom_store::NodeRecord>| nodes.into_iter().find(|n| n.id == id);
+    let now = now_millis();
+    let Some(first) = row(store.list_nodes(now).await?) else {
+        return Ok(());
+    };
+    if !mailroom_api::node_is_alive(&first, now) {
+        return Ok(());
+    }
+    let period = first
+        .detail
+        .get("heartbeat_ms")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(mailroom_api::DEFAULT_HEARTBEAT_MS as u64)
+        .min(30_000);
+    tracing::info!(
+        node_id = id,
+        "a node with this id looks alive; watching its heartbeat before starting"
+    );
+    tokio::time::sleep(Duration::from_millis(period + 500)).await;
+    let again = row(store.list_nodes(now_millis()).await?);
+    if again.is_some_and(|n| n.last_seen != first.last_seen || n.started_at != first.started_at) {
+        bail!(
+            "node.id {id:?} is in use: another running node sends heartbeats under it. Give each node its own node.id (a copied data_dir carries data_dir/{NODE_ID_FILE}: delete it there)"
+        );
+    }
+    Ok(())
+}
+
 /// Refreshes this node's row every `period` (the first at once) and publishes how
 /// many nodes are alive into `live_nodes`. At shutdown the row is marked
 /// `"stopped": true`, so the others count this node out at once. `info.detail` should
@@ -329,6 +363,47 @@ mod tests {
             "last_seen is the stop, not an invented past"
         );
         stops[0].cancel();
+    }
+
+    #[tokio::test]
+    async fn an_id_in_use_by_a_running_node_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let period = Duration::from_millis(300);
+        let info = NodeInfo {
+            id: "twin".into(),
+            started_at: now_millis(),
+            last_seen: 0,
+            version: "test".into(),
+            detail: detail("sqlite", &[], "127.0.0.1:8080".parse().unwrap(), period),
+        };
+        assert!(ensure_id_unused(&store, "twin").await.is_ok(), "no row yet");
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(run_heartbeats(
+            store.clone(),
+            info.clone(),
+            period,
+            Arc::new(AtomicUsize::new(0)),
+            stop.clone(),
+        ));
+        tokio::time::sleep(period).await;
+        let e = ensure_id_unused(&store, "twin")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node.id") && e.contains("twin"), "{e}");
+        assert!(ensure_id_unused(&store, "other").await.is_ok());
+        stop.cancel();
+        running.await.unwrap();
+        // Stopped cleanly: free at once.
+        let t = std::time::Instant::now();
+        assert!(ensure_id_unused(&store, "twin").await.is_ok());
+        assert!(t.elapsed() < period);
+        // Killed (alive-looking row that no longer moves): free after one period.
+        let mut killed = info.clone();
+        killed.last_seen = now_millis();
+        store.heartbeat(&killed).await.unwrap();
+        assert!(ensure_id_unused(&store, "twin").await.is_ok());
     }
 
     #[test]

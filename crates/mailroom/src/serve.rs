@@ -30,6 +30,10 @@ pub async fn run(config: Config) -> Result<()> {
     let backend = config.storage.backend.clone();
     let store: DynStore = crate::store_open::open(&config).await?;
     let node_id = crate::node::resolve_id(&config)?;
+    if config.storage.is_postgres() {
+        // One SQLite file has one node; on a shared database two must not share an id.
+        crate::node::ensure_id_unused(&store, &node_id).await?;
+    }
     let started_at = mailroom_model::now_millis();
     let keyring = crate::secrets_key::open(&config, store.as_ref())
         .await?
