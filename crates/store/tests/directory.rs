@@ -220,6 +220,18 @@ conformance!(
             .unwrap();
         assert_eq!(page[0].address, "ab@example.net");
 
+        // A negative limit is no limit, as SQLite reads it.
+        assert_eq!(
+            store.list_suppressions(&t, None, -1).await.unwrap().len(),
+            addresses.len()
+        );
+        assert!(
+            store
+                .list_suppressions(&t, None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let got = store
             .get_suppression(&t, "zed@EXAMPLE.net")
             .await
@@ -606,6 +618,69 @@ conformance_db!(two_nodes_writing_at_once_agree, |db: TestDb| async move {
         Some(9_000)
     );
 
+    // Whole-list replacements through two nodes at once: each ends as one of the
+    // two lists (never a mix, never a conflict).
+    for round in 0..10 {
+        let ip = |cidr: String| AllowedIp {
+            tenant_id: t.clone(),
+            cidr,
+            require_tls: false,
+        };
+        let la = vec![ip("10.0.0.0/8".into()), ip(format!("192.0.2.{round}/32"))];
+        let lb = vec![
+            ip("10.0.0.0/8".into()),
+            ip(format!("198.51.100.{round}/32")),
+        ];
+        let (ra, rb) = tokio::join!(a.set_allowed_ips(&t, &la), b.set_allowed_ips(&t, &lb));
+        ra.unwrap();
+        rb.unwrap();
+        let now = a.list_allowed_ips(&t).await.unwrap();
+        assert!(now == la || now == lb, "round {round}: {now:?}");
+
+        let sa = vec![format!("a{round}@example.net"), "both@example.net".into()];
+        let sb = vec![format!("b{round}@example.net")];
+        let (ra, rb) = tokio::join!(
+            a.set_sandbox_recipients(&t, &sa),
+            b.set_sandbox_recipients(&t, &sb)
+        );
+        ra.unwrap();
+        rb.unwrap();
+        let mut now: Vec<String> = a
+            .load_directory()
+            .await
+            .unwrap()
+            .sandbox_recipients
+            .into_iter()
+            .map(|(_, address)| address)
+            .collect();
+        now.sort();
+        let mut sa = sa.clone();
+        sa.sort();
+        assert!(now == sa || now == sb, "round {round}: {now:?}");
+    }
+
+    // One key rotated through two nodes at once: both rotations apply, one after
+    // the other, and exactly one secret is current (no expiry).
+    let (ra, rb) = tokio::join!(
+        a.rotate_api_key(&id, "rot-a", mailroom_model::now_millis() + 60_000),
+        b.rotate_api_key(&id, "rot-b", mailroom_model::now_millis() + 60_000),
+    );
+    assert!(ra.unwrap().is_some() && rb.unwrap().is_some());
+    let secrets: Vec<_> = a
+        .load_directory()
+        .await
+        .unwrap()
+        .api_key_secrets
+        .into_iter()
+        .filter(|s| s.key_id == id)
+        .collect();
+    assert_eq!(secrets.len(), 3, "{secrets:?}");
+    assert_eq!(
+        secrets.iter().filter(|s| s.expires_at.is_none()).count(),
+        1,
+        "{secrets:?}"
+    );
+
     // A credential revoked on one node is gone from the other's next snapshot.
     let cred = mailroom_model::CredentialId::generate();
     a.create_credential(NewCredential {
@@ -645,3 +720,136 @@ conformance_db!(two_nodes_writing_at_once_agree, |db: TestDb| async move {
         (1, 1)
     );
 });
+
+/// On a database whose default collation is a natural-language one (ICU English),
+/// the suppression list still pages in code-point order, as on SQLite (migration
+/// 0002 gives `suppressions.address` the "C" collation). PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressions_page_in_code_point_order_under_any_database_collation() {
+    use sqlx::Connection;
+    let admin = common::pg_admin_url();
+    let name = format!("mr_t_icu_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL reachable (MAILROOM_TEST_PG_URL)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en' \
+         LOCALE 'C.UTF-8'"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("create an ICU-collated database");
+    // Dropped at the end, even on panic.
+    let db = common::PgTestDb {
+        url: common::with_database(&admin, &name),
+        name,
+    };
+    let store: DynStore = std::sync::Arc::new(db.connect().await);
+    // The database itself does order these differently from code points.
+    let (icu_first,): (String,) =
+        sqlx::query_as("SELECT a FROM UNNEST(ARRAY['a_b', 'a.b']) AS t(a) ORDER BY a LIMIT 1")
+            .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+    assert_eq!(icu_first, "a_b", "ICU puts '_' before '.'");
+
+    let t = tenant(&store, "acme").await;
+    let addresses = [
+        "a_b@x.net",
+        "a.b@x.net",
+        "a-b@x.net",
+        "a+1@x.net",
+        "ab@x.net",
+    ];
+    for a in addresses {
+        store
+            .add_suppression(suppression(&t, a, "manual"))
+            .await
+            .unwrap();
+    }
+    let mut expected: Vec<&str> = addresses.to_vec();
+    expected.sort();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_suppressions(&t, after.as_deref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.address.clone());
+        seen.extend(page.into_iter().map(|s| s.address));
+    }
+    assert_eq!(seen, expected);
+}
+
+/// A periodic DNS check that finds the domain as it was writes its time and result
+/// but does not move the directory version (no node reloads for nothing); a status
+/// change does. PostgreSQL only: SQLite's trigger fires on every check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_domain_check_does_not_move_the_version() {
+    let db = common::TestDb::postgres().await;
+    let store = db.open().await;
+    let t = tenant(&store, "acme").await;
+    store
+        .add_domain(NewDomain {
+            tenant_id: t.clone(),
+            name: "acme.test".into(),
+            verified: true,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
+        })
+        .await
+        .unwrap();
+    let check = |status: DomainStatus, at| DomainCheck {
+        status,
+        checked_at: at,
+        result: json!({ "result": status.as_str(), "at": at }),
+    };
+    let before = store.directory_version().await.unwrap();
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Verified, 100))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.directory_version().await.unwrap(), before);
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!(d.last_checked_at, Some(100));
+    assert_eq!(
+        d.last_check,
+        Some(json!({ "result": "verified", "at": 100 }))
+    );
+
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Degraded, 200))
+            .await
+            .unwrap()
+    );
+    let after = store.directory_version().await.unwrap();
+    assert!(after > before);
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!((d.status, d.verified), (DomainStatus::Degraded, true));
+    assert!(
+        store
+            .record_domain_check("acme.test", check(DomainStatus::Failed, 300))
+            .await
+            .unwrap()
+    );
+    let d = store.get_domain("acme.test").await.unwrap().unwrap();
+    assert_eq!((d.status, d.verified), (DomainStatus::Failed, false));
+    assert!(store.directory_version().await.unwrap() > after);
+    assert!(
+        !store
+            .record_domain_check("nope.test", check(DomainStatus::Failed, 300))
+            .await
+            .unwrap()
+    );
+}

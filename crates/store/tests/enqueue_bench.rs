@@ -123,9 +123,13 @@ async fn enqueue_throughput_sqlite_vs_postgres() {
         store.enqueue(message(&tenant, n)).await.unwrap();
     }
     let before = server_cpu_ns(probe.pool()).await;
-    let rate = run(store).await;
+    // A clone: the store's backends must still be there when CPU is read after.
+    let rate = run(store.clone()).await;
     let after = server_cpu_ns(probe.pool()).await;
     let cpu_s = cpu_ns_since(&before, &after) as f64 / 1e9;
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        println!("before {before:?}\nafter  {after:?}");
+    }
     let gone = before.keys().filter(|p| !after.contains_key(p)).count();
     if gone > 0 {
         println!("({gone} server process(es) exited during the run: CPU figure is a lower bound)");

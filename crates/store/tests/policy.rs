@@ -149,11 +149,9 @@ conformance!(
 /// (a `Conflict` the API can answer by replaying the stored response), not be
 /// accepted silently as a second message.
 ///
-/// Ignored until the PostgreSQL writer stops replacing a live key (pg-queue's
-/// `writer.rs` writes the key with `ON CONFLICT ... DO UPDATE`); with that, run this
-/// to see both messages accepted.
+/// It failed (both messages accepted) while the writer wrote the key with
+/// `ON CONFLICT ... DO UPDATE`; the writer now replaces only a key past its window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the PostgreSQL writer replaces a live idempotency key (see the report of pg-directory)"]
 async fn an_idempotency_key_through_two_nodes_creates_one_message() {
     let db = common::TestDb::postgres().await;
     let a = db.open().await;

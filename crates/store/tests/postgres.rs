@@ -115,6 +115,11 @@ async fn three_nodes_migrate_a_fresh_database_at_once() {
         .await
         .unwrap();
     assert_eq!(timeout, "30s");
+    let idle: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(stores[2].pool())
+        .await
+        .unwrap();
+    assert_eq!(idle, "30s");
 }
 
 #[tokio::test]
@@ -639,4 +644,124 @@ async fn a_database_outage_fails_fast_and_recovers_by_itself() {
     }
     let counts = direct.count_recipients_by_state().await.unwrap();
     assert_eq!(counts, [("queued".to_string(), 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_fanned_out_and_claimed_by_two_nodes_once() {
+    use mailroom_store::{DeliveryState, DeliveryUpdate, NewTenant, NewWebhook};
+    let db = PgTestDb::create().await;
+    let a: DynStore = Arc::new(db.connect().await);
+    let b: DynStore = Arc::new(db.connect().await);
+    let tenant = a
+        .create_tenant(NewTenant {
+            id: TenantId::generate(),
+            name: "acme".into(),
+            api_key_hash: "h".into(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let hook = a
+        .create_webhook(NewWebhook {
+            id: mailroom_model::WebhookId::generate(),
+            tenant_id: tenant.clone(),
+            url: "http://127.0.0.1:9/".into(),
+            event_types: None,
+            secret: mailroom_secrets::Sealed::from_stored("whsec".into()),
+        })
+        .await
+        .unwrap()
+        .id;
+    // 60 one-recipient messages: 60 `accepted` events, each the first of its
+    // recipient, so every delivery is claimable at once.
+    for _ in 0..60 {
+        a.enqueue(message(&tenant, 1)).await.unwrap();
+    }
+    // Both nodes fan out at once, in small steps: every event gets one delivery row.
+    let fan = |s: DynStore| {
+        tokio::spawn(async move {
+            let mut made = 0;
+            loop {
+                let f = s.fan_out_events(7, now_millis()).await.unwrap();
+                made += f.deliveries;
+                if f.events == 0 {
+                    return made;
+                }
+            }
+        })
+    };
+    let (fa, fb) = tokio::join!(fan(a.clone()), fan(b.clone()));
+    assert_eq!(fa.unwrap() + fb.unwrap(), 60, "one delivery row per event");
+    // Both nodes claim at once: no delivery is claimed twice.
+    let claim = |s: DynStore, hook: mailroom_model::WebhookId| {
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let now = now_millis();
+                let batch = s
+                    .claim_deliveries(&hook, now, now + 60_000, 4)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|d| d.seq));
+            }
+        })
+    };
+    let (ca, cb) = tokio::join!(
+        claim(a.clone(), hook.clone()),
+        claim(b.clone(), hook.clone())
+    );
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    let mut all: Vec<i64> = ca.iter().chain(&cb).copied().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(all.len(), n, "a delivery was claimed twice");
+    assert_eq!(n, 60);
+    for seq in &ca {
+        a.record_delivery(DeliveryUpdate {
+            webhook_id: hook.clone(),
+            seq: *seq,
+            state: DeliveryState::Delivered,
+            attempts: 1,
+            next_attempt_at: None,
+            last_status: Some(200),
+            last_error: None,
+            at: now_millis(),
+        })
+        .await
+        .unwrap();
+    }
+    let pending = b
+        .list_deliveries(&hook, Some(DeliveryState::Pending), 100)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), cb.len());
+    assert_eq!(
+        b.webhook_delivery_counts().await.unwrap(),
+        [("pending".to_string(), cb.len() as i64)]
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_not_cut_by_the_statement_timeout() {
+    let db = PgTestDb::create_empty().await;
+    let mut settings = db.settings();
+    settings.statement_timeout = Duration::from_millis(1);
+    let store = PgStore::connect(&settings).await.unwrap();
+    store
+        .migrate()
+        .await
+        .expect("migrates despite a 1 ms statement timeout");
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(timeout, "1ms", "the pool keeps the configured timeout");
+    let slow = sqlx::query("SELECT pg_sleep(0.05)")
+        .execute(store.pool())
+        .await;
+    assert!(slow.is_err(), "a statement over the timeout is cancelled");
 }

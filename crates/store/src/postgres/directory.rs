@@ -109,6 +109,19 @@ pub(super) async fn sandbox_recipients(
     )
 }
 
+/// Serialises whole-list replacements of one tenant (allowlist, sandbox list) across
+/// nodes: without it two replacements at once interleave their DELETE and INSERT
+/// (READ COMMITTED) and end as a mix of both lists, or a duplicate-key conflict. The
+/// tenant row's lock does not block foreign-key checks (`NO KEY`).
+async fn lock_tenant(conn: &mut PgConnection, tenant: &TenantId) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(tenant.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(StoreError::on("tenant"))?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl DirectoryStore for PgStore {
     async fn create_tenant(&self, t: NewTenant) -> Result<TenantRecord, StoreError> {
@@ -256,6 +269,7 @@ impl DirectoryStore for PgStore {
     ) -> Result<(), StoreError> {
         let on = StoreError::on("allowed ip");
         let mut tx = self.pool().begin().await.map_err(&on)?;
+        lock_tenant(&mut tx, tenant).await?;
         sqlx::query("DELETE FROM allowed_ips WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .execute(&mut *tx)
@@ -295,6 +309,7 @@ impl DirectoryStore for PgStore {
         let on = StoreError::on("sandbox recipient");
         let lowered: Vec<String> = addresses.iter().map(|a| a.to_lowercase()).collect();
         let mut tx = self.pool().begin().await.map_err(&on)?;
+        lock_tenant(&mut tx, tenant).await?;
         sqlx::query("DELETE FROM sandbox_recipients WHERE tenant_id = $1")
             .bind(tenant.as_str())
             .execute(&mut *tx)

@@ -304,7 +304,7 @@ impl DomainStore for PgStore {
              ORDER BY seq DESC LIMIT $2",
         )
         .bind(tenant.as_str())
-        .bind(limit.max(0))
+        .bind(super::rows::sql_limit(limit))
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::on("event"))?;

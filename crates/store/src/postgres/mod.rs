@@ -4,14 +4,16 @@
 //! per node for accepted messages.
 //!
 //! Files: `writer` (enqueue, group commit), `queue` (claims, fenced outcomes,
-//! operator actions), `events` (event stream in commit order, webhooks),
-//! `tracking`, `cluster`; part 2 (directory, keys, policy, domains, intake) in their
-//! own files.
+//! operator actions), `events` (event stream in commit order), `webhooks`,
+//! `tracking`, `cluster`; part 2 (directory, keys, policy, domains, intake,
+//! secrets) in their own files.
 //!
-//! For every transaction that inserts into `events`: call
-//! `events::lock_event_order(&mut tx)` right before the event INSERTs (as late as
-//! possible), so that seq allocation order equals commit order. Insert events with
-//! `events::insert_event(&mut tx, &NewEvent)` (it does not take the lock itself).
+//! For every transaction that inserts into `events`: take the event-order lock right
+//! before the event INSERTs (as late as possible, nothing but the INSERTs and COMMIT
+//! after it), so that seq allocation order equals commit order: either
+//! `events::lock_event_order(&mut tx)` then `events::insert_event(&mut tx, &NewEvent)`,
+//! or `events::insert_events_in_order(&mut tx, &EventColumns, notify)` which does both
+//! for many events in two round trips.
 
 mod cluster;
 mod directory;
@@ -24,6 +26,7 @@ mod queue;
 mod rows;
 mod secrets;
 mod tracking;
+mod webhooks;
 mod writer;
 
 pub use writer::QUEUE_CHANNEL;
@@ -60,6 +63,8 @@ impl PgSettings {
 pub struct PgStore {
     pool: PgPool,
     writer: mpsc::Sender<writer::Job>,
+    /// How to connect, without the statement timeout (for migrations).
+    base: PgConnectOptions,
 }
 
 /// How long a caller waits for a connection before failing (server unreachable: the
@@ -70,15 +75,23 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITER_QUEUE: usize = 4096;
 
 impl PgStore {
-    /// Connects (the pool and the writer's connection) and starts the writer. Does not
-    /// migrate: call [`PgStore::migrate`].
+    /// Connects the pool (one connection at once, to report an unreachable server
+    /// now) and starts the writer task, which takes its connections from the pool.
+    /// Does not migrate: call [`PgStore::migrate`].
     pub async fn connect(settings: &PgSettings) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(&settings.url)
-            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?;
+        let base = PgConnectOptions::from_str(&settings.url)
+            .map_err(|e| StoreError::Database(format!("bad PostgreSQL URL: {e}")))?
+            .options([("synchronous_commit", "on")]);
         let timeout_ms = settings.statement_timeout.as_millis().max(1) as u64;
-        let options = options.options([
+        // A session idle inside a transaction (a node stalled or cut off between
+        // statements) is ended by the server after the same time, so it cannot hold
+        // row locks or the event-order lock for long.
+        let options = base.clone().options([
             ("statement_timeout", timeout_ms.to_string()),
-            ("synchronous_commit", "on".to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                timeout_ms.to_string(),
+            ),
         ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.max(1))
@@ -93,16 +106,36 @@ impl PgStore {
             })?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         tokio::spawn(writer::run(pool.clone(), rx));
-        Ok(Self { pool, writer: tx })
+        Ok(Self {
+            pool,
+            writer: tx,
+            base,
+        })
     }
 
     /// Applies the migrations that are not applied yet. sqlx holds a PostgreSQL
-    /// advisory lock while it migrates, so nodes starting together do not race.
+    /// advisory lock while it migrates, so nodes starting together do not race: the
+    /// others wait for it. On a connection of its own without the statement timeout,
+    /// so neither a long migration nor that wait is cut short.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
+        // A pool of one (the migrator over a bare connection is not `Send`).
+        let one = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(self.base.clone().options([("statement_timeout", "0")]))
             .await
-            .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+            .map_err(|e| {
+                StoreError::Database(format!(
+                    "cannot connect to PostgreSQL ({}): {e}",
+                    host_of(&self.base)
+                ))
+            })?;
+        let result = sqlx::migrate!("./migrations/postgres")
+            .run(&one)
+            .await
+            .map_err(|e| StoreError::Database(format!("migration failed: {e}")));
+        one.close().await;
+        result
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -106,15 +106,16 @@ impl SendPolicyStore for PgStore {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Suppression>, StoreError> {
-        // Keyset paging in code-point order (the column's collation is "C", as
-        // SQLite's BINARY), so pages neither overlap nor skip.
+        // Keyset paging in code-point order, as SQLite's BINARY, whatever the
+        // database's collation (migration 0002 gives the column "C"), so pages
+        // neither overlap nor skip and both backends list in the same order.
         let rows = sqlx::query(
             "SELECT * FROM suppressions WHERE tenant_id = $1 AND address > $2 \
              ORDER BY address LIMIT $3",
         )
         .bind(tenant.as_str())
         .bind(after.unwrap_or("").to_lowercase())
-        .bind(limit.max(0))
+        .bind(super::rows::sql_limit(limit))
         .fetch_all(self.pool())
         .await
         .map_err(StoreError::on("suppression"))?;

@@ -30,3 +30,9 @@ pub(super) fn json_column(r: &PgRow, name: &str) -> Decoded<serde_json::Value> {
 pub(super) fn json_param(value: &serde_json::Value) -> String {
     value.to_string()
 }
+
+/// A `LIMIT` value with SQLite's meaning: a negative limit is no limit (PostgreSQL
+/// refuses a negative one; `LIMIT NULL` is `LIMIT ALL`).
+pub(super) fn sql_limit(limit: i64) -> Option<i64> {
+    (limit >= 0).then_some(limit)
+}
