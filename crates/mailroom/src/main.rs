@@ -256,7 +256,7 @@ fn run(cli: Cli) -> Result<()> {
                     "no database at {} (data_dir / storage.sqlite_path)",
                     db_path.display()
                 );
-                let store = store_open::open(&config).await?;
+                let (store, _) = store_open::open(&config).await?;
                 println!("{}", secrets_key::rotate(&config, store.as_ref()).await?);
                 Ok(())
             }

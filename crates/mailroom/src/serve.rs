@@ -28,7 +28,7 @@ pub async fn run(config: Config) -> Result<()> {
     let db_path = config.sqlite_path();
     secure_files(&config, &db_path)?;
     let backend = config.storage.backend.clone();
-    let store: DynStore = crate::store_open::open(&config).await?;
+    let (store, pg): (DynStore, _) = crate::store_open::open(&config).await?;
     let node_id = crate::node::resolve_id(&config)?;
     if config.storage.is_postgres() {
         // One SQLite file has one node; on a shared database two must not share an id.
@@ -45,6 +45,13 @@ pub async fn run(config: Config) -> Result<()> {
     // Rings when a message is queued or a retry is asked for: delivery starts at once.
     let delivery_wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
+    if let Some(pg) = pg {
+        tokio::spawn(crate::store_open::wake_on_notify(
+            pg,
+            delivery_wake.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let mut listeners = Vec::new();
     let mut report = serde_json::Map::new();
@@ -112,10 +119,9 @@ pub async fn run(config: Config) -> Result<()> {
     let smtp_addrs = own.clone();
     // How many nodes are alive (heartbeats), for limits shared among them.
     let live_nodes = Arc::new(AtomicUsize::new(1));
-    // TODO(shared-state): `policy.use_live_nodes(live_nodes.clone())` (per-second rates
-    // shared among live nodes) once that branch is merged.
+    // Per-second rates are shared among live nodes (see mailroom_policy::quota).
+    policy.use_live_nodes(live_nodes.clone());
     let engine = if config.delivery.enabled {
-        // TODO(leases): `engine.set_live_nodes(live_nodes.clone())` once merged.
         let engine = mailroom_delivery::Engine::new(
             config.delivery_config(own, &node_id),
             store.clone(),
@@ -123,6 +129,8 @@ pub async fn run(config: Config) -> Result<()> {
             delivery_wake.clone(),
             shutdown.clone(),
         );
+        // Connection limits are divided among live nodes.
+        engine.set_live_nodes(live_nodes.clone());
         Some(engine)
     } else {
         tracing::warn!("delivery.enabled = false: messages are queued but not delivered");
@@ -259,7 +267,7 @@ pub async fn run(config: Config) -> Result<()> {
                 .as_bytes(),
         )?;
     }
-    let app = mailroom_api::app(mailroom_api::AppState {
+    let api_state = mailroom_api::AppState {
         domains,
         store: store.clone(),
         policy: policy.clone(),
@@ -273,7 +281,15 @@ pub async fn run(config: Config) -> Result<()> {
         webhooks: webhook_client,
         keyring,
         tracking: Some(tracking),
-    });
+    };
+    // Changes made through other nodes (directory, DKIM keys, operator token) and their
+    // daily quota counts reach this node's caches.
+    mailroom_api::spawn_refreshers(
+        &api_state,
+        mailroom_api::RefreshIntervals::default(),
+        shutdown.clone(),
+    );
+    let app = mailroom_api::app(api_state);
     let keys = store.clone();
     tokio::spawn(crate::node::run_singleton(
         store.clone(),

@@ -13,18 +13,55 @@ use mailroom_store::sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The store `mailroom serve` works on, migrated.
-pub async fn open(config: &Config) -> Result<DynStore> {
+/// The store `mailroom serve` works on, migrated; on PostgreSQL also the store itself,
+/// for the wake-up hints other nodes send (`wake_on_notify`).
+pub async fn open(config: &Config) -> Result<(DynStore, Option<Arc<PgStore>>)> {
     if config.storage.is_postgres() {
         let pg = connect_postgres(config).await?;
         migrate_postgres(config, &pg).await?;
-        return Ok(Arc::new(pg));
+        let pg = Arc::new(pg);
+        return Ok((pg.clone(), Some(pg)));
     }
     let db_path = config.sqlite_path();
     let store = SqliteStore::open(&db_path)
         .await
         .with_context(|| format!("cannot open database {}", db_path.display()))?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), None))
+}
+
+/// Wakes this node's delivery scheduler when any node commits work that became due
+/// (PostgreSQL `LISTEN`): retries, releases and messages not handed off reach delivery
+/// at once instead of at the next poll. Only a hint: the scheduler keeps polling, and a
+/// lost listener connection is re-established after a pause.
+pub async fn wake_on_notify(
+    pg: Arc<PgStore>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let mut listener = match pg.queue_listener().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "queue listener: cannot listen; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => match n {
+                    Ok(_) => wake.notify_one(),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "queue listener lost its connection");
+                        break;
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// `mailroom migrate`: brings the configured database's schema up to date; returns
