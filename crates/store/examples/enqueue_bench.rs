@@ -1,5 +1,5 @@
-//! A quick enqueue micro-benchmark (ignored by default; run with
-//! `cargo test -p mailroom-store --test enqueue_bench -- --ignored --nocapture`):
+//! A quick enqueue micro-benchmark (run with
+//! `cargo run --release --ignore-rust-version -p mailroom-store --example enqueue_bench`):
 //! 20 concurrent callers enqueue 5 KiB one-recipient messages through one store,
 //! SQLite (WAL, synchronous=FULL) and PostgreSQL (synchronous_commit=on), and print
 //! messages per second and, for PostgreSQL, the server's CPU per message (CPU time
@@ -11,6 +11,7 @@ use mailroom_store::{DynStore, NewMessage, NewRecipient};
 use std::collections::HashMap;
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 const CALLERS: usize = 20;
@@ -105,9 +106,8 @@ async fn run(store: DynStore) -> f64 {
     (CALLERS * PER_CALLER) as f64 / started.elapsed().as_secs_f64()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run with --ignored --nocapture"]
-async fn enqueue_throughput_sqlite_vs_postgres() {
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
     let n = (CALLERS * PER_CALLER) as f64;
     let sqlite = common::TestDb::sqlite().await;
     let rate = run(sqlite.open().await).await;
