@@ -19,6 +19,7 @@ STARTED = "mailroom started"
 def normalise(line: str) -> str:
     line = re.sub(r"mro_\S+", "mro_…", line)
     line = re.sub(r'key_id="[0-9a-f]+"', 'key_id="…"', line)
+    line = re.sub(r"node_id=\S+", "node_id=…", line)
     line = re.sub(r"^\d{4}-\d\d-\d\dT[0-9:.]+Z|^\d{4}-…Z", "<time>", line)
     return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line).rstrip()
 

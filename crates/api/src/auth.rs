@@ -20,12 +20,12 @@ pub enum Principal {
 /// The operator token's digest, replaceable at run time (`POST /v1/operator-token/rotate`):
 /// the old token stops working the moment the new digest is set.
 #[derive(Debug)]
-pub struct OperatorToken(RwLock<String>);
+pub struct OperatorToken(RwLock<String>, mailroom_policy::Generations);
 
 impl OperatorToken {
     /// From the SHA-256 (hex) digest of the token; the token itself is never kept.
     pub fn new(hash: String) -> Self {
-        Self(RwLock::new(hash))
+        Self(RwLock::new(hash), Default::default())
     }
 
     pub fn matches(&self, token: &str) -> bool {
@@ -34,8 +34,23 @@ impl OperatorToken {
         secrets::constant_time_eq(hash.as_bytes(), current.as_bytes())
     }
 
+    /// Sets the digest just stored (after the store write).
     pub fn set(&self, hash: String) {
-        *self.0.write().expect("operator token lock") = hash;
+        let ticket = self.begin();
+        self.set_from(ticket, hash);
+    }
+
+    /// A ticket to take before reading the digest from the store.
+    pub fn begin(&self) -> u64 {
+        self.1.begin()
+    }
+
+    /// Sets a digest read under `ticket`, unless a later one was set meanwhile (a
+    /// refresher's slow read never undoes a rotation).
+    pub fn set_from(&self, ticket: u64, hash: String) {
+        self.1.install(ticket, || {
+            *self.0.write().expect("operator token lock") = hash;
+        });
     }
 }
 

@@ -6,6 +6,11 @@ use axum::response::{IntoResponse, Response};
 use mailroom_store::StoreError;
 use serde::Serialize;
 
+/// The `Retry-After` of a 503 caused by the database (connection refused or reset,
+/// pool timeout): long enough for a failover or restart to begin, short enough that a
+/// client retrying on schedule does not wait long after it ends.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 #[derive(Debug, Serialize)]
 pub struct ApiError {
     #[serde(rename = "type")]
@@ -18,7 +23,7 @@ pub struct ApiError {
     /// The content rule that refused a message (RFC 7807 extension member).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<&'static str>,
-    /// Seconds for a `Retry-After` header (429).
+    /// Seconds for a `Retry-After` header (429, 503).
     #[serde(skip)]
     pub retry_after: Option<u64>,
 }
@@ -128,8 +133,9 @@ impl ApiError {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Storage unavailable",
-                    "temporary storage failure; try again later",
+                    "the database is temporarily unavailable; nothing was changed; try again later",
                 )
+                .with_retry_after(STORAGE_RETRY_AFTER_SECS)
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains,
-//! message status, the event stream and webhooks, with RFC 7807 problem responses
+//! message status, the event stream and webhooks, the nodes sharing the store, with RFC 7807 problem responses
 //! that name the offending field. `app(state)` builds the router, so tests drive it without a socket. Business rules
 //! live in `policy`, `ingest` and `store`; handlers only translate.
 
@@ -13,10 +13,12 @@ mod events;
 mod health;
 mod keys;
 mod messages;
+mod nodes;
 mod observe;
 mod openapi;
 mod quarantine;
 mod query;
+mod refresh;
 mod send;
 mod suppressions;
 mod tenants;
@@ -27,8 +29,12 @@ pub use auth::{OperatorToken, SEND_ROUTES, scope_allows};
 pub use error::ApiError;
 pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
+pub use nodes::{ALIVE_HEARTBEATS, DEFAULT_HEARTBEAT_MS, node_is_alive};
 pub use send::IDEMPOTENCY_WINDOW_MS;
 pub use tracking::TrackingState;
+
+// Keeping this node's caches in step with the other nodes'.
+pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -133,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
+        .route("/v1/nodes", get(nodes::list))
         .route("/v1/events", get(events::list))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route(

@@ -14,16 +14,41 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// How long `/readyz` waits for the database's answer: a hung connection (or a pool
+/// waiting for one) is "not ready" within a load balancer's usual probe timeout.
+pub const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready while the database answers a ping within [`READY_PING_TIMEOUT`]. While it
+/// does not: 503 with a detail naming the database and a `Retry-After`, so a load
+/// balancer sends submissions to other nodes; it turns ready again by itself when the
+/// database is back.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
+    let failure = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("the database does not answer: {e}")),
+        Err(_) => Some(format!(
+            "the database did not answer within {} s",
+            READY_PING_TIMEOUT.as_secs()
+        )),
+    };
+    match failure {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(detail) => {
+            tracing::warn!(%detail, "readiness check failed");
+            let mut r = (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "reason": "storage"})),
+                Json(json!({
+                    "status": "unavailable",
+                    "reason": "storage",
+                    "detail": detail,
+                })),
             )
-                .into_response()
+                .into_response();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(crate::error::STORAGE_RETRY_AFTER_SECS),
+            );
+            r
         }
     }
 }

@@ -1,7 +1,15 @@
 //! `POST /v1/messages`: the HTTP front-end of the one ingest pipeline. Validates and
-//! composes the message (`compose`), honours `Idempotency-Key` (the first response is
-//! stored with the message in one transaction and replayed for 24 h), and maps every
-//! ingest outcome to a status: 202, 403, 413, 422, 429 (with `Retry-After`), 503, 507.
+//! composes the message (`compose`), honours `Idempotency-Key`, and maps every ingest
+//! outcome to a status: 202, 403, 413, 422, 429 (with `Retry-After`), 503 (with
+//! `Retry-After`: the database or the scanner is unavailable), 507.
+//!
+//! Idempotency across nodes: the stored key row is the source of truth. The first
+//! response is stored with the message in one transaction and replayed for 24 h by
+//! whichever node the retry reaches (the row is read before anything else). Requests
+//! with one key are serialised within a node (a concurrent second one is a 409); two
+//! nodes racing on one key both try to store, the store lets one commit and refuses
+//! the other's key with `StoreError::Conflict` (rolling back its message), and the
+//! loser answers with the winner's stored response — never a second message.
 
 use crate::auth::Principal;
 use crate::compose::{SendRequest, compose};
@@ -15,10 +23,11 @@ use axum::response::{IntoResponse, Response};
 use mailroom_ingest::{IngestError, Origin, Recipient, Submission};
 use mailroom_model::{MessageId, TenantId, now_millis};
 use mailroom_policy::{RecipientVerdict, Refusal, SenderVerdict};
+use mailroom_store::StoreError;
 use std::net::SocketAddr;
 
-/// How long an idempotency key is remembered.
-pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+/// How long an idempotency key is remembered (the store enforces the same window).
+pub use mailroom_store::IDEMPOTENCY_WINDOW_MS;
 
 /// The peer's address when the server was started with connect info (not in tests).
 pub struct ClientIp(pub Option<std::net::IpAddr>);
@@ -104,7 +113,7 @@ pub async fn send(
                 let mut set = state
                     .inflight_keys
                     .lock()
-                    .map_err(|_| ApiError::storage(mailroom_store::StoreError::Closed))?;
+                    .map_err(|_| ApiError::storage(StoreError::Closed))?;
                 if !set.insert(entry.clone()) {
                     return Err(ApiError::status(
                         StatusCode::CONFLICT,
@@ -118,18 +127,10 @@ pub async fn send(
                 state: &state,
                 key: entry,
             };
-            if let Some(found) = state
-                .store
-                .get_idempotency(&tenant.tenant_id, k, now_millis() - IDEMPOTENCY_WINDOW_MS)
-                .await?
+            if let Some(stored) =
+                stored_response(&state, &tenant.tenant_id, k, &request_hash).await?
             {
-                if found.request_hash != request_hash {
-                    return Err(ApiError::invalid(
-                        "Idempotency-Key",
-                        "this key was used with a different request body",
-                    ));
-                }
-                return Ok(accepted_response(found.response, true));
+                return Ok(stored);
             }
             Some(guard)
         }
@@ -161,6 +162,8 @@ pub async fn send(
     let fields: Vec<String> = composed.recipients.iter().map(|(_, f)| f.clone()).collect();
     let smtputf8 =
         composed.mail_from.is_utf8() || composed.recipients.iter().any(|(a, _)| a.is_utf8());
+    let tenant_id = tenant.tenant_id.clone();
+    let key_again = key.clone();
     let submission = Submission {
         tenant,
         mail_from: composed.mail_from,
@@ -178,13 +181,52 @@ pub async fn send(
         dsn_ret: None,
         dsn_envid: None,
         smtputf8,
-        idempotency: key.map(|k| (k, request_hash)),
+        idempotency: key.map(|k| (k, request_hash.clone())),
         meta: composed.meta,
     };
     match state.ingest.submit(submission).await {
         Ok(accepted) => Ok(accepted_response(accepted.to_json(), false)),
+        Err(IngestError::Storage(StoreError::Conflict(_))) if key_again.is_some() => {
+            // Another node stored a message under this key between our look-up and
+            // our commit: ours was rolled back; answer as that node did.
+            let key = key_again.unwrap_or_default();
+            metrics::counter!("mailroom_idempotency_races_total").increment(1);
+            match stored_response(&state, &tenant_id, &key, &request_hash).await? {
+                Some(stored) => Ok(stored),
+                None => Err(ApiError::status(
+                    StatusCode::CONFLICT,
+                    "Request in progress",
+                    "another request with this Idempotency-Key was stored concurrently; retry",
+                )
+                .with_field("Idempotency-Key")),
+            }
+        }
         Err(e) => Err(ingest_error(e, &fields, req.raw.is_some())),
     }
+}
+
+/// The stored first response for `key` (replayed, 202), a 422 if the key was used
+/// with another body, or `None` if the key is not stored (or older than the window).
+async fn stored_response(
+    state: &AppState,
+    tenant: &TenantId,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<Response>, ApiError> {
+    let Some(found) = state
+        .store
+        .get_idempotency(tenant, key, now_millis() - IDEMPOTENCY_WINDOW_MS)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if found.request_hash != request_hash {
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "this key was used with a different request body",
+        ));
+    }
+    Ok(Some(accepted_response(found.response, true)))
 }
 
 /// Every ingest outcome has its status; no catch-all arm.

@@ -218,7 +218,9 @@ async fn one_click_unsubscribe_suppresses_the_recipient() {
     let e = events(&api, &key, &id, "unsubscribed").await;
     assert_eq!(e.len(), 1);
     assert_eq!(e[0]["recipient"], "reader@example.net");
-    let tampered = format!("{}x", &path[..path.len() - 1]);
+    // Another last character (a fixed "x" is the token's own 1 time in 64).
+    let other = if path.ends_with('x') { 'y' } else { 'x' };
+    let tampered = format!("{}{other}", &path[..path.len() - 1]);
     assert_eq!(
         api.call(Method::POST, &tampered, None, None, &[])
             .await

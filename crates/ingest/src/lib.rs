@@ -11,7 +11,7 @@ mod content;
 mod headers;
 mod sign;
 
-pub use sign::{ArcSealer, SealContext, Signed, Signer, carries_authentication};
+pub use sign::{ArcSealer, SealContext, Signed, Signer, SigningKeys, carries_authentication};
 
 pub use content::{Action, Actions, ContentConfig, TRACK_HEADER, TrackingConfig};
 
@@ -182,6 +182,23 @@ impl Ingest {
         &self.signer
     }
 
+    /// The policy directory and the signing keys, as the caches a refresher keeps in
+    /// step with other nodes (`mailroom_policy::Refresher`).
+    pub fn caches(&self) -> Vec<Arc<dyn mailroom_policy::Cached>> {
+        vec![
+            self.policy.clone(),
+            Arc::new(SigningKeys {
+                signer: self.signer.clone(),
+                store: self.store.clone(),
+            }),
+        ]
+    }
+
+    /// The store this pipeline writes to.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
     /// Enables tracking and content protection.
     pub fn with_content(mut self, content: Arc<ContentConfig>) -> Self {
         self.content = Some(content);
@@ -344,7 +361,11 @@ impl Ingest {
             .as_ref()
             .filter(|_| message.quarantine.is_none())
             .map(|_| (due_recipients(&message), Arc::new(message.body.clone())));
-        self.store.enqueue(message).await?;
+        if let Err(e) = self.store.enqueue(message).await {
+            // Nothing was stored: the admission does not count against the quotas.
+            self.policy.refund_message(tenant);
+            return Err(e.into());
+        }
         if let (Some(handoff), Some((due, body))) = (&self.handoff, fresh) {
             let refused = handoff.offer(due, body);
             if !refused.is_empty() {

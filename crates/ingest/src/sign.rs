@@ -6,12 +6,13 @@
 //!
 //! Keys are held in memory ([`Signer`]), loaded from the store at start and reloaded
 //! after every change (a domain added, a key rotated, activated or retired), so the
-//! hot path never queries the database. Owns no key lifecycle: that is the API and the
-//! background domain checker.
+//! hot path never queries the database; changes made through other nodes are picked
+//! up by the policy refresher through [`SigningKeys`]. Owns no key lifecycle: that is
+//! the API and the background domain checker.
 
 use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
 use mailroom_secrets::{Keyring, dkim_context};
-use mailroom_store::{DkimKeyRecord, Store, StoreError};
+use mailroom_store::{DkimKeyRecord, DynStore, Store, StoreError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,8 @@ type KeyMap = HashMap<String, Vec<(String, Arc<DkimKey>)>>;
 /// Signing keys by domain (active and retiring keys only), and the sealer.
 pub struct Signer {
     keys: RwLock<Arc<KeyMap>>,
+    /// Orders overlapping reloads (see `mailroom_policy::Generations`).
+    generations: mailroom_policy::Generations,
     /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
     return_path_label: Option<String>,
     arc: Option<ArcSealer>,
@@ -68,6 +71,7 @@ impl Signer {
     ) -> Self {
         Self {
             keys: RwLock::new(Arc::new(HashMap::new())),
+            generations: Default::default(),
             return_path_label,
             arc,
             keyring,
@@ -90,7 +94,9 @@ impl Signer {
 
     /// Re-reads the keys from the store. Keys that do not parse are skipped (and
     /// logged): the domain then sends with what is left, or unsigned.
+    /// Overlapping reloads install in the order they started.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let ticket = self.generations.begin();
         let mut map = KeyMap::new();
         for k in store.list_dkim_keys(None).await? {
             if !k.state.signs() {
@@ -106,7 +112,9 @@ impl Signer {
                 }
             }
         }
-        *self.keys.write().expect("signer lock") = Arc::new(map);
+        self.generations.install(ticket, || {
+            *self.keys.write().expect("signer lock") = Arc::new(map);
+        });
         Ok(())
     }
 
@@ -190,6 +198,24 @@ impl Signer {
             }
         }
         out
+    }
+}
+
+/// The signing keys as a cache the policy refresher reloads when another node
+/// changed a domain or key (`mailroom_policy::refresh`).
+pub struct SigningKeys {
+    pub signer: Arc<Signer>,
+    pub store: DynStore,
+}
+
+#[mailroom_policy::async_trait]
+impl mailroom_policy::Cached for SigningKeys {
+    fn name(&self) -> &'static str {
+        "DKIM signing keys"
+    }
+
+    async fn reload(&self) -> Result<(), StoreError> {
+        self.signer.reload(self.store.as_ref()).await
     }
 }
 

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::delivery_config::{DeliverySection, RouteSection};
+pub use crate::storage_config::{NodeSection, StorageSection};
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -18,6 +21,7 @@ pub struct Config {
     pub http: HttpSection,
     pub tls: TlsSection,
     pub storage: StorageSection,
+    pub node: NodeSection,
     pub log: LogSection,
     pub delivery: DeliverySection,
     pub dns: DnsSection,
@@ -45,89 +49,12 @@ pub struct LimitsSection {
     pub messages_per_day: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliverySection {
-    /// Run the delivery engine (off: messages are only queued).
-    pub enabled: bool,
-    /// EHLO name toward exchangers; empty: `hostname`.
-    pub helo_name: String,
-    pub mx_port: u16,
-    /// none | opportunistic | required | verify
-    pub mx_tls: String,
-    /// Allow exchangers on loopback/private/link-local addresses.
-    pub allow_private: bool,
-    pub per_destination_connections: usize,
-    pub max_connections: usize,
-    pub max_messages_per_connection: u32,
-    pub idle_timeout_secs: u64,
-    pub connect_timeout_secs: u64,
-    pub greeting_timeout_secs: u64,
-    pub command_timeout_secs: u64,
-    pub data_timeout_secs: u64,
-    pub retry_schedule_secs: Vec<u64>,
-    pub retry_jitter: f64,
-    pub queue_lifetime_secs: u64,
-    pub dsn: bool,
-    pub routes: Vec<RouteSection>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSection {
-    /// Recipient domains, or `*` for every other domain.
-    pub domains: Vec<String>,
-    pub host: String,
-    #[serde(default = "default_route_port")]
-    pub port: u16,
-    /// none | opportunistic | required | verify
-    #[serde(default = "default_route_tls")]
-    pub tls: String,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-fn default_route_port() -> u16 {
-    25
-}
-
-fn default_route_tls() -> String {
-    "opportunistic".into()
-}
-
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsSection {
     /// Resolvers as "ip:port"; empty: the system's (/etc/resolv.conf).
     pub nameservers: Vec<std::net::SocketAddr>,
     pub timeout_secs: Option<u64>,
-}
-
-impl Default for DeliverySection {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            helo_name: String::new(),
-            mx_port: 25,
-            mx_tls: "opportunistic".into(),
-            allow_private: false,
-            per_destination_connections: 10,
-            max_connections: 200,
-            max_messages_per_connection: 100,
-            idle_timeout_secs: 5,
-            connect_timeout_secs: 30,
-            greeting_timeout_secs: 300,
-            command_timeout_secs: 300,
-            data_timeout_secs: 600,
-            retry_schedule_secs: vec![60, 300, 900, 1800, 3600, 7200, 14400, 28800],
-            retry_jitter: 0.1,
-            queue_lifetime_secs: 72 * 3600,
-            dsn: true,
-            routes: Vec::new(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -167,14 +94,6 @@ pub struct TlsSection {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageSection {
-    pub backend: String,
-    /// Defaults to data_dir/mailroom.db.
-    pub sqlite_path: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     pub format: String,
     pub level: String,
@@ -189,6 +108,7 @@ impl Default for Config {
             http: HttpSection::default(),
             tls: TlsSection::default(),
             storage: StorageSection::default(),
+            node: NodeSection::default(),
             log: LogSection::default(),
             delivery: DeliverySection::default(),
             dns: DnsSection::default(),
@@ -238,15 +158,6 @@ impl Default for HttpSection {
     }
 }
 
-impl Default for StorageSection {
-    fn default() -> Self {
-        Self {
-            backend: "sqlite".into(),
-            sqlite_path: None,
-        }
-    }
-}
-
 impl Default for LogSection {
     fn default() -> Self {
         Self {
@@ -256,13 +167,14 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 20] = [
+const TOP_LEVEL: [&str; 21] = [
     "data_dir",
     "hostname",
     "smtp",
     "http",
     "tls",
     "storage",
+    "node",
     "log",
     "delivery",
     "dns",
@@ -278,7 +190,6 @@ const TOP_LEVEL: [&str; 20] = [
     "health",
     "secrets",
 ];
-const TLS_MODES: [&str; 4] = ["none", "opportunistic", "required", "verify"];
 
 /// Reads the file (if any), applies environment overrides, validates.
 pub fn load(path: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Config> {
@@ -333,7 +244,7 @@ pub fn parse(
             let env = from_env.join(", ");
             anyhow::anyhow!(
                 "{origin} (environment overrides: {env}): {}",
-                e.message().trim()
+                crate::storage_config::redact_text(e.message().trim())
             )
         })?
     };
@@ -342,9 +253,12 @@ pub fn parse(
 }
 
 /// A TOML error: toml's own text has the line, the column and the offending line, so
-/// the key is shown in place.
+/// the key is shown in place (a database URL's password redacted).
 fn toml_error(origin: &str, e: &toml::de::Error) -> anyhow::Error {
-    anyhow::anyhow!("{origin}: {}", e.to_string().trim_end())
+    anyhow::anyhow!(
+        "{origin}: {}",
+        crate::storage_config::redact_text(e.to_string().trim_end())
+    )
 }
 
 fn parse_env_value(raw: &str) -> toml::Value {
@@ -378,7 +292,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 impl Config {
     fn validate(&self) -> Result<()> {
         let s = &self.smtp;
-        let checks: [(bool, &str, &str); 14] = [
+        let checks: [(bool, &str, &str); 13] = [
             (
                 !(self.limits.messages_per_second.is_finite()
                     && self.limits.messages_per_second >= 0.0),
@@ -441,11 +355,6 @@ impl Config {
                 "must be at least 1",
             ),
             (
-                !["sqlite"].contains(&self.storage.backend.as_str()),
-                "storage.backend",
-                "must be \"sqlite\" (PostgreSQL comes later)",
-            ),
-            (
                 !["human", "json"].contains(&self.log.format.as_str()),
                 "log.format",
                 "must be \"human\" or \"json\"",
@@ -456,77 +365,16 @@ impl Config {
                 bail!("invalid value for key {key}: {why}");
             }
         }
+        crate::storage_config::validate(&self.storage, &self.node)?;
         crate::domains::validate(self)?;
         crate::intake_config::validate(&self.intake, &self.health)?;
         crate::secrets_key::validate(&self.secrets)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }
-        let d = &self.delivery;
-        let delivery_checks: [(bool, &str, &str); 7] = [
-            (
-                !TLS_MODES.contains(&d.mx_tls.as_str()),
-                "delivery.mx_tls",
-                "must be none, opportunistic, required or verify",
-            ),
-            (
-                d.per_destination_connections == 0,
-                "delivery.per_destination_connections",
-                "must be at least 1",
-            ),
-            (
-                d.max_connections == 0,
-                "delivery.max_connections",
-                "must be at least 1",
-            ),
-            (
-                d.max_messages_per_connection == 0,
-                "delivery.max_messages_per_connection",
-                "must be at least 1",
-            ),
-            (
-                d.retry_schedule_secs.is_empty() || d.retry_schedule_secs.contains(&0),
-                "delivery.retry_schedule_secs",
-                "must list at least one delay, each at least 1",
-            ),
-            (
-                !(0.0..=1.0).contains(&d.retry_jitter),
-                "delivery.retry_jitter",
-                "must be between 0.0 and 1.0",
-            ),
-            (
-                d.queue_lifetime_secs == 0,
-                "delivery.queue_lifetime_secs",
-                "must be at least 1",
-            ),
-        ];
-        for (bad, key, why) in delivery_checks {
-            if bad {
-                bail!("invalid value for key {key}: {why}");
-            }
-        }
+        crate::delivery_config::validate(&self.delivery)?;
         crate::event_config::validate(&self.events, &self.webhooks)?;
         crate::content_config::validate(&self.tracking, &self.content)?;
-        for (i, r) in d.routes.iter().enumerate() {
-            if r.domains.is_empty() {
-                bail!(
-                    "invalid value for key delivery.routes[{i}].domains: list at least one domain or \"*\""
-                );
-            }
-            if r.host.is_empty() {
-                bail!("invalid value for key delivery.routes[{i}].host: must not be empty");
-            }
-            if !TLS_MODES.contains(&r.tls.as_str()) {
-                bail!(
-                    "invalid value for key delivery.routes[{i}].tls: must be none, opportunistic, required or verify"
-                );
-            }
-            if r.username.is_some() != r.password.is_some() {
-                bail!(
-                    "invalid value for key delivery.routes[{i}].username / password: set both or neither"
-                );
-            }
-        }
         if s.submission_listen.is_empty() && s.implicit_tls_listen.is_empty() {
             bail!("invalid value for key smtp.submission_listen: no SMTP listener configured");
         }
@@ -572,123 +420,6 @@ impl Config {
     }
 }
 
-fn tls_mode(text: &str) -> mailroom_delivery::TlsMode {
-    use mailroom_delivery::TlsMode;
-    match text {
-        "none" => TlsMode::None,
-        "required" => TlsMode::Required,
-        "verify" => TlsMode::Verify,
-        _ => TlsMode::Opportunistic,
-    }
-}
-
-impl Config {
-    /// The delivery engine's settings; `own_listeners` are this server's SMTP sockets.
-    pub fn delivery_config(
-        &self,
-        own_listeners: Vec<std::net::SocketAddr>,
-    ) -> mailroom_delivery::DeliveryConfig {
-        use mailroom_delivery::{DeliveryConfig, StaticRoute, Timeouts, schedule::RetrySchedule};
-        use std::time::Duration;
-        let d = &self.delivery;
-        let secs = Duration::from_secs;
-        DeliveryConfig {
-            helo_name: if d.helo_name.is_empty() {
-                self.hostname.clone()
-            } else {
-                d.helo_name.clone()
-            },
-            mx_port: d.mx_port,
-            mx_tls: tls_mode(&d.mx_tls),
-            routes: d
-                .routes
-                .iter()
-                .map(|r| StaticRoute {
-                    domains: r.domains.iter().map(|x| x.to_ascii_lowercase()).collect(),
-                    host: r.host.clone(),
-                    port: r.port,
-                    tls: tls_mode(&r.tls),
-                    auth: r.username.clone().zip(r.password.clone()),
-                })
-                .collect(),
-            allow_private: d.allow_private,
-            own_listeners,
-            per_destination_connections: d.per_destination_connections,
-            max_connections: d.max_connections,
-            max_messages_per_connection: d.max_messages_per_connection,
-            idle_timeout: secs(d.idle_timeout_secs),
-            timeouts: Timeouts {
-                connect: secs(d.connect_timeout_secs),
-                greeting: secs(d.greeting_timeout_secs),
-                command: secs(d.command_timeout_secs),
-                data_end: secs(d.data_timeout_secs),
-            },
-            retry: RetrySchedule {
-                steps: d.retry_schedule_secs.iter().map(|s| secs(*s)).collect(),
-                jitter: d.retry_jitter,
-                lifetime: secs(d.queue_lifetime_secs),
-            },
-            dsn: d.dsn,
-            ..DeliveryConfig::default()
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.toml");
-        std::fs::write(&path, text).unwrap();
-        load(
-            Some(&path),
-            env.iter().map(|(a, b)| (a.to_string(), b.to_string())),
-        )
-    }
-
-    #[test]
-    fn defaults_file_and_env() {
-        let c = load(None, std::iter::empty()).unwrap();
-        assert_eq!(c.smtp.max_recipients, 100);
-        assert_eq!(c.http.listen.port(), 8080);
-        let c = load_text(
-            "hostname = \"mx.test\"\n[smtp]\nmax_recipients = 5\n",
-            &[
-                ("MAILROOM_SMTP__MAX_MESSAGE_SIZE", "2048"),
-                ("MAILROOM_HTTP__LISTEN", "127.0.0.1:0"),
-                ("MAILROOM_TOKEN", "x"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.hostname, "mx.test");
-        assert_eq!(c.smtp.max_recipients, 5);
-        assert_eq!(c.smtp.max_message_size, 2048);
-        assert_eq!(c.http.listen.port(), 0);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = load_text("[smtp]\nmax_recipientz = 5\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("max_recipientz"), "{e}");
-        let e = load_text("[smtp]\nmax_recipients = \"many\"\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("max_recipients") && e.contains("line 2"), "{e}");
-        let e = load_text("[smtp]\nmax_recipients = 0\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("smtp.max_recipients"), "{e}");
-        // Found by tests/e2e/test_logs.py: the documented MAILROOM_LOG=debug filter
-        // was taken for the [log] section and the server refused to start.
-        let c = load_text("", &[("MAILROOM_LOG", "debug,sqlx=warn")]).unwrap();
-        assert_eq!(c.log.level, "info");
-        let e = load_text("", &[("MAILROOM_LOG__FORMAT", "xml")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("log.format"), "{e}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

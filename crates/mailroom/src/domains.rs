@@ -255,18 +255,13 @@ pub fn services(
     s
 }
 
-/// Re-checks due domains and advances key rotation, every `tick` until shutdown.
-pub async fn maintain(services: Arc<DomainServices>, tick: Duration, shutdown: CancellationToken) {
-    loop {
-        match services.maintain(mailroom_model::now_millis()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(checked = n, "domains re-checked"),
-            Err(e) => tracing::warn!(error = %e, "domain maintenance failed; retrying next round"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = shutdown.cancelled() => return,
-        }
+/// Re-checks due domains and advances key rotation, once (serve runs it periodically,
+/// on one node at a time).
+pub async fn maintain_once(services: &DomainServices) {
+    match services.maintain(mailroom_model::now_millis()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(checked = n, "domains re-checked"),
+        Err(e) => tracing::warn!(error = %e, "domain maintenance failed; retrying next round"),
     }
 }
 

@@ -58,7 +58,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 
 /// What Mailroom writes in the data directory (and `<name>.tmp` while writing it).
 /// Only these are touched: `data_dir` may hold other people's files.
-const OURS: [&str; 14] = [
+const OURS: [&str; 15] = [
     "mailroom.db",
     "mailroom.db-wal",
     "mailroom.db-shm",
@@ -70,6 +70,7 @@ const OURS: [&str; 14] = [
     "tracking-secret",
     "arc-key.pem",
     "listeners.json",
+    "node-id",
     "tls",
     "tls/cert.pem",
     "tls/key.pem",

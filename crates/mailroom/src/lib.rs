@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod content_config;
+pub mod delivery_config;
 pub mod domains;
 pub mod event_config;
 pub mod files;
 pub mod intake_config;
 pub mod secrets_key;
+pub mod storage_config;

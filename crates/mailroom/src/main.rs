@@ -2,20 +2,23 @@
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
 mod cli_keys;
+mod cli_nodes;
 mod cli_send;
 #[cfg(test)]
 mod cli_tests;
 mod client;
 mod client_events;
 mod metrics;
+mod node;
 mod serve;
+mod store_open;
 mod tls;
 
 // Configuration (and the domain sections and files it needs) lives in the library
 // target (src/lib.rs) so the fuzzers reach it.
 use mailroom::{config, content_config, domains, files, secrets_key};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -51,6 +54,21 @@ enum Command {
     CheckConfig {
         #[arg(env = "MAILROOM_CONFIG")]
         config: PathBuf,
+    },
+    /// Bring the configured database's schema up to date (SQLite file or PostgreSQL),
+    /// then exit; `serve` does the same at start.
+    Migrate {
+        /// TOML configuration file of the service (its [storage]).
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Show the nodes sharing the store: alive or dead, last heartbeat, leased recipients.
+    Nodes {
+        #[command(flatten)]
+        api: client::ApiArgs,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage tenants (through the HTTP API).
     Tenant {
@@ -208,6 +226,13 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}: ok", config.display());
                 Ok(())
             }
+            Command::Migrate { config } => {
+                let config = config::load(config.as_deref(), std::env::vars())?;
+                init_logging("human", "warn");
+                println!("{}", store_open::migrate(&config).await?);
+                Ok(())
+            }
+            Command::Nodes { api, json } => cli_nodes::nodes(&api, json).await,
             Command::Tenant { api, cmd } => client::tenant(&api, cmd).await,
             Command::Credential { api, cmd } => client::credential(&api, cmd).await,
             Command::Domain { api, cmd } => client::domain(&api, cmd).await,
@@ -227,14 +252,12 @@ fn run(cli: Cli) -> Result<()> {
                 init_logging("human", "warn");
                 let db_path = config.sqlite_path();
                 anyhow::ensure!(
-                    db_path.exists(),
+                    config.storage.is_postgres() || db_path.exists(),
                     "no database at {} (data_dir / storage.sqlite_path)",
                     db_path.display()
                 );
-                let store = mailroom_store::sqlite::SqliteStore::open(&db_path)
-                    .await
-                    .with_context(|| format!("cannot open database {}", db_path.display()))?;
-                println!("{}", secrets_key::rotate(&config, &store).await?);
+                let (store, _) = store_open::open(&config).await?;
+                println!("{}", secrets_key::rotate(&config, store.as_ref()).await?);
                 Ok(())
             }
             Command::Bench(args) => mailroom_bench::run_cli(args).await,

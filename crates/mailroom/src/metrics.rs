@@ -77,6 +77,10 @@ fn describe() {
         "mailroom_delivery_lost_leases_total",
         "Delivery outcomes not recorded because this node's lease had been taken over by another node (the recipient may have been sent twice)"
     );
+    describe_counter!(
+        "mailroom_idempotency_races_total",
+        "HTTP sends whose Idempotency-Key was stored first by a concurrent request (through this or another node); answered with that request's response"
+    );
     describe_gauge!(
         "mailroom_queue_recipients",
         "Recipients in the store by state, read at scrape time"

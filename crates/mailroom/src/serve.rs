@@ -1,6 +1,7 @@
-//! `mailroom serve`: open the store, load the policy, bind every listener, print where
-//! they are (and write them to data_dir/listeners.json), then run until SIGINT or
-//! SIGTERM. On shutdown, listeners stop accepting, open sessions hear `421 4.3.2`, and
+//! `mailroom serve`: open the store (SQLite, or PostgreSQL shared with other nodes),
+//! load the policy, bind every listener, print where they are (and write them to
+//! data_dir/listeners.json), start the heartbeat and the singleton jobs, then run
+//! until SIGINT or SIGTERM. On shutdown, listeners stop accepting, open sessions hear `421 4.3.2`, and
 //! the process waits (bounded) for sessions that are committing a message.
 
 use crate::config::Config;
@@ -10,9 +11,9 @@ use mailroom_ingest::Ingest;
 use mailroom_intake::{HealthMonitor, Intake};
 use mailroom_policy::Policy;
 use mailroom_smtpd::{IntakeHandle, Listener, ListenerKind, Shared};
-use mailroom_store::DynStore;
-use mailroom_store::sqlite::SqliteStore;
+use mailroom_store::{DynStore, NodeInfo};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,11 +27,14 @@ pub async fn run(config: Config) -> Result<()> {
     }
     let db_path = config.sqlite_path();
     secure_files(&config, &db_path)?;
-    let store: DynStore = Arc::new(
-        SqliteStore::open(&db_path)
-            .await
-            .with_context(|| format!("cannot open database {}", db_path.display()))?,
-    );
+    let backend = config.storage.backend.clone();
+    let (store, pg): (DynStore, _) = crate::store_open::open(&config).await?;
+    let node_id = crate::node::resolve_id(&config)?;
+    if config.storage.is_postgres() {
+        // One SQLite file has one node; on a shared database two must not share an id.
+        crate::node::ensure_id_unused(&store, &node_id).await?;
+    }
+    let started_at = mailroom_model::now_millis();
     let keyring = crate::secrets_key::open(&config, store.as_ref())
         .await?
         .keyring;
@@ -41,6 +45,13 @@ pub async fn run(config: Config) -> Result<()> {
     // Rings when a message is queued or a retry is asked for: delivery starts at once.
     let delivery_wake = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
+    if let Some(pg) = pg {
+        tokio::spawn(crate::store_open::wake_on_notify(
+            pg,
+            delivery_wake.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let mut listeners = Vec::new();
     let mut report = serde_json::Map::new();
@@ -105,14 +116,21 @@ pub async fn run(config: Config) -> Result<()> {
             )
             .context("dns.nameservers")?
         });
+    let smtp_addrs = own.clone();
+    // How many nodes are alive (heartbeats), for limits shared among them.
+    let live_nodes = Arc::new(AtomicUsize::new(1));
+    // Per-second rates are shared among live nodes (see mailroom_policy::quota).
+    policy.use_live_nodes(live_nodes.clone());
     let engine = if config.delivery.enabled {
         let engine = mailroom_delivery::Engine::new(
-            config.delivery_config(own),
+            config.delivery_config(own, &node_id),
             store.clone(),
             resolver.clone(),
             delivery_wake.clone(),
             shutdown.clone(),
         );
+        // Connection limits are divided among live nodes.
+        engine.set_live_nodes(live_nodes.clone());
         Some(engine)
     } else {
         tracing::warn!("delivery.enabled = false: messages are queued but not delivered");
@@ -139,9 +157,23 @@ pub async fn run(config: Config) -> Result<()> {
         policy.clone(),
         config.health.enabled,
     ));
-    tokio::spawn(health.clone().run(
-        Duration::from_secs(config.health.check_interval_secs),
+    let health_every = Duration::from_secs(config.health.check_interval_secs);
+    let monitor = health.clone();
+    tokio::spawn(crate::node::run_singleton(
+        store.clone(),
+        "health-check",
+        node_id.clone(),
+        health_every,
+        health_every,
         shutdown.clone(),
+        move || {
+            let monitor = monitor.clone();
+            async move {
+                if let Err(e) = monitor.check_all().await {
+                    tracing::warn!(error = %e, "sender health round failed");
+                }
+            }
+        },
     ));
     let intake = (!config.intake.listen.is_empty()).then(|| IntakeHandle {
         pipeline: Arc::new(Intake::new(store.clone(), health.clone())),
@@ -183,10 +215,25 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("webhooks.enabled = false: webhook deliveries accumulate as pending");
         None
     };
-    tokio::spawn(mailroom_events::retention::run(
+    let retention = config.events.retention();
+    let pruner = store.clone();
+    tokio::spawn(crate::node::run_singleton(
         store.clone(),
-        config.events.retention(),
+        "event-retention",
+        node_id.clone(),
+        Duration::from_secs(5).min(retention.interval),
+        retention.interval,
         shutdown.clone(),
+        move || {
+            let store = pruner.clone();
+            async move {
+                match mailroom_events::retention::prune_once(&store, retention.keep).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "pruned old events"),
+                    Err(e) => tracing::warn!(error = %e, "event pruning failed"),
+                }
+            }
+        },
     ));
     let domains = Arc::new(crate::domains::services(
         &config,
@@ -195,10 +242,18 @@ pub async fn run(config: Config) -> Result<()> {
         signer,
         resolver,
     ));
-    tokio::spawn(crate::domains::maintain(
-        domains.clone(),
-        Duration::from_secs(config.domains.pending_recheck_interval_secs.min(60)),
+    let checker = domains.clone();
+    tokio::spawn(crate::node::run_singleton(
+        store.clone(),
+        "domain-checks",
+        node_id.clone(),
+        Duration::ZERO,
+        Duration::from_secs(config.domains.pending_recheck_interval_secs.clamp(1, 60)),
         shutdown.clone(),
+        move || {
+            let services = checker.clone();
+            async move { crate::domains::maintain_once(&services).await }
+        },
     ));
     if let Some(addr) = config.managed_domain.dns_listen {
         let bound =
@@ -212,7 +267,7 @@ pub async fn run(config: Config) -> Result<()> {
                 .as_bytes(),
         )?;
     }
-    let app = mailroom_api::app(mailroom_api::AppState {
+    let api_state = mailroom_api::AppState {
         domains,
         store: store.clone(),
         policy: policy.clone(),
@@ -226,8 +281,44 @@ pub async fn run(config: Config) -> Result<()> {
         webhooks: webhook_client,
         keyring,
         tracking: Some(tracking),
-    });
-    tokio::spawn(prune_idempotency_keys(store.clone(), shutdown.clone()));
+    };
+    // Changes made through other nodes (directory, DKIM keys, operator token) and their
+    // daily quota counts reach this node's caches.
+    mailroom_api::spawn_refreshers(
+        &api_state,
+        mailroom_api::RefreshIntervals::default(),
+        shutdown.clone(),
+    );
+    let app = mailroom_api::app(api_state);
+    let keys = store.clone();
+    tokio::spawn(crate::node::run_singleton(
+        store.clone(),
+        "idempotency-prune",
+        node_id.clone(),
+        Duration::ZERO,
+        Duration::from_secs(3600),
+        shutdown.clone(),
+        move || prune_idempotency_keys(keys.clone()),
+    ));
+    let heartbeat = Duration::from_secs(config.node.heartbeat_secs);
+    let info = NodeInfo {
+        id: node_id.clone(),
+        started_at,
+        last_seen: started_at,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        detail: crate::node::detail(&backend, &smtp_addrs, http_addr, heartbeat),
+    };
+    // The first heartbeat before the start is reported, so `/v1/nodes` shows this node.
+    if let Err(e) = crate::node::beat(&store, &info).await {
+        tracing::warn!(error = %e, "first heartbeat failed");
+    }
+    let heartbeats = tokio::spawn(crate::node::run_heartbeats(
+        store.clone(),
+        info,
+        heartbeat,
+        live_nodes.clone(),
+        shutdown.clone(),
+    ));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(
@@ -237,7 +328,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await
     });
-    tracing::info!(data_dir = %config.data_dir.display(), hostname = %config.hostname, "mailroom started");
+    tracing::info!(data_dir = %config.data_dir.display(), hostname = %config.hostname, node_id = %node_id, backend = %backend, "mailroom started");
 
     wait_for_signal().await;
     tracing::info!("shutting down: closing listeners and sessions");
@@ -267,6 +358,8 @@ pub async fn run(config: Config) -> Result<()> {
     for t in tasks {
         t.abort();
     }
+    // The last heartbeat says "stopped": the other nodes count this one out at once.
+    let _ = tokio::time::timeout(Duration::from_secs(5), heartbeats).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -290,19 +383,13 @@ fn secure_files(config: &Config, db_path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// Forgets idempotency keys older than their 24-hour window, once an hour.
-async fn prune_idempotency_keys(store: DynStore, shutdown: CancellationToken) {
-    loop {
-        let before = mailroom_model::now_millis() - mailroom_api::IDEMPOTENCY_WINDOW_MS;
-        match store.prune_idempotency(before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "old idempotency keys pruned"),
-            Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-        }
+/// Forgets idempotency keys older than their 24-hour window (run hourly, on one node).
+async fn prune_idempotency_keys(store: DynStore) {
+    let before = mailroom_model::now_millis() - mailroom_api::IDEMPOTENCY_WINDOW_MS;
+    match store.prune_idempotency(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(removed = n, "old idempotency keys pruned"),
+        Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
     }
 }
 

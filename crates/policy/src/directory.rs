@@ -62,6 +62,11 @@ impl Directory {
         self.tenants.get(id)
     }
 
+    /// Every tenant, in no particular order.
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantRecord> {
+        self.tenants.values()
+    }
+
     /// The API key with a secret of this digest that still works at `now`, and its
     /// tenant. A retiring secret stops working at its expiry without a reload.
     pub fn api_key_by_hash(&self, hash: &str, now: i64) -> Option<(&ApiKeyRecord, &TenantRecord)> {

@@ -1,7 +1,9 @@
 //! Who may send what: tenants, SMTP credentials, IP allowlists and sender domains,
 //! answered as verdicts. The directory of tenants is cached in memory (the SMTP hot
 //! path never queries the database) and reloaded after every change made through the
-//! API, so a revoked credential stops working at once.
+//! API, so a revoked credential stops working at once on that node; other nodes
+//! sharing the store reload when its directory version moves (`refresh`), within one
+//! poll interval.
 //!
 //! This crate never writes SMTP text or touches sockets: callers turn verdicts into
 //! replies.
@@ -11,16 +13,23 @@ pub mod health;
 mod keys;
 mod limiter;
 mod quota;
+pub mod refresh;
 pub mod secrets;
+mod shared;
 
+/// For implementing [`Cached`] outside this crate.
+pub use async_trait::async_trait;
 pub use directory::Directory;
 pub use keys::{KeyAuth, LAST_USED_WRITE_INTERVAL_MS};
 pub use limiter::AuthLimiter;
 pub use quota::{Exceeded, QuotaWindow, Quotas, RateLimits};
+pub use refresh::{Cached, DEFAULT_REFRESH_INTERVAL, Generations, Refresher};
+pub use shared::DEFAULT_QUOTA_SYNC_INTERVAL;
 
 use mailroom_model::{Address, Domain, TenantId, TenantStatus, now_millis};
 use mailroom_store::{DynStore, StoreError};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -139,6 +148,8 @@ impl Default for PolicyConfig {
 pub struct Policy {
     store: DynStore,
     directory: RwLock<Arc<Directory>>,
+    /// Orders overlapping reloads (see `refresh::Generations`).
+    generations: Generations,
     /// Successful (username, password) pairs, so a client that connects for every
     /// message does not pay for argon2 each time. Keyed by a salted digest; emptied on
     /// every directory reload, so revocation is immediate.
@@ -148,6 +159,12 @@ pub struct Policy {
     usage: keys::Usage,
     limiter: AuthLimiter,
     quotas: Quotas,
+    /// How many nodes share the store (alive, by heartbeat); per-second rates are
+    /// divided by it. Written by the node runtime; 1 until it says otherwise.
+    live_nodes: RwLock<Arc<AtomicUsize>>,
+    /// Whether the daily buckets hold the other nodes' counts for the whole day: false
+    /// after syncs were skipped (no daily quota in force), so the next one is full.
+    quota_synced: AtomicBool,
     defaults: TenantDefaults,
     health: health::HealthThresholds,
 }
@@ -169,23 +186,31 @@ impl Policy {
         Ok(Arc::new(Self {
             store,
             directory: RwLock::new(Arc::new(Directory::build(snapshot))),
+            generations: Generations::default(),
             verified: Mutex::new(Default::default()),
             cache_salt: rand::random(),
             usage: Default::default(),
             limiter: AuthLimiter::new(config.auth_failures_per_ip, config.auth_window),
             quotas,
+            live_nodes: RwLock::new(Arc::new(AtomicUsize::new(1))),
+            quota_synced: AtomicBool::new(true),
             defaults: config.defaults,
             health: config.health,
         }))
     }
 
     /// Re-reads tenants, credentials, allowlists and domains from the store.
+    /// Overlapping reloads (this node's after a change, the refresher's) install in
+    /// the order they started.
     pub async fn reload(&self) -> Result<(), StoreError> {
+        let ticket = self.generations.begin();
         let snapshot = self.store.load_directory().await?;
         let directory = Arc::new(Directory::build(snapshot));
-        self.usage.retain(|id| directory.has_api_key(id));
-        *self.directory.write().expect("directory lock") = directory;
-        self.verified.lock().expect("cache lock").clear();
+        self.generations.install(ticket, || {
+            self.usage.retain(|id| directory.has_api_key(id));
+            *self.directory.write().expect("directory lock") = directory;
+            self.verified.lock().expect("cache lock").clear();
+        });
         Ok(())
     }
 
@@ -315,12 +340,15 @@ impl Policy {
         }
     }
 
+    /// The tenant's limits as this node applies them: the per-second rate is its
+    /// share among the live nodes.
     fn rate_limits(&self, tenant: &mailroom_store::TenantRecord) -> RateLimits {
         RateLimits {
             per_second: tenant
                 .limits
                 .messages_per_second
-                .unwrap_or(self.defaults.messages_per_second),
+                .unwrap_or(self.defaults.messages_per_second)
+                / self.live_nodes() as f64,
             per_day: tenant
                 .limits
                 .messages_per_day

@@ -1,5 +1,7 @@
 //! Storage errors, typed so callers can decide temporary vs permanent without
-//! reading driver text.
+//! reading driver text. Both backends map their driver errors here (`from_sqlx`), so
+//! the same mistake (a duplicate name, a full disk) is the same variant on SQLite and
+//! on PostgreSQL.
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,15 +22,23 @@ pub enum StoreError {
     Database(String),
 }
 
+/// SQLite result codes and PostgreSQL SQLSTATEs that mean "a unique value already
+/// exists": SQLITE_CONSTRAINT_PRIMARYKEY (1555), SQLITE_CONSTRAINT_UNIQUE (2067),
+/// PostgreSQL `unique_violation` (23505).
+const UNIQUE_CODES: [&str; 3] = ["1555", "2067", "23505"];
+
+/// "The disk is full": SQLITE_FULL (13), PostgreSQL `disk_full` (53100).
+const FULL_CODES: [&str; 2] = ["13", "53100"];
+
 impl StoreError {
     pub(crate) fn from_sqlx(err: sqlx::Error, what: &'static str) -> Self {
         if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() {
+            let code = db.code().unwrap_or_default();
+            if db.is_unique_violation() || UNIQUE_CODES.contains(&code.as_ref()) {
                 return StoreError::Conflict(what);
             }
-            let code = db.code().unwrap_or_default();
-            // SQLITE_FULL (13) and PostgreSQL disk_full (53100).
-            if code == "13" || code == "53100" || db.message().contains("database or disk is full")
+            if FULL_CODES.contains(&code.as_ref())
+                || db.message().contains("database or disk is full")
             {
                 return StoreError::Full;
             }
@@ -39,5 +49,10 @@ impl StoreError {
             return StoreError::Full;
         }
         StoreError::Database(err.to_string())
+    }
+
+    /// The mapper for `map_err`: driver errors about `what` (a row kind, "tenant").
+    pub(crate) fn on(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+        move |e| StoreError::from_sqlx(e, what)
     }
 }

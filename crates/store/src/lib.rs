@@ -11,6 +11,7 @@ mod event_types;
 mod intake_types;
 mod key_types;
 mod node_types;
+pub mod postgres;
 mod secret_types;
 pub mod sqlite;
 mod types;

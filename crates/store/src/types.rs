@@ -445,3 +445,7 @@ pub trait Handoff: Send + Sync {
     /// A fresh lease, owned by this node, for recipients about to be handed off.
     fn new_lease(&self) -> crate::Lease;
 }
+
+/// How long an `Idempotency-Key` stays live (24 h): within it a second request with the
+/// key replays the first response; after it the key may be used again.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;

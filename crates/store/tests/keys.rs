@@ -1,7 +1,10 @@
-//! Named API keys in SQLite: the migration that turns each tenant's key into a key
-//! "default" of scope full, and the key operations' answers (conflicts, rotation
-//! expiry, revocation of every secret, last use never moving backwards, the operator
-//! token's digest).
+//! Named API keys: the SQLite migration that turns each tenant's key into a key
+//! "default" of scope full, and the key operations' answers on both backends
+//! (conflicts, rotation expiry, revocation of every secret, last use never moving
+//! backwards, the operator token's digest).
+
+#[macro_use]
+mod common;
 
 use mailroom_model::{ApiKeyId, KeyScope, TenantId, now_millis};
 use mailroom_store::prelude::*;
@@ -60,12 +63,7 @@ async fn existing_tenant_keys_become_default_full_keys() {
     assert_eq!(store.operator_token_hash().await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn key_operations() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("mailroom.db"))
-        .await
-        .unwrap();
+conformance!(key_operations, |store: DynStore| async move {
     let tenant = store
         .create_tenant(NewTenant {
             id: TenantId::generate(),
@@ -159,4 +157,4 @@ async fn key_operations() {
         store.operator_token_hash().await.unwrap().as_deref(),
         Some("b")
     );
-}
+});

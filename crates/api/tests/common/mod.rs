@@ -37,7 +37,9 @@ pub struct Api {
     /// The DNS server the domain checks ask (empty zone; `dns.set_zone` to publish).
     pub dns: mailroom_testkit::DnsServerHandle,
     pub domains: Arc<mailroom_api::DomainServices>,
-    _dir: tempfile::TempDir,
+    /// The state the router was built with (for refreshers and the like).
+    pub state: AppState,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 pub struct Response {
@@ -93,11 +95,74 @@ impl Api {
                 .expect("open store"),
         );
         let dyn_store: DynStore = store.clone();
+        Self::assemble(
+            Arc::new(dir),
+            store,
+            dyn_store,
+            None,
+            allow_private,
+            content,
+        )
+        .await
+    }
+
+    /// A single node whose store is `wrap(the SQLite store)` (e.g. a failing double).
+    pub async fn wrapped(wrap: impl FnOnce(Arc<SqliteStore>) -> DynStore) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("mailroom.db"))
+                .await
+                .expect("open store"),
+        );
+        let dyn_store = wrap(store.clone());
+        Self::assemble(Arc::new(dir), store, dyn_store, None, false, None).await
+    }
+
+    /// Another node on the same database: its own policy, caches, ingest and
+    /// in-flight keys, the same store (`store`, or this node's SQLite file opened
+    /// again when `None`) and the same secrets keyring (as nodes share their key).
+    pub async fn another_node(&self, store: Option<DynStore>) -> Self {
+        let sqlite = match store {
+            Some(_) => self.store.clone(),
+            None => Arc::new(
+                SqliteStore::open(&self._dir.path().join("mailroom.db"))
+                    .await
+                    .expect("open store again"),
+            ),
+        };
+        let dyn_store = store.unwrap_or_else(|| sqlite.clone());
+        Self::assemble(
+            self._dir.clone(),
+            sqlite,
+            dyn_store,
+            Some(self.state.keyring.clone()),
+            false,
+            None,
+        )
+        .await
+    }
+
+    async fn assemble(
+        dir: Arc<tempfile::TempDir>,
+        store: Arc<SqliteStore>,
+        dyn_store: DynStore,
+        keyring: Option<Arc<mailroom_secrets::Keyring>>,
+        allow_private: bool,
+        content: Option<(mailroom_ingest::ContentConfig, mailroom_content::Key)>,
+    ) -> Self {
         let policy = Policy::load(dyn_store.clone(), PolicyConfig::default())
             .await
             .expect("policy");
         let mut ingest =
             mailroom_ingest::Ingest::new(dyn_store.clone(), policy.clone(), "mailroom.test".into());
+        if let Some(keyring) = keyring {
+            let signer = mailroom_ingest::Signer::new(Some("bounces".into()), None, keyring);
+            signer
+                .reload(dyn_store.as_ref())
+                .await
+                .expect("signing keys");
+            ingest = ingest.with_signer(Arc::new(signer));
+        }
         let mut tracking = None;
         if let Some((content, key)) = content {
             ingest = ingest.with_content(Arc::new(content));
@@ -122,7 +187,7 @@ impl Api {
             ingest.signer().clone(),
             Arc::new(resolver),
         ));
-        let app = app(AppState {
+        let state = AppState {
             domains: domains.clone(),
             store: dyn_store,
             policy: policy.clone(),
@@ -142,13 +207,14 @@ impl Api {
             .expect("webhook client"),
             keyring: ingest_keyring,
             tracking,
-        });
+        };
         Self {
-            app,
+            app: app(state.clone()),
             store,
             policy,
             dns,
             domains,
+            state,
             _dir: dir,
         }
     }

@@ -17,7 +17,7 @@ use recorder::{Recorder, Reply, Seen};
 const TENANT_ID: &str = "01JCLITESTTENANT0000000000";
 
 /// Top-level commands that never talk to the API.
-const NOT_API: &[&str] = &["serve", "check-config", "bench", "secrets"];
+const NOT_API: &[&str] = &["serve", "check-config", "migrate", "bench", "secrets"];
 
 /// The API, as far as the CLI needs it to get through each command.
 fn fake_api(s: &Seen) -> Reply {
@@ -29,6 +29,10 @@ fn fake_api(s: &Seen) -> Reply {
         ("GET", "/v1/events") => Reply::json(
             200,
             json!({"events": [{"seq": 1, "type": "accepted"}], "next_cursor": "1"}),
+        ),
+        ("GET", "/v1/nodes") => Reply::json(
+            200,
+            json!({"nodes": [{"id": "n1", "alive": true, "last_seen": 1, "leased_recipients": 3}]}),
         ),
         ("POST", "/v1/operator-token/rotate") => {
             Reply::json(200, json!({"token": "new-operator-token"}))
@@ -321,6 +325,8 @@ const CASES: &[(&[&str], &[&str])] = &[
         &["operator-token", "rotate"],
         &["POST /v1/operator-token/rotate"],
     ),
+    (&["nodes"], &["GET /v1/nodes"]),
+    (&["nodes", "--json"], &["GET /v1/nodes"]),
 ];
 
 #[test]
