@@ -3,8 +3,9 @@
 `cut()` closes every proxied connection and stops listening (new connections are
 refused), `restore()` listens again on the same port.
 
-- While cut: `/readyz` is 503, an SMTP submission gets `451 4.3.0`, `POST /v1/messages`
-  a 503; nothing is acknowledged that does not reach the sink later.
+- While cut: `/readyz` is 503 (each answer within 3 s), an SMTP submission gets
+  `451 4.3.0`, `POST /v1/messages` a 503 (each within 15 s; the latencies are printed);
+  nothing is acknowledged that does not reach the sink later.
 - After restore, without a restart (same process): `/readyz` is 200 again, submissions
   are accepted, and the mail queued before the outage (deferred while the sink refused)
   is delivered, as is everything acknowledged before, during and after the cut.
@@ -35,6 +36,12 @@ from test_delivery import delivery_config
 
 STATEMENT_TIMEOUT_SECS = 2
 READY_DOWN_BOUND_S = 15.0  # cut -> /readyz 503
+# /readyz waits at most 2 s for the database's ping (a probe's timeout must not pass
+# first); 1 s of margin for a loaded machine.
+READYZ_ANSWER_BOUND_S = 3.0
+# A refused submission is answered, not left hanging (the client's timeout would end it
+# without a reply); measured 5 s on the debug build.
+REFUSAL_BOUND_S = 15.0
 RECOVERY_BOUND_S = 30.0  # restore -> /readyz 200 and a submission accepted
 SUBJECT_RE = re.compile(rb"^Subject: outage-([0-9a-f]{32})\r?$", re.M)
 
@@ -343,6 +350,10 @@ def test_database_outage_refuses_then_recovers_without_restart(tmp_path, request
         assert status == 503, f"HTTP send during the outage: {status} {body!r}"
         print(f"\n/readyz probes after the cut (s after cut, status, s to answer): {probes}; "
               f"SMTP refused in {smtp_refusal_s:.2f}s, HTTP in {http_refusal_s:.2f}s")
+        slow = [p for p in probes if p[2] > READYZ_ANSWER_BOUND_S]
+        assert not slow, f"/readyz answered slower than {READYZ_ANSWER_BOUND_S}s: {slow}"
+        assert smtp_refusal_s < REFUSAL_BOUND_S and http_refusal_s < REFUSAL_BOUND_S, \
+            (smtp_refusal_s, http_refusal_s)
         sink.accept()  # the destination is back; the database is not
         time.sleep(1.0)
         assert server.readyz() == 503, "/readyz recovered while the database is still cut"
