@@ -95,7 +95,7 @@ def test_node_id_is_kept_listed_alive_and_stopped_cleanly(tmp_path):
         nodes = json.loads(proc.stdout)["nodes"]
         assert [(n["id"], n["alive"], n["leased_recipients"]) for n in nodes] == \
             [(node_id, True, 0)], nodes
-        assert nodes[0]["detail"]["backend"] == "sqlite"
+        assert nodes[0]["detail"]["backend"] == srv.backend
         assert nodes[0]["detail"]["http"] == srv.listeners["http"]
         proc, _ = run(["nodes", "--data-dir", str(srv.data_dir)], tmp_path)
         assert proc.returncode == 0 and node_id in proc.stdout and "alive" in proc.stdout, proc
@@ -103,11 +103,14 @@ def test_node_id_is_kept_listed_alive_and_stopped_cleanly(tmp_path):
         assert srv.proc.returncode == 0, srv.log_tail()
         srv.start()
         assert id_file.read_text().strip() == node_id, "the id changed across a restart"
-        assert f"node_id={node_id} backend=sqlite" in srv.log_path.read_text(), srv.log_tail()
+        assert f"node_id={node_id} backend={srv.backend}" in srv.log_path.read_text(), srv.log_tail()
         srv.stop()
     finally:
         srv.kill()
-    with sqlite3.connect(srv.data_dir / "mailroom.db") as db:
-        rows = db.execute("SELECT id, detail FROM nodes").fetchall()
+    if srv.database is not None:
+        rows = srv.database.query("SELECT id, detail FROM nodes")
+    else:
+        with sqlite3.connect(srv.data_dir / "mailroom.db") as db:
+            rows = db.execute("SELECT id, detail FROM nodes").fetchall()
     assert [r[0] for r in rows] == [node_id], rows
     assert json.loads(rows[0][1]).get("stopped") is True, rows
