@@ -72,6 +72,12 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// Resolves the server and the token (see the module doc); says on stderr when it
 /// falls back to [`FALLBACK_URL`].
 pub fn resolve(args: &ApiArgs) -> Result<Target> {
+    resolve_with(args, true)
+}
+
+/// [`resolve`]; without `need_token`, a missing token file leaves the token empty
+/// (`token_from` says so) instead of failing.
+fn resolve_with(args: &ApiArgs, need_token: bool) -> Result<Target> {
     let config = load_config(args)?;
     let dir = data_dir(args, config.as_ref());
     let listeners = dir.join("listeners.json");
@@ -101,12 +107,26 @@ pub fn resolve(args: &ApiArgs) -> Result<Target> {
         Some(t) => (t.clone(), "--token / MAILROOM_TOKEN".to_string()),
         None => {
             let path = dir.join("operator-token");
-            let text = std::fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "no --token / MAILROOM_TOKEN and cannot read {}",
-                    path.display()
-                )
-            })?;
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if !need_token => {
+                    let why = format!("none: no --token / MAILROOM_TOKEN, {}: {e}", path.display());
+                    return Ok(Target {
+                        url,
+                        url_from,
+                        token: String::new(),
+                        token_from: why,
+                    });
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "no --token / MAILROOM_TOKEN and cannot read {}",
+                            path.display()
+                        )
+                    });
+                }
+            };
             let token = text.lines().next().unwrap_or_default().trim().to_string();
             (token, format!("the operator token in {}", path.display()))
         }
@@ -122,20 +142,24 @@ pub fn resolve(args: &ApiArgs) -> Result<Target> {
 /// `mailroom status`: which server and identity, the server's version, `/readyz`.
 /// Exits non-zero when the server cannot be reached or is not ready.
 pub async fn status(args: &ApiArgs) -> Result<()> {
-    let target = resolve(args)?;
+    let target = resolve_with(args, false)?;
     let c = Client::with_target(&target)?;
     println!("server:   {} (from {})", target.url, target.url_from);
     println!("identity: {}", identity(&target));
     let ready = c
         .call(reqwest::Method::GET, c.endpoint(&["readyz"])?, None)
         .await;
-    let version = match c
-        .call(reqwest::Method::GET, c.endpoint(&["v1", "nodes"])?, None)
-        .await
-    {
-        Ok(v) => node_version(&v, &c.authority()),
-        Err(e) if ready.is_ok() => format!("unknown ({e:#})"),
-        Err(_) => "unknown".to_string(),
+    let version = if target.token.is_empty() {
+        "unknown (GET /v1/nodes needs the operator token)".to_string()
+    } else {
+        match c
+            .call(reqwest::Method::GET, c.endpoint(&["v1", "nodes"])?, None)
+            .await
+        {
+            Ok(v) => node_version(&v, &c.authority()),
+            Err(e) if ready.is_ok() => format!("unknown ({e:#})"),
+            Err(_) => "unknown".to_string(),
+        }
     };
     println!("version:  {version}");
     match ready {
@@ -154,7 +178,9 @@ pub async fn status(args: &ApiArgs) -> Result<()> {
 /// itself is never printed): the operator (the data directory's token file), or
 /// whoever the token given on the command line or in the environment belongs to.
 fn identity(t: &Target) -> String {
-    if t.token_from.starts_with("the operator token") {
+    if t.token.is_empty() {
+        t.token_from.clone()
+    } else if t.token_from.starts_with("the operator token") {
         format!("operator ({})", t.token_from)
     } else {
         format!("the token from {}", t.token_from)
