@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 use serde_json::json;
 use std::collections::BTreeSet;
 
+mod find;
 mod recorder;
 use recorder::{Recorder, Reply, Seen};
 
