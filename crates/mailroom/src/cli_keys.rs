@@ -111,7 +111,7 @@ pub async fn operator_token(args: &ApiArgs, cmd: OperatorTokenCmd) -> Result<()>
         .as_str()
         .context("the server's answer has no token")?;
     if args.token.is_none() {
-        let path = args.data_dir.join("operator-token");
+        let path = crate::server_find::data_dir_for(args)?.join("operator-token");
         files::write_private(&path, format!("{token}\n").as_bytes())?;
         eprintln!("{} now holds the new token", path.display());
     }

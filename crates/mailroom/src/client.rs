@@ -14,8 +14,8 @@ use std::path::PathBuf;
 /// in `cli_tests/mod.rs` walks the whole command tree to keep it so.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// API base URL; default: the running server found in the data directory, else
-    /// http://127.0.0.1:8080.
+    /// API base URL; default: the server of --config, else the running server found
+    /// in the data directory, else http://127.0.0.1:8080.
     #[arg(
         id = "api_url",
         long = "url",
@@ -34,16 +34,20 @@ pub struct ApiArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Data directory to read the token and address from.
+    /// Data directory to read the token and address from (default: the --config
+    /// file's data_dir, else ./mailroom-data).
     #[arg(
         id = "api_data_dir",
         long = "data-dir",
         value_name = "DIR",
         env = "MAILROOM_DATA_DIR",
-        global = true,
-        default_value = "./mailroom-data"
+        global = true
     )]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// The service's configuration file: its data_dir (token, running server's address)
+    /// and http.listen, when no --url is given.
+    #[arg(id = "api_config", long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +148,8 @@ pub struct Client {
     token: String,
 }
 
-/// Parses and checks the API base URL (`--url`, `MAILROOM_URL` or listeners.json).
+/// Parses and checks the API base URL (`--url`, `MAILROOM_URL`, the configuration or
+/// listeners.json).
 fn base_url(text: &str) -> Result<Url> {
     let url = Url::parse(text.trim()).with_context(|| format!("--url {text:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -161,30 +166,13 @@ fn base_url(text: &str) -> Result<Url> {
 
 impl Client {
     pub fn new(args: &ApiArgs) -> Result<Self> {
-        let base = match &args.url {
-            Some(u) => u.clone(),
-            None => std::fs::read_to_string(args.data_dir.join("listeners.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .and_then(|v| v["http"].as_str().map(|a| format!("http://{a}")))
-                .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-        };
-        let base = base_url(&base)?;
-        let token = match &args.token {
-            Some(t) => t.clone(),
-            None => {
-                let path = args.data_dir.join("operator-token");
-                std::fs::read_to_string(&path)
-                    .with_context(|| {
-                        format!(
-                            "no --token / MAILROOM_TOKEN and cannot read {}",
-                            path.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string()
-            }
-        };
+        Self::with_target(&crate::server_find::resolve(args)?)
+    }
+
+    /// A client for a resolved server and token.
+    pub fn with_target(target: &crate::server_find::Target) -> Result<Self> {
+        let base = base_url(&target.url)?;
+        let token = target.token.clone();
         // A redirect is an answer like any other non-2xx: following it could carry
         // the request (and its body) somewhere the user did not name.
         let http = reqwest::Client::builder()
@@ -192,6 +180,15 @@ impl Client {
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Self { http, base, token })
+    }
+
+    /// `host:port` of the API (as servers record it in their node detail).
+    pub(crate) fn authority(&self) -> String {
+        match (self.base.host_str(), self.base.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        }
     }
 
     /// The URL of an API endpoint: the base URL, then `segments` each percent-encoded as

@@ -1,6 +1,7 @@
 //! The `mailroom` binary: configuration, wiring, CLI and signals. Only this crate
 //! knows every concrete implementation (SQLite store, rustls, axum, tokio listeners).
 
+mod backup;
 mod cli_keys;
 mod cli_nodes;
 mod cli_send;
@@ -11,6 +12,7 @@ mod client_events;
 mod metrics;
 mod node;
 mod serve;
+mod server_find;
 mod store_open;
 mod tls;
 
@@ -59,6 +61,20 @@ enum Command {
     /// then exit; `serve` does the same at start.
     Migrate {
         /// TOML configuration file of the service (its [storage]).
+        #[arg(long, env = "MAILROOM_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Which server and identity the CLI uses, the server's version and health (`/readyz`).
+    Status {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Copy the SQLite store, consistently, while the service runs (PostgreSQL: use
+    /// pg_dump). DEST must not exist; it is created with mode 0600.
+    Backup {
+        /// The file to write.
+        dest: PathBuf,
+        /// TOML configuration file of the service (its data_dir and [storage]).
         #[arg(long, env = "MAILROOM_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -230,6 +246,19 @@ fn run(cli: Cli) -> Result<()> {
                 let config = config::load(config.as_deref(), std::env::vars())?;
                 init_logging("human", "warn");
                 println!("{}", store_open::migrate(&config).await?);
+                Ok(())
+            }
+            Command::Status { api } => server_find::status(&api).await,
+            Command::Backup { dest, config } => {
+                let config = config::load(config.as_deref(), std::env::vars())?;
+                let report = backup::backup(&config, &dest).await?;
+                println!(
+                    "{}: backup of {} written ({} bytes, {} messages)",
+                    dest.display(),
+                    config.sqlite_path().display(),
+                    report.bytes,
+                    report.messages
+                );
                 Ok(())
             }
             Command::Nodes { api, json } => cli_nodes::nodes(&api, json).await,

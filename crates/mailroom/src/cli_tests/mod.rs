@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 use serde_json::json;
 use std::collections::BTreeSet;
 
+mod find;
 mod recorder;
 use recorder::{Recorder, Reply, Seen};
 
@@ -17,7 +18,14 @@ use recorder::{Recorder, Reply, Seen};
 const TENANT_ID: &str = "01JCLITESTTENANT0000000000";
 
 /// Top-level commands that never talk to the API.
-const NOT_API: &[&str] = &["serve", "check-config", "migrate", "bench", "secrets"];
+const NOT_API: &[&str] = &[
+    "serve",
+    "check-config",
+    "migrate",
+    "bench",
+    "secrets",
+    "backup",
+];
 
 /// The API, as far as the CLI needs it to get through each command.
 fn fake_api(s: &Seen) -> Reply {
@@ -325,6 +333,7 @@ const CASES: &[(&[&str], &[&str])] = &[
         &["operator-token", "rotate"],
         &["POST /v1/operator-token/rotate"],
     ),
+    (&["status"], &["GET /readyz", "GET /v1/nodes"]),
     (&["nodes"], &["GET /v1/nodes"]),
     (&["nodes", "--json"], &["GET /v1/nodes"]),
 ];
