@@ -80,3 +80,66 @@ where
         SendPolicyStore::suppressed_among(&**self, tenant, addresses).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Policy, PolicyConfig, Refresher};
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+    /// A double with only the policy's methods: no queue, events or domains.
+    #[derive(Default)]
+    struct Double {
+        loads: AtomicUsize,
+        version: AtomicI64,
+    }
+
+    #[async_trait::async_trait]
+    impl DirectoryVersion for Arc<Double> {
+        async fn directory_version(&self) -> Result<i64, StoreError> {
+            Ok(self.version.load(Ordering::SeqCst))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl PolicyStore for Arc<Double> {
+        async fn load_directory(&self) -> Result<DirectorySnapshot, StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            Ok(DirectorySnapshot::default())
+        }
+
+        async fn record_api_key_use(&self, _: Vec<(ApiKeyId, i64)>) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn message_counts_since(
+            &self,
+            _: i64,
+        ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn suppressed_among(
+            &self,
+            _: &TenantId,
+            _: &[String],
+        ) -> Result<HashMap<String, String>, StoreError> {
+            Ok(HashMap::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_double_with_only_the_policy_methods_loads_and_is_refreshed() {
+        let double = Arc::new(Double::default());
+        let policy = Policy::load(double.clone(), PolicyConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(double.loads.load(Ordering::SeqCst), 1);
+        let mut refresher = Refresher::new(double.clone(), vec![policy]);
+        assert!(refresher.poll().await.unwrap(), "first poll reloads");
+        assert!(!refresher.poll().await.unwrap(), "same version: no reload");
+        double.version.store(7, Ordering::SeqCst);
+        assert!(refresher.poll().await.unwrap(), "moved version: reload");
+        assert_eq!(double.loads.load(Ordering::SeqCst), 3);
+    }
+}
