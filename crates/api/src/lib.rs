@@ -1,7 +1,8 @@
 //! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains,
 //! message status, the event stream and webhooks, the nodes sharing the store, with RFC 7807 problem responses
 //! that name the offending field. `app(state)` builds the router, so tests drive it without a socket. Business rules
-//! live in `policy`, `ingest` and `store`; handlers only translate.
+//! live in `policy`, `ingest` and `store`; handlers only translate. The API keeps the
+//! whole `Store` (`DynStore`): between them its routes use every role.
 
 mod auth;
 mod canonical;

@@ -4,7 +4,8 @@
 //! when a verified domain loses its record), key rotation (a new key signs once its
 //! record is seen; the old one retires after a grace period) and the expected records
 //! with their live state (and, for each, whether it would work as the operator configured
-//! it: `deliverable` / `problem`). Pure orchestration over `store`, `auth` and a resolver.
+//! it: `deliverable` / `problem`). Pure orchestration over `store` (its domain role,
+//! `DomainStore`, only), `auth` and a resolver.
 
 use mailroom_auth::{
     DkimKey, FailReason, KeyAlgorithm, RecordCheck, RecordKind, RecordOptions, Verification,
@@ -16,7 +17,7 @@ use mailroom_model::{EventType, TenantId};
 use mailroom_policy::{Policy, secrets};
 use mailroom_secrets::{Keyring, dkim_context};
 use mailroom_store::{
-    DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, DynStore, KeyState, NewDkimKey,
+    DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, DomainStore, KeyState, NewDkimKey,
     NewDomain, StoreError,
 };
 use serde_json::{Value, json};
@@ -24,7 +25,8 @@ use std::sync::Arc;
 
 /// Everything the domain lifecycle needs.
 pub struct DomainServices {
-    pub store: DynStore,
+    /// Only the domain role: domains, their checks and DKIM keys.
+    pub store: Arc<dyn DomainStore>,
     pub policy: Arc<Policy>,
     /// The signing cache of ingest, reloaded after key changes.
     pub signer: Arc<Signer>,
@@ -95,8 +97,9 @@ fn new_keys(
 impl DomainServices {
     /// Services with the default record options and intervals (daily re-checks,
     /// 5-minute re-checks of pending domains, 7-day rotation grace).
+    /// `store`: anything with the domain role (`Arc<dyn Store>` upcasts to it).
     pub fn new(
-        store: DynStore,
+        store: Arc<dyn DomainStore>,
         policy: Arc<Policy>,
         signer: Arc<Signer>,
         resolver: Arc<dyn Resolver>,

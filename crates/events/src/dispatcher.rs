@@ -1,13 +1,14 @@
 //! The dispatcher: follows the events table from its durable cursor, fans each event
 //! out into pending delivery rows (same transaction as the cursor move, so a crash
 //! neither loses nor doubles a fan-out), and keeps one worker task per enabled
-//! webhook. It never touches ingest or delivery: it only reads what they committed.
+//! webhook. It never touches ingest or delivery: it only reads what they committed,
+//! through the events role of the store (`EventStore`) and nothing else.
 
 use crate::worker::Worker;
 use crate::{DispatcherConfig, WebhookClient};
 use mailroom_model::{WebhookId, now_millis};
 use mailroom_secrets::Keyring;
-use mailroom_store::DynStore;
+use mailroom_store::EventStore;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -15,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub struct Dispatcher {
-    store: DynStore,
+    store: Arc<dyn EventStore>,
     client: WebhookClient,
     cfg: Arc<DispatcherConfig>,
     keyring: Arc<Keyring>,
@@ -28,8 +29,9 @@ struct Running {
 }
 
 impl Dispatcher {
+    /// `store`: anything with the events role (`Arc<dyn Store>` upcasts to it).
     pub fn new(
-        store: DynStore,
+        store: Arc<dyn EventStore>,
         client: WebhookClient,
         cfg: DispatcherConfig,
         keyring: Arc<Keyring>,

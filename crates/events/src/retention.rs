@@ -1,8 +1,10 @@
 //! Event retention: deletes events older than `events.retention_days`, in small
-//! batches, except those a webhook still has to deliver (the store checks).
+//! batches, except those a webhook still has to deliver (the store checks). Needs only
+//! the events role (`EventStore`).
 
 use mailroom_model::now_millis;
-use mailroom_store::DynStore;
+use mailroom_store::EventStore;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +20,7 @@ pub struct RetentionConfig {
 
 /// Deletes everything prunable now; returns how many events were deleted.
 pub async fn prune_once(
-    store: &DynStore,
+    store: &dyn EventStore,
     keep: Duration,
 ) -> Result<u64, mailroom_store::StoreError> {
     let before = now_millis() - i64::try_from(keep.as_millis()).unwrap_or(i64::MAX / 2);
@@ -35,7 +37,7 @@ pub async fn prune_once(
 }
 
 /// Runs prune rounds until shutdown.
-pub async fn run(store: DynStore, cfg: RetentionConfig, shutdown: CancellationToken) {
+pub async fn run(store: Arc<dyn EventStore>, cfg: RetentionConfig, shutdown: CancellationToken) {
     let mut wait = Duration::from_secs(5).min(cfg.interval);
     loop {
         tokio::select! {
@@ -43,7 +45,7 @@ pub async fn run(store: DynStore, cfg: RetentionConfig, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
         }
         wait = cfg.interval;
-        match prune_once(&store, cfg.keep).await {
+        match prune_once(store.as_ref(), cfg.keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned old events"),
             Err(e) => tracing::warn!(error = %e, "event pruning failed"),

@@ -6,7 +6,7 @@
 use crate::{DispatcherConfig, WebhookClient, payload};
 use mailroom_model::{WebhookId, now_millis};
 use mailroom_secrets::{Keyring, webhook_context};
-use mailroom_store::{DeliveryState, DeliveryUpdate, DueDelivery, DynStore, WebhookRecord};
+use mailroom_store::{DeliveryState, DeliveryUpdate, DueDelivery, EventStore, WebhookRecord};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Worker {
-    pub store: DynStore,
+    pub store: Arc<dyn EventStore>,
     pub client: WebhookClient,
     pub cfg: Arc<DispatcherConfig>,
     /// Opens the webhook's sealed secret (the KEK never leaves it).

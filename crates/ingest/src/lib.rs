@@ -6,19 +6,22 @@
 //!
 //! Ingest does not know which protocol carried the message beyond what goes into the
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
+//! It sees the store only through `IngestStore` (`store.rs`).
 
 mod content;
 mod headers;
 mod sign;
+mod store;
 
 pub use sign::{ArcSealer, SealContext, Signed, Signer, SigningKeys, carries_authentication};
+pub use store::{IngestStore, KeySource};
 
 pub use content::{Action, Actions, ContentConfig, TRACK_HEADER, TrackingConfig};
 
 use mailroom_model::{Address, Domain, MessageId, now_millis};
 use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
 use mailroom_store::{
-    DueRecipient, DynStore, Handoff, IdempotencyRecord, NewMessage, NewRecipient, StoreError,
+    DueRecipient, Handoff, IdempotencyRecord, NewMessage, NewRecipient, StoreError,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -119,7 +122,7 @@ impl IngestError {
 }
 
 pub struct Ingest {
-    store: DynStore,
+    store: Arc<dyn IngestStore>,
     policy: Arc<Policy>,
     /// This host's name, used in `Received:` and generated `Message-ID:`s.
     hostname: String,
@@ -159,9 +162,11 @@ impl Accepted {
 }
 
 impl Ingest {
-    pub fn new(store: DynStore, policy: Arc<Policy>, hostname: String) -> Self {
+    /// `store`: any `Arc` of a store with the message, queue, send-policy and domain
+    /// roles (`Arc<dyn Store>` included), or anything implementing [`IngestStore`].
+    pub fn new(store: impl IngestStore, policy: Arc<Policy>, hostname: String) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             policy,
             hostname,
             enqueued: Arc::new(tokio::sync::Notify::new()),
@@ -192,11 +197,6 @@ impl Ingest {
                 store: self.store.clone(),
             }),
         ]
-    }
-
-    /// The store this pipeline writes to.
-    pub fn store(&self) -> &DynStore {
-        &self.store
     }
 
     /// Enables tracking and content protection.

@@ -10,9 +10,10 @@
 //! up by the policy refresher through [`SigningKeys`]. Owns no key lifecycle: that is
 //! the API and the background domain checker.
 
+use crate::store::KeySource;
 use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
 use mailroom_secrets::{Keyring, dkim_context};
-use mailroom_store::{DkimKeyRecord, DynStore, Store, StoreError};
+use mailroom_store::{DkimKeyRecord, DomainStore, StoreError};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -95,10 +96,24 @@ impl Signer {
     /// Re-reads the keys from the store. Keys that do not parse are skipped (and
     /// logged): the domain then sends with what is left, or unsigned.
     /// Overlapping reloads install in the order they started.
-    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+    pub async fn reload(&self, store: &dyn DomainStore) -> Result<(), StoreError> {
         let ticket = self.generations.begin();
+        let records = store.list_dkim_keys(None).await?;
+        self.install(ticket, records);
+        Ok(())
+    }
+
+    /// [`Self::reload`] from a [`KeySource`] (the refresher's cache).
+    pub async fn reload_from(&self, store: &dyn KeySource) -> Result<(), StoreError> {
+        let ticket = self.generations.begin();
+        let records = store.list_dkim_keys(None).await?;
+        self.install(ticket, records);
+        Ok(())
+    }
+
+    fn install(&self, ticket: u64, records: Vec<DkimKeyRecord>) {
         let mut map = KeyMap::new();
-        for k in store.list_dkim_keys(None).await? {
+        for k in records {
             if !k.state.signs() {
                 continue;
             }
@@ -115,7 +130,6 @@ impl Signer {
         self.generations.install(ticket, || {
             *self.keys.write().expect("signer lock") = Arc::new(map);
         });
-        Ok(())
     }
 
     /// Selectors currently signing for `domain`.
@@ -205,7 +219,7 @@ impl Signer {
 /// changed a domain or key (`mailroom_policy::refresh`).
 pub struct SigningKeys {
     pub signer: Arc<Signer>,
-    pub store: DynStore,
+    pub store: Arc<dyn KeySource>,
 }
 
 #[mailroom_policy::async_trait]
@@ -215,7 +229,7 @@ impl mailroom_policy::Cached for SigningKeys {
     }
 
     async fn reload(&self) -> Result<(), StoreError> {
-        self.signer.reload(self.store.as_ref()).await
+        self.signer.reload_from(self.store.as_ref()).await
     }
 }
 

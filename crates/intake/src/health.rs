@@ -12,8 +12,10 @@
 
 use mailroom_model::{EventType, TenantId, TenantStatus, now_millis};
 use mailroom_policy::Policy;
-use mailroom_policy::health::{HealthThresholds, HealthView, assess, stored, view};
-use mailroom_store::{DynStore, HealthChange, HealthLevel, StoreError};
+use mailroom_policy::health::{HealthReader, HealthThresholds, HealthView, assess, stored, view};
+use mailroom_store::{
+    DirectoryStore, HealthChange, HealthLevel, IntakeStore, StoreError, TenantRecord,
+};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,17 +27,50 @@ const DEBOUNCE: Duration = Duration::from_secs(2);
 /// Tenants remembered for the debounce before the map is cleared.
 const MAX_REMEMBERED: usize = 10_000;
 
+/// What the monitor needs of the store: the health reads ([`HealthReader`]), writing
+/// a new level (`IntakeStore::set_sender_health`) and the tenants (two
+/// `DirectoryStore` reads). Any `Arc` of a store with the intake and directory roles
+/// is one (`Arc<dyn Store>` included); a test double may implement these alone.
+#[async_trait::async_trait]
+pub trait HealthStore: HealthReader + 'static {
+    async fn set_sender_health(&self, change: HealthChange) -> Result<bool, StoreError>;
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<T> HealthStore for Arc<T>
+where
+    T: IntakeStore + DirectoryStore + ?Sized,
+{
+    async fn set_sender_health(&self, change: HealthChange) -> Result<bool, StoreError> {
+        IntakeStore::set_sender_health(&**self, change).await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        DirectoryStore::get_tenant(&**self, id).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        DirectoryStore::list_tenants(&**self).await
+    }
+}
+
 pub struct HealthMonitor {
-    store: DynStore,
+    store: Arc<dyn HealthStore>,
     policy: Arc<Policy>,
     enabled: bool,
     last: Mutex<HashMap<TenantId, Instant>>,
 }
 
 impl HealthMonitor {
-    pub fn new(store: DynStore, policy: Arc<Policy>, enabled: bool) -> Self {
+    /// `store`: any `Arc` of a store with the intake and directory roles, or anything
+    /// implementing [`HealthStore`].
+    pub fn new(store: impl HealthStore, policy: Arc<Policy>, enabled: bool) -> Self {
         Self {
-            store,
+            store: Arc::new(store),
             policy,
             enabled,
             last: Mutex::new(HashMap::new()),
@@ -48,7 +83,7 @@ impl HealthMonitor {
 
     /// The current rates and level, without acting on them.
     pub async fn view(&self, tenant: &TenantId) -> Result<HealthView, StoreError> {
-        view(&self.store, self.thresholds(), tenant).await
+        view(self.store.as_ref(), self.thresholds(), tenant).await
     }
 
     /// A check after a recorded bounce or complaint (debounced per tenant).
@@ -76,7 +111,7 @@ impl HealthMonitor {
             return Ok(HealthLevel::Ok);
         };
         let now = now_millis();
-        let mut health = stored(&self.store, tenant).await?;
+        let mut health = stored(self.store.as_ref(), tenant).await?;
         if health.level == HealthLevel::Paused && record.status == TenantStatus::Active {
             // Resumed by an operator: count afresh from now.
             self.store
@@ -89,7 +124,7 @@ impl HealthMonitor {
             return Ok(health.level);
         }
         let t = self.thresholds();
-        let a = assess(&self.store, t, tenant, health.window_start, now).await?;
+        let a = assess(self.store.as_ref(), t, tenant, health.window_start, now).await?;
         let detail = || {
             json!({
                 "bounce_rate": a.bounce_rate,

@@ -7,7 +7,9 @@
 //! complaint rates and pauses a tenant that crosses the thresholds.
 //!
 //! This crate owns no socket: the SMTP listener that receives the reports is in
-//! `smtpd`, which asks `Intake` about each recipient and hands it the message.
+//! `smtpd`, which asks `Intake` about each recipient and hands it the message. Store
+//! roles: the pipeline takes `Arc<dyn IntakeStore>`; the health monitor `HealthStore`
+//! (intake role plus two directory reads).
 
 mod arf;
 mod diagnostic;
@@ -20,6 +22,6 @@ mod pipeline;
 mod plain;
 pub mod report;
 
-pub use health::HealthMonitor;
+pub use health::{HealthMonitor, HealthStore};
 pub use parse::{MAX_INPUT, ParseError, parse};
 pub use pipeline::{BounceAddress, Intake, IntakeError, Processed};

@@ -2,7 +2,7 @@
 //! stored message, at that message's return-path domain), and what a received report
 //! becomes: each failed recipient an async `bounced` outcome (hard → suppressed), each
 //! complaint a `complained` event with a suppression; then the tenant's sender health
-//! is checked.
+//! is checked. It needs only the intake role of the store (`IntakeStore`).
 
 use crate::health::HealthMonitor;
 use crate::parse::{ParseError, parse};
@@ -10,7 +10,9 @@ use crate::report::{Action, BounceReport, ComplaintReport, Report, ReportedRecip
 use mailroom_delivery::classify::{BounceClass, Verdict, classify};
 use mailroom_delivery::verp::parse_verp;
 use mailroom_model::{MessageId, TenantId, now_millis};
-use mailroom_store::{AsyncBounce, BounceTarget, Complaint, DynStore, IntakeRecorded, StoreError};
+use mailroom_store::{
+    AsyncBounce, BounceTarget, Complaint, IntakeRecorded, IntakeStore, StoreError,
+};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -42,12 +44,13 @@ pub enum IntakeError {
 }
 
 pub struct Intake {
-    store: DynStore,
+    store: Arc<dyn IntakeStore>,
     health: Arc<HealthMonitor>,
 }
 
 impl Intake {
-    pub fn new(store: DynStore, health: Arc<HealthMonitor>) -> Self {
+    /// `store`: anything with the intake role (`Arc<dyn Store>` upcasts to it).
+    pub fn new(store: Arc<dyn IntakeStore>, health: Arc<HealthMonitor>) -> Self {
         Self { store, health }
     }
 

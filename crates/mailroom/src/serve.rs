@@ -227,7 +227,7 @@ pub async fn run(config: Config) -> Result<()> {
         move || {
             let store = pruner.clone();
             async move {
-                match mailroom_events::retention::prune_once(&store, retention.keep).await {
+                match mailroom_events::retention::prune_once(&*store, retention.keep).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(events = n, "pruned old events"),
                     Err(e) => tracing::warn!(error = %e, "event pruning failed"),

@@ -1,12 +1,14 @@
 //! Sender health: a tenant's rolling hard-bounce and complaint rates against the
 //! configured thresholds (SES-like defaults: warn at 5 % bounces / 0.1 % complaints,
 //! pause at 10 % / 0.5 %). `assess` is pure: counts in, an assessment out; `view`
-//! reads a tenant's counts and stored level for display. Acting on the level (events,
+//! reads a tenant's counts and stored level for display, through [`HealthReader`]
+//! (two methods of the intake role). Acting on the level (events,
 //! the pause) is the intake crate's `health` monitor.
 
 use mailroom_model::{TenantId, now_millis};
-use mailroom_store::{DynStore, HealthCounts, HealthLevel, SenderHealth, StoreError};
+use mailroom_store::{HealthCounts, HealthLevel, IntakeStore, SenderHealth, StoreError};
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct HealthThresholds {
@@ -92,8 +94,48 @@ pub struct HealthView {
     pub thresholds: HealthThresholds,
 }
 
+/// What reading a tenant's health needs of the store (`IntakeStore`'s methods of the
+/// same name). Any `Arc` of a store with the intake role is one.
+#[async_trait::async_trait]
+pub trait HealthReader: Send + Sync {
+    async fn get_sender_health(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SenderHealth>, StoreError>;
+
+    async fn health_counts(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<HealthCounts, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<T> HealthReader for Arc<T>
+where
+    T: IntakeStore + ?Sized,
+{
+    async fn get_sender_health(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SenderHealth>, StoreError> {
+        IntakeStore::get_sender_health(&**self, tenant).await
+    }
+
+    async fn health_counts(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> Result<HealthCounts, StoreError> {
+        IntakeStore::health_counts(&**self, tenant, since).await
+    }
+}
+
 /// The stored level, or `ok` with the window open since ever.
-pub async fn stored(store: &DynStore, tenant: &TenantId) -> Result<SenderHealth, StoreError> {
+pub async fn stored(
+    store: &dyn HealthReader,
+    tenant: &TenantId,
+) -> Result<SenderHealth, StoreError> {
     Ok(store
         .get_sender_health(tenant)
         .await?
@@ -108,7 +150,7 @@ pub async fn stored(store: &DynStore, tenant: &TenantId) -> Result<SenderHealth,
 /// Counts the tenant's outcomes since the later of the window's start and
 /// `window_start`, and assesses them.
 pub async fn assess(
-    store: &DynStore,
+    store: &dyn HealthReader,
     t: HealthThresholds,
     tenant: &TenantId,
     window_start: i64,
@@ -121,7 +163,7 @@ pub async fn assess(
 
 /// The current rates and stored level of a tenant.
 pub async fn view(
-    store: &DynStore,
+    store: &dyn HealthReader,
     t: HealthThresholds,
     tenant: &TenantId,
 ) -> Result<HealthView, StoreError> {

@@ -6,7 +6,8 @@
 //! poll interval.
 //!
 //! This crate never writes SMTP text or touches sockets: callers turn verdicts into
-//! replies.
+//! replies. It sees the store only through `PolicyStore` (directory, send-policy and
+//! cluster roles) and `health::HealthReader` (intake role).
 
 mod directory;
 pub mod health;
@@ -16,6 +17,7 @@ mod quota;
 pub mod refresh;
 pub mod secrets;
 mod shared;
+mod store;
 
 /// For implementing [`Cached`] outside this crate.
 pub use async_trait::async_trait;
@@ -25,9 +27,10 @@ pub use limiter::AuthLimiter;
 pub use quota::{Exceeded, QuotaWindow, Quotas, RateLimits};
 pub use refresh::{Cached, DEFAULT_REFRESH_INTERVAL, Generations, Refresher};
 pub use shared::DEFAULT_QUOTA_SYNC_INTERVAL;
+pub use store::{DirectoryVersion, PolicyStore};
 
 use mailroom_model::{Address, Domain, TenantId, TenantStatus, now_millis};
-use mailroom_store::{DynStore, StoreError};
+use mailroom_store::StoreError;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
@@ -146,7 +149,7 @@ impl Default for PolicyConfig {
 }
 
 pub struct Policy {
-    store: DynStore,
+    store: Arc<dyn PolicyStore>,
     directory: RwLock<Arc<Directory>>,
     /// Orders overlapping reloads (see `refresh::Generations`).
     generations: Generations,
@@ -175,7 +178,13 @@ const VERIFIED_CACHE_MAX: usize = 10_000;
 pub const API_KEY_USERNAME: &str = "apikey";
 
 impl Policy {
-    pub async fn load(store: DynStore, config: PolicyConfig) -> Result<Arc<Self>, StoreError> {
+    /// `store`: any `Arc` of a store with the directory, send-policy and cluster roles
+    /// (`Arc<dyn Store>` included), or anything implementing [`PolicyStore`].
+    pub async fn load(
+        store: impl PolicyStore,
+        config: PolicyConfig,
+    ) -> Result<Arc<Self>, StoreError> {
+        let store: Arc<dyn PolicyStore> = Arc::new(store);
         let snapshot = store.load_directory().await?;
         let quotas = Quotas::default();
         quotas.seed(
@@ -221,10 +230,6 @@ impl Policy {
 
     pub fn directory(&self) -> Arc<Directory> {
         self.directory.read().expect("directory lock").clone()
-    }
-
-    pub fn store(&self) -> &DynStore {
-        &self.store
     }
 
     /// Checks SMTP AUTH credentials. Argon2 runs on the blocking pool. The username

@@ -11,7 +11,8 @@
 //! [`Generations`] makes sure the one that started later wins, so a slow, older load
 //! can never overwrite a newer one (which an outage would then leave in place).
 
-use mailroom_store::{ClusterStore, StoreError};
+use crate::store::DirectoryVersion;
+use mailroom_store::StoreError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,7 +75,7 @@ impl Cached for crate::Policy {
 
 /// One poll loop over a set of caches (see the module doc).
 pub struct Refresher {
-    store: Arc<dyn ClusterStore>,
+    store: Arc<dyn DirectoryVersion>,
     caches: Vec<Arc<dyn Cached>>,
     /// The version every cache was last loaded at; `None` before the first load, so
     /// the first successful poll reloads (a change between the caches' initial load
@@ -83,7 +84,16 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn new(store: Arc<dyn ClusterStore>, caches: Vec<Arc<dyn Cached>>) -> Self {
+    /// `store`: any `Arc` of a store with the cluster role (`Arc<dyn Store>`,
+    /// `Arc<dyn ClusterStore>`, …), or anything implementing [`DirectoryVersion`].
+    pub fn new(store: impl DirectoryVersion, caches: Vec<Arc<dyn Cached>>) -> Self {
+        Self::from_source(Arc::new(store), caches)
+    }
+
+    pub(crate) fn from_source(
+        store: Arc<dyn DirectoryVersion>,
+        caches: Vec<Arc<dyn Cached>>,
+    ) -> Self {
         Self {
             store,
             caches,

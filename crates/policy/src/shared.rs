@@ -26,7 +26,7 @@ impl Policy {
     ) -> tokio::task::JoinHandle<()> {
         let mut caches: Vec<Arc<dyn Cached>> = vec![self.clone()];
         caches.extend(extra);
-        Refresher::new(self.store.clone(), caches).spawn(interval, shutdown)
+        Refresher::from_source(self.store.clone(), caches).spawn(interval, shutdown)
     }
 
     /// Shares the node runtime's count of live nodes: per-second rates are divided by

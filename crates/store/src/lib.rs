@@ -5,6 +5,19 @@
 //!
 //! This crate knows nothing of SMTP, HTTP or retry policy: it stores and loads, and
 //! promises that `enqueue` returns only once the message is committed and fsynced.
+//!
+//! Which roles each crate sees (a crate-local trait names exactly the methods it
+//! calls, implemented for any `Arc` of a store with those roles):
+//!
+//! | crate | sees the store as | roles |
+//! |---|---|---|
+//! | delivery | `DeliveryStore` | queue, message, directory (`get_tenant`) |
+//! | ingest | `IngestStore`, `KeySource` | message, queue (`release`), send-policy (`suppressed_among`), domain (`list_dkim_keys`) |
+//! | policy | `PolicyStore`, `DirectoryVersion`, `health::HealthReader` | directory, send-policy, cluster (`directory_version`), intake (health reads) |
+//! | intake | `Arc<dyn IntakeStore>` (pipeline), `HealthStore` (monitor) | intake, directory (`get_tenant`, `list_tenants`) |
+//! | events | `Arc<dyn EventStore>` | events |
+//! | domains | `Arc<dyn DomainStore>` | domain |
+//! | api, mailroom | `DynStore` | all (the API serves every route; the binary wires the rest) |
 
 mod error;
 mod event_types;
