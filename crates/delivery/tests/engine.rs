@@ -14,10 +14,8 @@ use mailroom_delivery::schedule::RetrySchedule;
 use mailroom_delivery::{DeliveryConfig, Engine, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::{HickoryResolver, Resolver, StaticResolver};
 use mailroom_model::{Event, EventType, MessageId, RecipientState, TenantId, now_millis};
-use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
-    DirectoryStore, DynStore, MessageView, NewMessage, NewRecipient, NewTenant, RecipientView,
-    TenantSettings,
+    DynStore, MessageView, NewMessage, NewRecipient, RecipientView, TenantSettings,
 };
 use mailroom_testkit::{TestZone, spawn_dns};
 use std::collections::HashMap;
@@ -152,21 +150,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("mailroom.db"))
-            .await
-            .expect("open store");
-        let tenant = store
-            .create_tenant(NewTenant {
-                id: TenantId::generate(),
-                name: "acme".into(),
-                api_key_hash: "unused".into(),
-            })
-            .await
-            .expect("create tenant");
+        let (store, tenant, dir) = common::store_with_tenant().await;
         Self {
-            store: Arc::new(store),
-            tenant: tenant.id,
+            store,
+            tenant,
             _dir: dir,
         }
     }

@@ -15,10 +15,8 @@ use mailroom_delivery::schedule::RetrySchedule;
 use mailroom_delivery::{DeliveryConfig, Engine, EngineHandoff, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::StaticResolver;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
-use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{
-    DirectoryStore, DueRecipient, DynStore, Handoff, Lease, MessageView, NewMessage, NewRecipient,
-    NewTenant, Outcome,
+    DueRecipient, DynStore, Handoff, Lease, MessageView, NewMessage, NewRecipient, Outcome,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,21 +42,10 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("mailroom.db"))
-            .await
-            .expect("open store");
-        let tenant = store
-            .create_tenant(NewTenant {
-                id: TenantId::generate(),
-                name: "acme".into(),
-                api_key_hash: "unused".into(),
-            })
-            .await
-            .expect("create tenant");
+        let (store, tenant, dir) = common::store_with_tenant().await;
         Self {
-            store: Arc::new(store),
-            tenant: tenant.id,
+            store,
+            tenant,
             _dir: dir,
         }
     }
