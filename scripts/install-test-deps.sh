@@ -37,6 +37,13 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 # clamd for the content-protection e2e test (it starts its own daemon on a tiny test
 # signature database; nothing downloads signatures and no service is enabled).
 command -v clamd >/dev/null 2>&1 || missing+=(clamav-daemon)
+# Debian's headless Chromium and its WebDriver for the console's browser suite
+# (tests/e2e/test_console.py, driven through Python selenium).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# pebble, Let's Encrypt's ACME test CA, for tests/e2e/test_acme.py (run on loopback by the
+# test itself, with its own configuration and certificate).
+command -v pebble >/dev/null 2>&1 || missing+=(pebble)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "install-test-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -73,7 +80,7 @@ if ! pg_ok; then
     fi
 fi
 
-if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver, cryptography, psycopg' >/dev/null 2>&1; then
+if ! "$python" -c 'import pytest, dkim, nacl, spf, dns.resolver, cryptography, psycopg, selenium, schemathesis, jsonschema' >/dev/null 2>&1; then
     echo "install-test-deps: installing Python test requirements" >&2
     "$python" -m pip install -q -r "$repo_root/requirements-dev.txt"
 fi

@@ -41,6 +41,10 @@ SQLITE_ONLY = {
         "reads the stored key digests from data/mailroom.db",
     "test_secrets_at_rest.py": "opens data/mailroom.db to check the sealed secrets",
     "test_disk_full.py": "fills the data directory's filesystem, which holds the SQLite queue",
+    "test_storage_faults_delivery.py::test_disk_full_while_recording_outcomes":
+        "fills the data directory's filesystem, which holds the SQLite queue",
+    "test_storage_faults_delivery.py::test_read_only_filesystem_while_recording_outcomes":
+        "turns the data directory's filesystem read-only, which holds the SQLite queue",
 }
 _deselected_sqlite_only: list[str] = []
 

@@ -20,7 +20,9 @@ Keys: the tenant run authenticates with the tenant's key, whose id is in
 `POST /v1/keys/{id}/rotate` aimed at it (the stateful phase follows links from
 `GET /v1/keys`) is pointed at an id that does not exist instead, so the run cannot lock
 itself out; revocation and rotation are tested in tests/e2e/test_api_keys.py and
-crates/api/tests/key_scopes.rs.
+crates/api/tests/key_scopes.rs. Likewise a `DELETE /v1/tenants/{id}` aimed at the test
+tenant (`MAILROOM_ST_TENANT`) is pointed at a tenant that does not exist (tenant
+deletion is tested in tests/e2e/test_deletion.py and crates/api/tests/deletion.rs).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def before_call(context, case, kwargs):
     tenant = os.environ.get("MAILROOM_ST_TENANT")
     if not tenant:
         return
+    if path == "/v1/tenants/{id}" and method == "DELETE" \
+            and isinstance(case.path_parameters, dict) \
+            and case.path_parameters.get("id") == tenant:
+        case.path_parameters = {**case.path_parameters, "id": "01JZZZZZZZZZZZZZZZZZZZZZZZ"}
     if path.startswith("/v1/suppressions") and method in ("GET", "DELETE"):
         query = dict(case.query or {})
         if query.get("tenant") in (None, ""):

@@ -15,6 +15,7 @@ RCPT replies are chosen by the local part of the address (case-insensitive prefi
 | `bad…` | `550 5.1.1` (no such user) |
 | `later…` | `451 4.2.0` the first time this address is seen, then `250 2.1.5` |
 | `full…` | `452 4.2.2` (mailbox full) every time |
+| `datalater…` | `250 2.1.5`, but the data is answered `451 4.3.0` (not recorded) the first time |
 | anything else | `250 2.1.5` (bounce reports to the sender land here) |
 
 Switches, each taking effect for the next connection / transaction:
@@ -24,6 +25,14 @@ Switches, each taking effect for the next connection / transaction:
 - `greet_421 = True`: answer `421 4.3.2` at the greeting and close.
 - `drop_in_data = True`: after the 354, read part of the data, then close the connection
   without a reply (the transaction is not recorded).
+- `tls_context = ssl.SSLContext(...)` (server side): STARTTLS is offered and taken
+  (RFC 3207); each message records the TLS version it came over (`tls`, `None` in clear).
+  `requiretls = True` also advertises REQUIRETLS (RFC 8689) and records the MAIL
+  parameters (`mail_params`).
+- `size_limit = N`: announce `SIZE N` (None: announce no SIZE); a MAIL whose `SIZE=`
+  is larger gets `552 5.3.4`, and so does a body that turns out larger.
+- `offer_dsn = False`: leave DSN out of the EHLO reply. The MAIL and RCPT parameters the
+  client sent are recorded either way (`SinkMessage.mail_params`, `.rcpt_params`).
 - `hold()`: accept connections but say nothing (no greeting) until `release()`; the
   client sits in its greeting wait, i.e. a delivery attempt is in flight.
 
@@ -37,6 +46,7 @@ from __future__ import annotations
 import itertools
 import re
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,6 +69,9 @@ class SinkMessage:
     conn_id: int
     queue_id: str
     at: float = field(default_factory=time.time)
+    tls: str | None = None  # TLS version the message came over; None in clear
+    mail_params: str = ""  # what followed MAIL FROM:<...>, e.g. "SIZE=123 RET=HDRS"
+    rcpt_params: dict[str, str] = field(default_factory=dict)  # address -> "NOTIFY=..."
 
     def __repr__(self):
         return (f"SinkMessage(from={self.mail_from!r}, rcpts={self.rcpts!r}, "
@@ -92,7 +105,12 @@ class SmtpSink:
         assert host.startswith("127.") or host == "::1", "loopback only"
         self.host, self.port, self.hostname = host, port, hostname
         self.greet_421 = False
+        self.tls_context: ssl.SSLContext | None = None
+        self.requiretls = False
         self.drop_in_data = False
+        self.size_limit: int | None = MAX_DATA
+        self.offer_dsn = True
+        self.data_started = 0  # DATA commands answered with 354
         self._greet_gate = threading.Event()
         self._greet_gate.set()
         self.held = 0  # connections that waited at a hold()
@@ -107,6 +125,9 @@ class SmtpSink:
         self.messages: list[SinkMessage] = []
         self.rcpt_log: list[tuple[str, int]] = []  # (address, reply code), every RCPT
         self.rcpt_seen: dict[str, int] = {}
+        self.mail_log: list[tuple[int, str]] = []  # (connection id, reverse path), every MAIL
+        self.rset_log: list[int] = []  # connection id of every RSET
+        self.data_seen: dict[str, int] = {}  # DATA ends per `datalater…` address
         self.connections = 0  # accepted TCP connections
         self.dropped = 0  # transactions dropped mid-DATA
         self.drop_times: list[float] = []  # time.time() of each drop
@@ -296,11 +317,14 @@ class _Session:
         self.buf = b""
         self.out: list[bytes] = []
         self.helo = ""
+        self.tls: str | None = None
         self.reset()
 
     def reset(self):
         self.mail_from: str | None = None
+        self.mail_params = ""
         self.rcpts: list[str] = []
+        self.rcpt_params: dict[str, str] = {}
 
     # -- I/O: replies are queued and written before the next blocking read -----------------
 
@@ -365,10 +389,36 @@ class _Session:
     def do_EHLO(self, line: bytes):
         self.helo = line[5:].decode(errors="replace").strip()
         self.reset()
-        self.reply(250, self.sink.hostname, [
-            "PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "DSN",
-            f"SIZE {MAX_DATA}",
-        ])
+        keywords = ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        if self.sink.offer_dsn:
+            keywords.append("DSN")
+        if self.sink.tls_context is not None and self.tls is None:
+            keywords.append("STARTTLS")
+        if self.sink.requiretls and self.tls is not None:
+            keywords.append("REQUIRETLS")
+        if self.sink.size_limit is not None:
+            keywords.append(f"SIZE {self.sink.size_limit}")
+        self.reply(250, self.sink.hostname, keywords)
+
+    def do_STARTTLS(self, line: bytes):
+        ctx = self.sink.tls_context
+        if ctx is None or self.tls is not None:
+            self.reply(502, "5.5.1 STARTTLS not available")
+            return
+        if self.buf:
+            self.reply(501, "5.5.1 data after STARTTLS")
+            return
+        self.reply(220, "2.0.0 Ready to start TLS")
+        self.flush()
+        try:
+            self.conn = ctx.wrap_socket(self.conn, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self.sink._lock:
+                self.sink.errors.append(f"conn {self.cid}: TLS handshake failed: {e}")
+            raise _Closed()
+        self.tls = self.conn.version()
+        self.helo = ""
+        self.reset()
 
     def do_HELO(self, line: bytes):
         self.helo = line[5:].decode(errors="replace").strip()
@@ -379,6 +429,8 @@ class _Session:
         self.reply(250, "2.0.0 Ok")
 
     def do_RSET(self, line: bytes):
+        with self.sink._lock:
+            self.sink.rset_log.append(self.cid)
         self.reset()
         self.reply(250, "2.0.0 Ok")
 
@@ -400,7 +452,16 @@ class _Session:
         if not m:
             self.reply(501, "5.5.4 syntax: MAIL FROM:<address>")
             return
+        params = m.group(2).decode("utf-8", "replace").strip()
+        size = re.search(r"(?i)\bSIZE=(\d+)", params)
+        limit = self.sink.size_limit
+        if size and limit and int(size.group(1)) > limit:
+            self.reply(552, f"5.3.4 message size exceeds fixed limit of {limit} bytes")
+            return
         self.mail_from = m.group(1).decode("utf-8", "replace")
+        with self.sink._lock:
+            self.sink.mail_log.append((self.cid, self.mail_from))
+        self.mail_params = params
         self.reply(250, "2.1.0 Ok")
 
     def do_RCPT(self, line: bytes):
@@ -417,6 +478,7 @@ class _Session:
             self.sink.rcpt_log.append((address, code))
         if code == 250:
             self.rcpts.append(address)
+            self.rcpt_params[address] = m.group(2).decode("utf-8", "replace").strip()
         self.reply(code, text)
 
     def do_DATA(self, line: bytes):
@@ -427,6 +489,8 @@ class _Session:
             self.reply(554, "5.5.1 no valid recipients")
             return
         self.reply(354, "End data with <CR><LF>.<CR><LF>")
+        with self.sink._lock:
+            self.sink.data_started += 1
         drop = self.sink.drop_in_data
         lines: list[bytes] = []
         size = 0
@@ -447,9 +511,25 @@ class _Session:
                 raise _Closed()
             lines.append(raw)
         data = b"".join(lines)
+        if self.sink.size_limit and len(data) > self.sink.size_limit:
+            self.reply(552, f"5.3.4 message size exceeds fixed limit of {self.sink.size_limit} bytes")
+            self.reset()
+            return
+        with self.sink._lock:
+            later = [r for r in self.rcpts if r.lower().startswith("datalater")]
+            first = False
+            for r in later:
+                self.sink.data_seen[r.lower()] = self.sink.data_seen.get(r.lower(), 0) + 1
+                first = first or self.sink.data_seen[r.lower()] == 1
+        if first:
+            self.reply(451, "4.3.0 data refused for now, try again later")
+            self.reset()
+            return
         with self.sink._lock:
             qid = f"S{self.cid}-{len(self.sink.messages) + 1}"
         self.sink._record(SinkMessage(self.mail_from, list(self.rcpts), data, self.peer,
-                                      self.helo, self.cid, qid))
+                                      self.helo, self.cid, qid, tls=self.tls,
+                                      mail_params=self.mail_params,
+                                      rcpt_params=dict(self.rcpt_params)))
         self.reply(250, f"2.0.0 Ok: queued as {qid}")
         self.reset()

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailroom_harness import assert_queued, start_server, submit
 from test_delivery import delivery_config
-from test_domains import TxtServer
+from fakes import DnsServer
 
 ARC_DOMAIN = "arc.mailroom.test"
 
@@ -31,7 +31,7 @@ def spki_txt(public_key) -> str:
 
 @pytest.fixture(scope="module")
 def txt():
-    s = TxtServer()
+    s = DnsServer()
     yield s
     s.stop()
 
@@ -41,7 +41,7 @@ def txt():
 def server(tmp_path_factory, sink, txt):
     extra = delivery_config(sink.port) + (
         f'\n[arc]\ndomain = "{ARC_DOMAIN}"\nselector = "seal"\n'
-        f'\n[dns]\nnameservers = ["127.0.0.1:{txt.port}"]\ntimeout_secs = 2\n'
+        + txt.config()
     )
     srv = start_server(tmp_path_factory.mktemp("mailroom-arc"), extra_config=extra)
     yield srv
@@ -55,7 +55,7 @@ def test_forwarded_mail_gets_a_verifiable_arc_set(server, sink, txt):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    txt.records[f"orig._domainkey.{domain}"] = [spki_txt(key.public_key())]
+    txt.txt[f"orig._domainkey.{domain}"] = [spki_txt(key.public_key())]
     rcpt = f"ok-{uuid.uuid4().hex[:8]}@example.net"
     original = (
         f"From: Author <author@{domain}>\r\nTo: list@{domain}\r\n"
@@ -81,7 +81,7 @@ def test_forwarded_mail_gets_a_verifiable_arc_set(server, sink, txt):
 
     sealer = serialization.load_pem_private_key(
         (server.data_dir / "arc-key.pem").read_bytes(), password=None)
-    records = dict(txt.records)
+    records = dict(txt.txt)
     records[f"seal._domainkey.{ARC_DOMAIN}"] = [spki_txt(sealer.public_key())]
 
     def dnsfunc(name, timeout=5):

@@ -15,54 +15,15 @@ import email.policy
 import json
 import os
 import subprocess
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fakes import WebhookReceiver as Recorder
 from mailroom_harness import mailroom_bin, poll_until, start_server
 from test_delivery import delivery_config
 
 WAIT = 20.0
-
-
-class Recorder:
-    """Any request on 127.0.0.1:0, recorded with its headers and body, answered 200."""
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.requests.append({"method": self.command, "path": self.path,
-                                           "headers": dict(self.headers.items()),
-                                           "body": body})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            do_GET = do_POST = do_PUT = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def seen(self) -> list[dict]:
-        with self.lock:
-            return list(self.requests)
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ SMTP and HTTP senders, the kills landing while messages are being accepted *and*
 delivered to the sink. After the last restart, every message that got a 250 (SMTP) or a
 202 (HTTP) must reach the sink. Duplicates are counted and reported: they are only
 possible for deliveries in flight at a kill (delivered, but the outcome not yet
-committed), so they are bounded near the measured figure (MAX_DUPLICATES_PER_KILL).
+committed), so they are bounded as a share of the accepted messages (MAX_DUPLICATE_SHARE).
 Each round the kill lands 0.1-0.9 s after both front doors have accepted their floor
 of messages (MIN_SMTP_PER_ROUND, MIN_HTTP_PER_ROUND; a server that cannot reach it
 within LOAD_TIMEOUT_S fails); every sender outcome is counted (temporary refusals, connection
@@ -43,15 +43,20 @@ MAX_PER_THREAD_PER_ROUND = 200
 LOAD_TIMEOUT_S = 15.0
 MIN_SMTP_PER_ROUND = 10
 MIN_HTTP_PER_ROUND = 5
-# Measured, five runs of 20 kills (debug build, this 2-core machine, 1,579-1,792
-# messages accepted each): 13.3, 15.3, 15.6, 13.9 and 17.4 duplicate deliveries per
-# kill. Averaged over 20 kills the figure varies little; 25 is about 1.45x the highest
-# run, room for a machine with more deliveries in flight, while a regression that loses
-# recorded outcomes (every delivered message again: ~80 per kill here) or lets the
-# uncommitted window grow by half fails.
-MAX_DUPLICATES_PER_KILL = 25
+# Duplicates are the deliveries in flight at a kill (on the open connections, or done
+# with their outcome not yet committed), so they grow with the delivery rate: measured
+# as a share of the messages accepted. Five runs of 20 kills on a loaded 2-core machine
+# (debug build, 1,579-1,792 accepted each): 13.3-17.4 per kill, 15-19 %. On a quiet one
+# (2026-12-07, 5,000-5,800 accepted each, faster pipeline): 23-62 per kill, 8-25 %.
+# The bound is 35 % of what was accepted: a regression that loses recorded outcomes (every
+# delivered message again) or lets the uncommitted window grow well beyond the
+# connections' in-flight messages fails; the per-kill figure is printed for SECURITY.md.
+MAX_DUPLICATE_SHARE = 0.35
 MAX_TEMPORARY_PER_ROUND = 5
-TOTAL_BUDGET_S = 150.0
+# A guard against a hang, not a speed check: every round may take its LOAD_TIMEOUT_S
+# plus a restart. (150 s failed in CI on PostgreSQL with both e2e passes side by side:
+# round 19 began at 154 s on the loaded machine.)
+TOTAL_BUDGET_S = ROUNDS * (LOAD_TIMEOUT_S + 5.0)
 SUBJECT_RE = re.compile(rb"^Subject: crash-([0-9a-f]{32})\r?$", re.M)
 
 
@@ -254,12 +259,13 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
         duplicates = sum(n - 1 for t, n in got.items() if t in want and n > 1)
         print(f"crash+delivery seed {seed}: {ROUNDS} kills, {len(want)} accepted, "
               f"all delivered, {duplicates} duplicate deliveries "
-              f"({duplicates / ROUNDS:.1f} per kill)")
+              f"({duplicates / ROUNDS:.1f} per kill, {duplicates / len(want):.1%} of accepted)")
         # In flight at a kill: the messages on the open delivery connections plus the
         # outcomes the recorder had not committed yet (it batches them, so connections
         # never wait for the disk; crates/delivery/src/outcome.rs).
-        assert duplicates <= ROUNDS * MAX_DUPLICATES_PER_KILL, (
+        assert duplicates <= MAX_DUPLICATE_SHARE * len(want), (
             f"{duplicates} duplicates for {ROUNDS} kills ({duplicates / ROUNDS:.1f} per kill, "
-            f"bound {MAX_DUPLICATES_PER_KILL}; seed {seed})")
+            f"{duplicates / len(want):.0%} of {len(want)} accepted, bound "
+            f"{MAX_DUPLICATE_SHARE:.0%}; seed {seed})")
     finally:
         server.kill()

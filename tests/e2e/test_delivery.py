@@ -32,7 +32,8 @@ from sink import SmtpSink
 WAIT = 20.0  # the longest any single wait may take
 
 
-def delivery_config(sink_port: int, *, retry_secs=(1,), lifetime: int | None = None) -> str:
+def delivery_config(sink_port: int, *, retry_secs=(1,), lifetime: int | None = None,
+                    delay_report_secs=None) -> str:
     lines = [
         "[delivery]",
         "allow_private = true",
@@ -45,6 +46,8 @@ def delivery_config(sink_port: int, *, retry_secs=(1,), lifetime: int | None = N
     ]
     if lifetime is not None:
         lines.append(f"queue_lifetime_secs = {lifetime}")
+    if delay_report_secs is not None:
+        lines.append(f"delay_report_secs = [{', '.join(str(s) for s in delay_report_secs)}]")
     lines += [
         "",
         "[[delivery.routes]]",

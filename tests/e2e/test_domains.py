@@ -1,5 +1,5 @@
 """Sending domains end to end: a domain is added over the API, its records are published
-in a DNS server run by this test (a small UDP responder on dnspython, on loopback),
+in a DNS server run by this test (`fakes.DnsServer`, on loopback),
 verified through DNS, used in an SMTP submission, delivered to the sink, and the
 received message passes dkimpy against the published records. The envelope sender at
 the sink is the VERP return-path address.
@@ -12,73 +12,19 @@ dkimpy) and verify.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import uuid
 
 import dkim
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
+from fakes import DnsServer
 from mailroom_harness import assert_queued, make_message, start_server, submit
 from test_delivery import delivery_config
 
 
-class TxtServer:
-    """Answers TXT queries from `records` (name -> list of texts) and MX queries from `mx`
-    (name -> list of "<pref> <host>"); NXDOMAIN for names in neither."""
-
-    def __init__(self):
-        self.records: dict[str, list[str]] = {}
-        self.mx: dict[str, list[str]] = {}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while self.running:
-            try:
-                wire, peer = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
-                continue
-            try:
-                q = dns.message.from_wire(wire)
-            except Exception:
-                continue
-            r = dns.message.make_response(q)
-            r.flags |= dns.flags.AA
-            question = q.question[0]
-            name = question.name.to_text().rstrip(".").lower()
-            texts = self.records.get(name)
-            mx = self.mx.get(name)
-            if texts is None and mx is None:
-                r.set_rcode(dns.rcode.NXDOMAIN)
-            elif question.rdtype == dns.rdatatype.TXT and texts:
-                quoted = [" ".join('"%s"' % t[i:i + 255].replace('"', '\\"')
-                                   for i in range(0, len(t), 255)) for t in texts]
-                r.answer.append(dns.rrset.from_text(question.name, 0, "IN", "TXT", *quoted))
-            elif question.rdtype == dns.rdatatype.MX and mx:
-                r.answer.append(dns.rrset.from_text(question.name, 0, "IN", "MX",
-                                                    *[f"{v}." for v in mx]))
-            self.sock.sendto(r.to_wire(), peer)
-
-    def stop(self):
-        self.running = False
-        self.thread.join(timeout=2)
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def dns_server():
-    s = TxtServer()
+    s = DnsServer()
     yield s
     s.stop()
 
@@ -87,9 +33,7 @@ def dns_server():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sink, dns_server):
     extra = delivery_config(sink.port) + (
-        "\n[dns]\n"
-        f'nameservers = ["127.0.0.1:{dns_server.port}"]\n'
-        "timeout_secs = 2\n"
+        dns_server.config()
     )
     srv = start_server(tmp_path_factory.mktemp("mailroom-domains"), extra_config=extra)
     yield srv
@@ -100,7 +44,7 @@ def publish(dns_server, records):
     """Publishes every record as the API lists it (TXT and MX)."""
     for rec in records:
         if rec["type"] == "TXT":
-            dns_server.records.setdefault(rec["name"], []).append(rec["value"])
+            dns_server.txt.setdefault(rec["name"], []).append(rec["value"])
         elif rec["type"] == "MX":
             dns_server.mx.setdefault(rec["name"], []).append(rec["value"])
 
@@ -111,7 +55,7 @@ def _lookup(dns_server, asked):
     def lookup(name, timeout=5):
         key = (name.decode() if isinstance(name, bytes) else name).lower().rstrip(".")
         asked.append(key)
-        texts = dns_server.records.get(key)
+        texts = dns_server.txt.get(key)
         return texts[0].encode() if texts else None
 
     return lookup
@@ -208,7 +152,7 @@ def test_domain_verified_through_dns_signs_mail_that_dkimpy_verifies(server, sin
     def lookup(name, timeout=5):
         key = (name.decode() if isinstance(name, bytes) else name).lower().rstrip(".")
         asked.append(key)
-        texts = dns_server.records.get(key)
+        texts = dns_server.txt.get(key)
         return texts[0].encode() if texts else None
 
     d = dkim.DKIM(data)

@@ -21,10 +21,10 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fakes import WebhookReceiver
 from mailroom_harness import REPO_ROOT, poll_until, start_server
 from test_delivery import delivery_config
 
@@ -35,44 +35,33 @@ MESSAGES = 24
 class OrderReceiver:
     """Records the events it acknowledged (2xx), in arrival order. Refuses (500) the first
     try of every `accepted` event and answers after a random short delay, so that
-    retries and concurrent posts could overtake each other."""
+    retries and concurrent posts could overtake each other. The HTTP side is the shared
+    `fakes.WebhookReceiver`; this class is the answering policy."""
 
     def __init__(self):
         self.acked: list[dict] = []
         self.refused: set[str] = set()
         self.lock = threading.Lock()
-        outer = self
+        self.http = WebhookReceiver(respond=self._respond)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                events = json.loads(body)["events"]
-                time.sleep(random.uniform(0, 0.03))
-                status = 200
-                with outer.lock:
-                    first = events[0]
-                    if first["type"] == "accepted" and first["id"] not in outer.refused:
-                        outer.refused.add(first["id"])
-                        status = 500
-                    else:
-                        outer.acked.extend(events)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _respond(self, request: dict) -> int:
+        events = request["payload"]["events"]
+        time.sleep(random.uniform(0, 0.03))
+        with self.lock:
+            first = events[0]
+            if first["type"] == "accepted" and first["id"] not in self.refused:
+                self.refused.add(first["id"])
+                return 500
+            self.acked.extend(events)
+        return 200
 
     def snapshot(self) -> list[dict]:
         with self.lock:
             return list(self.acked)
 
     def close(self):
-        self.httpd.shutdown()
+        self.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,13 @@ import pytest
 
 from mailroom_harness import start_server
 from test_delivery import delivery_config
-from test_domains import TxtServer, _lookup, _verified_domain
+from fakes import DnsServer
+from test_domains import _lookup, _verified_domain
 
 
 @pytest.fixture(scope="module")
 def dns_server():
-    s = TxtServer()
+    s = DnsServer()
     yield s
     s.stop()
 
@@ -33,9 +34,7 @@ def dns_server():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, sink, dns_server):
     extra = delivery_config(sink.port) + (
-        "\n[dns]\n"
-        f'nameservers = ["127.0.0.1:{dns_server.port}"]\n'
-        "timeout_secs = 2\n"
+        dns_server.config()
     )
     srv = start_server(tmp_path_factory.mktemp("mailroom-lf-only"), extra_config=extra)
     yield srv

@@ -398,6 +398,35 @@ WARMUP_SOURCE = "127.0.0.31"
 CHECK_SOURCE = "127.0.0.32"
 
 
+def test_first_suppression_through_a_reaches_b_within_2s(nodes):
+    """A tenant's first suppression flags it in the store (ingest reads the suppression
+    list only for flagged tenants); node B, another process, learns the flag from its
+    directory refresh and records the recipient as suppressed within 2 s, while A,
+    which wrote it, does at once."""
+    a, b, _ = nodes
+    t = a.create_tenant("mnsup", domain="sup.test", credential=False)
+    sender = "app@sup.test"
+    for n in (a, b):
+        poll_until(lambda n=n: http_send(n, t.api_key, uuid.uuid4().hex, "warm@example.net",
+                                         sender)[0] == 202,
+                   timeout=10, interval=0.1, what=f"{n.node_id} accepting the new tenant")
+    rcpt = f"sup-{uuid.uuid4().hex[:8]}@example.net"
+    r = a.api("POST", "/v1/suppressions", {"address": rcpt}, token=t.api_key)
+    assert r.status == 201, r
+    added = time.monotonic()
+    status, body = http_send(a, t.api_key, uuid.uuid4().hex, rcpt, sender)
+    assert status == 202 and body["recipients"][0]["status"] == "suppressed", body
+
+    def b_suppresses():
+        status, body = http_send(b, t.api_key, uuid.uuid4().hex, rcpt, sender)
+        assert status == 202, body
+        return body["recipients"][0]["status"] == "suppressed" or None
+    poll_until(b_suppresses, timeout=10, interval=0.05,
+               what="node B recording the suppressed recipient")
+    took = time.monotonic() - added
+    assert took < 2.0, f"node B took {took:.2f}s to honour the first suppression"
+
+
 def smtp_auth_code(node: MailroomServer, username: str, password: str, source: str) -> int:
     client = node.smtp_starttls(source=source, timeout=10)
     try:

@@ -25,56 +25,34 @@ import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from fakes import WebhookReceiver
 from mailroom_harness import TESTS_DIR, start_server
 
 MAX_EXAMPLES = int(os.environ.get("MAILROOM_ST_MAX_EXAMPLES", "8"))
 RUN_TIMEOUT = 600
 
-# The one allowance: a schema-valid message may still be refused with 422 when its
-# recipients (to + cc + bcc together, duplicates counted once) exceed the recipient limit,
-# which is the server's and the tenant's configuration, not something OpenAPI 3.0 can
-# state. Every other check (negative data, response schemas, status codes, content types,
-# 5xx) runs on it unchanged.
+# Two allowances, each a rule between values that OpenAPI 3.0 cannot state: a
+# schema-valid message may still be refused with 422 when its recipients (to + cc + bcc
+# together, duplicates counted once) exceed the recipient limit (the server's and the
+# tenant's configuration), and a schema-valid `GET /v1/stats` when `from`/`to` span more
+# than 1,500 buckets of the period or `from` is not before `to`. Every other check
+# (negative data, response schemas, status codes, content types, 5xx) runs on them
+# unchanged.
 CONFIG = """
 [[operations]]
 include-path = "/v1/messages"
 include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path = "/v1/stats"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 """
-
-
-class Receiver:
-    """Answers 204 to every POST on 127.0.0.1:0 and counts them."""
-
-    def __init__(self):
-        self.posts = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                outer.posts += 1
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def stop(self):
-        self.httpd.shutdown()
 
 
 class NxDomain:
@@ -108,7 +86,7 @@ class NxDomain:
 
 @pytest.fixture(scope="module")
 def contract(tmp_path_factory):
-    receiver = Receiver()
+    receiver = WebhookReceiver(respond=lambda _request: 204)
     dns = NxDomain()
     srv = start_server(
         tmp_path_factory.mktemp("contract"),
@@ -141,7 +119,7 @@ def schemathesis_bin() -> str:
     return path
 
 
-def run_schemathesis(srv, token: str, receiver: Receiver, workdir: Path,
+def run_schemathesis(srv, token: str, receiver: WebhookReceiver, workdir: Path,
                      tenant_env: str | None):
     host, port = srv.http_addr
     env = dict(os.environ)

@@ -26,15 +26,14 @@ import os
 import sqlite3
 import stat
 import subprocess
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fakes import WebhookReceiver as Receiver
 from mailroom_harness import (
     MailroomServer,
     assert_queued,
@@ -106,32 +105,6 @@ def assert_no_secret_text(data_dir: Path, needles: list[bytes], what: str):
             assert n not in blob, f"{what}: {n[:30]!r}… found in {name}"
 
 
-class Receiver:
-    """Webhook receiver on 127.0.0.1:0 that records bodies and signatures."""
-
-    def __init__(self):
-        self.requests: list[tuple[bytes, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.requests.append((body, self.headers.get("Mailroom-Signature", "")))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 def signature_ok(secret: str, header: str, body: bytes) -> bool:
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     expected = hmac.new(secret.encode(), f"{parts.get('t')}.".encode() + body,
@@ -183,7 +156,8 @@ def ping_verifies(srv: MailroomServer, tenant, hook_id: str, secret: str, receiv
     before = len(receiver.requests)
     r = srv.api("POST", f"/v1/webhooks/{hook_id}/test", token=tenant.api_key)
     assert r.status == 200 and r.body["delivered"], r
-    body, sig = receiver.requests[before]
+    request = receiver.seen()[before]
+    body, sig = request["body"], request["signature"]
     assert signature_ok(secret, sig, body), "ping signature does not verify with the secret"
 
 

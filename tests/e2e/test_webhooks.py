@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fakes import WebhookReceiver
 from mailroom_harness import MailroomServer, assert_queued, make_message, submit
 
 TOLERANCE_SECS = 300
@@ -33,43 +31,21 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = TOL
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-class Receiver:
-    """HTTP receiver on 127.0.0.1:0 that answers 500 to the first event delivery."""
+def Receiver() -> WebhookReceiver:
+    """The shared receiver (fakes.py), answering 500 to the first event delivery (not a
+    ping) and 200 to everything else."""
+    receiver: WebhookReceiver
 
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        self.secret = ""
-        outer = self
+    def respond(request: dict) -> int:
+        with receiver.lock:
+            events = [r for r in receiver.requests
+                      if r["payload"]["events"][0]["type"] != "ping"]
+            first_event = (request["payload"]["events"][0]["type"] != "ping"
+                           and len(events) == 1)
+        return 500 if first_event else 200
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                payload = json.loads(body)
-                kind = payload["events"][0]["type"]
-                with outer.lock:
-                    outer.requests.append({
-                        "body": body,
-                        "payload": payload,
-                        "event_id": self.headers.get("Mailroom-Event-Id"),
-                        "signature": self.headers.get("Mailroom-Signature", ""),
-                        "content_type": self.headers.get("Content-Type"),
-                    })
-                    first_event = kind != "ping" and sum(
-                        1 for r in outer.requests if r["payload"]["events"][0]["type"] != "ping") == 1
-                self.send_response(500 if first_event else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
+    receiver = WebhookReceiver(respond=respond)
+    return receiver
 
 
 @pytest.fixture(scope="module")

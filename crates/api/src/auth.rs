@@ -1,5 +1,5 @@
 //! Who is calling: the operator (its token) or a tenant (one of its named API keys),
-//! from `Authorization: Bearer …`, and whether the key's scope opens this route.
+//! from `Authorization: Bearer …` (or the console's session cookie, `session.rs`), and whether the key's scope opens this route.
 //! Every authenticated handler takes a [`Principal`] before anything else, so an
 //! unknown, revoked or expired key is `401` and an out-of-scope key `403` on every
 //! route, before the request is parsed.
@@ -87,6 +87,25 @@ impl Principal {
             Principal::Tenant(_) => Err(ApiError::not_found("tenant")),
         }
     }
+
+    /// The tenant a listing shows, from its `?tenant=` (`named`): the operator sees the
+    /// one named, or every tenant's (`None`); a tenant key sees its own and may name
+    /// itself (another tenant looks missing). `named` must be a tenant id.
+    pub fn listed_tenant(&self, named: Option<&str>) -> Result<Option<TenantId>, ApiError> {
+        let named = named
+            .map(|t| {
+                TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id"))
+            })
+            .transpose()?;
+        match (self, named) {
+            (Principal::Operator, t) => Ok(t),
+            (Principal::Tenant(own), None) => Ok(Some(own.tenant_id.clone())),
+            (Principal::Tenant(own), Some(t)) => {
+                self.require_tenant(&t)?;
+                Ok(Some(own.tenant_id.clone()))
+            }
+        }
+    }
 }
 
 impl Principal {
@@ -130,11 +149,22 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
+        let path = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map(|p| p.as_str())
+            .unwrap_or_else(|| parts.uri.path());
+        let Some(header) = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
+        else {
+            // No bearer token: the console's session cookie, if any (see `session`).
+            if crate::session::cookie_value(&parts.headers).is_some() {
+                return crate::session::principal(state, &parts.headers, &parts.method, path).await;
+            }
+            return Err(ApiError::unauthorized());
+        };
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
@@ -148,11 +178,6 @@ impl FromRequestParts<AppState> for Principal {
             .policy
             .api_key(token)
             .ok_or_else(ApiError::unauthorized)?;
-        let path = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map(|p| p.as_str())
-            .unwrap_or_else(|| parts.uri.path());
         if !scope_allows(key.scope, &parts.method, path) {
             return Err(ApiError::forbidden(format!(
                 "this API key has scope '{}', which does not allow {} {path}",

@@ -42,7 +42,11 @@ impl From<LifecycleError> for ApiError {
 }
 
 /// The domain, if it exists and `p` may see it (others get 404, not 403).
-async fn visible(state: &AppState, p: &Principal, name: &str) -> Result<DomainRecord, ApiError> {
+pub(crate) async fn visible(
+    state: &AppState,
+    p: &Principal,
+    name: &str,
+) -> Result<DomainRecord, ApiError> {
     let name = parse_domain(name.trim())
         .map_err(|_| ApiError::not_found("domain"))?
         .to_string();
@@ -126,11 +130,12 @@ pub async fn put_senders(
     let req: Senders = parse_json(&body)?;
     let mut parts = Vec::new();
     for (i, local) in req.allowed_local_parts.iter().enumerate() {
-        let local = local.trim();
         // The local part alone is checked (a long domain must not make a valid local
-        // part look wrong).
+        // part look wrong). ASCII dot-atoms only, as the OpenAPI pattern says exactly:
+        // the allow-list is a list of plain mailbox names, not SMTPUTF8 ones.
         let probe = format!("{local}@example.com");
         if local.is_empty()
+            || !local.is_ascii()
             || local.contains('@')
             || mailroom_model::Address::parse(&probe).is_err()
         {

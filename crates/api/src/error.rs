@@ -128,7 +128,7 @@ impl ApiError {
                 "Insufficient storage",
                 "storage is full; try again later",
             ),
-            StoreError::Closed | StoreError::Database(_) => {
+            StoreError::Closed | StoreError::Database(_) | StoreError::Unavailable(_) => {
                 tracing::error!(error = %err, "storage error in API");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

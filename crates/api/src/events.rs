@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use mailroom_model::{EventType, MessageId, TenantId};
+use mailroom_model::{EventType, MessageId};
 use mailroom_store::EventQuery;
 use serde_json::json;
 use std::collections::HashMap;
@@ -68,18 +68,7 @@ pub async fn list(
             MessageId::parse(m).ok_or_else(|| ApiError::invalid("message_id", "not a message id"))
         })
         .transpose()?;
-    let wanted_tenant = q
-        .get("tenant")
-        .map(|t| TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id")))
-        .transpose()?;
-    let tenant = match (&p, wanted_tenant) {
-        (Principal::Operator, t) => t,
-        (Principal::Tenant(own), None) => Some(own.tenant_id.clone()),
-        (Principal::Tenant(own), Some(t)) => {
-            p.require_tenant(&t)?;
-            Some(own.tenant_id.clone())
-        }
-    };
+    let tenant = p.listed_tenant(q.get("tenant"))?;
     let page = state
         .store
         .list_events(&EventQuery {

@@ -15,7 +15,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use mailroom_model::{ApiKeyId, KeyScope, TenantId, now_millis};
+use mailroom_model::{ApiKeyId, KeyScope, now_millis};
 use mailroom_policy::secrets;
 use mailroom_store::{ApiKeyRecord, NewApiKey};
 use serde::Deserialize;
@@ -123,19 +123,7 @@ pub async fn list(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = Params::new(query, &["tenant"])?;
-    let named = q
-        .get("tenant")
-        .map(|t| TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id")))
-        .transpose()?;
-    let tenant = match (&p, named) {
-        (Principal::Tenant(own), None) => Some(own.tenant_id.clone()),
-        // A tenant key may name itself; another tenant looks missing (as on /v1/webhooks).
-        (Principal::Tenant(own), Some(t)) => {
-            p.require_tenant(&t)?;
-            Some(own.tenant_id.clone())
-        }
-        (Principal::Operator, t) => t,
-    };
+    let tenant = p.listed_tenant(q.get("tenant"))?;
     let keys = state.store.list_api_keys(tenant.as_ref()).await?;
     Ok(Json(json!({
         "keys": keys.iter().map(|k| view(&state, k)).collect::<Vec<_>>()

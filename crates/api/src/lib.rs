@@ -1,44 +1,62 @@
 //! The HTTP API (axum): tenants, SMTP credentials, IP allowlists, sending domains,
-//! message status, the event stream and webhooks, the nodes sharing the store, with RFC 7807 problem responses
-//! that name the offending field. `app(state)` builds the router, so tests drive it without a socket. Business rules
+//! message status, the event stream and webhooks, the nodes sharing the store, ACME HTTP-01 challenge answers, with RFC 7807 problem responses
+//! that name the offending field; console sessions (cookie + CSRF), stats from the event counters, message search. `app(state)` builds the router, so tests drive it without a socket. Business rules
 //! live in `policy`, `ingest` and `store`; handlers only translate. The API keeps the
 //! whole `Store` (`DynStore`): between them its routes use every role.
 
+mod acme;
+mod admin;
 mod auth;
 mod canonical;
 pub mod compose;
 mod contract;
+mod deletion;
+mod destinations;
 mod domains;
+mod erasure;
 mod error;
 mod events;
 mod health;
 mod keys;
+mod message_page;
 mod messages;
 mod nodes;
 mod observe;
 mod openapi;
+mod provider;
 mod quarantine;
 mod query;
 mod refresh;
+mod reports;
+mod search;
 mod send;
+mod session;
+mod signin_limit;
+mod signing;
+mod stats;
 mod suppressions;
 mod tenants;
+mod throttles;
 mod tracking;
 mod webhooks;
 
+pub use acme::CertificateStatus;
+pub use admin::{ReloadFuture, Reloader};
 pub use auth::{OperatorToken, SEND_ROUTES, scope_allows};
+pub use destinations::{LimitsLive, ShapingLive, ShapingView, SiteLive, WarmupLive};
 pub use error::ApiError;
 pub use keys::{DEFAULT_ROTATION_GRACE_SECS, MAX_ROTATION_GRACE_SECS};
 pub use mailroom_domains::DomainServices;
 pub use nodes::{ALIVE_HEARTBEATS, DEFAULT_HEARTBEAT_MS, node_is_alive};
 pub use send::IDEMPOTENCY_WINDOW_MS;
+pub use session::{ConsoleSettings, DEFAULT_SESSION_TTL_SECS, SESSION_COOKIE};
 pub use tracking::TrackingState;
 
 // Keeping this node's caches in step with the other nodes'.
 pub use refresh::{OperatorTokenCache, RefreshIntervals, refresher, spawn_refreshers};
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use mailroom_ingest::Ingest;
 use mailroom_model::TenantId;
 use mailroom_policy::Policy;
@@ -76,6 +94,8 @@ pub struct AppState {
     /// Checks tracking tokens for the public `/t/...` endpoints (`None`: tracking is
     /// off and they answer 404).
     pub tracking: Option<TrackingState>,
+    /// Console sessions: lifetime, cookie flags, the failed sign-in limiter.
+    pub console: ConsoleSettings,
 }
 
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -85,11 +105,14 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics))
+        .route("/.well-known/acme-challenge/{token}", get(acme::challenge))
         .route("/v1/openapi.json", get(openapi::spec))
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route(
             "/v1/tenants/{id}",
-            get(tenants::show).patch(tenants::update),
+            get(tenants::show)
+                .patch(tenants::update)
+                .delete(deletion::delete_tenant),
         )
         .route("/v1/tenants/{id}/health", get(health::show))
         .route(
@@ -108,15 +131,34 @@ pub fn app(state: AppState) -> Router {
             "/v1/tenants/{id}/domains",
             post(tenants::add_domain).get(tenants::list_domains),
         )
+        .route(
+            "/v1/tenants/{id}/signing",
+            get(signing::get_tenant).put(signing::put_tenant),
+        )
+        .route(
+            "/v1/domains/{name}/signing",
+            get(signing::get_domain).put(signing::put_domain),
+        )
         .route("/v1/domains", get(tenants::all_domains))
-        .route("/v1/domains/{name}", get(domains::show))
+        .route(
+            "/v1/domains/{name}",
+            get(domains::show).delete(deletion::delete_domain),
+        )
         .route("/v1/domains/{name}/verify", post(domains::verify))
+        .route("/v1/domains/{name}/reports", get(reports::show))
         .route("/v1/domains/{name}/dkim/rotate", post(domains::rotate))
         .route(
             "/v1/domains/{name}/senders",
             axum::routing::put(domains::put_senders),
         )
-        .route("/v1/messages", post(send::send))
+        .route("/v1/messages", post(send::send).get(search::list))
+        .route(
+            "/v1/session",
+            post(session::create)
+                .get(session::show)
+                .delete(session::remove),
+        )
+        .route("/v1/stats", get(stats::show))
         .route(
             "/v1/suppressions",
             get(suppressions::list).post(suppressions::add),
@@ -127,7 +169,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/v1/messages/{id}",
-            get(messages::show).delete(messages::cancel),
+            get(message_page::show).delete(messages::cancel),
         )
         .route("/v1/messages/{id}/retry", post(messages::retry))
         .route("/v1/messages/{id}/release", post(quarantine::release))
@@ -140,8 +182,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/queue", get(messages::queue))
         .route("/v1/queue/summary", get(messages::summary))
+        .route("/v1/queue/destinations", get(destinations::list))
         .route("/v1/nodes", get(nodes::list))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route(
+            "/v1/throttles",
+            get(throttles::list).delete(throttles::clear),
+        )
+        .route("/v1/tenants/{id}/egress-pool", put(throttles::set_pool))
         .route("/v1/events", get(events::list))
+        .route("/v1/erasure", post(erasure::erase))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
             "/v1/webhooks/{id}",

@@ -1,5 +1,6 @@
-//! Message status: metadata, each recipient's state and its event timeline. A tenant
-//! sees only its own messages; another tenant's id answers 404, like a missing one.
+//! Actions on a message (retry now, cancel) and the queue summaries (by state, by
+//! destination). A tenant acts only on its own messages; another tenant's id answers
+//! 404, like a missing one. The message page itself is `message_page`.
 
 use crate::auth::Principal;
 use crate::{ApiError, AppState};
@@ -78,25 +79,6 @@ pub async fn queue(
     ))
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    p: Principal,
-    Path(id): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let id = MessageId::parse(&id).ok_or_else(|| ApiError::not_found("message"))?;
-    let message = state
-        .store
-        .get_message(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("message"))?;
-    match &p {
-        Principal::Operator => {}
-        Principal::Tenant(t) if t.tenant_id == message.tenant_id => {}
-        Principal::Tenant(_) => return Err(ApiError::not_found("message")),
-    }
-    Ok(Json(message))
-}
-
 pub async fn summary(
     State(state): State<AppState>,
     p: Principal,
@@ -105,5 +87,23 @@ pub async fn summary(
     let counts = state.store.count_recipients_by_state().await?;
     let by_state: serde_json::Map<String, serde_json::Value> =
         counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
-    Ok(Json(json!({ "recipients_by_state": by_state })))
+    // The console's queue page: the busiest destinations with their oldest waiting
+    // recipient and latest reply.
+    let destinations: Vec<serde_json::Value> = state
+        .store
+        .queue_destinations(100)
+        .await?
+        .into_iter()
+        .map(|d| {
+            json!({
+                "domain": d.domain,
+                "count": d.count,
+                "oldest_at": crate::stats::rfc3339(d.oldest_at),
+                "last_error": d.last_error,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "recipients_by_state": by_state, "destinations": destinations }),
+    ))
 }

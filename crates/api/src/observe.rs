@@ -18,13 +18,24 @@ pub async fn healthz() -> impl IntoResponse {
 /// waiting for one) is "not ready" within a load balancer's usual probe timeout.
 pub const READY_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Ready while the database answers a ping within [`READY_PING_TIMEOUT`]. While it
-/// does not: 503 with a detail naming the database and a `Retry-After`, so a load
+/// Ready while the database answers a ping within [`READY_PING_TIMEOUT`] and has not
+/// refused a write lately (full disk, read-only file system or database: the store's
+/// `ping` reports it for `mailroom_store::REFUSAL_SHOWN_FOR`). Otherwise: 503 with a detail naming the database and a `Retry-After`, so a load
 /// balancer sends submissions to other nodes; it turns ready again by itself when the
 /// database is back.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+///
+/// With ACME on, the body also carries `certificate` (see [`crate::CertificateStatus`]):
+/// the certificate in force and the last renewal error. A failing renewal does not
+/// make the node unready: the previous certificate is still served.
+pub async fn readyz(
+    State(state): State<AppState>,
+    cert: Option<axum::Extension<crate::CertificateStatus>>,
+) -> Response {
+    let certificate = cert.map(|axum::Extension(c)| (c.0)());
     let failure = match tokio::time::timeout(READY_PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => None,
+        // It answers, but refuses writes (full, read-only): not ready for mail either.
+        Ok(Err(e)) if e.refuses_writes() => Some(format!("the database refuses writes: {e}")),
         Ok(Err(e)) => Some(format!("the database does not answer: {e}")),
         Err(_) => Some(format!(
             "the database did not answer within {} s",
@@ -32,18 +43,24 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )),
     };
     match failure {
-        None => Json(json!({"status": "ready"})).into_response(),
+        None => {
+            let mut body = json!({"status": "ready"});
+            if let Some(c) = certificate {
+                body["certificate"] = c;
+            }
+            Json(body).into_response()
+        }
         Some(detail) => {
             tracing::warn!(%detail, "readiness check failed");
-            let mut r = (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "unavailable",
-                    "reason": "storage",
-                    "detail": detail,
-                })),
-            )
-                .into_response();
+            let mut body = json!({
+                "status": "unavailable",
+                "reason": "storage",
+                "detail": detail,
+            });
+            if let Some(c) = certificate {
+                body["certificate"] = c;
+            }
+            let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 header::HeaderValue::from(crate::error::STORAGE_RETRY_AFTER_SECS),

@@ -18,15 +18,31 @@ impl Params {
         if let Some(bad) = map.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ApiError::invalid(bad, "unknown parameter"));
         }
+        // No parameter of this API takes control characters; refused here, by name,
+        // rather than reaching a database that cannot store them (PostgreSQL text
+        // refuses NUL).
+        if let Some((bad, _)) = map.iter().find(|(_, v)| v.chars().any(char::is_control)) {
+            return Err(ApiError::invalid(
+                bad,
+                "must not contain control characters",
+            ));
+        }
         Ok(Self(map))
     }
 
-    /// The parameter, if present and not empty.
+    /// The parameter, if present and not empty (free-text filters, where an empty value
+    /// means "no filter"; an enumerated parameter uses `raw`, so that empty is refused).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// The parameter as given, even when empty (for parameters where an empty value
+    /// must be refused rather than read as absent).
+    pub fn raw(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
     }
 
     /// `limit`: 1 to `max`, default `default`.

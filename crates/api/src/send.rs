@@ -181,6 +181,7 @@ pub async fn send(
         dsn_ret: None,
         dsn_envid: None,
         smtputf8,
+        require_tls: req.require_tls,
         idempotency: key.map(|k| (k, request_hash.clone())),
         meta: composed.meta,
     };

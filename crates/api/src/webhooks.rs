@@ -16,7 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use mailroom_events::{payload, signature, ssrf};
-use mailroom_model::{EventType, TenantId, WebhookId};
+use mailroom_model::{EventType, WebhookId};
 use mailroom_secrets::webhook_context;
 use mailroom_store::{DeliveryState, NewWebhook, WebhookPatch, WebhookRecord};
 use serde::{Deserialize, Deserializer};
@@ -146,19 +146,7 @@ pub async fn list(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = Params::new(query, &["tenant"])?;
-    let named = q
-        .get("tenant")
-        .map(|t| TenantId::parse(t).ok_or_else(|| ApiError::invalid("tenant", "not a tenant id")))
-        .transpose()?;
-    let tenant = match (&p, named) {
-        (Principal::Tenant(own), None) => Some(own.tenant_id.clone()),
-        // A tenant key may name itself; another tenant looks missing.
-        (Principal::Tenant(own), Some(t)) => {
-            p.require_tenant(&t)?;
-            Some(own.tenant_id.clone())
-        }
-        (Principal::Operator, t) => t,
-    };
+    let tenant = p.listed_tenant(q.get("tenant"))?;
     let all = state.store.list_webhooks(tenant.as_ref()).await?;
     Ok(Json(
         json!({ "webhooks": all.iter().map(view).collect::<Vec<_>>() }),
@@ -278,7 +266,7 @@ pub async fn deliveries(
     let webhook = visible(&state, &p, &id).await?;
     let q = Params::new(query, &["state", "limit"])?;
     let filter = q
-        .get("state")
+        .raw("state")
         .map(|s| {
             DeliveryState::parse(s)
                 .ok_or_else(|| ApiError::invalid("state", "pending, delivered or failed"))

@@ -378,6 +378,22 @@ async fn allowed_senders_limit_the_from_address() {
         StatusCode::UNPROCESSABLE_ENTITY,
         Some("allowed_local_parts[1]"),
     );
+    // Exactly the documented pattern: no padding, no non-ASCII mailbox names.
+    for bad in [" news", "caf\u{e9}", "a..b"] {
+        let r = api
+            .call(
+                Method::PUT,
+                "/v1/domains/acme.test/senders",
+                Some(&key),
+                Some(json!({ "allowed_local_parts": [bad] })),
+                &[],
+            )
+            .await;
+        r.assert_problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("allowed_local_parts[0]"),
+        );
+    }
     let r = api
         .call(
             Method::PUT,

@@ -94,6 +94,7 @@ impl Api {
                 dsn_ret: None,
                 dsn_envid: None,
                 smtputf8: false,
+                require_tls: false,
                 body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
                 recipients: (0..n)
                     .map(|i| NewRecipient {

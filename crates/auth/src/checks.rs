@@ -171,6 +171,19 @@ fn compare_txt(expected: &ExpectedRecord, found: &[String]) -> RecordCheck {
                 many => RecordCheck::WrongValue(join(many)),
             }
         }
+        RecordKind::TlsRpt => {
+            let tlsrpt: Vec<&String> = found
+                .iter()
+                .filter(|t| has_version(t, "v=TLSRPTv1"))
+                .collect();
+            match tlsrpt.as_slice() {
+                [] => RecordCheck::Missing,
+                // RFC 8460 §3: a record needs `rua`; two records mean no policy.
+                [one] if tag(one, "rua").is_some() => RecordCheck::Correct,
+                [one] => RecordCheck::WrongValue((*one).clone()),
+                many => RecordCheck::WrongValue(join(many)),
+            }
+        }
         RecordKind::Verification | RecordKind::ReturnPathMx => {
             if found.iter().any(|t| t.trim() == expected.value.trim()) {
                 return RecordCheck::Correct;
@@ -395,6 +408,34 @@ mod tests {
             RecordCheck::WrongValue(_)
         ));
         assert_eq!(compare_txt(&want, &s(&[])), RecordCheck::Missing);
+    }
+
+    /// TLS-RPT: one `v=TLSRPTv1` record with a `rua` (any address will do).
+    #[test]
+    fn tlsrpt_one_record_with_rua() {
+        let want = txt(
+            RecordKind::TlsRpt,
+            "v=TLSRPTv1; rua=mailto:tls-rpt@rp.example.com",
+        );
+        assert_eq!(
+            compare_txt(&want, &s(&["v=TLSRPTv1; rua=https://r.example/tls"])),
+            RecordCheck::Correct
+        );
+        assert!(matches!(
+            compare_txt(&want, &s(&["v=TLSRPTv1;"])),
+            RecordCheck::WrongValue(_)
+        ));
+        assert!(matches!(
+            compare_txt(
+                &want,
+                &s(&["v=TLSRPTv1; rua=mailto:a@b", "v=TLSRPTv1; rua=mailto:c@d"])
+            ),
+            RecordCheck::WrongValue(_)
+        ));
+        assert_eq!(
+            compare_txt(&want, &s(&["v=spf1 -all"])),
+            RecordCheck::Missing
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What a tenant must publish in DNS for a sending domain, as data: the ownership
-//! token, DKIM keys (TXT, or CNAME into the operator's zone), SPF, a DMARC suggestion
-//! and the return-path (bounce) subdomain's MX and SPF. Also says which of them would not
+//! token, DKIM keys (TXT, or CNAME into the operator's zone), SPF, DMARC and TLS-RPT
+//! suggestions (with Mailroom's report addresses when it takes reports) and the return-path (bounce) subdomain's MX and SPF. Also says which of them would not
 //! work as published ([`record_problem`]: an MX with nothing behind it, an SPF naming
 //! only loopback addresses) and renders them as BIND zone lines. Pure functions;
 //! checking what is really published is `checks`.
@@ -24,6 +24,9 @@ pub enum RecordKind {
     ReturnPathMx,
     /// SPF of the return-path subdomain (the envelope sender SPF checks).
     ReturnPathSpf,
+    /// The TLS-RPT policy (`_smtp._tls`, RFC 8460): where senders report TLS failures
+    /// toward the domain's MX (a suggestion, only when Mailroom takes the reports).
+    TlsRpt,
 }
 
 /// DNS record type of an [`ExpectedRecord`].
@@ -97,6 +100,10 @@ pub struct RecordOptions {
     pub dkim_cname_zone: Option<String>,
     /// `rua=` address for DMARC aggregate reports (`mailto:` added if missing).
     pub dmarc_rua: Option<String>,
+    /// The return-path receiver takes DMARC aggregate and TLS-RPT reports: the DMARC
+    /// and TLS-RPT records suggest `rua=mailto:dmarc@<rp>` / `tls-rpt@<rp>` of the
+    /// return-path subdomain `<rp>` (needs `return_path_label`).
+    pub report_intake: bool,
 }
 
 impl Default for RecordOptions {
@@ -113,9 +120,16 @@ impl Default for RecordOptions {
             spf: SpfAuthorization::Addresses(vec![IpAddr::from([127, 0, 0, 1])]),
             dkim_cname_zone: None,
             dmarc_rua: None,
+            report_intake: false,
         }
     }
 }
+
+/// Local part of the DMARC `rua` address at the return-path subdomain (the intake
+/// listener accepts it: `mailroom_intake::DMARC_LOCAL`).
+pub const DMARC_REPORTS: &str = "dmarc";
+/// Local part of the TLS-RPT `rua` address (`mailroom_intake::TLSRPT_LOCAL`).
+pub const TLSRPT_REPORTS: &str = "tls-rpt";
 
 /// The TXT text of the verification record for `token`.
 pub fn verification_value(token: &str) -> String {
@@ -185,19 +199,39 @@ pub fn expected_records(
         name: domain.clone(),
         value: format!("v=spf1 {mechanisms} ~all"),
     });
-    let rua = options.dmarc_rua.as_ref().map(|r| {
+    // Reports to Mailroom's own intake (at the return-path subdomain, whose MX names
+    // it), then to the operator's address.
+    let report_host = options
+        .return_path_label
+        .as_ref()
+        .filter(|_| options.report_intake)
+        .map(|label| format!("{label}.{domain}"));
+    let mut rua: Vec<String> = report_host
+        .iter()
+        .map(|h| format!("mailto:{DMARC_REPORTS}@{h}"))
+        .collect();
+    rua.extend(options.dmarc_rua.as_ref().map(|r| {
         if r.starts_with("mailto:") {
-            format!("; rua={r}")
+            r.clone()
         } else {
-            format!("; rua=mailto:{r}")
+            format!("mailto:{r}")
         }
-    });
+    }));
+    let rua = (!rua.is_empty()).then(|| format!("; rua={}", rua.join(",")));
     out.push(ExpectedRecord {
         kind: RecordKind::Dmarc,
         rtype: RecordType::Txt,
         name: format!("_dmarc.{domain}"),
         value: format!("v=DMARC1; p=none{}", rua.unwrap_or_default()),
     });
+    if let Some(host) = &report_host {
+        out.push(ExpectedRecord {
+            kind: RecordKind::TlsRpt,
+            rtype: RecordType::Txt,
+            name: format!("_smtp._tls.{domain}"),
+            value: format!("v=TLSRPTv1; rua=mailto:{TLSRPT_REPORTS}@{host}"),
+        });
+    }
     if let Some(label) = &options.return_path_label {
         let rp = format!("{label}.{domain}");
         out.push(ExpectedRecord {
@@ -470,6 +504,7 @@ mod tests {
             spf: SpfAuthorization::Include("spf.op.example".into()),
             dkim_cname_zone: Some("dkim.op.example".into()),
             dmarc_rua: Some("dmarc@op.example".into()),
+            report_intake: false,
         };
         let records = expected_records("example.com", "t", &[("MR202607r", &key)], &options);
         assert_eq!(
@@ -505,6 +540,47 @@ mod tests {
         let records = expected_records("example.com", "t", &[], &none);
         assert!(find(&records, RecordKind::ReturnPathSpf).is_empty());
         assert!(find(&records, RecordKind::Dkim).is_empty());
+        assert!(find(&records, RecordKind::TlsRpt).is_empty());
+    }
+
+    /// With report intake on, DMARC and TLS-RPT suggest the return-path subdomain's
+    /// report addresses (the operator's `rua` kept after Mailroom's); without a
+    /// return-path subdomain there is nowhere to suggest.
+    #[test]
+    fn report_addresses_at_the_return_path() {
+        let options = RecordOptions {
+            return_path_label: Some("rp".into()),
+            intake_listening: true,
+            dmarc_rua: Some("dmarc@op.example".into()),
+            report_intake: true,
+            ..RecordOptions::default()
+        };
+        let records = expected_records("Example.com", "t", &[], &options);
+        assert_eq!(
+            find(&records, RecordKind::Dmarc)[0].value,
+            "v=DMARC1; p=none; rua=mailto:dmarc@rp.example.com,mailto:dmarc@op.example"
+        );
+        let t = find(&records, RecordKind::TlsRpt)[0];
+        assert_eq!(
+            (t.rtype, t.name.as_str(), t.value.as_str()),
+            (
+                RecordType::Txt,
+                "_smtp._tls.example.com",
+                "v=TLSRPTv1; rua=mailto:tls-rpt@rp.example.com"
+            )
+        );
+        assert!(record_problem(t, &options).is_none());
+        let no_verp = RecordOptions {
+            return_path_label: None,
+            dmarc_rua: None,
+            ..options
+        };
+        let records = expected_records("example.com", "t", &[], &no_verp);
+        assert_eq!(
+            find(&records, RecordKind::Dmarc)[0].value,
+            "v=DMARC1; p=none"
+        );
+        assert!(find(&records, RecordKind::TlsRpt).is_empty());
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "S", default_value_t = 300)]
     pub max_seconds: u64,
 
+    /// Open loop: start messages at this fixed rate (messages per second) whatever the
+    /// relay's answers, instead of each connection sending its next message as soon as
+    /// the last is answered. Latency is then counted from each message's scheduled
+    /// start, so time spent waiting for a free connection counts too; give enough
+    /// --connections (about rate × p99 latency).
+    #[arg(long, value_name = "MSG_PER_S")]
+    pub rate: Option<f64>,
+
     /// Print the report as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -76,6 +84,21 @@ pub struct BenchArgs {
     /// has received every accepted recipient (or at --max-seconds).
     #[arg(long, value_name = "HOST:PORT")]
     pub sink_listen: Option<std::net::SocketAddr>,
+
+    /// Submit nothing: only run the --sink-listen sink until it has received
+    /// --messages × --recipients recipients (or --max-seconds), e.g. to time the
+    /// drain of a queue filled earlier (`scripts/bench-scale`).
+    #[arg(long, requires = "sink_listen")]
+    pub sink_only: bool,
+
+    /// Make the --sink-listen sink offer STARTTLS with this certificate chain (PEM),
+    /// e.g. one a test CA signed, so the relay can verify it (MTA-STS, DANE).
+    #[arg(long, value_name = "PEM", requires_all = ["sink_listen", "sink_tls_key"])]
+    pub sink_tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --sink-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "sink_tls_cert")]
+    pub sink_tls_key: Option<std::path::PathBuf>,
 }
 
 /// Largest `--size` accepted; a benchmark message bigger than this is a typo.
@@ -97,6 +120,11 @@ impl BenchArgs {
         }
         if self.size > MAX_SIZE {
             bail!("--size must be at most {MAX_SIZE} bytes");
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0)
+        {
+            bail!("--rate must be between 0 and 1000000 messages per second");
         }
         if self.max_seconds == 0 {
             bail!("--max-seconds must be at least 1");
@@ -189,6 +217,7 @@ mod tests {
             (a.helo.as_str(), a.max_seconds, a.json),
             ("bench.local", 300, false)
         );
+        assert_eq!(a.rate, None);
         assert!(a.validate().is_ok());
     }
 
@@ -213,6 +242,35 @@ mod tests {
         let a = parse(&["--user", "u", "--password", "p", "--tls", "starttls"]);
         assert!(a.validate().is_ok());
         assert!(Cli::try_parse_from(["bench", "--user", "u"]).is_err());
+    }
+
+    #[test]
+    fn sink_tls_needs_a_sink_and_both_files() {
+        let ok = ["bench", "--sink-listen", "127.0.0.1:2700"];
+        let with = |extra: &[&str]| {
+            Cli::try_parse_from(ok.iter().chain(extra.iter()).copied()).map(|c| c.args)
+        };
+        let a = with(&["--sink-tls-cert", "c.pem", "--sink-tls-key", "k.pem"]);
+        assert!(a.is_ok_and(|a| a.sink_tls_key.is_some()));
+        assert!(with(&["--sink-tls-cert", "c.pem"]).is_err());
+        assert!(with(&["--sink-tls-key", "k.pem"]).is_err());
+        let no_sink = [
+            "bench",
+            "--sink-tls-cert",
+            "c.pem",
+            "--sink-tls-key",
+            "k.pem",
+        ];
+        assert!(Cli::try_parse_from(no_sink).is_err());
+    }
+
+    #[test]
+    fn rate_must_be_positive_and_finite() {
+        assert!(parse(&["--rate", "500"]).validate().is_ok());
+        for bad in ["0", "-1", "NaN", "inf", "2000000"] {
+            let flag = format!("--rate={bad}");
+            assert!(parse(&[&flag]).validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

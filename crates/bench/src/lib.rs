@@ -58,7 +58,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let spec = MessageSpec::from_args(args, run_id);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
-    let shared = Arc::new(Shared::new(endpoint, spec, args.messages, deadline));
+    let mut shared = Shared::new(endpoint, spec, args.messages, deadline);
+    shared.pace = args.rate.map(|rate| (started, rate));
+    let shared = Arc::new(shared);
 
     let workers = u64::try_from(args.connections)
         .unwrap_or(u64::MAX)
@@ -106,6 +108,7 @@ fn report(requested: u64, t: &Tally, elapsed: Duration, samples: Vec<String>) ->
         p50_ms: ms(t.latency_us.value_at_quantile(0.50)),
         p90_ms: ms(t.latency_us.value_at_quantile(0.90)),
         p99_ms: ms(t.latency_us.value_at_quantile(0.99)),
+        p999_ms: ms(t.latency_us.value_at_quantile(0.999)),
         max_ms: ms(t.latency_us.max()),
         samples,
     }
@@ -113,9 +116,16 @@ fn report(requested: u64, t: &Tally, elapsed: Duration, samples: Vec<String>) ->
 
 /// Runs the benchmark and prints its report to stdout (text, or JSON with `--json`).
 pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    let sink_config = sink::SinkConfig {
+        tls: match (&args.sink_tls_cert, &args.sink_tls_key) {
+            (Some(cert), Some(key)) => Some(tls::sink_acceptor(cert, key)?),
+            _ => None,
+        },
+        ..sink::SinkConfig::default()
+    };
     let sink = match args.sink_listen {
         Some(addr) => Some(
-            sink::spawn_sink_on(addr, sink::SinkConfig::default())
+            sink::spawn_sink_on(addr, sink_config)
                 .await
                 .with_context(|| format!("cannot listen on --sink-listen {addr}"))?
                 .1,
@@ -123,15 +133,20 @@ pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         None => None,
     };
     let started = Instant::now();
-    let report = run(&args).await?;
-    if args.json {
-        println!("{}", report.to_json());
+    let accepted = if args.sink_only {
+        args.messages
     } else {
-        println!("{report}");
-    }
+        let report = run(&args).await?;
+        if args.json {
+            println!("{}", report.to_json());
+        } else {
+            println!("{report}");
+        }
+        report.accepted
+    };
     if let Some(stats) = sink {
         // End to end: until every accepted recipient has reached the sink.
-        let want = report.accepted * args.recipients as u64;
+        let want = accepted * args.recipients as u64;
         let deadline = started + Duration::from_secs(args.max_seconds);
         while stats.recipients.load(Ordering::Relaxed) < want && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -145,7 +160,7 @@ pub async fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         );
         println!(
             "end-to-end   {elapsed:.3} s, {:.1} msg/s",
-            report.accepted as f64 / elapsed
+            accepted as f64 / elapsed
         );
         if got < want {
             anyhow::bail!("the sink received {got} of {want} recipients before --max-seconds");

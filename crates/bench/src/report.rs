@@ -34,6 +34,7 @@ pub struct Report {
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
+    pub p999_ms: f64,
     pub max_ms: f64,
     /// The first few distinct refusals and errors, verbatim.
     pub samples: Vec<String>,
@@ -55,6 +56,7 @@ impl Report {
             "p50_ms": self.p50_ms,
             "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
+            "p999_ms": self.p999_ms,
             "max_ms": self.max_ms,
             "samples": self.samples,
         })
@@ -81,6 +83,7 @@ impl fmt::Display for Report {
         writeln!(f, "latency p50  {:.2} ms", self.p50_ms)?;
         writeln!(f, "latency p90  {:.2} ms", self.p90_ms)?;
         writeln!(f, "latency p99  {:.2} ms", self.p99_ms)?;
+        writeln!(f, "latency p999 {:.2} ms", self.p999_ms)?;
         write!(f, "latency max  {:.2} ms", self.max_ms)?;
         for sample in &self.samples {
             write!(f, "\nsample       {sample}")?;
@@ -107,6 +110,7 @@ mod tests {
             p50_ms: 1.0,
             p90_ms: 2.0,
             p99_ms: 3.0,
+            p999_ms: 3.5,
             max_ms: 4.0,
             samples: vec!["RCPT TO: 550 5.1.1 \"no\" such user".into()],
         }

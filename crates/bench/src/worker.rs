@@ -1,6 +1,7 @@
 //! One connection's share of a run: open a session, take message numbers from
 //! the shared counter until none are left or the deadline passes, time each
-//! transaction, reopen the session after an error (bounded), and QUIT. Each
+//! transaction, reopen the session after an error (bounded), and QUIT. In an
+//! open-loop run (`--rate`) each message waits for its scheduled start. Each
 //! worker keeps its own tally; `run` merges them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,8 @@ pub struct Shared {
     pub total: u64,
     /// `--max-seconds` after the start: nothing new starts after it.
     pub deadline: Instant,
+    /// Open loop (`--rate`): message `n` is due at `started + n / rate`.
+    pub pace: Option<(Instant, f64)>,
     /// Sessions opened successfully, to tell "target unreachable" from "slow".
     pub sessions: AtomicU64,
     samples: Mutex<Vec<String>>,
@@ -43,6 +46,7 @@ impl Shared {
             next: AtomicU64::new(0),
             total,
             deadline,
+            pace: None,
             sessions: AtomicU64::new(0),
             samples: Mutex::new(Vec::new()),
         }
@@ -54,6 +58,12 @@ impl Shared {
         if samples.len() < MAX_SAMPLES && !samples.contains(&text) {
             samples.push(text);
         }
+    }
+
+    /// When message `seq` is due in an open-loop run.
+    fn due(&self, seq: u64) -> Option<Instant> {
+        self.pace
+            .map(|(start, rate)| start + Duration::from_secs_f64(seq as f64 / rate))
     }
 
     pub fn samples(&self) -> Vec<String> {
@@ -133,7 +143,17 @@ pub async fn work(shared: &Shared, mut tally: Tally) -> Tally {
             break;
         }
         let message = shared.spec.build(seq, &chrono::Utc::now().to_rfc2822());
-        let started = Instant::now();
+        // Open loop: wait for the message's slot, and count its latency from there
+        // (a late start, all connections busy, is the relay's latency too).
+        let due = shared.due(seq);
+        if let Some(due) = due {
+            if due >= shared.deadline {
+                tally.deadline_reached = true;
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+        let started = due.unwrap_or_else(Instant::now);
         let result = timeout_at(
             shared.deadline,
             submit(s, &shared.spec.from, &shared.spec.to, &message),

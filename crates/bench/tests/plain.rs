@@ -134,16 +134,9 @@ async fn refusals_are_counted_and_sampled() {
 
 #[tokio::test]
 async fn silent_server_is_bounded_by_max_seconds() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let target = listener.local_addr().expect("addr").to_string();
-    let _hold = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((tcp, _)) = listener.accept().await {
-            held.push(tcp); // accept, never greet
-        }
-    });
+    // Accepts, never greets.
+    let (addr, _accepted) = mailroom_testkit::smtp_sink::spawn_tarpit().await;
+    let target = addr.to_string();
     let args = common::args(&[
         "--target",
         &target,

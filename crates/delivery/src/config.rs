@@ -49,6 +49,10 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Send RFC 3464 bounces to the envelope sender.
     pub dsn: bool,
+    /// Times after acceptance at which a recipient still being retried gets one delay
+    /// report (when its NOTIFY includes DELAY): each threshold once, by the first
+    /// attempt past it.
+    pub delay_reports: Vec<Duration>,
 }
 
 impl Default for DeliveryConfig {
@@ -72,6 +76,7 @@ impl Default for DeliveryConfig {
             node_id: "local".into(),
             poll_interval: Duration::from_secs(1),
             dsn: true,
+            delay_reports: vec![Duration::from_secs(4 * 3600)],
         }
     }
 }

@@ -8,6 +8,9 @@ use std::fmt::Write;
 pub enum Action {
     Failed,
     Delayed,
+    /// Delivered to a peer that does not offer DSN (RFC 3464 §2.3.3): the last report
+    /// the sender will get for this recipient.
+    Relayed,
 }
 
 #[derive(Clone, Debug)]
@@ -36,6 +39,10 @@ pub struct DsnInput<'a> {
     pub original: &'a [u8],
     /// RET=HDRS: return only the header section.
     pub headers_only: bool,
+    /// The original asked for REQUIRETLS (RFC 8689): return none of its content,
+    /// header section included — this report itself travels without REQUIRETLS, so
+    /// it must not carry what the sender wanted sent only over validated TLS (§5).
+    pub redact: bool,
     /// Unique token for the boundary and Message-ID.
     pub token: &'a str,
     pub now: i64,
@@ -58,10 +65,13 @@ fn one_line(text: &str) -> String {
 pub fn build(d: &DsnInput<'_>) -> Vec<u8> {
     let boundary = format!("=_mailroom_{}", d.token);
     let failed = d.recipients.iter().any(|r| r.action == Action::Failed);
+    let delayed = d.recipients.iter().any(|r| r.action == Action::Delayed);
     let subject = if failed {
         "Undelivered Mail Returned to Sender"
-    } else {
+    } else if delayed {
         "Delayed Mail (still being retried)"
+    } else {
+        "Successful Mail Delivery Report"
     };
     let mut m = String::new();
     let _ = write!(
@@ -86,13 +96,24 @@ pub fn build(d: &DsnInput<'_>) -> Vec<u8> {
     );
     if failed {
         m.push_str("Your message could not be delivered to one or more recipients.\r\n\r\n");
-    } else {
+    } else if delayed {
         m.push_str(
             "Your message has not been delivered yet; delivery is still being tried.\r\n\r\n",
+        );
+    } else {
+        m.push_str(
+            "Your message was delivered to the recipients' mail servers; they do not \
+             send delivery reports, so this is the last report for them.\r\n\r\n",
         );
     }
     for r in &d.recipients {
         let _ = write!(m, "<{}>: {}\r\n", r.address, one_line(&r.diagnostic));
+    }
+    if d.redact {
+        m.push_str(
+            "\r\nThe message required TLS (REQUIRETLS, RFC 8689): its content is not \
+             returned with this report.\r\n",
+        );
     }
     let _ = write!(
         m,
@@ -116,6 +137,7 @@ pub fn build(d: &DsnInput<'_>) -> Vec<u8> {
             match r.action {
                 Action::Failed => "failed",
                 Action::Delayed => "delayed",
+                Action::Relayed => "relayed",
             }
         );
         if let Some(mta) = &r.remote_mta {
@@ -135,7 +157,9 @@ pub fn build(d: &DsnInput<'_>) -> Vec<u8> {
         .position(|w| w == b"\r\n\r\n")
         .map(|p| p + 2)
         .unwrap_or(d.original.len());
-    if d.headers_only {
+    if d.redact {
+        // No third part: RFC 6522 makes the returned content optional.
+    } else if d.headers_only {
         out.extend_from_slice(
             format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n").as_bytes(),
         );
@@ -176,6 +200,7 @@ mod tests {
             }],
             original,
             headers_only: true,
+            redact: false,
             token: "01TESTTOKEN",
             now: 1_700_000_100_000,
         };
@@ -199,5 +224,41 @@ mod tests {
             Some("Undelivered Mail Returned to Sender")
         );
         assert!(parsed.parts().len() >= 4);
+    }
+
+    #[test]
+    fn a_requiretls_original_is_not_returned() {
+        let original = b"From: app@acme.test\r\nSubject: secret subject\r\n\r\nsecret body\r\n";
+        for headers_only in [false, true] {
+            let input = DsnInput {
+                reporting_mta: "mx.mailroom.test",
+                envid: None,
+                arrival: 1_700_000_000_000,
+                to: "app@acme.test",
+                recipients: vec![DsnRecipient {
+                    address: "bob@example.net".into(),
+                    orcpt: None,
+                    action: Action::Failed,
+                    status: (5, 7, 30),
+                    remote_mta: Some("mx.example.net".into()),
+                    diagnostic: "REQUIRETLS: the exchanger does not offer REQUIRETLS".into(),
+                    last_attempt: 1_700_000_100_000,
+                }],
+                original,
+                headers_only,
+                redact: true,
+                token: "01TESTTOKEN",
+                now: 1_700_000_100_000,
+            };
+            let dsn = build(&input);
+            let text = String::from_utf8(dsn.clone()).unwrap();
+            assert!(text.contains("Status: 5.7.30\r\n"), "{text}");
+            assert!(!text.contains("secret"), "content returned: {text}");
+            assert!(!text.contains("message/rfc822") && !text.contains("text/rfc822-headers"));
+            assert!(text.contains("REQUIRETLS, RFC 8689"));
+            let parsed = mail_parser::MessageParser::default().parse(&dsn).unwrap();
+            // multipart/report with the text and the delivery-status parts only.
+            assert_eq!(parsed.parts().len(), 3, "{text}");
+        }
     }
 }

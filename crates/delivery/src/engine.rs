@@ -29,7 +29,9 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The recipients of one message bound for one destination.
+/// The recipients of one message bound for one destination. With VERP (a
+/// return-path domain) they go as one transaction each, pipelined on one
+/// connection (`send`).
 #[derive(Debug)]
 pub struct Work {
     pub domain: String,
@@ -64,8 +66,13 @@ pub(crate) struct Destination {
 
 pub struct Engine {
     pub(crate) cfg: Arc<DeliveryConfig>,
+    /// `cfg` with the static routes in force: replaced by a configuration reload
+    /// (`set_routes`); read where a route is chosen (dispatch, planning a connection).
+    routing: std::sync::RwLock<Arc<DeliveryConfig>>,
     pub(crate) store: Arc<dyn DeliveryStore>,
     pub(crate) resolver: Arc<dyn Resolver>,
+    /// MTA-STS and TLS-RPT (set once at start; unset: opportunistic, nothing counted).
+    pub(crate) tls: std::sync::OnceLock<Arc<crate::tls_policy::TransportSecurity>>,
     destinations: std::sync::Mutex<HashMap<String, Arc<Destination>>>,
     /// Connection workers running, over all destinations (bounded by this node's share
     /// of `max_connections`).
@@ -79,10 +86,15 @@ pub struct Engine {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     /// Outcomes go to the recorder task, which writes them in batches.
-    pub(crate) recorder: mpsc::Sender<crate::outcome::Recording>,
+    pub(crate) recorder: mpsc::Sender<crate::recorder::Recording>,
     /// Outcomes not recorded because another node had taken over the lease.
     lost_leases: AtomicUsize,
-    recorder_rx: std::sync::Mutex<Option<mpsc::Receiver<crate::outcome::Recording>>>,
+    /// Set while the recorder holds outcomes the storage refused (full, read-only):
+    /// nothing new is claimed until they are written (`recorder::run_recorder`).
+    recording_held: std::sync::atomic::AtomicBool,
+    recorder_rx: std::sync::Mutex<Option<mpsc::Receiver<crate::recorder::Recording>>>,
+    /// Traffic shaping (sites, profiles, feedback, rules, egress), when enabled.
+    pub(crate) shaper: std::sync::OnceLock<Arc<crate::shaper::Shaper>>,
 }
 
 impl Engine {
@@ -99,23 +111,80 @@ impl Engine {
         Arc::new(Self {
             recorder,
             lost_leases: AtomicUsize::new(0),
+            recording_held: Default::default(),
             recorder_rx: std::sync::Mutex::new(Some(recorder_rx)),
             connections: AtomicUsize::new(0),
             live_nodes: std::sync::Mutex::new(Arc::new(AtomicUsize::new(1))),
             leases: Arc::new(LeaseKeeper::new(&cfg.node_id, cfg.lease)),
+            routing: std::sync::RwLock::new(Arc::new(cfg.clone())),
             cfg: Arc::new(cfg),
             store: Arc::new(store),
             resolver,
+            tls: std::sync::OnceLock::new(),
             destinations: Default::default(),
             wake,
             shutdown,
             tracker: TaskTracker::new(),
+            shaper: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The configuration with the static routes in force now.
+    pub(crate) fn routing(&self) -> Arc<DeliveryConfig> {
+        self.routing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the static routes (a configuration reload). Work dispatched from now
+    /// on, and every connection planned from now on, follows the new routes.
+    pub fn set_routes(&self, routes: Vec<crate::StaticRoute>) {
+        let mut next = (*self.routing()).clone();
+        next.routes = routes;
+        *self
+            .routing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+    }
+
+    /// Turns on MTA-STS and TLS-RPT counting (once, before work starts).
+    pub fn set_transport_security(&self, ts: crate::tls_policy::TransportSecurity) {
+        let _ = self.tls.set(Arc::new(ts));
+    }
+
+    /// Turns traffic shaping on (once, before `run`): site limits, feedback, rules
+    /// and egress pools apply from then on.
+    pub fn set_shaper(&self, shaper: Arc<crate::shaper::Shaper>) {
+        let _ = self.shaper.set(shaper);
+    }
+
+    /// The shaper, if shaping is on.
+    pub fn shaper(&self) -> Option<&Arc<crate::shaper::Shaper>> {
+        self.shaper.get()
+    }
+
+    /// The destination (queue, and the shaper's key) a recipient domain goes to:
+    /// the domain itself, or a static route's `route:host:port` (`…/domain` for a
+    /// domain with shaping limits of its own).
+    pub fn destination_of(&self, domain: &str) -> String {
+        let own = (self.shaper.get()).is_some_and(|s| s.has_domain_override(domain));
+        destination_key(&self.routing(), domain, own)
     }
 
     pub(crate) fn note_lost_leases(&self, n: usize) {
         self.lost_leases.fetch_add(n, Ordering::Relaxed);
         metrics::counter!("mailroom_delivery_lost_leases_total").increment(n as u64);
+    }
+
+    pub(crate) fn set_recording_held(&self, held: bool) {
+        self.recording_held.store(held, Ordering::Release);
+    }
+
+    /// Whether outcomes the storage refused are waiting to be written (no new work is
+    /// claimed meanwhile).
+    pub fn recording_held(&self) -> bool {
+        self.recording_held.load(Ordering::Acquire)
     }
 
     /// Outcomes this node did not record because its lease had been taken over.
@@ -155,7 +224,7 @@ impl Engine {
             .lock()
             .expect("recorder lock")
             .take()
-            .map(|rx| tokio::spawn(crate::outcome::run_recorder(self.clone(), rx)));
+            .map(|rx| tokio::spawn(crate::recorder::run_recorder(self.clone(), rx)));
         // Renewal lasts as long as this call: when it returns, or is dropped (the task
         // aborted), the keeper stops and this node's leases run out by themselves.
         let keeper_stop = CancellationToken::new();
@@ -203,7 +272,7 @@ impl Engine {
         let (done, wait) = tokio::sync::oneshot::channel();
         if self
             .recorder
-            .send(crate::outcome::Recording::Flush(done))
+            .send(crate::recorder::Recording::Flush(done))
             .await
             .is_ok()
         {
@@ -212,12 +281,20 @@ impl Engine {
         if let Some(r) = recorder {
             r.abort();
         }
+        if let Some(s) = self.shaper.get() {
+            s.flush().await;
+        }
         // Nothing is renewed once this returns.
         keeper_guard.disarm().cancel();
         let _ = keeper.await;
     }
 
     async fn round(self: &Arc<Self>) -> usize {
+        if self.recording_held() {
+            // More deliveries would only add outcomes that cannot be written; and the
+            // held ones must be written before their recipients could be claimed again.
+            return 0;
+        }
         let now = now_millis();
         let lease_until = now + self.leases.lease_ms();
         let lease = mailroom_store::Lease::new(&self.cfg.node_id, lease_until);
@@ -246,15 +323,13 @@ impl Engine {
         }
         let mut give_back = Vec::new();
         for ((_, domain), recipients) in groups {
-            for recipients in split_for_verp(recipients) {
-                if let Err(w) = self.dispatch(Work {
-                    domain: domain.clone(),
-                    recipients,
-                    body: None,
-                    lease: held.clone(),
-                }) {
-                    give_back.extend(w.keys());
-                }
+            if let Err(w) = self.dispatch(Work {
+                domain,
+                recipients,
+                body: None,
+                lease: held.clone(),
+            }) {
+                give_back.extend(w.keys());
             }
         }
         let dispatched = claimed - give_back.len();
@@ -272,7 +347,7 @@ impl Engine {
 
     /// Queues one work item; gives it back when its destination's queue is full.
     fn dispatch(self: &Arc<Self>, work: Work) -> Result<(), Work> {
-        let dest = self.destination(&destination_key(&self.cfg, &work.domain));
+        let dest = self.destination(&self.destination_of(&work.domain));
         match dest.tx.try_send(work) {
             Ok(()) => {
                 self.maybe_spawn(&dest);
@@ -322,10 +397,23 @@ impl Engine {
             dest.active.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        // The site's share (all domains at one provider together), once it is known.
+        let site = match self.shaper.get().and_then(|s| s.take_connection(&dest.key)) {
+            Some((_, false)) => {
+                dest.active.fetch_sub(1, Ordering::AcqRel);
+                self.connections.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            Some((site, true)) => Some(site),
+            None => None,
+        };
         let engine = self.clone();
         let dest = dest.clone();
         self.tracker.spawn(async move {
             worker::run(&engine, &dest).await;
+            if let Some(site) = site {
+                site.active.fetch_sub(1, Ordering::AcqRel);
+            }
             dest.active.fetch_sub(1, Ordering::AcqRel);
             engine.connections.fetch_sub(1, Ordering::AcqRel);
             // Its connection slot is free now: work waiting anywhere (here, or at a
@@ -407,15 +495,13 @@ impl mailroom_store::Handoff for EngineHandoff {
         }
         let mut refused = Vec::new();
         for (domain, recipients) in by_domain {
-            for recipients in split_for_verp(recipients) {
-                if let Err(w) = engine.dispatch(Work {
-                    domain: domain.clone(),
-                    recipients,
-                    body: Some(body.clone()),
-                    lease: held.clone(),
-                }) {
-                    refused.extend(w.keys());
-                }
+            if let Err(w) = engine.dispatch(Work {
+                domain,
+                recipients,
+                body: Some(body.clone()),
+                lease: held.clone(),
+            }) {
+                refused.extend(w.keys());
             }
         }
         refused
@@ -437,14 +523,4 @@ fn take_slot(count: &AtomicUsize, limit: usize) -> bool {
             (n < limit).then_some(n + 1)
         })
         .is_ok()
-}
-
-/// One work item per recipient when the message has a return-path domain (each copy
-/// gets its own VERP envelope sender, see `verp`); the whole group otherwise.
-fn split_for_verp(recipients: Vec<DueRecipient>) -> Vec<Vec<DueRecipient>> {
-    if recipients.first().is_some_and(|r| r.return_path.is_some()) {
-        recipients.into_iter().map(|r| vec![r]).collect()
-    } else {
-        vec![recipients]
-    }
 }

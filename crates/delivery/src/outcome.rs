@@ -1,14 +1,15 @@
-//! Turning an attempt into per-recipient outcomes (with their events) and, for
-//! recipients that failed for good, an RFC 3464 bounce to the sender.
+//! Turning an attempt into per-recipient outcomes (with their events), handed to the
+//! recorder (`recorder.rs`) and, for recipients whose NOTIFY asks for it, an RFC 3464
+//! report to the sender once they are written (failed, delayed or relayed;
+//! `report.rs` decides which).
 
 use crate::classify::{BounceClass, Verdict, classify};
-use crate::dsn::{self, Action, DsnInput, DsnRecipient};
+use crate::dsn::{Action, DsnRecipient};
 use crate::engine::{Engine, Work};
-use crate::lease::Held;
 use crate::worker::{Remote, reply_text};
-use mailroom_model::{EventType, MessageId, RecipientState, now_millis};
+use mailroom_model::{EventType, RecipientState, now_millis};
 use mailroom_smtp_client::SmtpReply;
-use mailroom_store::{DueRecipient, NewMessage, NewRecipient, Outcome};
+use mailroom_store::{DueRecipient, Outcome};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ pub(crate) enum Attempt {
         text: String,
         remote: Option<Remote>,
     },
+    /// One transaction per recipient (VERP): recipient `i` has the `i`-th attempt,
+    /// itself about that one recipient.
+    Each(Vec<Attempt>),
 }
 
 pub(crate) struct One {
@@ -58,6 +62,17 @@ fn per_recipient(a: &Attempt, i: usize) -> One {
             reply_one(&r, Some(remote.clone()))
         }
         Attempt::Reply { remote, reply } => reply_one(reply, remote.clone()),
+        Attempt::Each(each) => match each.get(i) {
+            Some(one) => per_recipient(one, 0),
+            None => per_recipient(
+                &Attempt::Temporary {
+                    code: (4, 5, 0),
+                    text: "no transaction for this recipient".into(),
+                    remote: None,
+                },
+                0,
+            ),
+        },
         Attempt::Temporary { code, text, remote } => One {
             verdict: Verdict::Deferred,
             code: 451,
@@ -94,83 +109,16 @@ fn reply_one(r: &SmtpReply, remote: Option<Remote>) -> One {
 /// recipients that failed, and when.
 pub(crate) type PendingBounce = (Arc<Vec<u8>>, Vec<(DueRecipient, One, Action)>, i64);
 
-/// Work for the recorder task: outcomes to write, and a bounce report to send once
-/// they are written.
-pub(crate) enum Recording {
-    Outcomes {
-        outcomes: Vec<Outcome>,
-        bounce: Option<PendingBounce>,
-        /// The lease the outcomes were reached under: renewed until they are written.
-        lease: Arc<Held>,
-    },
-    /// Answers once everything sent before it is written (shutdown).
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Writes outcomes for all connections in batches: whatever has queued up while the
-/// previous batch was being committed goes into one transaction. Connections never
-/// wait for the disk; an outcome lost to a crash means the recipient is delivered
-/// again (at least once).
-pub(crate) async fn run_recorder(
-    engine: Arc<Engine>,
-    mut rx: tokio::sync::mpsc::Receiver<Recording>,
+/// Records the outcome of `attempt` for each recipient of `work`. `duration_ms`: how
+/// long the attempt took (connecting included when it opened the connection); `None`
+/// when no remote server was involved (a shaping deferral).
+pub(crate) async fn record(
+    engine: &Engine,
+    work: &Work,
+    body: &Arc<Vec<u8>>,
+    attempt: &Attempt,
+    duration_ms: Option<u64>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut outcomes = Vec::new();
-        let mut bounces = Vec::new();
-        let mut flushes = Vec::new();
-        // Dropped once the batch is written (or failed): their leases stop renewing.
-        let mut leases = Vec::new();
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Recording::Outcomes {
-                    outcomes: o,
-                    bounce,
-                    lease,
-                } => {
-                    outcomes.extend(o);
-                    bounces.extend(bounce);
-                    leases.push(lease);
-                }
-                Recording::Flush(done) => flushes.push(done),
-            }
-            next = if outcomes.len() < 2000 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        let count = outcomes.len();
-        match engine.store.record_outcomes(outcomes).await {
-            Ok(lost) => {
-                if !lost.is_empty() {
-                    // Another node holds these now: it records their outcome.
-                    engine.note_lost_leases(lost.len());
-                    tracing::warn!(
-                        count = lost.len(),
-                        "outcomes not recorded: the lease was lost to another node"
-                    );
-                }
-                let lost: std::collections::HashSet<_> = lost.into_iter().collect();
-                for (body, mut failed, now) in bounces {
-                    failed.retain(|(r, _, _)| !lost.contains(&(r.message_id.clone(), r.idx)));
-                    if !failed.is_empty() {
-                        bounce(&engine, &body, failed, now).await;
-                    }
-                }
-            }
-            // The leases expire and the recipients are tried again: at least once.
-            Err(e) => tracing::error!(error = %e, count, "recording outcomes failed"),
-        }
-        drop(leases);
-        for done in flushes {
-            let _ = done.send(());
-        }
-    }
-}
-
-pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, attempt: &Attempt) {
     let now = now_millis();
     let mut outcomes = Vec::with_capacity(work.recipients.len());
     let mut failed: Vec<(DueRecipient, One, Action)> = Vec::new();
@@ -185,6 +133,16 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             "remote_ip": one.remote.as_ref().map(|x| x.ip.clone()),
             "tls": one.remote.as_ref().and_then(|x| x.tls.clone()),
         });
+        if let Some(ms) = duration_ms {
+            detail["duration_ms"] = json!(ms);
+        }
+        if let Some(d) = one.remote.as_ref().and_then(|x| x.decision.as_ref()) {
+            detail["tls_decision"] = json!(d);
+        }
+        if let Some(why) = one.remote.as_ref().and_then(|x| x.tls_fallback.as_ref()) {
+            // Opportunistic TLS failed and the attempt went in plain text: on record.
+            detail["tls_fallback"] = json!(why);
+        }
         // Hard bounces put the address on the tenant's suppression list.
         let suppress = matches!(one.verdict, Verdict::Bounced(BounceClass::Hard, _));
         let (state, event, next) = match one.verdict {
@@ -216,18 +174,18 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
             // An Option as a field value: `mx=mx.example.net` when there was one, absent
             // when not (never `mx=Some("…")`).
             mx = one.remote.as_ref().map(|x| tracing::field::display(&x.host)),
+            tls_policy = one.remote.as_ref().and_then(|x| x.decision.as_ref()).map(|d| d.policy),
+            tls_verified = one.remote.as_ref().and_then(|x| x.decision.as_ref()).map(|d| d.certificate_verified),
             "delivery attempt"
         );
-        match state {
-            RecipientState::Bounced => failed.push((r.clone(), one_clone(&one), Action::Failed)),
-            RecipientState::Expired => failed.push((r.clone(), one_clone(&one), Action::Failed)),
-            RecipientState::Queued
-            | RecipientState::Deferred
-            | RecipientState::Delivered
-            | RecipientState::Cancelled
-            | RecipientState::Suppressed
-            // Delivery never produces it (quarantine happens at ingest).
-            | RecipientState::Quarantined => {}
+        let peer_dsn = one.remote.as_ref().is_some_and(|x| x.dsn);
+        // Only reports the recipient's NOTIFY asks for are collected: most deliveries
+        // call for none, and then nothing more is done for them.
+        if let Some(action) =
+            crate::report::action_for(&engine.cfg.delay_reports, r, state, peer_dsn, now)
+                .filter(|a| crate::report::wanted(r.dsn_notify.as_deref(), *a))
+        {
+            failed.push((r.clone(), one_clone(&one), action));
         }
         outcomes.push(Outcome {
             message_id: r.message_id.clone(),
@@ -249,7 +207,7 @@ pub(crate) async fn record(engine: &Engine, work: &Work, body: &Arc<Vec<u8>>, at
     let bounce = (engine.cfg.dsn && !failed.is_empty()).then(|| (body.clone(), failed, now));
     if engine
         .recorder
-        .send(Recording::Outcomes {
+        .send(crate::recorder::Recording::Outcomes {
             outcomes,
             bounce,
             lease: work.lease.clone(),
@@ -290,9 +248,15 @@ fn one_clone(o: &One) -> One {
     }
 }
 
-/// Queues a bounce report to the envelope sender, unless it is the null sender or the
-/// recipients asked not to be told (NOTIFY without FAILURE).
-async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Action)>, now: i64) {
+/// Queues a delivery status report (failed, delayed or relayed recipients; see
+/// `report.rs`) to the envelope sender, unless it is the null sender or the
+/// recipients asked not to be told (NOTIFY).
+pub(crate) async fn bounce(
+    engine: &Engine,
+    body: &[u8],
+    failed: Vec<(DueRecipient, One, Action)>,
+    now: i64,
+) {
     let first = &failed[0].0;
     if first.mail_from.is_empty() {
         return;
@@ -307,20 +271,12 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
     }
     let recipients: Vec<DsnRecipient> = failed
         .iter()
-        .filter(|(r, _, _)| {
-            r.dsn_notify
-                .as_deref()
-                .is_none_or(|n| n.contains("FAILURE"))
-        })
+        .filter(|(r, _, action)| crate::report::wanted(r.dsn_notify.as_deref(), *action))
         .map(|(r, one, action)| DsnRecipient {
             address: r.address.clone(),
             orcpt: r.dsn_orcpt.clone(),
             action: *action,
-            status: if one.enhanced.0 == 4 {
-                (5, one.enhanced.1, one.enhanced.2)
-            } else {
-                one.enhanced
-            },
+            status: crate::report::status(*action, one.enhanced),
             remote_mta: one.remote.as_ref().map(|x| x.host.clone()),
             diagnostic: one.text.clone(),
             last_attempt: now,
@@ -329,53 +285,23 @@ async fn bounce(engine: &Engine, body: &[u8], failed: Vec<(DueRecipient, One, Ac
     if recipients.is_empty() {
         return;
     }
-    let id = MessageId::generate();
-    let report = dsn::build(&DsnInput {
-        reporting_mta: &engine.cfg.helo_name,
-        envid: first.dsn_envid.as_deref(),
-        arrival: first.received_at,
-        to: &first.mail_from,
+    let message = crate::report::message(
+        &engine.cfg.helo_name,
+        crate::report::Original {
+            message_id: &first.message_id,
+            tenant_id: &first.tenant_id,
+            mail_from: &first.mail_from,
+            received_at: first.received_at,
+            dsn_envid: first.dsn_envid.as_deref(),
+            dsn_ret: first.dsn_ret.as_deref(),
+            smtputf8: first.smtputf8,
+            require_tls: first.require_tls,
+            body,
+        },
         recipients,
-        original: body,
-        headers_only: first.dsn_ret.as_deref() == Some("HDRS"),
-        token: &id.as_str().to_ascii_lowercase(),
         now,
-    });
-    let domain = first
-        .mail_from
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .unwrap_or_default();
-    let message = NewMessage {
-        id: id.clone(),
-        tenant_id: first.tenant_id.clone(),
-        mail_from: String::new(),
-        rfc_message_id: Some(format!(
-            "dsn.{}@{}",
-            id.as_str().to_ascii_lowercase(),
-            engine.cfg.helo_name
-        )),
-        received_at: now,
-        source: "dsn",
-        client_ip: None,
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: first.smtputf8,
-        body: report,
-        recipients: vec![NewRecipient {
-            address: first.mail_from.clone(),
-            domain,
-            dsn_notify: Some("NEVER".into()),
-            dsn_orcpt: None,
-            suppressed: None,
-        }],
-        accepted_detail: json!({ "source": "dsn", "original_message_id": first.message_id }),
-        lease: None,
-        idempotency: None,
-        meta: None,
-        return_path: None,
-        quarantine: None,
-    };
+    );
+    let id = message.id.clone();
     match engine.store.enqueue(message).await {
         Ok(()) => {
             engine.wake();

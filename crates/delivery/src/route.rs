@@ -44,15 +44,24 @@ pub fn static_route<'a>(cfg: &'a DeliveryConfig, domain: &str) -> Option<&'a Sta
 }
 
 /// The key under which a domain's work is queued: a static route is one destination
-/// for all its domains, otherwise each domain is its own.
-pub fn destination_key(cfg: &DeliveryConfig, domain: &str) -> String {
+/// for all its domains, otherwise each domain is its own. `own`: the domain has
+/// shaping limits of its own (`[shaping.domains."x"]`); through a route it then has a
+/// queue of its own on that route, `route:host:port/domain`, where the shaper applies
+/// them (its connections, messages per connection, rate and TLS floor).
+pub fn destination_key(cfg: &DeliveryConfig, domain: &str, own: bool) -> String {
     match static_route(cfg, domain) {
+        Some(r) if own => format!(
+            "route:{}:{}/{}",
+            r.host,
+            r.port,
+            domain.to_ascii_lowercase()
+        ),
         Some(r) => format!("route:{}:{}", r.host, r.port),
         None => domain.to_string(),
     }
 }
 
-fn forbidden(ip: IpAddr) -> bool {
+pub(crate) fn forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_loopback()

@@ -8,11 +8,18 @@
 use crate::engine::{Destination, Engine};
 use crate::outcome::{Attempt, record};
 use crate::route::{Plan, RouteError, plan};
-use mailroom_smtp_client::{ClientConfig, ClientError, Connection, Envelope, Rcpt, SmtpReply};
+use crate::shaper::Source;
+use crate::tls_policy::{self, TlsDecision};
+use crate::worker_shaping::{Before, after_send, before_send};
+use mailroom_smtp_client::{ClientConfig, ClientError, Connection, SmtpReply};
 
 pub(crate) async fn run(engine: &Engine, dest: &Destination) {
     tracing::debug!(destination = %dest.key, "delivery worker started");
-    let mut conn: Option<(Connection, String)> = None;
+    let mut conn: Option<Open> = None;
+    // The egress source the open connection was made from (shaping pools), and its
+    // slot under the address's connection limit (released with the connection).
+    let mut conn_source: Option<Source> = None;
+    let mut conn_slot: Option<crate::shaper_conn::AddressSlot> = None;
     loop {
         let next = {
             let mut rx = dest.rx.lock().await;
@@ -39,10 +46,36 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
             },
         };
         if conn.is_none() {
-            match open(engine, &work.domain).await {
+            conn_slot = None;
+        }
+        let current = conn.as_ref().and(conn_source.as_ref());
+        let (source, slot) = match before_send(engine, &dest.key, &work, &body, current).await {
+            Before::Send(source, slot) => (source, slot),
+            Before::Done => continue,
+        };
+        if conn.is_some() && source != conn_source {
+            // Another tenant's pool, or warm-up moved on: this message leaves from
+            // another address.
+            if let Some((c, _, _)) = conn.take() {
+                c.quit().await;
+            }
+        }
+        // The attempt's duration: from here (connecting included when this message
+        // opens the connection) to the last reply.
+        let started = std::time::Instant::now();
+        if conn.is_none() {
+            conn_source = source.clone();
+            conn_slot = slot;
+            if !crate::worker_shaping::before_connect(engine, &dest.key).await {
+                let _ = engine.store.release(&engine.cfg.node_id, work.keys()).await;
+                break;
+            }
+            match open(engine, &dest.key, &work.domain, source.as_ref()).await {
                 Ok(c) => conn = Some(c),
                 Err(attempt) => {
-                    record(engine, &work, &body, &attempt).await;
+                    let attempt = after_send(engine, &dest.key, &work, attempt).await;
+                    let took = Some(elapsed_ms(started));
+                    record(engine, &work, &body, &attempt, took).await;
                     // The destination is unreachable now: the same answer for the waiting work.
                     let mut rx = dest.rx.lock().await;
                     while let Ok(w) = rx.try_recv() {
@@ -61,90 +94,54 @@ pub(crate) async fn run(engine: &Engine, dest: &Destination) {
                                     .unwrap_or_default(),
                             ),
                         };
-                        record(engine, &w, &body, &attempt).await;
+                        record(engine, &w, &body, &attempt, took).await;
                     }
                     break;
                 }
             }
         }
-        let (c, host) = conn.as_mut().expect("opened above");
-        let rcpts: Vec<Rcpt<'_>> = work
-            .recipients
-            .iter()
-            .map(|r| Rcpt {
-                address: &r.address,
-                notify: r.dsn_notify.as_deref(),
-                orcpt: r.dsn_orcpt.as_deref(),
-            })
-            .collect();
-        let first = &work.recipients[0];
-        let mail_from = match (&first.return_path, work.recipients.len()) {
-            (Some(rp), 1) => crate::verp::verp_address(rp, &first.message_id, first.idx),
-            _ => first.mail_from.clone(),
-        };
-        let envelope = Envelope {
-            mail_from: &mail_from,
-            recipients: &rcpts,
-            body: &body,
-            smtputf8: first.smtputf8,
-            eight_bit: !body.is_ascii(),
-            dsn_ret: first.dsn_ret.as_deref(),
-            dsn_envid: first.dsn_envid.as_deref(),
-        };
-        let remote = Remote {
-            host: host.clone(),
-            ip: c.peer().ip().to_string(),
-            tls: c.tls_version().map(str::to_string),
-        };
         // Connecting may have taken long: check the lease again right before sending.
         if stale(&work) {
             continue;
         }
-        let reused = c.messages_sent() > 0;
-        let mut result = c.send(&envelope).await;
-        if reused && matches!(result, Err(ClientError::Io(_))) {
-            // A pooled connection the server closed while it sat idle: that says nothing
-            // about this message, so reconnect once and send it again right away.
-            tracing::debug!(destination = %dest.key, "pooled connection was closed; reconnecting");
-            conn = None;
-            match open(engine, &work.domain).await {
-                Ok(fresh) => {
-                    let (c2, _) = conn.insert(fresh);
-                    result = c2.send(&envelope).await;
-                }
-                Err(attempt) => {
-                    record(engine, &work, &body, &attempt).await;
-                    continue;
-                }
-            }
-        }
-        let Some((c, _)) = conn.as_mut() else {
-            continue;
-        };
-        let reuse = match &result {
-            // A 421 in the middle leaves the transaction done but the connection closed.
-            Ok(_) => c.is_usable(),
-            Err(ClientError::Mail(_)) => c.reset().await.is_ok(),
-            Err(_) => false,
-        };
-        let attempt = match result {
-            Ok(replies) => Attempt::Replies { remote, replies },
-            Err(e) => Attempt::from_error(&e, Some(remote)),
-        };
-        record(engine, &work, &body, &attempt).await;
+        let (attempt, reuse) =
+            crate::send::send_work(engine, &dest.key, &mut conn, &work, &body, source.as_ref())
+                .await;
+        let took = Some(elapsed_ms(started));
+        let attempt = after_send(engine, &dest.key, &work, attempt).await;
+        record(engine, &work, &body, &attempt, took).await;
         let done = conn
             .as_ref()
-            .is_some_and(|(c, _)| c.messages_sent() >= engine.cfg.max_messages_per_connection);
+            .is_some_and(|(c, _, _)| c.messages_sent() >= max_per_connection(engine, &dest.key));
         if (!reuse || done)
-            && let Some((c, _)) = conn.take()
+            && let Some((c, _, _)) = conn.take()
             && reuse
         {
             c.quit().await;
         }
+        if conn.is_none() {
+            conn_slot = None;
+        }
     }
-    if let Some((c, _)) = conn.take() {
+    drop(conn_slot);
+    if let Some((c, _, _)) = conn.take() {
         c.quit().await;
     }
+}
+
+/// Milliseconds since `started`, for an attempt's `duration_ms`.
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The global limit, narrowed by the site's profile when shaping is on.
+fn max_per_connection(engine: &Engine, dest_key: &str) -> u32 {
+    let global = engine.cfg.max_messages_per_connection;
+    engine
+        .shaper
+        .get()
+        .and_then(|s| s.messages_per_connection(dest_key))
+        .map_or(global, |p| p.min(global))
 }
 
 /// Whether the work's lease is (nearly) gone: renewal failed long enough that
@@ -169,11 +166,27 @@ pub struct Remote {
     pub host: String,
     pub ip: String,
     pub tls: Option<String>,
+    /// The TLS policy applied and what came of it.
+    pub decision: Option<TlsDecision>,
+    /// The peer offered DSN (RFC 3461): it was handed NOTIFY and reports successes.
+    pub dsn: bool,
+    /// Opportunistic TLS failed (this says why) and the message went in plain text.
+    pub tls_fallback: Option<String>,
 }
 
-/// Plans the route and connects to the first target that answers.
-async fn open(engine: &Engine, domain: &str) -> Result<(Connection, String), Attempt> {
-    let Plan { targets, tls, auth } = plan(&engine.cfg, engine.resolver.as_ref(), domain)
+/// An open connection: the connection, the exchanger's name and the TLS decision.
+pub(crate) type Open = (Connection, String, Option<TlsDecision>);
+
+/// Plans the route, applies the TLS policy (MTA-STS) and connects to the first target
+/// that answers.
+pub(crate) async fn open(
+    engine: &Engine,
+    dest_key: &str,
+    domain: &str,
+    source: Option<&Source>,
+) -> Result<Open, Attempt> {
+    let routing = engine.routing();
+    let Plan { targets, tls, auth } = plan(&routing, engine.resolver.as_ref(), domain)
         .await
         .map_err(|e| match e {
             RouteError::Permanent(code, text) => Attempt::Permanent {
@@ -187,25 +200,86 @@ async fn open(engine: &Engine, domain: &str) -> Result<(Connection, String), Att
                 remote: None,
             },
         })?;
-    let cfg = ClientConfig {
-        helo_name: engine.cfg.helo_name.clone(),
-        tls,
+    if let Some(shaper) = engine.shaper.get() {
+        let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+        shaper.learn(dest_key, &hosts);
+    }
+    let is_route = crate::route::static_route(&routing, domain).is_some();
+    let mut secured = tls_policy::prepare(engine.tls.get(), domain, is_route, targets, tls)
+        .await
+        .map_err(|(text, host)| Attempt::Temporary {
+            code: (4, 7, 5),
+            text,
+            remote: host.map(|host| Remote {
+                host,
+                ip: String::new(),
+                tls: None,
+                decision: None,
+                dsn: false,
+                tls_fallback: None,
+            }),
+        })?;
+    if let Some(shaper) = engine.shaper.get() {
+        // The site's TLS floor (provider profile or domain override).
+        secured.tls = shaper.tls_mode(dest_key, secured.tls);
+    }
+    let mut cfg = ClientConfig {
+        helo_name: source.map_or_else(|| engine.cfg.helo_name.clone(), |s| s.ehlo.clone()),
+        tls: secured.tls,
         auth,
         timeouts: engine.cfg.timeouts,
-        extra_root: None,
+        extra_root: secured.extra_root.clone(),
+        source: source.map(|s| s.ip),
+        dane: None,
     };
     let mut last = None;
-    for t in &targets {
-        match Connection::open(t.addr, &t.host, &cfg).await {
-            Ok(c) => return Ok((c, t.host.clone())),
+    for t in std::mem::take(&mut secured.targets) {
+        let remote = |decision| Remote {
+            host: t.host.clone(),
+            ip: t.addr.ip().to_string(),
+            tls: None,
+            decision: Some(decision),
+            dsn: false,
+            tls_fallback: None,
+        };
+        if let Err(text) = secured.apply(&t.host, &mut cfg).await {
+            // DANE: the TLSA answer is bogus or could not be had; this host waits.
+            tracing::info!(domain, host = %t.host, %text, "not connecting");
+            last = Some(Attempt::Temporary {
+                code: (4, 7, 5),
+                remote: Some(remote(secured.failed(&t.host, &text))),
+                text,
+            });
+            continue;
+        }
+        let mut result = Connection::open(t.addr, &t.host, &cfg).await;
+        if let Err(e) = &result
+            && let Some(mode) = secured.retry_mode(&t.host, e).await
+        {
+            // MTA-STS testing: verified TLS failed (counted); deliver as usual.
+            let mut relaxed = cfg.clone();
+            relaxed.tls = mode;
+            result = Connection::open(t.addr, &t.host, &relaxed).await;
+        }
+        match result {
+            Ok(c) => {
+                let decision = secured.connected(&t.host, &c).await;
+                tracing::debug!(domain, host = %t.host, policy = decision.policy,
+                    tls = ?decision.version, verified = decision.certificate_verified,
+                    reason = ?decision.reason, "connected");
+                return Ok((c, t.host.clone(), Some(decision)));
+            }
             Err(e) => {
                 tracing::info!(domain, host = %t.host, addr = %t.addr, error = %e, "connection failed");
-                let remote = Remote {
-                    host: t.host.clone(),
-                    ip: t.addr.ip().to_string(),
-                    tls: None,
+                let remote = remote(secured.failed(&t.host, &e));
+                let attempt = match secured.failure_text(&t.host, &e) {
+                    Some(text) => Attempt::Temporary {
+                        code: (4, 7, 5),
+                        text,
+                        remote: Some(remote),
+                    },
+                    None => Attempt::from_error(&e, Some(remote)),
                 };
-                let attempt = Attempt::from_error(&e, Some(remote));
                 // A 5xx greeting is a permanent answer from this host only; try the next.
                 last = Some(attempt);
             }
@@ -249,6 +323,12 @@ impl Attempt {
                 remote,
             },
             // The exchanger cannot take this message as it is (RFC 6531: no SMTPUTF8).
+            // RFC 8689: the message may only go to servers that take REQUIRETLS.
+            ClientError::Unsupported(what) if what.contains("REQUIRETLS") => Attempt::Permanent {
+                code: (5, 7, 30),
+                text: format!("REQUIRETLS: {e}"),
+                remote,
+            },
             ClientError::Unsupported(what) if what.contains("SMTPUTF8") => Attempt::Permanent {
                 code: (5, 6, 7),
                 text: format!("{e}"),
@@ -257,6 +337,13 @@ impl Attempt {
             // A route that needs an AUTH mechanism the server lacks: configuration, retry.
             ClientError::Unsupported(_) => Attempt::Temporary {
                 code: (4, 3, 5),
+                text: format!("{e}"),
+                remote,
+            },
+            // RFC 3463 5.3.4: the peer announced a SIZE limit below this message's
+            // size; nothing was transferred and a retry cannot change that.
+            ClientError::TooLarge { .. } => Attempt::Permanent {
+                code: (5, 3, 4),
                 text: format!("{e}"),
                 remote,
             },

@@ -1,5 +1,5 @@
 //! End to end through the delivery engine: a real SQLite store on a temporary file, the
-//! engine's scheduler and workers, a scripted SMTP sink on loopback (`common::sink`),
+//! engine's scheduler and workers, a scripted SMTP sink on loopback (`common::sink`, which is `mailroom_testkit::smtp_sink`),
 //! and DNS from the in-process test server (`mailroom_testkit::spawn_dns`) or a static
 //! resolver. Messages are enqueued straight into the store; assertions read the store
 //! (states, attempts, events and their details) and what the sink received.
@@ -176,6 +176,7 @@ impl Harness {
             dsn_ret: None,
             dsn_envid: None,
             smtputf8: false,
+            require_tls: false,
             recipients,
             accepted_detail: serde_json::json!({}),
             lease: None,
@@ -447,6 +448,8 @@ fn report_for<'a>(r: &'a Report, address: &str) -> &'a HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn static_route_delivers_bounces_and_reports_to_the_sender() {
     let (addr, sink) = sink::spawn().await;
+    // The sink takes 150 ms to answer DATA: the attempt's recorded duration shows it.
+    sink.data_delay_ms.store(150, Ordering::SeqCst);
     let h = Harness::new().await;
     let engine = h.start(via(addr), no_dns());
 
@@ -473,6 +476,10 @@ async fn static_route_delivers_bounces_and_reports_to_the_sender() {
     assert_eq!(e.detail["remote_ip"], "127.0.0.1");
     assert_eq!(e.detail["attempt"], 1);
     assert!(e.detail["tls"].is_null(), "no TLS on a TlsMode::None route");
+    let took = e.detail["duration_ms"]
+        .as_u64()
+        .expect("duration_ms recorded");
+    assert!((150..30_000).contains(&took), "duration_ms {took}");
     assert!(ok.last_reply.as_deref().unwrap().contains("queued at sink"));
 
     let bad = rcpt(&v, "bad@dest.test");
@@ -1635,4 +1642,108 @@ async fn a_full_destination_queue_does_not_starve_other_destinations() {
     assert!(s.sink_a.messages().is_empty());
     s.sink_a.hold_data.store(false, Ordering::SeqCst);
     s.engine.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// Faults (SECURITY.md "Faults and their outcomes"): each fault's recorded outcome
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_timeout_defers_and_the_reply_names_the_dns_error() {
+    let (addr, sink) = sink::spawn().await;
+    let (dns_addr, _dns) = spawn_dns(TestZone::new().timeout("slow.test")).await;
+    let resolver = HickoryResolver::with_nameserver_options(
+        &[dns_addr],
+        mailroom_dns::NameserverOptions {
+            timeout: Duration::from_millis(300),
+            attempts: 1,
+        },
+    )
+    .expect("resolver");
+    let h = Harness::new().await;
+    let cfg = DeliveryConfig {
+        mx_port: addr.port(),
+        ..config()
+    };
+    let engine = h.start(cfg, Arc::new(resolver));
+    let (id, _) = h.send(SENDER, vec![to("ok@slow.test")]).await;
+    let v = h
+        .wait(&id, "a deferral after the DNS timeout", |v| {
+            rcpt(v, "ok@slow.test").attempts >= 1
+        })
+        .await;
+    engine.stop().await;
+    let r = rcpt(&v, "ok@slow.test");
+    assert_eq!(r.state, RecipientState::Deferred);
+    let e = last(r);
+    assert_eq!(e.kind, EventType::Deferred);
+    assert_eq!(enhanced(e), "4.4.3");
+    let text = e.detail["reply"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("DNS timeout"), "{text}");
+    assert!(e.detail["next_attempt_at"].is_i64(), "{e:?}");
+    assert_eq!(sink.connections.load(Ordering::SeqCst), 0);
+}
+
+/// A route to the sink with `tls`, for the STARTTLS fault tests.
+fn via_tls(addr: SocketAddr, tls: TlsMode) -> DeliveryConfig {
+    DeliveryConfig {
+        routes: vec![StaticRoute {
+            tls,
+            ..route(&["*"], addr)
+        }],
+        ..config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn required_tls_handshake_failure_defers_and_never_sends_in_plain_text() {
+    let (addr, sink) = sink::spawn().await;
+    sink.broken_starttls.store(true, Ordering::SeqCst);
+    let h = Harness::new().await;
+    let engine = h.start(via_tls(addr, TlsMode::Required), no_dns());
+    let (id, _) = h.send(SENDER, vec![to("ok@dest.test")]).await;
+    let v = h
+        .wait(&id, "two deferred attempts", |v| {
+            rcpt(v, "ok@dest.test").attempts >= 2
+        })
+        .await;
+    engine.stop().await;
+    let r = rcpt(&v, "ok@dest.test");
+    assert_eq!(r.state, RecipientState::Deferred);
+    for e in &r.events[1..] {
+        assert_eq!(e.kind, EventType::Deferred, "{e:?}");
+        assert_eq!(enhanced(e), "4.7.5", "{e:?}");
+        let text = e.detail["reply"]["text"].as_str().unwrap_or_default();
+        assert!(text.starts_with("TLS:"), "{text}");
+    }
+    assert!(sink.starttls_tries.load(Ordering::SeqCst) >= 2);
+    assert_eq!(
+        sink.mail_commands.load(Ordering::SeqCst),
+        0,
+        "never a MAIL FROM in plain text"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opportunistic_tls_failure_is_retried_in_plain_text_and_recorded() {
+    let (addr, sink) = sink::spawn().await;
+    sink.broken_starttls.store(true, Ordering::SeqCst);
+    let h = Harness::new().await;
+    let engine = h.start(via_tls(addr, TlsMode::Opportunistic), no_dns());
+    let (id, body) = h.send(SENDER, vec![to("ok@dest.test")]).await;
+    let v = h.wait_final(&id).await;
+    engine.stop().await;
+    let r = rcpt(&v, "ok@dest.test");
+    assert_eq!(r.state, RecipientState::Delivered);
+    assert_eq!(
+        r.attempts, 1,
+        "the plain-text retry is part of the same attempt"
+    );
+    let e = last(r);
+    assert_eq!(e.detail["tls"], serde_json::Value::Null, "{e:?}");
+    let why = e.detail["tls_fallback"].as_str().unwrap_or_default();
+    assert!(!why.is_empty(), "the fallback is on record: {e:?}");
+    assert_eq!(sink.starttls_tries.load(Ordering::SeqCst), 1);
+    assert_delivered_once(&sink, "ok@dest.test", &body);
 }

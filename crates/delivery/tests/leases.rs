@@ -1,6 +1,7 @@
 //! Leases across engines (nodes) on one real SQLite store: renewal while work (claimed
 //! or handed off by ingest) waits in a slow destination, takeover of a dead node's work, fencing of a late outcome, renewal
-//! ending with the engine, and connection limits divided among live nodes.
+//! ending with the engine, connection limits divided among live nodes, and outcomes the
+//! store refuses (disk full) held until it takes writes again.
 //!
 //! Leases here are short (1.5 s, renewed every 500 ms) so that every scenario runs
 //! several lease periods in a few seconds, with room for a loaded machine. Every wait is a poll with a deadline. The
@@ -68,6 +69,7 @@ impl Harness {
             dsn_ret: None,
             dsn_envid: None,
             smtputf8: false,
+            require_tls: false,
             body,
             recipients: vec![NewRecipient {
                 address: address.to_string(),
@@ -288,8 +290,10 @@ async fn hand_off(h: &Harness, handoff: &EngineHandoff) -> ((MessageId, Vec<u8>)
         dsn_ret: None,
         dsn_envid: None,
         smtputf8: false,
+        require_tls: false,
         return_path: None,
         lease_token: lease.token,
+        last_attempt_at: m.received_at,
     }];
     m.lease = Some(lease);
     let body = Arc::new(m.body.clone());
@@ -576,6 +580,70 @@ async fn work_whose_lease_ran_out_unrenewed_is_not_sent() {
     h.wait_delivered(&sent).await;
     h.assert_delivered_once(&sink, &sent).await;
     assert_eq!(spy.spied.times_claimed(waiting, 0), 2);
+    a.stop().await;
+}
+
+// ---------------------------------------------------------------------------------
+// The store refusing outcome writes (disk full): held, then written
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outcomes_the_store_refuses_are_held_and_written_once_it_takes_writes() {
+    let (addr, sink) = sink::spawn().await;
+    sink.data_delay_ms.store(50, Ordering::SeqCst);
+    let h = Harness::new().await;
+    let sent = h.send_many(5, "ok@dest.test").await;
+    let spy = SpyStore::new(h.store.clone());
+    spy.spied.refuse_outcomes.store(true, Ordering::SeqCst);
+    let a = Running::start(node("node-a", addr), spy.clone());
+    // Every message is delivered (one connection, one after the other); each outcome
+    // is refused.
+    eventually("every message at the sink, outcomes held", async || {
+        (sink.messages().len() >= sent.len() && a.engine.recording_held()).then_some(())
+    })
+    .await;
+    // Renewals fail too now (the disk is full for them as well) and the leases run
+    // out; nothing is claimed while outcomes are held, though the recipients of the
+    // given-up batch have come due.
+    spy.spied.fail_renewals.store(true, Ordering::SeqCst);
+    let claims = spy.spied.claims.load(Ordering::SeqCst);
+    sleep_ms(LEASE_MS * 2).await;
+    assert_eq!(
+        spy.spied.claims.load(Ordering::SeqCst),
+        claims,
+        "claimed while outcomes were held"
+    );
+    assert!(a.engine.recording_held());
+    let refused = spy.spied.refused.lock().unwrap().clone();
+    assert!(refused.len() >= 2, "retried with a pause: {refused:?}");
+    // The first refused batch went without a copy: given up, delivered again later.
+    let given_up = refused[0].clone();
+    assert!(!given_up.is_empty());
+
+    // Space returns.
+    spy.spied.refuse_outcomes.store(false, Ordering::SeqCst);
+    spy.spied.fail_renewals.store(false, Ordering::SeqCst);
+    h.wait_delivered(&sent).await;
+    eventually("the given-up recipients delivered again", async || {
+        let copies = sink.messages().len();
+        (copies >= sent.len() + given_up.len()).then_some(())
+    })
+    .await;
+    assert!(!a.engine.recording_held());
+    for (id, body) in &sent {
+        let copies = sink.messages().iter().filter(|m| &m.body == body).count();
+        let again = given_up.iter().any(|(g, _)| g == id);
+        assert_eq!(copies, 1 + usize::from(again), "{id}: {copies} copies");
+        let v = h.view(id).await;
+        let kinds: Vec<EventType> = v.recipients[0].events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventType::Accepted, EventType::Delivered], "{id}");
+        assert_eq!(
+            spy.spied.times_claimed(id, 0),
+            1 + usize::from(again),
+            "{id}"
+        );
+    }
+    assert_eq!(a.engine.lost_leases(), 0);
     a.stop().await;
 }
 

@@ -32,6 +32,78 @@ pub enum MxAnswer {
     NoRecords,
 }
 
+/// How far an answer can be trusted, as a DNSSEC-validating resolver judged it
+/// (RFC 4035 §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Validated from a trust anchor down (the AD bit of a validating resolver).
+    Secure,
+    /// Provably unsigned, or from a resolver that does not validate: DANE does not apply.
+    Insecure,
+    /// Signed but failing validation (a validating resolver's SERVFAIL with an
+    /// extended DNS error saying so, RFC 8914): never to be used, never a reason to
+    /// fall back to less security.
+    Bogus,
+}
+
+impl Security {
+    /// `secure`, `insecure` or `bogus`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Security::Secure => "secure",
+            Security::Insecure => "insecure",
+            Security::Bogus => "bogus",
+        }
+    }
+}
+
+/// One TLSA record (RFC 6698 §2.1), fields as published.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsaRecord {
+    /// 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// 0 whole certificate, 1 SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// 0 exact, 1 SHA-256, 2 SHA-512.
+    pub matching: u8,
+    /// Certificate association data.
+    pub data: Vec<u8>,
+}
+
+impl fmt::Display for TlsaRecord {
+    /// Presentation form: `3 1 1 0a1b…` (hex in lowercase).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {} ", self.usage, self.selector, self.matching)?;
+        self.data.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// What a TLSA lookup for an SMTP server found (RFC 7672 §2.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsaAnswer {
+    /// The DNSSEC status of the answer that counted.
+    pub security: Security,
+    /// The records (empty: none published, or bogus).
+    pub records: Vec<TlsaRecord>,
+    /// The TLSA base domain the records were found at: the MX host, or the target of
+    /// its (secure) CNAME. Also a reference identifier for DANE-TA name checks.
+    pub base: String,
+    /// For a bogus answer, what the resolver said (its extended DNS error).
+    pub bogus_reason: Option<String>,
+}
+
+impl TlsaAnswer {
+    /// No usable DNSSEC: what a resolver that does not validate always says.
+    pub fn insecure(base: &str) -> Self {
+        Self {
+            security: Security::Insecure,
+            records: Vec::new(),
+            base: base.to_string(),
+            bogus_reason: None,
+        }
+    }
+}
+
 /// Why a lookup gave no answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {

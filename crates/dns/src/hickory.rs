@@ -4,7 +4,8 @@
 //! errors to [`DnsError`]; keeps hickory's TTL-respecting cache as is.
 
 use crate::mx::{mx_answer, normalize_host};
-use crate::{DnsError, MxAnswer, Resolver};
+use crate::secure::{SecureLookup, SecureQuery};
+use crate::{DnsError, MxAnswer, Resolver, Security, TlsaAnswer, TlsaRecord};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
@@ -59,6 +60,11 @@ pub struct HickoryResolver {
     /// Outer bound on one lookup, on top of hickory's own per-try timeout, so no lookup
     /// can outlive its configuration whatever happens inside hickory.
     deadline: Duration,
+    /// The name servers queried (for [`trust_ad`](HickoryResolver::trust_ad)).
+    servers: Vec<SocketAddr>,
+    /// Set by [`trust_ad`](HickoryResolver::trust_ad) (`dns.dnssec = true`): TLSA
+    /// lookups go to these validating resolvers and their AD bit is believed.
+    secure: Option<SecureQuery>,
 }
 
 impl fmt::Debug for HickoryResolver {
@@ -79,7 +85,11 @@ impl HickoryResolver {
         let inner = builder
             .build()
             .map_err(|e| ResolverInitError::Build(e.to_string()))?;
-        Ok(Self::from_inner(inner))
+        // The same file again, for the servers' addresses (hickory does not show them).
+        let servers = hickory_resolver::system_conf::read_system_conf()
+            .map(|(config, _)| server_addrs(config.name_servers()))
+            .unwrap_or_default();
+        Ok(Self::from_inner(inner, servers))
     }
 
     /// Queries exactly `addrs` (IP and port each), over UDP with TCP fallback on
@@ -127,17 +137,63 @@ impl HickoryResolver {
             .with_options(opts)
             .build()
             .map_err(|e| ResolverInitError::Build(e.to_string()))?;
-        Ok(Self::from_inner(inner))
+        Ok(Self::from_inner(inner, addrs.to_vec()))
     }
 
-    fn from_inner(inner: TokioResolver) -> Self {
+    fn from_inner(inner: TokioResolver, servers: Vec<SocketAddr>) -> Self {
         let opts = inner.options();
         let tries = u32::try_from(opts.attempts.saturating_add(1)).unwrap_or(u32::MAX);
         let deadline = opts
             .timeout
             .saturating_mul(tries)
             .saturating_add(Duration::from_secs(1));
-        Self { inner, deadline }
+        Self {
+            inner,
+            deadline,
+            servers,
+            secure: None,
+        }
+    }
+
+    /// Believes the AD bit of the configured name servers for TLSA lookups (DANE):
+    /// they must be validating resolvers reached over a trusted path (see
+    /// [`SecureQuery`] for why Mailroom does not validate in process).
+    pub fn trust_ad(mut self) -> Self {
+        self.secure = Some(SecureQuery::new(
+            self.servers.clone(),
+            self.inner.options().timeout,
+        ));
+        self
+    }
+
+    /// One security-aware TLSA query at `_25._tcp.<base>`.
+    async fn tlsa_at(&self, sq: &SecureQuery, base: &str) -> Result<TlsaAnswer, DnsError> {
+        let name = Name::from_ascii(format!("_25._tcp.{base}.")).map_err(|_| DnsError::NxDomain)?;
+        match sq.query(&name, RecordType::TLSA).await? {
+            SecureLookup::Bogus(why) => Ok(TlsaAnswer {
+                security: Security::Bogus,
+                records: Vec::new(),
+                base: base.to_string(),
+                bogus_reason: Some(why),
+            }),
+            SecureLookup::Answer { security, answers } => Ok(TlsaAnswer {
+                security,
+                records: answers
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::TLSA(t) => Some(TlsaRecord {
+                            usage: u8::from(t.cert_usage),
+                            selector: u8::from(t.selector),
+                            matching: u8::from(t.matching),
+                            data: t.cert_data.clone(),
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+                base: base.to_string(),
+                bogus_reason: None,
+            }),
+        }
     }
 
     /// One query; `Ok(None)` is NOERROR with no records of that type (NODATA).
@@ -211,6 +267,76 @@ impl Resolver for HickoryResolver {
             _ => None,
         }))
     }
+
+    async fn tlsa(&self, host: &str) -> Result<TlsaAnswer, DnsError> {
+        let host = normalize_host(host);
+        let Some(sq) = &self.secure else {
+            return Ok(TlsaAnswer::insecure(&host));
+        };
+        // RFC 7672 §2.2.2: when the host is a CNAME and the expansion is secure, the
+        // TLSA records at the final target come first, then those at the host itself.
+        let mut bases = Vec::new();
+        let host_name = absolute_name(&host)?;
+        if let Ok(SecureLookup::Answer {
+            security: Security::Secure,
+            answers,
+        }) = sq.query(&host_name, RecordType::A).await
+            && let Some(target) = answers.iter().rev().find_map(|r| match &r.data {
+                RData::CNAME(c) => Some(normalize_host(&c.0.to_ascii())),
+                _ => None,
+            })
+        {
+            bases.push(target);
+        }
+        bases.push(host.clone());
+        let mut last = TlsaAnswer::insecure(&host);
+        for base in bases {
+            let found = self.tlsa_at(sq, &base).await?;
+            if found.security == Security::Bogus
+                || (found.security == Security::Secure && !found.records.is_empty())
+            {
+                return Ok(found);
+            }
+            last = found;
+        }
+        Ok(last)
+    }
+
+    async fn mx_security(&self, domain: &str) -> Result<Security, DnsError> {
+        let Some(sq) = &self.secure else {
+            return Ok(Security::Insecure);
+        };
+        let name = absolute_name(domain)?;
+        // The MX RRset; with none (NODATA), the domain's own address records, which
+        // then stand for the MX host (RFC 7672 §2.2.1).
+        for rtype in [RecordType::MX, RecordType::A] {
+            match sq.query(&name, rtype).await? {
+                SecureLookup::Bogus(_) => return Ok(Security::Bogus),
+                SecureLookup::Answer { security, answers } => {
+                    if answers.iter().any(|r| r.record_type() == rtype) {
+                        return Ok(security);
+                    }
+                    if rtype == RecordType::A || security == Security::Insecure {
+                        // No records at all: judged as the denial was.
+                        return Ok(security);
+                    }
+                }
+            }
+        }
+        Ok(Security::Insecure)
+    }
+}
+
+/// Each name server's address and the port of its first connection.
+fn server_addrs(servers: &[NameServerConfig]) -> Vec<SocketAddr> {
+    servers
+        .iter()
+        .filter_map(|ns| {
+            ns.connections
+                .first()
+                .map(|c| SocketAddr::new(ns.ip, c.port))
+        })
+        .collect()
 }
 
 /// One TXT record as text: its character-strings joined without separator.

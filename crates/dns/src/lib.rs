@@ -16,9 +16,11 @@ pub mod authority;
 mod hickory;
 mod mx;
 mod resolver;
+mod secure;
 mod static_resolver;
 
-pub use answer::{DnsError, MxAnswer, MxHost};
+pub use answer::{DnsError, MxAnswer, MxHost, Security, TlsaAnswer, TlsaRecord};
 pub use hickory::{HickoryResolver, NameserverOptions, ResolverInitError};
 pub use resolver::Resolver;
+pub use secure::{SecureLookup, SecureQuery};
 pub use static_resolver::StaticResolver;

@@ -2,7 +2,7 @@
 //! test can hand the delivery side (MX, addresses) and the domain checks of `auth`
 //! (TXT, CNAME) an in-memory resolver and a deployment a real one.
 
-use crate::{DnsError, MxAnswer};
+use crate::{DnsError, MxAnswer, Security, TlsaAnswer};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -29,6 +29,30 @@ pub trait Resolver: Send + Sync + 'static {
     /// The CNAME target of a name (lowercase, no trailing dot), or `Ok(None)` when the
     /// name exists without a CNAME (NODATA).
     async fn cname(&self, name: &str) -> Result<Option<String>, DnsError>;
+
+    /// The TLSA records of an SMTP server (RFC 7672 §2.2.2): at `_25._tcp.<host>`, or
+    /// first at `_25._tcp.<target>` when `host` is a secure CNAME, with the DNSSEC
+    /// status of the answer. A bogus answer is `Ok` with [`Security::Bogus`]; SERVFAIL
+    /// and timeouts are errors (both mean: do not deliver now).
+    ///
+    /// The default is what a resolver that does not validate DNSSEC can honestly say:
+    /// insecure, no records, so DANE never applies through it.
+    ///
+    /// [`Security::Bogus`]: crate::Security::Bogus
+    async fn tlsa(&self, host: &str) -> Result<TlsaAnswer, DnsError> {
+        Ok(TlsaAnswer::insecure(host))
+    }
+
+    /// The DNSSEC status of a domain's MX RRset, or, when it has no MX records, of its
+    /// address records (RFC 7672 §2.2.1: DANE applies only to MX hosts learnt
+    /// securely). `Ok(Security::Bogus)` when the answer failed validation; SERVFAIL
+    /// and timeouts are errors.
+    ///
+    /// The default, for a resolver that does not validate: insecure.
+    async fn mx_security(&self, domain: &str) -> Result<Security, DnsError> {
+        let _ = domain;
+        Ok(Security::Insecure)
+    }
 }
 
 #[async_trait::async_trait]
@@ -47,5 +71,13 @@ impl<R: Resolver + ?Sized> Resolver for Arc<R> {
 
     async fn cname(&self, name: &str) -> Result<Option<String>, DnsError> {
         (**self).cname(name).await
+    }
+
+    async fn tlsa(&self, host: &str) -> Result<TlsaAnswer, DnsError> {
+        (**self).tlsa(host).await
+    }
+
+    async fn mx_security(&self, domain: &str) -> Result<Security, DnsError> {
+        (**self).mx_security(domain).await
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::hickory::ip_literal;
 use crate::mx::{mx_answer, normalize_host};
-use crate::{DnsError, MxAnswer, Resolver};
+use crate::{DnsError, MxAnswer, Resolver, Security, TlsaAnswer, TlsaRecord};
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -19,6 +19,10 @@ struct Entry {
     txt: Vec<String>,
     /// Target of a CNAME at this name; TXT lookups follow it.
     cname: Option<String>,
+    /// TLSA records of this host as an SMTP server, and how DNSSEC judged them.
+    tlsa: Option<(Security, Vec<TlsaRecord>)>,
+    /// How DNSSEC judged the name's MX RRset (or address records); unset: insecure.
+    mx_security: Option<Security>,
     /// When set, every lookup of the name fails this way, whatever it holds.
     error: Option<DnsError>,
 }
@@ -91,6 +95,21 @@ impl StaticResolver {
         self
     }
 
+    /// Marks the MX RRset (or, without MX, the addresses) of `domain` as DNSSEC-judged
+    /// `security` (unmarked names are insecure, like a non-validating resolver's).
+    pub fn with_mx_security(mut self, domain: &str, security: Security) -> Self {
+        self.entry(domain).mx_security = Some(security);
+        self
+    }
+
+    /// Publishes TLSA records for SMTP at `host` (`_25._tcp.<host>`) with the DNSSEC
+    /// status a validating resolver would give them (`Bogus`: the records are not
+    /// returned, as a validating resolver would not return them).
+    pub fn with_tlsa(mut self, host: &str, security: Security, records: Vec<TlsaRecord>) -> Self {
+        self.entry(host).tlsa = Some((security, records));
+        self
+    }
+
     /// Makes every lookup of `name` fail with `error`.
     pub fn with_error(mut self, name: &str, error: DnsError) -> Self {
         self.entry(name).error = Some(error);
@@ -139,6 +158,34 @@ impl Resolver for StaticResolver {
             }
         }
         Err(DnsError::ServFail("CNAME chain too long".to_string()))
+    }
+
+    async fn mx_security(&self, domain: &str) -> Result<Security, DnsError> {
+        Ok(self
+            .lookup(domain)?
+            .mx_security
+            .unwrap_or(Security::Insecure))
+    }
+
+    async fn tlsa(&self, host: &str) -> Result<TlsaAnswer, DnsError> {
+        let base = normalize_host(host);
+        let Some((security, records)) = self.lookup(host)?.tlsa.clone() else {
+            return Ok(TlsaAnswer::insecure(&base));
+        };
+        Ok(match security {
+            Security::Bogus => TlsaAnswer {
+                security,
+                records: Vec::new(),
+                base,
+                bogus_reason: Some("EDE 6 (DNSSEC bogus)".into()),
+            },
+            Security::Secure | Security::Insecure => TlsaAnswer {
+                security,
+                records,
+                base,
+                bogus_reason: None,
+            },
+        })
     }
 
     async fn cname(&self, name: &str) -> Result<Option<String>, DnsError> {

@@ -40,6 +40,9 @@ pub struct DomainServices {
     pub pending_recheck_ms: i64,
     /// `managed_domain.zone`: each tenant gets `<short-id>.<zone>`.
     pub managed_zone: Option<String>,
+    /// Mailroom's own sending addresses: a DMARC report source outside them is
+    /// flagged `foreign` (someone else sending as the domain).
+    pub own_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,7 @@ impl DomainServices {
             recheck_ms: 86_400_000,
             pending_recheck_ms: 300_000,
             managed_zone: None,
+            own_ips: Vec::new(),
         }
     }
 
@@ -218,7 +222,7 @@ impl DomainServices {
                 "state": state,
                 "found": found,
                 "correct": check == RecordCheck::Correct,
-                "required": !matches!(r.kind, RecordKind::Dmarc),
+                "required": !matches!(r.kind, RecordKind::Dmarc | RecordKind::TlsRpt),
                 // Published as shown, would mail relying on it work? `problem` says why not.
                 "deliverable": problem.is_none(),
                 "problem": problem,
@@ -403,5 +407,6 @@ fn kind_name(k: RecordKind) -> &'static str {
         RecordKind::Dmarc => "dmarc",
         RecordKind::ReturnPathMx => "return_path_mx",
         RecordKind::ReturnPathSpf => "return_path_spf",
+        RecordKind::TlsRpt => "tls_rpt",
     }
 }

@@ -151,6 +151,7 @@ async fn retries_sign_and_isolate_slow_endpoints() {
             dsn_ret: None,
             dsn_envid: None,
             smtputf8: false,
+            require_tls: false,
             body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
             recipients: vec![NewRecipient {
                 address: "r@example.net".into(),

@@ -10,6 +10,9 @@ pub(crate) struct Inspected {
     pub from_locals: Vec<String>,
     pub message_id: Option<String>,
     pub has_date: bool,
+    /// The decoded `Subject:` (at most 998 characters), recorded on the `accepted`
+    /// event so the console can search and list it.
+    pub subject: Option<String>,
 }
 
 /// Largest header section accepted (the body limit bounds the rest).
@@ -61,6 +64,7 @@ pub(crate) fn inspect(body: &[u8]) -> Result<Inspected, IngestError> {
         from_locals,
         message_id: message.message_id().map(|m| m.to_string()),
         has_date: message.date().is_some(),
+        subject: message.subject().map(|s| s.chars().take(998).collect()),
     })
 }
 

@@ -8,11 +8,13 @@
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
 //! It sees the store only through `IngestStore` (`store.rs`).
 
+mod choice;
 mod content;
 mod headers;
 mod sign;
 mod store;
 
+pub use choice::signed_for;
 pub use sign::{ArcSealer, SealContext, Signed, Signer, SigningKeys, carries_authentication};
 pub use store::{IngestStore, KeySource};
 
@@ -60,6 +62,8 @@ pub struct Submission {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub smtputf8: bool,
+    /// REQUIRETLS (RFC 8689; SMTP `MAIL FROM … REQUIRETLS`, HTTP `"require_tls"`).
+    pub require_tls: bool,
     /// HTTP `Idempotency-Key` and the SHA-256 of the request: the response is stored
     /// with the message, in the same transaction.
     pub idempotency: Option<(String, String)>,
@@ -116,6 +120,7 @@ impl IngestError {
             IngestError::ContentRejected { .. } => "content_rejected",
             IngestError::ScanUnavailable => "scan_unavailable",
             IngestError::Storage(StoreError::Full) => "storage_full",
+            IngestError::Storage(StoreError::Unavailable(_)) => "storage_unavailable",
             IngestError::Storage(_) => "storage_error",
         }
     }
@@ -134,7 +139,8 @@ pub struct Ingest {
     /// DKIM keys and the ARC sealer, in memory (see `sign`).
     signer: Arc<Signer>,
     /// Tracking and content protection; `None`: only the opt-out header is removed.
-    content: Option<Arc<ContentConfig>>,
+    /// Replaced by a configuration reload (`set_content`).
+    content: std::sync::RwLock<Option<Arc<ContentConfig>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,7 +178,7 @@ impl Ingest {
             enqueued: Arc::new(tokio::sync::Notify::new()),
             handoff: None,
             signer: Arc::new(Signer::default()),
-            content: None,
+            content: Default::default(),
         }
     }
 
@@ -200,9 +206,25 @@ impl Ingest {
     }
 
     /// Enables tracking and content protection.
-    pub fn with_content(mut self, content: Arc<ContentConfig>) -> Self {
-        self.content = Some(content);
+    pub fn with_content(self, content: Arc<ContentConfig>) -> Self {
+        self.set_content(Some(content));
         self
+    }
+
+    /// Replaces the content settings (a configuration reload); `None` turns content
+    /// protection off. Messages submitted from now on use the new settings.
+    pub fn set_content(&self, content: Option<Arc<ContentConfig>>) {
+        *self
+            .content
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = content;
+    }
+
+    fn content(&self) -> Option<Arc<ContentConfig>> {
+        self.content
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Hands every accepted message straight to delivery after it is stored.
@@ -265,17 +287,42 @@ impl Ingest {
                 }
             }
         }
-        let addresses: Vec<String> = s.recipients.iter().map(|r| r.address.to_string()).collect();
-        let suppressed = self.store.suppressed_among(tenant, &addresses).await?;
+        // The suppression list is read only for a tenant that has ever had an entry
+        // (the store flags it on the first one and every node's directory learns it
+        // within one refresh; this node knows at once of those it wrote itself): for
+        // every other tenant this saves a database round trip per message.
+        let has_suppressions = mailroom_store::suppression_hint::noted(tenant)
+            || self
+                .policy
+                .directory()
+                .tenant(tenant)
+                .is_none_or(|t| t.has_suppressions);
+        let suppressed = if has_suppressions {
+            let addresses: Vec<String> =
+                s.recipients.iter().map(|r| r.address.to_string()).collect();
+            self.store.suppressed_among(tenant, &addresses).await?
+        } else {
+            Default::default()
+        };
         self.policy
             .admit_message(tenant)
             .map_err(IngestError::Refused)?;
         let id = MessageId::generate();
         let now = now_millis();
         let (body, rfc_message_id) = headers::add_trace(&s, &parsed, &id, &self.hostname, now);
-        let tenant_record = self.policy.directory().tenant(tenant).cloned();
+        let mut tenant_record = self.policy.directory().tenant(tenant).cloned();
+        if let Some(t) = tenant_record.as_mut()
+            && self.passes_through(&s, &parsed)
+        {
+            // Signed by the application, which chose `none`: tracking and the
+            // unsubscribe headers would break its signature.
+            t.track_opens = false;
+            t.track_clicks = false;
+            t.list_unsubscribe = false;
+        }
+        let content_config = self.content();
         let content = content::apply(
-            self.content.as_deref(),
+            content_config.as_deref(),
             tenant_record.as_ref(),
             &id,
             s.recipients.len(),
@@ -297,6 +344,7 @@ impl Ingest {
             "auth": auth_label(&s.tenant),
             "size": body.len(),
             "rfc_message_id": rfc_message_id,
+            "subject": parsed.subject,
             "helo": match &s.origin { Origin::Smtp { helo, .. } => Some(helo.clone()), Origin::Api { .. } => None },
             "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
             "tags": s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
@@ -318,6 +366,7 @@ impl Ingest {
             dsn_ret: s.dsn_ret.clone(),
             dsn_envid: s.dsn_envid.clone(),
             smtputf8: s.smtputf8,
+            require_tls: s.require_tls,
             body,
             recipients: s
                 .recipients
@@ -404,6 +453,25 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// The sending domain that authorized the first `From:` address.
+    fn sending_domain(&self, s: &Submission, parsed: &headers::Inspected) -> Option<String> {
+        let directory = self.policy.directory();
+        parsed
+            .from_domains
+            .first()
+            .and_then(|d| directory.sending_domain(&s.tenant.tenant_id, d.as_str()))
+            .map(|(name, _)| name.to_string())
+    }
+
+    /// Whether the message goes out exactly as the application signed it: its domain's
+    /// choice is `none` and it carries a DKIM signature for that domain.
+    fn passes_through(&self, s: &Submission, parsed: &headers::Inspected) -> bool {
+        self.sending_domain(s, parsed).is_some_and(|d| {
+            self.signer.choice(&s.tenant.tenant_id, &d) == mailroom_model::Signatures::None
+                && choice::signed_for(&s.body, &d)
+        })
+    }
+
     /// Seals and signs for the sending domain that authorized the first `From:`
     /// address; returns the result and the return-path domain for VERP.
     async fn sign(
@@ -414,12 +482,7 @@ impl Ingest {
     ) -> (Signed, Option<String>) {
         let tenant = &s.tenant.tenant_id;
         let directory = self.policy.directory();
-        let Some(domain) = parsed
-            .from_domains
-            .first()
-            .and_then(|d| directory.sending_domain(tenant, d.as_str()))
-            .map(|(name, _)| name.to_string())
-        else {
+        let Some(domain) = self.sending_domain(s, parsed) else {
             return (
                 Signed {
                     body,
@@ -442,7 +505,7 @@ impl Ingest {
             }),
             _ => None,
         };
-        let signed = self.signer.apply(body, &domain, seal).await;
+        let signed = self.signer.apply(body, tenant, &domain, seal).await;
         (signed, self.signer.return_path(&domain))
     }
 }
@@ -475,8 +538,10 @@ fn due_recipients(m: &NewMessage) -> Vec<DueRecipient> {
             dsn_ret: m.dsn_ret.clone(),
             dsn_envid: m.dsn_envid.clone(),
             smtputf8: m.smtputf8,
+            require_tls: m.require_tls,
             return_path: m.return_path.clone(),
             lease_token: m.lease.as_ref().map_or(0, |l| l.token),
+            last_attempt_at: m.received_at,
         })
         .collect()
 }

@@ -9,9 +9,16 @@
 //! hot path never queries the database; changes made through other nodes are picked
 //! up by the policy refresher through [`SigningKeys`]. Owns no key lifecycle: that is
 //! the API and the background domain checker.
+//!
+//! Which keys sign follows the tenant's or domain's choice of signatures (`choice.rs`):
+//! keys of the other algorithm are skipped, `none` signs and seals nothing. The
+//! signature itself is computed on tokio's blocking pool, so an RSA-2048 operation
+//! (about a millisecond) never holds up the sessions sharing a reactor thread.
 
+use crate::choice::Choices;
 use crate::store::KeySource;
-use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, SmtpContext};
+use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, KeyAlgorithm, SmtpContext};
+use mailroom_model::{Signatures, TenantId};
 use mailroom_secrets::{Keyring, dkim_context};
 use mailroom_store::{DkimKeyRecord, DomainStore, StoreError};
 use std::collections::HashMap;
@@ -35,6 +42,8 @@ type KeyMap = HashMap<String, Vec<(String, Arc<DkimKey>)>>;
 /// Signing keys by domain (active and retiring keys only), and the sealer.
 pub struct Signer {
     keys: RwLock<Arc<KeyMap>>,
+    /// Which signatures each tenant and domain wants (reloaded with the keys).
+    choices: RwLock<Arc<Choices>>,
     /// Orders overlapping reloads (see `mailroom_policy::Generations`).
     generations: mailroom_policy::Generations,
     /// Label of the return-path subdomain (`bounces`); `None`: no VERP rewriting.
@@ -72,6 +81,7 @@ impl Signer {
     ) -> Self {
         Self {
             keys: RwLock::new(Arc::new(HashMap::new())),
+            choices: RwLock::new(Arc::new(Choices::default())),
             generations: Default::default(),
             return_path_label,
             arc,
@@ -99,19 +109,30 @@ impl Signer {
     pub async fn reload(&self, store: &dyn DomainStore) -> Result<(), StoreError> {
         let ticket = self.generations.begin();
         let records = store.list_dkim_keys(None).await?;
-        self.install(ticket, records);
+        self.install(ticket, records, None);
         Ok(())
     }
 
-    /// [`Self::reload`] from a [`KeySource`] (the refresher's cache).
+    /// [`Self::reload`] from a [`KeySource`] (the refresher's cache), and the
+    /// signature choices with the keys.
     pub async fn reload_from(&self, store: &dyn KeySource) -> Result<(), StoreError> {
         let ticket = self.generations.begin();
         let records = store.list_dkim_keys(None).await?;
-        self.install(ticket, records);
+        let choices = store.list_signing_choices(None).await?;
+        self.install(ticket, records, Some(Choices::from_records(choices)));
         Ok(())
     }
 
-    fn install(&self, ticket: u64, records: Vec<DkimKeyRecord>) {
+    /// The signatures `tenant` wants on mail from `domain`.
+    pub fn choice(&self, tenant: &TenantId, domain: &str) -> Signatures {
+        self.choices
+            .read()
+            .expect("signer lock")
+            .get(tenant, domain)
+    }
+
+    /// Installs the keys (and the choices, when given) unless a later reload did.
+    fn install(&self, ticket: u64, records: Vec<DkimKeyRecord>, choices: Option<Choices>) {
         let mut map = KeyMap::new();
         for k in records {
             if !k.state.signs() {
@@ -129,6 +150,9 @@ impl Signer {
         }
         self.generations.install(ticket, || {
             *self.keys.write().expect("signer lock") = Arc::new(map);
+            if let Some(choices) = choices {
+                *self.choices.write().expect("signer lock") = Arc::new(choices);
+            }
         });
     }
 
@@ -153,6 +177,7 @@ impl Signer {
     pub async fn apply(
         &self,
         body: Vec<u8>,
+        tenant: &TenantId,
         domain: &str,
         seal: Option<SealContext<'_>>,
     ) -> Signed {
@@ -160,6 +185,11 @@ impl Signer {
             body,
             ..Signed::default()
         };
+        let choice = self.choice(tenant, domain);
+        if choice == Signatures::None {
+            // The application signs its own mail: nothing is added.
+            return out;
+        }
         if let (Some(arc), Some(ctx)) = (&self.arc, seal)
             && carries_authentication(&out.body)
         {
@@ -198,17 +228,49 @@ impl Signer {
             );
             return out;
         };
-        let refs: Vec<(&str, &DkimKey)> = domain_keys
+        let chosen: Vec<(String, Arc<DkimKey>)> = domain_keys
             .iter()
-            .map(|(s, k)| (s.as_str(), k.as_ref()))
+            .filter(|(_, k)| match k.algorithm() {
+                KeyAlgorithm::Rsa2048 => choice.rsa(),
+                KeyAlgorithm::Ed25519 => choice.ed25519(),
+            })
+            .cloned()
             .collect();
-        match mailroom_auth::sign(&out.body, domain, &refs) {
-            Ok(signed) => {
+        if chosen.is_empty() {
+            tracing::warn!(
+                domain,
+                signatures = %choice,
+                "no active DKIM key of the chosen algorithm; delivering unsigned"
+            );
+            return out;
+        }
+        let body = Arc::new(std::mem::take(&mut out.body));
+        let job = {
+            let (body, keys, domain) = (body.clone(), chosen.clone(), domain.to_string());
+            move || {
+                let refs: Vec<(&str, &DkimKey)> =
+                    keys.iter().map(|(s, k)| (s.as_str(), k.as_ref())).collect();
+                mailroom_auth::signature_headers(&body, &domain, &refs)
+            }
+        };
+        let headers = tokio::task::spawn_blocking(job).await;
+        // The job has ended and dropped its reference: the body comes back uncopied.
+        let body = Arc::try_unwrap(body).unwrap_or_else(|shared| (*shared).clone());
+        match headers {
+            Ok(Ok(headers)) => {
+                let mut signed = Vec::with_capacity(headers.len() + body.len());
+                signed.extend_from_slice(headers.as_bytes());
+                signed.extend_from_slice(&body);
                 out.body = signed;
-                out.selectors = domain_keys.iter().map(|(s, _)| s.clone()).collect();
+                out.selectors = chosen.into_iter().map(|(s, _)| s).collect();
+            }
+            Ok(Err(e)) => {
+                out.body = body;
+                tracing::error!(domain, error = %e, "DKIM signing failed; delivering unsigned")
             }
             Err(e) => {
-                tracing::error!(domain, error = %e, "DKIM signing failed; delivering unsigned")
+                out.body = body;
+                tracing::error!(domain, error = %e, "DKIM signing task failed; delivering unsigned")
             }
         }
         out

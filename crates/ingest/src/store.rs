@@ -9,24 +9,38 @@
 
 use mailroom_model::{MessageId, TenantId};
 use mailroom_store::{
-    DkimKeyRecord, DomainStore, MessageStore, NewMessage, QueueStore, SendPolicyStore, StoreError,
+    DkimKeyRecord, DomainStore, MessageStore, NewMessage, QueueStore, SendPolicyStore,
+    SigningChoiceRecord, SigningStore, StoreError,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Where the signer reads its keys (`DomainStore::list_dkim_keys`).
+/// Where the signer reads its keys (`DomainStore::list_dkim_keys`) and the signature
+/// choices (`SigningStore::list_signing_choices`).
 #[async_trait::async_trait]
 pub trait KeySource: Send + Sync + 'static {
     async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError>;
+
+    async fn list_signing_choices(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SigningChoiceRecord>, StoreError>;
 }
 
 #[async_trait::async_trait]
 impl<T> KeySource for Arc<T>
 where
-    T: DomainStore + ?Sized,
+    T: DomainStore + SigningStore + ?Sized,
 {
     async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError> {
         DomainStore::list_dkim_keys(&**self, domain).await
+    }
+
+    async fn list_signing_choices(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SigningChoiceRecord>, StoreError> {
+        SigningStore::list_signing_choices(&**self, tenant).await
     }
 }
 
@@ -49,7 +63,7 @@ pub trait IngestStore: KeySource {
 #[async_trait::async_trait]
 impl<T> IngestStore for Arc<T>
 where
-    T: MessageStore + QueueStore + SendPolicyStore + DomainStore + ?Sized,
+    T: MessageStore + QueueStore + SendPolicyStore + DomainStore + SigningStore + ?Sized,
 {
     async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
         MessageStore::enqueue(&**self, message).await

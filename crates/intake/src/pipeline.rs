@@ -7,9 +7,9 @@
 use crate::health::HealthMonitor;
 use crate::parse::{ParseError, parse};
 use crate::report::{Action, BounceReport, ComplaintReport, Report, ReportedRecipient};
-use mailroom_delivery::classify::{BounceClass, Verdict, classify};
-use mailroom_delivery::verp::parse_verp;
+use mailroom_model::verp::parse_verp;
 use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_proto::classify::{BounceCategory, BounceClass, Verdict, classify};
 use mailroom_store::{
     AsyncBounce, BounceTarget, Complaint, IntakeRecorded, IntakeStore, StoreError,
 };
@@ -26,6 +26,28 @@ pub struct BounceAddress {
     pub recipient: String,
 }
 
+/// What a late bounce said about one recipient, for the original sender's report.
+#[derive(Clone, Debug)]
+pub struct LateFailure<'a> {
+    pub message_id: &'a MessageId,
+    /// The recipient's index in its message.
+    pub idx: i64,
+    /// The reported enhanced status; reported as permanent (5.x.x).
+    pub status: (u8, u16, u16),
+    pub diagnostic: &'a str,
+    pub remote_mta: Option<&'a str>,
+}
+
+/// Queues the original sender's failure report for a bounce learnt after delivery
+/// (delivery's `LateReports`, which the binary wires in: intake does not depend on
+/// delivery).
+#[async_trait::async_trait]
+pub trait LateReporter: Send + Sync {
+    /// Queues the report if the sender asked for one; returns its id, or `None` when
+    /// none is due.
+    async fn failed(&self, f: &LateFailure<'_>) -> Result<Option<MessageId>, StoreError>;
+}
+
 /// What a report led to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Processed {
@@ -39,6 +61,9 @@ pub struct Processed {
 pub enum IntakeError {
     #[error("{0}")]
     Unrecognized(#[from] ParseError),
+    /// A DMARC aggregate or TLS-RPT report that was refused.
+    #[error("{0}")]
+    Report(#[from] crate::aggregate::AggregateError),
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
 }
@@ -46,12 +71,28 @@ pub enum IntakeError {
 pub struct Intake {
     store: Arc<dyn IntakeStore>,
     health: Arc<HealthMonitor>,
+    /// Failure reports to original senders for bounces recorded here (off: none).
+    late_reports: Option<Arc<dyn LateReporter>>,
+    /// DMARC / TLS-RPT report intake at the return-path subdomains (off: none).
+    pub(crate) reports: Option<crate::reports::ReportIntake>,
 }
 
 impl Intake {
     /// `store`: anything with the intake role (`Arc<dyn Store>` upcasts to it).
     pub fn new(store: Arc<dyn IntakeStore>, health: Arc<HealthMonitor>) -> Self {
-        Self { store, health }
+        Self {
+            store,
+            health,
+            late_reports: None,
+            reports: None,
+        }
+    }
+
+    /// Sends the original sender a failure report (when it asked for one) for each
+    /// bounce recorded here.
+    pub fn with_late_reports(mut self, reports: Arc<dyn LateReporter>) -> Self {
+        self.late_reports = Some(reports);
+        self
     }
 
     /// The message and recipient behind `address`, if it is a VERP address of a
@@ -88,6 +129,9 @@ impl Intake {
                         .store
                         .record_async_bounce(bounce(&b, r, target))
                         .await?;
+                    if matches!(recorded, IntakeRecorded::Recorded { .. }) {
+                        self.report_late(r, target).await;
+                    }
                     count(recorded, &mut done.bounces, &mut done.ignored, &mut tenants);
                 }
                 if done.bounces == 0 && done.ignored == 0 {
@@ -113,6 +157,24 @@ impl Intake {
             }
         }
         Ok(done)
+    }
+
+    /// Queues the original sender's failure report; a failure to queue it is logged
+    /// (the bounce itself is recorded either way).
+    async fn report_late(&self, r: &ReportedRecipient, target: &BounceAddress) {
+        let Some(reports) = &self.late_reports else {
+            return;
+        };
+        let failure = LateFailure {
+            message_id: &target.message_id,
+            idx: target.idx,
+            status: r.status.unwrap_or((5, 0, 0)),
+            diagnostic: &r.diagnostic,
+            remote_mta: r.remote_mta.as_deref(),
+        };
+        if let Err(e) = reports.failed(&failure).await {
+            tracing::warn!(message_id = %target.message_id, error = %e, "queueing the late bounce report failed");
+        }
     }
 
     /// The original message's own handles first (its VERP Return-Path, X-Mailroom-Id,
@@ -229,8 +291,7 @@ fn pick<'a>(
 }
 
 /// An `Action: failed` is a failure even when its code reads temporary.
-fn verdict(r: &ReportedRecipient) -> (BounceClass, mailroom_delivery::classify::BounceCategory) {
-    use mailroom_delivery::classify::BounceCategory;
+fn verdict(r: &ReportedRecipient) -> (BounceClass, BounceCategory) {
     let code = r
         .code
         .or(r.status.map(|(c, _, _)| u16::from(c) * 100 + 50))

@@ -4,8 +4,8 @@
 //! pauses a tenant above the threshold (with a small minimum sample) and starts afresh
 //! once an operator resumes it.
 
-use mailroom_delivery::verp::verp_address;
 use mailroom_intake::{HealthMonitor, Intake};
+use mailroom_model::verp::verp_address;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis};
 use mailroom_policy::health::HealthThresholds;
 use mailroom_policy::{Policy, PolicyConfig};
@@ -74,6 +74,7 @@ async fn delivered(w: &World, to: &[&str]) -> MessageId {
             dsn_ret: None,
             dsn_envid: None,
             smtputf8: false,
+            require_tls: false,
             body: b"From: app@acme.test\r\n\r\nx\r\n".to_vec(),
             recipients: to
                 .iter()

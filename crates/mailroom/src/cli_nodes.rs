@@ -1,6 +1,6 @@
 //! `mailroom nodes`: the nodes sharing the store (`GET /v1/nodes`, operator token) as
 //! a table — id, alive or dead, age of the last heartbeat, leased recipients — or as
-//! the API's JSON (`--json`).
+//! the API's JSON (`--json`); `mailroom reload` (`POST /v1/admin/reload`).
 
 use crate::client::{ApiArgs, Client, print};
 use anyhow::Result;
@@ -15,6 +15,45 @@ pub async fn nodes(args: &ApiArgs, json: bool) -> Result<()> {
         print(&v);
     } else {
         print!("{}", table(&v, mailroom_model::now_millis()));
+    }
+    Ok(())
+}
+
+/// `mailroom reload`: the server re-reads its configuration file; prints what changed
+/// live and what waits for a restart. A refused file is an error (exit status 1) with
+/// the server's reason.
+pub async fn reload(args: &ApiArgs) -> Result<()> {
+    let c = Client::new(args)?;
+    let v = c
+        .call(
+            reqwest::Method::POST,
+            c.endpoint(&["v1", "admin", "reload"])?,
+            None,
+        )
+        .await?;
+    let list = |key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let file = v["file"].as_str().unwrap_or("(embedded defaults)");
+    println!("reloaded {file}");
+    let applied = list("applied");
+    if applied.is_empty() {
+        println!("applied: no live setting changed");
+    } else {
+        println!("applied: {}", applied.join(", "));
+    }
+    for key in list("restart_required") {
+        println!("warning: {key} changed but takes effect only after a restart");
+    }
+    for w in list("warnings") {
+        println!("warning: {w}");
     }
     Ok(())
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub intake: crate::intake_config::IntakeSection,
     pub health: crate::intake_config::HealthSection,
     pub secrets: crate::secrets_key::SecretsSection,
+    pub console: crate::console_config::ConsoleSection,
+    pub shaping: crate::shaping_config::ShapingSection,
+    pub egress: crate::shaping_config::EgressSection,
 }
 
 /// Server-wide defaults for tenants without limits of their own (set per tenant with
@@ -55,6 +58,9 @@ pub struct DnsSection {
     /// Resolvers as "ip:port"; empty: the system's (/etc/resolv.conf).
     pub nameservers: Vec<std::net::SocketAddr>,
     pub timeout_secs: Option<u64>,
+    /// DANE (RFC 7672): the name servers are validating resolvers on a trusted path,
+    /// and their AD bit is believed for TLSA lookups.
+    pub dnssec: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -80,6 +86,9 @@ pub struct SmtpSection {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: SocketAddr,
+    /// HTTPS listeners: the same API and console over TLS, with the certificate of the
+    /// SMTP listeners (`[tls]`: files, self-signed or ACME), swapped without a restart.
+    pub tls_listen: Vec<SocketAddr>,
     /// Recipients (to + cc + bcc) per `POST /v1/messages`.
     pub max_recipients: usize,
 }
@@ -87,9 +96,12 @@ pub struct HttpSection {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
-    /// PEM certificate chain; when empty, a self-signed one is generated in data_dir/tls.
+    /// PEM certificate chain; when empty (and no `[tls.acme]`), a self-signed one is
+    /// generated in data_dir/tls.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// `[tls.acme]`: certificates ordered from an ACME CA and renewed in the background.
+    pub acme: Option<crate::acme_config::AcmeSection>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -123,6 +135,9 @@ impl Default for Config {
             intake: Default::default(),
             health: Default::default(),
             secrets: Default::default(),
+            console: Default::default(),
+            shaping: Default::default(),
+            egress: Default::default(),
         }
     }
 }
@@ -153,6 +168,7 @@ impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("literal"),
+            tls_listen: Vec::new(),
             max_recipients: 50,
         }
     }
@@ -167,7 +183,7 @@ impl Default for LogSection {
     }
 }
 
-const TOP_LEVEL: [&str; 21] = [
+const TOP_LEVEL: &[&str] = &[
     "data_dir",
     "hostname",
     "smtp",
@@ -189,6 +205,9 @@ const TOP_LEVEL: [&str; 21] = [
     "intake",
     "health",
     "secrets",
+    "console",
+    "shaping",
+    "egress",
 ];
 
 /// Reads the file (if any), applies environment overrides, validates.
@@ -369,12 +388,15 @@ impl Config {
         crate::domains::validate(self)?;
         crate::intake_config::validate(&self.intake, &self.health)?;
         crate::secrets_key::validate(&self.secrets)?;
+        crate::console_config::validate(&self.console)?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             bail!("invalid value for key tls.cert_file / tls.key_file: set both or neither");
         }
+        crate::acme_config::validate(&self.tls)?;
         crate::delivery_config::validate(&self.delivery)?;
         crate::event_config::validate(&self.events, &self.webhooks)?;
         crate::content_config::validate(&self.tracking, &self.content)?;
+        crate::shaping_config::validate(self)?;
         if s.submission_listen.is_empty() && s.implicit_tls_listen.is_empty() {
             bail!("invalid value for key smtp.submission_listen: no SMTP listener configured");
         }

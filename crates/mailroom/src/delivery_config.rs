@@ -33,10 +33,33 @@ pub struct DeliverySection {
     pub retry_jitter: f64,
     pub queue_lifetime_secs: u64,
     pub dsn: bool,
+    /// Seconds after acceptance at which a recipient still being retried gets one
+    /// delay report, when its NOTIFY includes DELAY (each threshold once).
+    pub delay_report_secs: Vec<u64>,
     /// How long a claim on a recipient lasts before another node may take it over
     /// (renewed while its delivery runs).
     pub lease_secs: u64,
     pub routes: Vec<RouteSection>,
+    /// MTA-STS toward exchangers found through MX: on | off (see tls_policy_config.rs).
+    pub mta_sts: String,
+    /// Port of the MTA-STS policy host (443; test-only, like mx_port).
+    pub mta_sts_port: u16,
+    /// PEM file of one more CA trusted for verified TLS to exchangers and for the
+    /// MTA-STS policy fetch (test-only: a test CA); empty: none.
+    pub tls_test_ca_file: String,
+    /// Daily TLS-RPT reports (RFC 8460): on | off (see tls_policy_config.rs).
+    pub tls_rpt: String,
+    /// The tenant (name) report mail is sent as: DKIM-signed with its domain's key.
+    pub tls_rpt_tenant: String,
+    /// The report mail's sender, at one of that tenant's verified domains.
+    pub tls_rpt_from: String,
+    /// `organization-name` of the reports; empty: the hostname.
+    pub tls_rpt_organization: String,
+    /// How often a node checks whether a finished day still needs its reports.
+    pub tls_rpt_check_secs: u64,
+    /// Test-only: the report task's clock runs this far ahead (86400: today's counters
+    /// are reported now).
+    pub tls_rpt_clock_offset_secs: i64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -84,14 +107,25 @@ impl Default for DeliverySection {
             retry_jitter: 0.1,
             queue_lifetime_secs: 72 * 3600,
             dsn: true,
+            delay_report_secs: vec![4 * 3600],
             lease_secs: 60,
             routes: Vec::new(),
+            mta_sts: "on".into(),
+            mta_sts_port: 443,
+            tls_test_ca_file: String::new(),
+            tls_rpt: "off".into(),
+            tls_rpt_tenant: String::new(),
+            tls_rpt_from: String::new(),
+            tls_rpt_organization: String::new(),
+            tls_rpt_check_secs: 3600,
+            tls_rpt_clock_offset_secs: 0,
         }
     }
 }
 
 /// Checks the section; errors name the key.
 pub fn validate(d: &DeliverySection) -> Result<()> {
+    crate::tls_policy_config::validate(d)?;
     let delivery_checks: [(bool, &str, &str); 8] = [
         (
             !TLS_MODES.contains(&d.mx_tls.as_str()),
@@ -134,6 +168,11 @@ pub fn validate(d: &DeliverySection) -> Result<()> {
             "must be at least 1",
         ),
     ];
+    if d.delay_report_secs.contains(&0) {
+        bail!(
+            "invalid value for key delivery.delay_report_secs: each threshold must be at least 1"
+        );
+    }
     for (bad, key, why) in delivery_checks {
         if bad {
             bail!("invalid value for key {key}: {why}");
@@ -221,6 +260,7 @@ impl Config {
                 lifetime: secs(d.queue_lifetime_secs),
             },
             dsn: d.dsn,
+            delay_reports: d.delay_report_secs.iter().map(|s| secs(*s)).collect(),
             lease: secs(d.lease_secs),
             node_id: node_id.to_string(),
             ..DeliveryConfig::default()

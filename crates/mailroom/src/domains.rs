@@ -143,7 +143,37 @@ pub fn record_options(c: &Config) -> RecordOptions {
         },
         dkim_cname_zone: d.dkim_cname_zone.clone(),
         dmarc_rua: d.dmarc_rua.clone(),
+        report_intake: c.intake.reports
+            && !d.return_path_label.is_empty()
+            && (!c.intake.listen.is_empty() || d.return_path_mx.is_some()),
     }
+}
+
+/// The addresses mail from Mailroom leaves from, as far as the configuration knows:
+/// egress pool addresses, `domains.egress_ips`, `intake.own_ips` and the specific
+/// (not wildcard) listen addresses. Report sources outside them are `foreign`.
+pub fn own_ips(c: &Config) -> Vec<std::net::IpAddr> {
+    let mut out: Vec<std::net::IpAddr> = c
+        .egress
+        .pools
+        .iter()
+        .flat_map(|p| p.addresses.iter())
+        .filter_map(|a| a.ip.trim().parse().ok())
+        .chain(c.domains.egress_ips.iter().copied())
+        .chain(c.intake.own_ips.iter().copied())
+        .chain(
+            c.smtp
+                .submission_listen
+                .iter()
+                .chain(&c.smtp.implicit_tls_listen)
+                .chain(&c.intake.listen)
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified()),
+        )
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What `serve` and `check-config` warn about: settings under which mail leaves but
@@ -233,9 +263,9 @@ pub async fn signer(
         (!c.domains.return_path_label.is_empty()).then(|| c.domains.return_path_label.clone());
     let signer = Arc::new(Signer::new(label, arc, keyring));
     signer
-        .reload(store.as_ref())
+        .reload_from(store)
         .await
-        .context("loading DKIM keys")?;
+        .context("loading DKIM keys and signature choices")?;
     Ok(signer)
 }
 
@@ -252,6 +282,7 @@ pub fn services(
     s.recheck_ms = (c.domains.recheck_interval_secs * 1000) as i64;
     s.pending_recheck_ms = (c.domains.pending_recheck_interval_secs * 1000) as i64;
     s.managed_zone = c.managed_domain.zone.clone();
+    s.own_ips = own_ips(c);
     s
 }
 

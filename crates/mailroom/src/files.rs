@@ -58,7 +58,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
 
 /// What Mailroom writes in the data directory (and `<name>.tmp` while writing it).
 /// Only these are touched: `data_dir` may hold other people's files.
-const OURS: [&str; 15] = [
+const OURS: [&str; 18] = [
     "mailroom.db",
     "mailroom.db-wal",
     "mailroom.db-shm",
@@ -74,6 +74,9 @@ const OURS: [&str; 15] = [
     "tls",
     "tls/cert.pem",
     "tls/key.pem",
+    "acme",
+    "acme/account.json",
+    "acme/cert.pem",
 ];
 
 /// Makes the data directory private: creates it `0700` or corrects its mode, then

@@ -1,11 +1,12 @@
 //! The `[intake]` and `[health]` configuration sections: the bounce intake listener
-//! (addresses, size and recipient bounds) and the sender-health thresholds, window,
+//! (addresses, size and recipient bounds, DMARC / TLS-RPT report intake and the
+//! addresses that count as Mailroom's own in reports) and the sender-health thresholds, window,
 //! minimum sample and check interval. Declared here, included in `config::Config`.
 
 use anyhow::{Result, bail};
 use mailroom_policy::health::HealthThresholds;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,6 +17,15 @@ pub struct IntakeSection {
     pub max_message_size: usize,
     /// Recipients per transaction.
     pub max_recipients: usize,
+    /// Take DMARC aggregate and TLS-RPT reports at `dmarc@` / `tls-rpt@` of each
+    /// domain's return-path subdomain (needs `domains.return_path_label`), and suggest
+    /// those addresses in the domains' DMARC and TLS-RPT records.
+    pub reports: bool,
+    /// Mailroom's own sending addresses besides the egress pools, `domains.egress_ips`
+    /// and the listen addresses (a NAT gateway's public address, another node): report
+    /// sources outside all of them are flagged `foreign` in
+    /// `GET /v1/domains/{name}/reports`.
+    pub own_ips: Vec<IpAddr>,
 }
 
 impl Default for IntakeSection {
@@ -24,6 +34,8 @@ impl Default for IntakeSection {
             listen: Vec::new(),
             max_message_size: 10 * 1024 * 1024,
             max_recipients: 10,
+            reports: true,
+            own_ips: Vec::new(),
         }
     }
 }

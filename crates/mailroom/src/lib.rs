@@ -4,7 +4,9 @@
 //! parse a `mailroom.toml` exactly as `mailroom serve` does. Wiring, CLI and signals stay
 //! in the binary (`main.rs`).
 
+pub mod acme_config;
 pub mod config;
+pub mod console_config;
 pub mod content_config;
 pub mod delivery_config;
 pub mod domains;
@@ -12,4 +14,6 @@ pub mod event_config;
 pub mod files;
 pub mod intake_config;
 pub mod secrets_key;
+pub mod shaping_config;
 pub mod storage_config;
+pub mod tls_policy_config;

@@ -90,6 +90,10 @@ fn describe() {
         "SMTP sessions opened, by listener (submission, implicit_tls)"
     );
     describe_gauge!("mailroom_smtp_sessions_active", "SMTP sessions open now");
+    describe_gauge!(
+        "mailroom_delivery_outcomes_held",
+        "Delivery outcomes the storage refused (disk full, read-only), held until it takes writes"
+    );
     describe_counter!(
         "mailroom_smtp_rejections_total",
         "SMTP replies with a 4xx or 5xx code, by code and enhanced code"

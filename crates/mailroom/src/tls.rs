@@ -1,17 +1,77 @@
-//! The server certificate: the configured PEM files, or a self-signed certificate
-//! generated into the data directory (so clients can pin it across restarts). The
+//! The server certificate: the configured PEM files, the one ACME issued
+//! (`[tls.acme]`, `acme.rs`; until the first arrives, the self-signed one), or a
+//! self-signed certificate generated into the data directory (so clients can pin it across restarts). The
 //! generated one is valid for a year and replaced when it is older than
 //! `REGENERATE_AFTER_DAYS` (testssl rates multi-century certificates HIGH, rightly:
-//! a key that never expires is never rotated).
+//! a key that never expires is never rotated). The listeners ask [`LiveCert`] at each
+//! handshake, so a reload (`reload.rs`) replaces the certificate without a restart.
 
 use anyhow::{Context, Result};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio_rustls::TlsAcceptor;
 
-pub fn acceptor(config: &crate::config::Config) -> Result<TlsAcceptor> {
+/// The certificate the listeners present, replaceable while they run: a configuration
+/// reload reads the files again and swaps it in; handshakes already under way keep the
+/// one they started with.
+#[derive(Debug)]
+pub struct LiveCert(RwLock<Arc<CertifiedKey>>);
+
+impl LiveCert {
+    /// Puts `key` in force for every handshake from now on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+    }
+}
+
+impl ResolvesServerCert for LiveCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// The acceptor for every TLS listener, and the handle that swaps its certificate.
+pub fn acceptor(config: &crate::config::Config) -> Result<(TlsAcceptor, Arc<LiveCert>)> {
+    let live = Arc::new(LiveCert(RwLock::new(certified_key(config)?)));
+    let mut server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(live.clone());
+    // Our order (rustls's: AEAD suites with forward secrecy, strongest first), not
+    // whatever a client prefers first.
+    server.ignore_client_order = true;
+    Ok((TlsAcceptor::from(Arc::new(server)), live))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Reads (or generates) the certificate chain and key the configuration names, and
+/// checks that they belong together.
+pub fn certified_key(config: &crate::config::Config) -> Result<Arc<CertifiedKey>> {
+    if config.tls.acme.is_some() {
+        match crate::acme_order::stored(&config.data_dir) {
+            Ok(Some(stored)) => return Ok(stored.key),
+            // The renewal task orders one; meanwhile the self-signed one serves.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %format!("{e:#}"),
+                "the stored ACME certificate is unusable; serving the self-signed one until a new one is issued"),
+        }
+    }
     let (cert, key) = match (&config.tls.cert_file, &config.tls.key_file) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
         _ => generate_if_missing(&config.data_dir.join("tls"), &config.hostname)?,
@@ -25,19 +85,16 @@ pub fn acceptor(config: &crate::config::Config) -> Result<TlsAcceptor> {
                 cert.display()
             )
         })?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "tls.cert_file {} holds no certificate",
+        cert.display()
+    );
     let key = PrivateKeyDer::from_pem_file(&key)
         .with_context(|| format!("tls.key_file {} is not a PEM private key", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match")?;
-    // Our order (rustls's: AEAD suites with forward secrecy, strongest first), not
-    // whatever a client prefers first.
-    server.ignore_client_order = true;
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    let certified = CertifiedKey::from_der(certs, key, &provider())
+        .context("the TLS certificate and key (tls.cert_file, tls.key_file) do not match")?;
+    Ok(Arc::new(certified))
 }
 
 fn generate_if_missing(dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf)> {

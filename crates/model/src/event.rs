@@ -41,10 +41,27 @@ pub enum EventType {
     /// until an operator resumes it.
     #[serde(rename = "sender_health.paused")]
     SenderHealthPaused,
+    /// Tenant-level: a sending domain and its DKIM keys were deleted (`DELETE
+    /// /v1/domains/{name}`).
+    #[serde(rename = "domain.deleted")]
+    DomainDeleted,
+    /// Traffic shaping acted on its own (a response rule throttled or suspended a
+    /// site, the concurrency window fell, warm-up overflowed or capped): tenant-level
+    /// when a tenant's traffic was concerned, else operator-only (no tenant).
+    #[serde(rename = "shaping.action")]
+    ShapingAction,
+    /// Tenant-level: a tenant was deleted (`DELETE /v1/tenants/{id}`) with its keys,
+    /// credentials, domains, suppressions and webhooks; `detail` has the counts.
+    #[serde(rename = "tenant.deleted")]
+    TenantDeleted,
+    /// An address was erased (`POST /v1/erasure`): `detail` names it only by its
+    /// SHA-256 and has the counts per kind.
+    #[serde(rename = "address.erased")]
+    AddressErased,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 21] = [
         Self::Accepted,
         Self::Rejected,
         Self::Suppressed,
@@ -62,6 +79,10 @@ impl EventType {
         Self::Complained,
         Self::SenderHealthWarning,
         Self::SenderHealthPaused,
+        Self::DomainDeleted,
+        Self::ShapingAction,
+        Self::TenantDeleted,
+        Self::AddressErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +104,10 @@ impl EventType {
             Self::Complained => "complained",
             Self::SenderHealthWarning => "sender_health.warning",
             Self::SenderHealthPaused => "sender_health.paused",
+            Self::DomainDeleted => "domain.deleted",
+            Self::ShapingAction => "shaping.action",
+            Self::TenantDeleted => "tenant.deleted",
+            Self::AddressErased => "address.erased",
         }
     }
 

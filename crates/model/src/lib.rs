@@ -4,11 +4,14 @@
 pub mod address;
 pub mod event;
 pub mod id;
+pub mod signatures;
 pub mod state;
 pub mod tenant;
+pub mod verp;
 
 pub use address::{Address, AddressError, Domain, parse_domain};
 pub use event::{Event, EventType};
 pub use id::{ApiKeyId, CredentialId, EventId, MessageId, TenantId, WebhookId, now_millis};
+pub use signatures::Signatures;
 pub use state::RecipientState;
 pub use tenant::{KeyScope, TenantStatus};

@@ -176,6 +176,7 @@ mod tests {
             track_clicks: false,
             list_unsubscribe: false,
             content_score_threshold: None,
+            has_suppressions: false,
         }
     }
 

@@ -168,7 +168,8 @@ pub struct Policy {
     /// Whether the daily buckets hold the other nodes' counts for the whole day: false
     /// after syncs were skipped (no daily quota in force), so the next one is full.
     quota_synced: AtomicBool,
-    defaults: TenantDefaults,
+    /// Replaceable at run time by a configuration reload (`set_defaults`).
+    defaults: RwLock<TenantDefaults>,
     health: health::HealthThresholds,
 }
 
@@ -203,9 +204,26 @@ impl Policy {
             quotas,
             live_nodes: RwLock::new(Arc::new(AtomicUsize::new(1))),
             quota_synced: AtomicBool::new(true),
-            defaults: config.defaults,
+            defaults: RwLock::new(config.defaults),
             health: config.health,
         }))
+    }
+
+    /// The server-wide defaults in force for tenants without limits of their own.
+    pub fn defaults(&self) -> TenantDefaults {
+        self.defaults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the server-wide defaults (a configuration reload); the next admission
+    /// uses them.
+    pub fn set_defaults(&self, defaults: TenantDefaults) {
+        *self
+            .defaults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = defaults;
     }
 
     /// Re-reads tenants, credentials, allowlists and domains from the store.
@@ -348,17 +366,18 @@ impl Policy {
     /// The tenant's limits as this node applies them: the per-second rate is its
     /// share among the live nodes.
     fn rate_limits(&self, tenant: &mailroom_store::TenantRecord) -> RateLimits {
+        let defaults = self.defaults();
         RateLimits {
             per_second: tenant
                 .limits
                 .messages_per_second
-                .unwrap_or(self.defaults.messages_per_second)
+                .unwrap_or(defaults.messages_per_second)
                 / self.live_nodes() as f64,
             per_day: tenant
                 .limits
                 .messages_per_day
                 .map(|n| n.max(0) as u64)
-                .unwrap_or(self.defaults.messages_per_day),
+                .unwrap_or(defaults.messages_per_day),
         }
     }
 
@@ -398,15 +417,16 @@ impl Policy {
             .tenant(tenant)
             .map(|t| t.limits.clone())
             .unwrap_or_default();
+        let defaults = self.defaults();
         MessageLimits {
             max_recipients: own
                 .max_recipients
                 .map(|n| n.max(0) as usize)
-                .unwrap_or(self.defaults.max_recipients),
+                .unwrap_or(defaults.max_recipients),
             max_message_size: own
                 .max_message_size
                 .map(|n| n.max(0) as usize)
-                .unwrap_or(self.defaults.max_message_size),
+                .unwrap_or(defaults.max_message_size),
         }
     }
 

@@ -95,7 +95,7 @@ impl Policy {
     }
 
     fn daily_quota_in_force(&self) -> bool {
-        self.defaults.messages_per_day > 0
+        self.defaults().messages_per_day > 0
             || self
                 .directory()
                 .tenants()

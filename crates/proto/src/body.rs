@@ -141,6 +141,24 @@ impl DataReceiver {
         self.body.extend_from_slice(bytes);
     }
 
+    /// Bytes inside a line, none of them CR, LF or NUL: what `text_byte` does for
+    /// each, at once. Of the two faults a run can raise, the one its bytes would
+    /// have raised first is kept (a line too long is checked before a byte is added).
+    fn text_run(&mut self, run: &[u8]) {
+        let n = run.len();
+        if self.fault.is_none() {
+            // 1-based positions in the run where each limit would be crossed.
+            let line_at = (self.limits.max_line + 1).saturating_sub(self.line_len);
+            let big_at = (self.limits.max_size + 1).saturating_sub(self.seen);
+            if line_at <= n && line_at <= big_at {
+                self.set_fault(BodyFault::LineTooLong);
+            }
+        }
+        self.line_len += n;
+        self.line_start = false;
+        self.push(run);
+    }
+
     /// A byte inside a line (not CR, not LF).
     fn text_byte(&mut self, b: u8) {
         if b == 0 {
@@ -208,6 +226,15 @@ impl DataReceiver {
                     if self.line_start && b == b'.' && !self.chunked {
                         self.state = State::Dot;
                         self.line_start = false;
+                        continue;
+                    }
+                    if !matches!(b, b'\r' | b'\n' | 0) {
+                        // Plain text up to the next CR, LF or NUL, taken as one run.
+                        let start = i - 1;
+                        let end = memchr::memchr3(b'\r', b'\n', 0, &input[i..])
+                            .map_or(input.len(), |k| i + k);
+                        self.text_run(&input[start..end]);
+                        i = end;
                         continue;
                     }
                     self.plain_byte(b);
@@ -280,6 +307,75 @@ mod tests {
             pos = end;
         }
         (rx.finish(), Vec::new(), false)
+    }
+
+    /// Byte by byte (every run one byte long) and in one piece (long runs), with limits
+    /// small enough to be crossed, the receiver gives the same body, fault and rest.
+    #[test]
+    fn runs_of_text_match_byte_by_byte_feeding() {
+        let limits = BodyLimits {
+            max_size: 40,
+            max_line: 9,
+        };
+        let feed_with = |limits: BodyLimits, input: &[u8], step: usize| {
+            let mut rx = DataReceiver::data(limits);
+            let mut pos = 0;
+            while pos < input.len() {
+                let end = (pos + step).min(input.len());
+                if let DataStatus::Done { consumed } = rx.feed(&input[pos..end]) {
+                    return (rx.finish(), pos + consumed);
+                }
+                pos = end;
+            }
+            (rx.finish(), input.len())
+        };
+        let feed = |input: &[u8], step: usize| feed_with(limits, input, step);
+        let alphabet = b"ab.\r\n\0";
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 60) as usize;
+            let mut y = x;
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // Mostly letters, so that runs are long.
+                    let r = (y >> 33) as usize % 16;
+                    alphabet[if r < 11 { r % 2 } else { r - 9 }.min(alphabet.len() - 1)]
+                })
+                .collect();
+            assert_eq!(
+                feed(&input, 1),
+                feed(&input, 1000),
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+        // Lines of every length around the limits: a run that crosses the size limit
+        // before, at or after the line limit.
+        let tight = BodyLimits {
+            max_size: 20,
+            max_line: 9,
+        };
+        for a in 0..=14 {
+            for b in 0..=14 {
+                for c in 0..=14 {
+                    let mut input = Vec::new();
+                    for (n, ch) in [(a, b'x'), (b, b'y'), (c, b'z')] {
+                        input.extend(std::iter::repeat_n(ch, n));
+                        input.extend_from_slice(b"\r\n");
+                    }
+                    input.extend_from_slice(b".\r\n");
+                    assert_eq!(
+                        feed_with(tight, &input, 1),
+                        feed_with(tight, &input, 1000),
+                        "{a} {b} {c}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

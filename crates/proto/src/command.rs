@@ -64,6 +64,8 @@ pub struct MailParams {
     pub ret: Option<DsnRet>,
     /// DSN ENVID=.
     pub envid: Option<String>,
+    /// REQUIRETLS (RFC 8689): deliver only over validated TLS to servers offering it.
+    pub require_tls: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -140,9 +142,6 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
             if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
                 return Err(CommandError::Parameter("BODY=BINARYMIME".into()));
             }
-            if from.flags & smtp_proto::MAIL_REQUIRETLS != 0 {
-                return Err(CommandError::Parameter("REQUIRETLS".into()));
-            }
             Command::Mail(MailParams {
                 address: from.address.into_owned(),
                 size: (from.size > 0).then_some(from.size),
@@ -150,6 +149,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
                 eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
                 ret,
                 envid: from.env_id.map(|e| e.into_owned()),
+                require_tls: from.flags & smtp_proto::MAIL_REQUIRETLS != 0,
             })
         }
         Request::Rcpt { to } => {

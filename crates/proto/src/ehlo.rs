@@ -10,6 +10,9 @@ pub struct Capabilities {
     pub starttls: bool,
     /// AUTH is offered only under TLS.
     pub auth: bool,
+    /// REQUIRETLS (RFC 8689) is offered, only under TLS: a message may ask to travel
+    /// only over validated TLS from here on.
+    pub require_tls: bool,
 }
 
 impl Capabilities {
@@ -28,6 +31,9 @@ impl Capabilities {
         }
         if self.auth {
             lines.push("AUTH PLAIN LOGIN".into());
+        }
+        if self.require_tls {
+            lines.push("REQUIRETLS".into());
         }
         Reply {
             code: 250,

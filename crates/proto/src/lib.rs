@@ -2,8 +2,11 @@
 //! capabilities, SASL PLAIN/LOGIN decoding and the DATA/BDAT body receivers with
 //! dot-unstuffing and bare-CR/LF/NUL rejection. Sessions feed bytes in and write the
 //! bytes that come out; the same code serves the server, the tests and the fuzzers.
+//! `classify` says what a reply means for a recipient (delivered, deferred, bounced
+//! hard or soft, and why), for delivery and for bounce intake alike.
 
 pub mod body;
+pub mod classify;
 pub mod command;
 pub mod ehlo;
 pub mod reply;

@@ -217,6 +217,14 @@ pub fn auth_temp_failure() -> Reply {
 pub fn auth_required() -> Reply {
     Reply::new(530, (5, 7, 0), "Authentication required")
 }
+/// MAIL FROM … REQUIRETLS on a session without TLS (RFC 8689 §4.1).
+pub fn require_tls_needs_tls() -> Reply {
+    Reply::new(
+        530,
+        (5, 7, 10),
+        "REQUIRETLS needs a TLS session (STARTTLS first)",
+    )
+}
 pub fn tls_required_for_relay() -> Reply {
     Reply::new(530, (5, 7, 0), "Must issue a STARTTLS command first")
 }
@@ -418,6 +426,29 @@ pub fn report_not_recognized() -> Reply {
         550,
         (5, 6, 0),
         "Not a delivery status notification or feedback report",
+    )
+}
+/// A DMARC aggregate or TLS-RPT report that cannot be read; `why` is one printable line.
+pub fn aggregate_report_refused(why: String) -> Reply {
+    Reply::new(550, (5, 6, 0), format!("Report refused: {why}"))
+}
+pub fn aggregate_report_too_large(limit: usize) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!("Report refused: larger than {limit} bytes once decompressed"),
+    )
+}
+/// A report about a domain other than the one its address is for.
+pub fn aggregate_report_wrong_domain(why: String) -> Reply {
+    Reply::new(550, (5, 7, 1), format!("Report refused: {why}"))
+}
+/// A second kind of report (or a second domain's) in one transaction.
+pub fn report_kinds_mixed() -> Reply {
+    Reply::new(
+        452,
+        (4, 5, 3),
+        "One domain's reports per transaction: send this recipient in another",
     )
 }
 pub fn auth_not_offered() -> Reply {

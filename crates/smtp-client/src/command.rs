@@ -65,6 +65,8 @@ pub struct MailParams<'a> {
     pub smtputf8: bool,
     pub ret: Option<&'a str>,
     pub envid: Option<&'a str>,
+    /// RFC 8689 REQUIRETLS.
+    pub require_tls: bool,
 }
 
 /// `MAIL FROM:<path> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8] [RET=..] [ENVID=..]`.
@@ -96,6 +98,9 @@ pub fn mail_from(path: &str, params: &MailParams<'_>) -> Result<Vec<u8>, Invalid
             ));
         }
         line.push_str(&format!(" ENVID={}", xtext(envid)));
+    }
+    if params.require_tls {
+        line.push_str(" REQUIRETLS");
     }
     line.push_str("\r\n");
     Ok(line.into_bytes())
@@ -224,10 +229,11 @@ mod tests {
             smtputf8: true,
             ret: Some("hdrs"),
             envid: Some("id+1=x y"),
+            require_tls: true,
         };
         assert_eq!(
             text(mail_from("bounce@exämple.org", &params).unwrap()),
-            "MAIL FROM:<bounce@exämple.org> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3Dx+20y\r\n"
+            "MAIL FROM:<bounce@exämple.org> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3Dx+20y REQUIRETLS\r\n"
         );
         assert!(
             mail_from(

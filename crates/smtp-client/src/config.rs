@@ -23,7 +23,8 @@ pub enum TlsMode {
     /// STARTTLS must succeed; the certificate is not checked.
     Required,
     /// STARTTLS must succeed and the certificate must chain to a Mozilla root
-    /// (webpki-roots) or [`ClientConfig::extra_root`] and name the server.
+    /// (webpki-roots) or [`ClientConfig::extra_root`] and name the server — or, when
+    /// [`ClientConfig::dane`] is set, match one of its TLSA records.
     Verify,
 }
 
@@ -67,6 +68,12 @@ pub struct ClientConfig {
     /// One more trust anchor for [`TlsMode::Verify`], besides webpki-roots:
     /// a private CA, or a test certificate.
     pub extra_root: Option<CertificateDer<'static>>,
+    /// Local address to bind before connecting (an egress pool's source address);
+    /// `None` lets the system choose.
+    pub source: Option<std::net::IpAddr>,
+    /// DANE (RFC 7672): with [`TlsMode::Verify`], the certificate is checked against
+    /// these TLSA records instead of the web PKI.
+    pub dane: Option<crate::dane::DaneTlsa>,
 }
 
 impl ClientConfig {
@@ -78,6 +85,8 @@ impl ClientConfig {
             auth: None,
             timeouts: Timeouts::default(),
             extra_root: None,
+            source: None,
+            dane: None,
         }
     }
 }
@@ -91,6 +100,8 @@ impl fmt::Debug for ClientConfig {
             .field("auth_user", &self.auth.as_ref().map(|(user, _)| user))
             .field("timeouts", &self.timeouts)
             .field("extra_root", &self.extra_root.is_some())
+            .field("source", &self.source)
+            .field("dane", &self.dane)
             .finish()
     }
 }

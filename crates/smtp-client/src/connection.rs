@@ -28,6 +28,9 @@ pub struct Connection<S = TcpStream> {
     /// A transaction was left open (MAIL accepted, no data sent): RSET before
     /// the next one.
     pub(crate) needs_reset: bool,
+    /// Why TLS failed on the first connection when this one is the opportunistic
+    /// plain-text retry (see [`open`](Connection::open)); `None` otherwise.
+    pub(crate) tls_fallback: Option<String>,
 }
 
 impl Connection<TcpStream> {
@@ -48,7 +51,10 @@ impl Connection<TcpStream> {
         match Self::open_with(addr, server_name, cfg, cfg.tls, plain_auth).await {
             Err(ClientError::Tls(reason)) if cfg.tls == TlsMode::Opportunistic => {
                 tracing::debug!(%addr, %reason, "STARTTLS failed; retrying in plain text");
-                Self::open_with(addr, server_name, cfg, TlsMode::None, false).await
+                let mut conn =
+                    Self::open_with(addr, server_name, cfg, TlsMode::None, false).await?;
+                conn.tls_fallback = Some(reason);
+                Ok(conn)
             }
             other => other,
         }
@@ -61,7 +67,7 @@ impl Connection<TcpStream> {
         mode: TlsMode,
         plain_auth: bool,
     ) -> Result<Self, ClientError> {
-        let connect = TcpStream::connect(addr);
+        let connect = connect_from(addr, cfg.source);
         let tcp = match tokio::time::timeout(cfg.timeouts.connect, connect).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(ClientError::Connect(e)),
@@ -71,6 +77,23 @@ impl Connection<TcpStream> {
         let _ = tcp.set_nodelay(true);
         Self::start(tcp, addr, server_name, cfg, mode, plain_auth).await
     }
+}
+
+/// Connects to `addr`, from `source` when given (bound first, any port).
+async fn connect_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
 }
 
 /// Refuses an EHLO name or credentials that cannot go on the wire, before connecting.
@@ -121,6 +144,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             timeouts: cfg.timeouts,
             messages_sent: 0,
             needs_reset: false,
+            tls_fallback: None,
         };
         let greeting = conn
             .io
@@ -176,7 +200,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             };
         }
         // Build the configuration first: a bad extra root is our fault, not the server's.
-        let config = tls::client_config(mode, cfg.extra_root.as_ref())?;
+        let config = tls::client_config(mode, cfg.extra_root.as_ref(), cfg.dane.as_ref())?;
+        // Under DANE the name is checked by the verifier against the TLSA reference
+        // identifiers; SNI still carries the MX host name.
         let name = tls::server_name(server_name, self.peer.ip(), mode)?;
         let reply = self.command(command::STARTTLS).await?;
         if reply.code != 220 {
@@ -233,6 +259,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// The negotiated TLS version ("TLSv1.3", "TLSv1.2"), or `None` in plain text.
     pub fn tls_version(&self) -> Option<&str> {
         self.io.tls_version()
+    }
+
+    /// The negotiated cipher suite ("TLS13_AES_256_GCM_SHA384"), or `None` in plain text.
+    pub fn tls_cipher(&self) -> Option<String> {
+        self.io.tls_cipher()
+    }
+
+    /// Why the TLS handshake failed when this connection is the opportunistic
+    /// plain-text retry after it; `None` for a connection that did not fall back.
+    pub fn tls_fallback(&self) -> Option<&str> {
+        self.tls_fallback.as_deref()
     }
 
     /// The address this connection goes to.

@@ -25,6 +25,8 @@ pub struct Extensions {
     pub enhanced_status_codes: bool,
     /// AUTH mechanisms offered, upper-cased.
     pub auth: Vec<String>,
+    /// RFC 8689: the server takes `MAIL FROM … REQUIRETLS`.
+    pub require_tls: bool,
 }
 
 impl Extensions {
@@ -54,6 +56,7 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "CHUNKING" => ext.chunking = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "REQUIRETLS" => ext.require_tls = true,
                 "AUTH" => {
                     for mechanism in first_param.into_iter().chain(words) {
                         let mechanism = mechanism.to_ascii_uppercase();
@@ -82,7 +85,7 @@ mod tests {
     fn typical_postfix_reply() {
         let ext = Extensions::parse(
             "mx.example.org\nPIPELINING\nSIZE 10240000\nVRFY\nETRN\nSTARTTLS\n\
-             ENHANCEDSTATUSCODES\n8BITMIME\nDSN\nSMTPUTF8\nCHUNKING",
+             ENHANCEDSTATUSCODES\n8BITMIME\nDSN\nSMTPUTF8\nCHUNKING\nREQUIRETLS",
         );
         assert_eq!(
             ext,
@@ -96,6 +99,7 @@ mod tests {
                 chunking: true,
                 enhanced_status_codes: true,
                 auth: vec![],
+                require_tls: true,
             }
         );
     }

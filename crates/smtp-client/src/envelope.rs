@@ -44,6 +44,10 @@ pub struct Envelope<'a> {
     pub dsn_ret: Option<&'a str>,
     /// RFC 3461 ENVID, sent xtext-encoded only when DSN is offered.
     pub dsn_envid: Option<&'a str>,
+    /// RFC 8689 REQUIRETLS: sent as a MAIL parameter; the send fails with
+    /// [`ClientError::Unsupported`](crate::ClientError::Unsupported) if the server
+    /// does not offer it or the session is not under TLS.
+    pub require_tls: bool,
 }
 
 impl<'a> Envelope<'a> {
@@ -57,6 +61,7 @@ impl<'a> Envelope<'a> {
             eight_bit: false,
             dsn_ret: None,
             dsn_envid: None,
+            require_tls: false,
         }
     }
 }

@@ -67,6 +67,15 @@ pub enum ClientError {
     /// characters in an address, invalid DSN parameter, no recipients, ...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The server announced a SIZE limit (RFC 1870) smaller than the message:
+    /// nothing was sent, the message cannot go to this server as it is.
+    #[error("message size {size} exceeds the server's SIZE limit of {limit} bytes")]
+    TooLarge {
+        /// The message as it would go on the wire (dot-stuffed, CRLF).
+        size: u64,
+        /// The limit the server announced in its EHLO reply.
+        limit: u64,
+    },
 }
 
 impl ClientError {
@@ -84,7 +93,8 @@ impl ClientError {
             | ClientError::Io(_)
             | ClientError::Protocol(_)
             | ClientError::Unsupported(_)
-            | ClientError::InvalidInput(_) => None,
+            | ClientError::InvalidInput(_)
+            | ClientError::TooLarge { .. } => None,
         }
     }
 }

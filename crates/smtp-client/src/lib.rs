@@ -13,7 +13,8 @@
 //! outcomes), `config`, `envelope`, `error`. I/O: `transport` (bounded,
 //! timed reads and writes, STARTTLS upgrade), `tls` (rustls configurations),
 //! `connection` (greeting, EHLO, STARTTLS, AUTH), `send` (the transaction
-//! driver, RSET, QUIT). The session is generic over its stream, so tests can
+//! driver, RSET, QUIT), `batch` (several transactions pipelined on one
+//! connection, for VERP). The session is generic over its stream, so tests can
 //! run it on an in-memory pipe.
 //!
 //! ```no_run
@@ -32,10 +33,12 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod body;
 mod command;
 mod config;
 mod connection;
+mod dane;
 mod ehlo;
 mod envelope;
 mod error;
@@ -46,9 +49,11 @@ pub use tls::insecure_client_config;
 mod transaction;
 mod transport;
 
+pub use batch::TransactionResult;
 pub use body::{DATA_END, prepare_body};
 pub use config::{ClientConfig, Timeouts, TlsMode};
 pub use connection::Connection;
+pub use dane::{DaneTlsa, Tlsa};
 pub use ehlo::Extensions;
 pub use envelope::{Envelope, Rcpt};
 pub use error::{ClientError, Phase};
@@ -65,4 +70,5 @@ fn futures_are_send(conn: &mut Connection, env: &Envelope<'_>, cfg: &ClientConfi
     is_send(Connection::open(addr, "mx.test", cfg));
     is_send(conn.send(env));
     is_send(conn.reset());
+    is_send(conn.send_batch(std::slice::from_ref(env)));
 }

@@ -14,6 +14,7 @@ use rustls::{DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureSch
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::config::TlsMode;
+use crate::dane::{DaneTlsa, DaneVerifier};
 use crate::error::ClientError;
 
 type Shared = Result<Arc<rustls::ClientConfig>, String>;
@@ -27,7 +28,11 @@ static VERIFIED: OnceLock<Shared> = OnceLock::new();
 pub(crate) fn client_config(
     mode: TlsMode,
     extra_root: Option<&CertificateDer<'static>>,
+    dane: Option<&DaneTlsa>,
 ) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    if let (TlsMode::Verify, Some(dane)) = (mode, dane) {
+        return dane_config(dane).map_err(ClientError::Tls);
+    }
     let shared = match (mode, extra_root) {
         (TlsMode::Verify, Some(root)) => verified(Some(root)),
         (TlsMode::Verify, None) => VERIFIED.get_or_init(|| verified(None)).clone(),
@@ -55,6 +60,19 @@ fn verified(extra_root: Option<&CertificateDer<'static>>) -> Shared {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A configuration whose certificate check is the TLSA match (built per connection:
+/// no session is resumed past a check made against other records).
+fn dane_config(dane: &DaneTlsa) -> Shared {
+    let provider = provider();
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DaneVerifier::new(dane.clone(), provider)))
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
@@ -162,11 +180,11 @@ mod tests {
 
     #[test]
     fn configs_build() {
-        assert!(client_config(TlsMode::Verify, None).is_ok());
-        assert!(client_config(TlsMode::Required, None).is_ok());
+        assert!(client_config(TlsMode::Verify, None, None).is_ok());
+        assert!(client_config(TlsMode::Required, None, None).is_ok());
         let junk = CertificateDer::from(vec![1, 2, 3]);
         assert!(matches!(
-            client_config(TlsMode::Verify, Some(&junk)),
+            client_config(TlsMode::Verify, Some(&junk), None),
             Err(ClientError::Tls(_))
         ));
     }

@@ -42,13 +42,27 @@ pub(crate) fn plan(env: &Envelope<'_>, ext: &Extensions) -> Result<Plan, ClientE
     if env.smtputf8 && !ext.smtputf8 {
         return Err(ClientError::Unsupported("SMTPUTF8"));
     }
+    if env.require_tls && !ext.require_tls {
+        return Err(ClientError::Unsupported("REQUIRETLS"));
+    }
     let mut data = prepare_body(env.body);
+    // RFC 1870 §6: a limit of 0 means "no fixed maximum"; otherwise a message larger
+    // than the announced limit is not offered at all (no wasted transfer).
+    if let Some(limit) = ext.size.filter(|l| *l > 0)
+        && data.len() as u64 > limit
+    {
+        return Err(ClientError::TooLarge {
+            size: data.len() as u64,
+            limit,
+        });
+    }
     let params = MailParams {
         size: ext.size.map(|_| data.len()),
         eight_bit_mime: env.eight_bit && ext.eight_bit_mime,
         smtputf8: env.smtputf8,
         ret: env.dsn_ret.filter(|_| ext.dsn),
         envid: env.dsn_envid.filter(|_| ext.dsn),
+        require_tls: env.require_tls,
     };
     data.extend_from_slice(DATA_END);
     let mail = command::mail_from(env.mail_from, &params).map_err(ClientError::InvalidInput)?;
@@ -117,6 +131,21 @@ mod tests {
     }
 
     #[test]
+    fn requiretls_only_to_servers_offering_it() {
+        let rcpts = [Rcpt::new("a@x")];
+        let env = Envelope {
+            require_tls: true,
+            ..Envelope::new("s@y", &rcpts, b"x")
+        };
+        assert!(matches!(
+            plan(&env, &ext("x\nDSN")),
+            Err(ClientError::Unsupported("REQUIRETLS"))
+        ));
+        let ok = plan(&env, &ext("x\nREQUIRETLS")).unwrap();
+        assert_eq!(ok.mail, b"MAIL FROM:<s@y> REQUIRETLS\r\n");
+    }
+
+    #[test]
     fn plan_refuses_what_cannot_be_sent() {
         let env = Envelope::new("s@y", &[], b"x");
         assert!(matches!(
@@ -142,6 +171,23 @@ mod tests {
             plan(&env, &ext("x")),
             Err(ClientError::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn plan_refuses_a_message_over_the_peer_size_limit() {
+        let rcpts = [Rcpt::new("a@x")];
+        let body = b"Subject: x\r\n\r\n0123456789\r\n";
+        let env = Envelope::new("s@y", &rcpts, body);
+        // 26 bytes on the wire: exactly at the limit is fine, one byte less is not.
+        let at = plan(&env, &ext("x\nSIZE 26")).unwrap();
+        assert_eq!(at.mail, b"MAIL FROM:<s@y> SIZE=26\r\n");
+        match plan(&env, &ext("x\nSIZE 25")) {
+            Err(ClientError::TooLarge { size, limit }) => assert_eq!((size, limit), (26, 25)),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        // SIZE without a number (or 0) announces no fixed limit.
+        assert!(plan(&env, &ext("x\nSIZE")).is_ok());
+        assert!(plan(&env, &ext("x\nSIZE 0")).is_ok());
     }
 
     #[test]

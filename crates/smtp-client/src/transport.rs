@@ -127,6 +127,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
+    /// The negotiated cipher suite's IANA-style name, once STARTTLS succeeded.
+    pub fn tls_cipher(&self) -> Option<String> {
+        match &self.stream {
+            Transport::Tls(s) => s
+                .get_ref()
+                .1
+                .negotiated_cipher_suite()
+                .map(|cs| format!("{:?}", cs.suite())),
+            Transport::Plain(_) | Transport::Gone => None,
+        }
+    }
+
     /// Writes all of `bytes` (one buffer, so one batch) and flushes, within `limit`.
     pub async fn write(&mut self, bytes: &[u8], limit: Duration) -> Result<(), ClientError> {
         self.usable()?;

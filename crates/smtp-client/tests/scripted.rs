@@ -394,7 +394,8 @@ async fn connection_dropped_mid_data_is_an_error() {
     let mut conn = Connection::open(addr, "localhost", &config(TlsMode::None))
         .await
         .expect("open");
-    let body = "0123456789abcdef\r\n".repeat(60_000);
+    // Under the SIZE 1000000 the server announces (a larger one is never offered).
+    let body = "0123456789abcdef\r\n".repeat(50_000);
     let rcpts = [Rcpt::new("a@x")];
     let err = conn
         .send(&Envelope::new("s@x", &rcpts, body.as_bytes()))
@@ -924,5 +925,53 @@ async fn mail_refused_then_421_is_still_a_mail_error() {
         "{err:?}"
     );
     assert!(!conn.is_usable());
+    finish(server).await;
+}
+
+#[tokio::test]
+async fn a_message_over_the_peer_size_limit_is_not_offered() {
+    // The server announces SIZE 40; the message is larger: no MAIL, no DATA, and the
+    // connection stays usable for the next message.
+    let steps = script(
+        opening("250-test\r\n250-PIPELINING\r\n250 SIZE 40\r\n"),
+        vec![
+            Expect("MAIL FROM:<s@x> SIZE=12\r\n"),
+            Expect("RCPT TO:<a@example.net>\r\n"),
+            Expect("DATA"),
+            Send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            ReadData,
+            Send("250 ok\r\n"),
+            Expect("QUIT"),
+            Send("221 bye\r\n"),
+        ],
+    );
+    let (addr, server) = spawn_script(vec![steps]).await;
+    let mut conn = Connection::open(addr, "localhost", &config(TlsMode::None))
+        .await
+        .expect("open");
+    let rcpts = [Rcpt::new("a@example.net")];
+    let big = vec![b'x'; 100];
+    let err = conn
+        .send(&Envelope::new("s@x", &rcpts, &big))
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(
+            err,
+            ClientError::TooLarge {
+                size: 102,
+                limit: 40
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("SIZE limit of 40 bytes"), "{err}");
+    assert!(conn.is_usable());
+    let small = conn
+        .send(&Envelope::new("s@x", &rcpts, b"small body"))
+        .await
+        .expect("a message under the limit goes");
+    assert_eq!(codes(&small), [250]);
+    conn.quit().await;
     finish(server).await;
 }

@@ -2,7 +2,9 @@
 //! delivered message sent with VERP, the real intake pipeline, and
 //! `serve_intake_connection` on one end of a duplex pipe. Other addresses are refused
 //! with `550 5.1.1`, the null sender is fine, a DSN for the VERP address is recorded,
-//! and mail that is no report is refused with `550 5.6.0`.
+//! and mail that is no report is refused with `550 5.6.0`. A DMARC aggregate report to
+//! the domain's reporting address is counted; a bad one, another domain's, or a second
+//! kind of recipient in the transaction get replies naming the problem.
 
 use mailroom_delivery::verp::verp_address;
 use mailroom_intake::{HealthMonitor, Intake};
@@ -10,7 +12,7 @@ use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis}
 use mailroom_policy::{Policy, PolicyConfig};
 use mailroom_smtpd::{IntakeHandle, Shared, SmtpConfig, serve_intake_connection};
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{DynStore, NewMessage, NewRecipient, NewTenant, Outcome};
+use mailroom_store::{DynStore, NewDomain, NewMessage, NewRecipient, NewTenant, Outcome};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,16 @@ async fn stack() -> Stack {
         .await
         .unwrap()
         .id;
+    store
+        .add_domain(NewDomain {
+            tenant_id: tenant.clone(),
+            name: "acme.test".into(),
+            verified: true,
+            verification_token: "tok".into(),
+            dkim_keys: vec![],
+        })
+        .await
+        .unwrap();
     let message = MessageId::generate();
     store
         .enqueue(NewMessage {
@@ -51,6 +63,7 @@ async fn stack() -> Stack {
             dsn_ret: None,
             dsn_envid: None,
             smtputf8: false,
+            require_tls: false,
             body: b"From: app@acme.test\r\n\r\nx\r\n".to_vec(),
             recipients: vec![NewRecipient {
                 address: "gone@example.net".into(),
@@ -101,7 +114,9 @@ async fn stack() -> Stack {
     ));
     let health = Arc::new(HealthMonitor::new(store.clone(), policy.clone(), true));
     let handle = IntakeHandle {
-        pipeline: Arc::new(Intake::new(store.clone(), health)),
+        pipeline: Arc::new(
+            Intake::new(store.clone(), health).with_reports(store.clone(), "bounces"),
+        ),
         max_message_size: 20_000,
         max_recipients: 2,
     };
@@ -285,4 +300,68 @@ async fn data_needs_a_recipient_and_the_size_is_bounded() {
     let line = format!("{}\r\n", "a".repeat(900));
     let big = format!("Subject: x\r\n\r\n{}.", line.repeat(30));
     c.say(&big, "552").await;
+}
+
+fn dmarc_xml(domain: &str, broken: bool) -> String {
+    format!(
+        "From: noreply-dmarc-support@google.com\r\nTo: dmarc@bounces.acme.test\r\n\
+         Subject: Report domain: {domain}\r\nContent-Type: text/xml\r\n\r\n\
+         <?xml version=\"1.0\"?>\r\n<feedback><report_metadata><org_name>google.com</org_name>\r\n\
+         <report_id>r-{domain}</report_id><date_range><begin>1796428800</begin>\r\n\
+         <end>1796515199</end></date_range></report_metadata>\r\n\
+         <policy_published><domain>{domain}</domain><p>none</p></policy_published>\r\n\
+         <record><row><source_ip>203.0.113.66</source_ip><count>3</count>\r\n\
+         <policy_evaluated><dkim>fail</dkim><spf>fail</spf></policy_evaluated></row>\r\n\
+         <auth_results><spf><domain>x.test</domain><result>fail</result></spf></auth_results>\r\n\
+         {}</feedback>\r\n.",
+        if broken { "" } else { "</record>" }
+    )
+}
+
+#[tokio::test]
+async fn dmarc_reports_at_the_reporting_address() {
+    let s = stack().await;
+    let verp = verp_address(RP, &s.message, 0);
+    let mut c = Client::start(&s);
+    c.reply().await;
+    c.say("EHLO reporter.example", "250").await;
+    c.say("MAIL FROM:<noreply@google.com>", "250").await;
+    c.say("RCPT TO:<dmarc@bounces.unknown.test>", "550 5.1.1")
+        .await;
+    c.say("RCPT TO:<dmarc@acme.test>", "550 5.1.1").await;
+    c.say("RCPT TO:<DMARC@Bounces.Acme.Test>", "250").await;
+    // A bounce address does not go with a report, nor does a second domain.
+    c.say(&format!("RCPT TO:<{verp}>"), "452 4.5.3").await;
+    c.say("DATA", "354").await;
+    c.say(&dmarc_xml("acme.test", false), "250 2.0.0").await;
+    let rows = s
+        .store
+        .domain_reports("acme.test", "2026-12-05", "2026-12-05")
+        .await
+        .unwrap();
+    assert_eq!(rows.dmarc.len(), 1);
+    assert_eq!((rows.dmarc[0].messages, rows.dmarc[0].dmarc_fail), (3, 3));
+
+    c.say("MAIL FROM:<noreply@google.com>", "250").await;
+    c.say("RCPT TO:<dmarc@bounces.acme.test>", "250").await;
+    c.say("DATA", "354").await;
+    let r = c.say(&dmarc_xml("acme.test", true), "550 5.6.0").await;
+    assert!(r.contains("malformed DMARC aggregate report"), "{r}");
+    c.say("MAIL FROM:<noreply@google.com>", "250").await;
+    c.say("RCPT TO:<tls-rpt@bounces.acme.test>", "250").await;
+    c.say("DATA", "354").await;
+    let r = c.say(&dmarc_xml("evil.test", false), "550 5.7.1").await;
+    assert!(r.contains("evil.test"), "{r}");
+    // A bounce transaction first: a reporting address does not join it.
+    c.say("MAIL FROM:<>", "250").await;
+    c.say(&format!("RCPT TO:<{verp}>"), "250").await;
+    c.say("RCPT TO:<dmarc@bounces.acme.test>", "452 4.5.3")
+        .await;
+    c.say("QUIT", "221").await;
+    let rows = s
+        .store
+        .domain_reports("acme.test", "2026-12-01", "2026-12-31")
+        .await
+        .unwrap();
+    assert_eq!(rows.dmarc[0].messages, 3, "refused reports changed nothing");
 }

@@ -1755,3 +1755,53 @@ async fn slow_loris_command_is_cut_off_at_the_command_timeout() {
     t.expect("421 4.4.2").await;
     t.expect_closed().await;
 }
+
+// --- REQUIRETLS (RFC 8689) --------------------------------------------------------
+
+#[tokio::test]
+async fn requiretls_is_offered_and_taken_only_under_tls() {
+    let stack = Stack::new().await;
+    let mut t = stack.connect(LISTED).await;
+    let keywords = t.ehlo().await;
+    assert!(!keywords.iter().any(|k| k == "REQUIRETLS"), "{keywords:?}");
+    t.send("MAIL FROM:<sender@acme.test> REQUIRETLS")
+        .expect("530 5.7.10")
+        .await;
+    t.send("STARTTLS").starttls().await;
+    let keywords = t.ehlo().await;
+    assert!(keywords.iter().any(|k| k == "REQUIRETLS"), "{keywords:?}");
+    t.send("MAIL FROM:<sender@acme.test> REQUIRETLS")
+        .expect("250 2.1.0")
+        .await;
+    t.send("RCPT TO:<one@example.net>")
+        .expect("250 2.1.5")
+        .await;
+    t.send("DATA").expect("354").await;
+    let id = t
+        .send_raw(message("sender@acme.test").as_bytes())
+        .send(".")
+        .expect("250 2.0.0 Ok: queued as ")
+        .await
+        .queued_id();
+    // And one without: the flag is the message's own.
+    let plain_id = t
+        .submit(
+            "sender@acme.test",
+            &["two@example.net"],
+            &message("sender@acme.test"),
+        )
+        .await;
+    t.send("QUIT").expect("221 2.0.0").await;
+    t.expect_closed().await;
+    let lease = mailroom_store::Lease::new("test", mailroom_model::now_millis() + 60_000);
+    let due = stack
+        .store
+        .claim_due(&lease, mailroom_model::now_millis() + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 2);
+    for d in due {
+        assert_eq!(d.require_tls, d.message_id == id, "{}", d.message_id);
+        assert!(d.message_id == id || d.message_id == plain_id);
+    }
+}

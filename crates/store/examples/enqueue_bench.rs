@@ -31,6 +31,7 @@ fn message(tenant: &TenantId, n: usize) -> NewMessage {
         dsn_ret: None,
         dsn_envid: None,
         smtputf8: false,
+        require_tls: false,
         body,
         recipients: vec![NewRecipient {
             address: format!("r{n}@example.net"),

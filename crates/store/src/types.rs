@@ -19,6 +19,8 @@ pub struct NewMessage {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub smtputf8: bool,
+    /// REQUIRETLS (RFC 8689): only validated TLS to servers that offer REQUIRETLS.
+    pub require_tls: bool,
     /// The complete message as it will be delivered (trace headers included).
     pub body: Vec<u8>,
     pub recipients: Vec<NewRecipient>,
@@ -101,6 +103,10 @@ pub struct TenantRecord {
     /// Content heuristics score at which the heuristics rule fires; `None`: the
     /// server default.
     pub content_score_threshold: Option<i64>,
+    /// The tenant has had at least one suppression (set by the store on the first one,
+    /// never cleared): only then does ingest look recipients up in the list.
+    #[serde(skip)]
+    pub has_suppressions: bool,
 }
 
 /// Per-tenant limits; `None` means the server-wide default from the configuration.
@@ -392,10 +398,17 @@ pub struct DueRecipient {
     pub dsn_ret: Option<String>,
     pub dsn_envid: Option<String>,
     pub smtputf8: bool,
+    /// See `NewMessage::require_tls`.
+    pub require_tls: bool,
     /// See `NewMessage::return_path`.
     pub return_path: Option<String>,
     /// The fencing token of the lease this recipient was claimed under.
     pub lease_token: i64,
+    /// When this recipient's previous attempt was recorded (its acceptance time before
+    /// the first attempt): with `received_at`, it tells which delay-report threshold the
+    /// attempt in hand is the first to pass, so a delay report goes out once per
+    /// threshold without a column of its own.
+    pub last_attempt_at: i64,
 }
 
 /// The result of one delivery attempt for one recipient, recorded with its event.

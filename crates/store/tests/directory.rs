@@ -548,7 +548,20 @@ conformance!(
                 .unwrap()
         );
 
-        // Usage, reads, suppressions and tenant events are not cached: no reload.
+        // A tenant's first suppression flags it (ingest then looks its recipients up)…
+        let flagged = |dir: &[mailroom_store::TenantRecord]| {
+            dir.iter().any(|r| r.id == t && r.has_suppressions)
+        };
+        assert!(!flagged(&store.list_tenants().await.unwrap()));
+        moves!(
+            "add_suppression (the tenant's first)",
+            store
+                .add_suppression(suppression(&t, "w@example.net", "manual"))
+                .await
+                .unwrap()
+        );
+        assert!(flagged(&store.list_tenants().await.unwrap()));
+        // …later ones, usage, reads and tenant events are not cached: no reload.
         stays!(
             "record_api_key_use",
             store

@@ -2,10 +2,10 @@
 //! repeats while writers commit, retention that spares what webhooks still owe, and
 //! the delivery state machine (claim under a lease, retry, delivered, failed).
 
-use mailroom_model::{EventType, MessageId, TenantId, WebhookId, now_millis};
+use mailroom_model::{EventType, TenantId, WebhookId, now_millis};
 use mailroom_store::DynStore;
 use mailroom_store::{
-    DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewRecipient, NewTenant, NewWebhook,
+    DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewTenant, NewWebhook,
 };
 use std::collections::HashSet;
 
@@ -26,32 +26,9 @@ async fn setup(store: DynStore) -> (DynStore, TenantId) {
 
 fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {
     NewMessage {
-        id: MessageId::generate(),
-        tenant_id: tenant.clone(),
-        mail_from: "s@acme.test".into(),
         rfc_message_id: Some("<x@acme.test>".into()),
         received_at: at,
-        source: "smtp",
-        client_ip: None,
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: false,
-        body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
-        recipients: (0..recipients)
-            .map(|i| NewRecipient {
-                address: format!("r{i}@example.net"),
-                domain: "example.net".into(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            })
-            .collect(),
-        accepted_detail: serde_json::json!({}),
-        lease: None,
-        return_path: None,
-        idempotency: None,
-        meta: None,
-        quarantine: None,
+        ..common::new_message(tenant, "s@acme.test", common::recipients(recipients))
     }
 }
 

@@ -9,7 +9,7 @@ mod common;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis};
 use mailroom_store::{
     AsyncBounce, Complaint, DynStore, HealthChange, HealthLevel, IntakeRecorded, NewMessage,
-    NewRecipient, NewTenant, Outcome,
+    NewTenant, Outcome,
 };
 use serde_json::json;
 
@@ -28,40 +28,21 @@ async fn setup(store: &DynStore) -> TenantId {
 /// Stores a two-recipient message and records both as delivered.
 async fn delivered_message(store: &DynStore, tenant: &TenantId) -> MessageId {
     let id = MessageId::generate();
-    let recipients = ["a@example.net", "b@example.net"]
-        .iter()
-        .map(|a| NewRecipient {
-            address: a.to_string(),
-            domain: "example.net".into(),
-            dsn_notify: None,
-            dsn_orcpt: None,
-            suppressed: None,
-        })
-        .collect();
+    let recipients = vec![
+        common::recipient("a@example.net"),
+        common::recipient("b@example.net"),
+    ];
     store
         .enqueue(NewMessage {
             id: id.clone(),
-            tenant_id: tenant.clone(),
-            mail_from: "app@acme.test".into(),
             rfc_message_id: Some("m1@acme.test".into()),
-            received_at: now_millis(),
-            source: "smtp",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            body: b"From: app@acme.test\r\n\r\nhi\r\n".to_vec(),
-            recipients,
-            accepted_detail: json!({}),
             lease: Some(mailroom_store::Lease {
                 owner: "test".into(),
                 token: 7,
                 until: now_millis() + 60_000,
             }),
-            idempotency: None,
-            meta: None,
-            quarantine: None,
             return_path: Some("bounces.acme.test".into()),
+            ..common::new_message(tenant, "app@acme.test", recipients)
         })
         .await
         .unwrap();
@@ -346,29 +327,13 @@ async fn a_bounce_fences_the_attempt_in_flight() {
     store
         .enqueue(NewMessage {
             id: fresh.clone(),
-            tenant_id: tenant.clone(),
-            mail_from: m.mail_from.clone(),
-            rfc_message_id: None,
-            received_at: now_millis(),
-            source: "smtp",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
             body,
-            recipients: vec![NewRecipient {
-                address: m.recipients.remove(0).address,
-                domain: "example.net".into(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            }],
-            accepted_detail: json!({}),
-            lease: None,
-            idempotency: None,
-            meta: None,
-            quarantine: None,
             return_path: Some("bounces.acme.test".into()),
+            ..common::new_message(
+                &tenant,
+                &m.mail_from,
+                vec![common::recipient(&m.recipients.remove(0).address)],
+            )
         })
         .await
         .unwrap();

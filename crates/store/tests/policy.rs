@@ -5,10 +5,8 @@
 #[macro_use]
 mod common;
 
-use mailroom_model::{MessageId, TenantId};
-use mailroom_store::{
-    DynStore, IdempotencyRecord, NewMessage, NewRecipient, NewTenant, StoreError,
-};
+use mailroom_model::TenantId;
+use mailroom_store::{DynStore, IdempotencyRecord, NewMessage, NewTenant, StoreError};
 use serde_json::json;
 
 async fn tenant(store: &DynStore, name: &str) -> TenantId {
@@ -24,37 +22,21 @@ async fn tenant(store: &DynStore, name: &str) -> TenantId {
 }
 
 fn message(tenant: &TenantId, received_at: i64, key: Option<(&str, i64)>) -> NewMessage {
-    let id = MessageId::generate();
+    let m = common::new_message(
+        tenant,
+        "app@acme.test",
+        vec![common::recipient("a@example.net")],
+    );
     NewMessage {
         idempotency: key.map(|(k, created_at)| IdempotencyRecord {
             key: k.into(),
             request_hash: format!("hash-{k}"),
-            response: json!({ "id": id.as_str() }),
+            response: json!({ "id": m.id.as_str() }),
             created_at,
         }),
-        id,
-        tenant_id: tenant.clone(),
-        mail_from: "app@acme.test".into(),
-        rfc_message_id: None,
         received_at,
         source: "api",
-        client_ip: None,
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: false,
-        body: b"From: app@acme.test\r\n\r\nhi\r\n".to_vec(),
-        recipients: vec![NewRecipient {
-            address: "a@example.net".into(),
-            domain: "example.net".into(),
-            dsn_notify: None,
-            dsn_orcpt: None,
-            suppressed: None,
-        }],
-        accepted_detail: json!({}),
-        lease: None,
-        meta: None,
-        return_path: None,
-        quarantine: None,
+        ..m
     }
 }
 

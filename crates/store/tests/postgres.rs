@@ -6,7 +6,7 @@
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
 use mailroom_store::postgres::{PgSettings, PgStore};
 use mailroom_store::{
-    DynStore, EventQuery, Lease, NewEvent, NewMessage, NewRecipient, NodeInfo, Outcome, StoreError,
+    DynStore, EventQuery, Lease, NewEvent, NewMessage, NodeInfo, Outcome, StoreError,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,34 +16,7 @@ mod common;
 use common::PgTestDb;
 
 fn message(tenant: &TenantId, recipients: usize) -> NewMessage {
-    NewMessage {
-        id: MessageId::generate(),
-        tenant_id: tenant.clone(),
-        mail_from: "s@acme.test".into(),
-        rfc_message_id: None,
-        received_at: now_millis(),
-        source: "smtp",
-        client_ip: None,
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: false,
-        body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
-        recipients: (0..recipients)
-            .map(|i| NewRecipient {
-                address: format!("r{i}@example.net"),
-                domain: "example.net".into(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            })
-            .collect(),
-        accepted_detail: serde_json::json!({}),
-        lease: None,
-        return_path: None,
-        idempotency: None,
-        meta: None,
-        quarantine: None,
-    }
+    common::new_message(tenant, "s@acme.test", common::recipients(recipients))
 }
 
 fn delivered(r: &mailroom_store::DueRecipient) -> Outcome {

@@ -27,33 +27,18 @@ fn new_tenant(name: &str) -> NewTenant {
 fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
     let recipients = (0..1 + n % 3)
         .map(|i| NewRecipient {
-            address: format!("r{i}.m{n}@example{i}.net"),
-            domain: format!("example{i}.net"),
             dsn_notify: (i == 1).then(|| "FAILURE".to_string()),
-            dsn_orcpt: None,
-            suppressed: None,
+            ..common::recipient(&format!("r{i}.m{n}@example{i}.net"))
         })
         .collect();
     NewMessage {
-        id: MessageId::generate(),
-        tenant_id: tenant.clone(),
-        mail_from: format!("sender{n}@acme.test"),
         rfc_message_id: Some(format!("m{n}@acme.test")),
-        received_at: now_millis(),
-        source: "smtp",
         client_ip: Some("192.0.2.1".into()),
-        dsn_ret: None,
         dsn_envid: Some(format!("env{n}")),
-        smtputf8: false,
         body: format!("From: sender{n}@acme.test\r\nSubject: {n}\r\n\r\nmessage {n}\r\n")
             .into_bytes(),
-        recipients,
         accepted_detail: serde_json::json!({ "n": n }),
-        lease: None,
-        idempotency: None,
-        meta: None,
-        return_path: None,
-        quarantine: None,
+        ..common::new_message(tenant, &format!("sender{n}@acme.test"), recipients)
     }
 }
 
@@ -720,5 +705,152 @@ conformance!(
         assert!(!store.try_singleton("job", "n2", 150, 250).await.unwrap());
         assert!(store.try_singleton("job", "n2", 201, 300).await.unwrap());
         store.ping().await.unwrap();
+    }
+);
+
+conformance!(
+    a_mixed_batch_of_outcomes_is_recorded_as_one_at_a_time_would,
+    |store: DynStore| async move {
+        use mailroom_store::{Lease, Outcome};
+        let tenant = store.create_tenant(new_tenant("batch")).await.unwrap().id;
+        let m1 = new_message(&tenant, 2); // three recipients
+        let m2 = new_message(&tenant, 4); // two
+        let m3 = new_message(&tenant, 0); // one
+        let m4 = new_message(&tenant, 3); // one
+        for m in [&m1, &m2, &m3, &m4] {
+            store.enqueue(m.clone()).await.unwrap();
+        }
+        let now = now_millis();
+        let lease = Lease::new("node", now + 60_000);
+        let due = store.claim_due(&lease, now, 100).await.unwrap();
+        assert_eq!(due.len(), 7);
+        let find = |id: &MessageId, idx: i64| {
+            due.iter()
+                .find(|d| &d.message_id == id && d.idx == idx)
+                .expect("claimed")
+                .clone()
+        };
+        let outcome = |id: &MessageId, idx: i64, state: RecipientState, event: EventType| {
+            let d = find(id, idx);
+            Outcome {
+                message_id: d.message_id.clone(),
+                idx: d.idx,
+                recipient: d.address.clone(),
+                tenant_id: tenant.clone(),
+                state,
+                attempted: true,
+                next_attempt_at: (state == RecipientState::Deferred).then_some(now + 600_000),
+                last_reply: Some(format!("reply for {idx}")),
+                last_mx: Some("mx.example.net".into()),
+                event,
+                detail: serde_json::json!({ "idx": idx }),
+                at: now + 1,
+                suppress: state == RecipientState::Bounced,
+                lease_token: d.lease_token,
+            }
+        };
+        // m2 is cancelled while its recipients are in flight.
+        assert_eq!(store.cancel(&m2.id, now).await.unwrap(), 2);
+        let mut stale = outcome(&m1.id, 2, RecipientState::Delivered, EventType::Delivered);
+        stale.lease_token += 1_000; // a lease this node no longer holds
+        let batch = vec![
+            outcome(&m1.id, 0, RecipientState::Delivered, EventType::Delivered),
+            outcome(&m1.id, 1, RecipientState::Bounced, EventType::Bounced),
+            stale,
+            // After the cancel a deferral changes nothing (and is not a lost lease)...
+            outcome(&m2.id, 0, RecipientState::Deferred, EventType::Deferred),
+            // ...but a delivery is a fact.
+            outcome(&m2.id, 1, RecipientState::Delivered, EventType::Delivered),
+            outcome(&m3.id, 0, RecipientState::Delivered, EventType::Delivered),
+            outcome(&m4.id, 0, RecipientState::Deferred, EventType::Deferred),
+        ];
+        let lost = store.record_outcomes(batch).await.unwrap();
+        assert_eq!(lost, vec![(m1.id.clone(), 2)]);
+
+        let states = |v: mailroom_store::MessageView| {
+            v.recipients.iter().map(|r| r.state).collect::<Vec<_>>()
+        };
+        let v1 = store.get_message(&m1.id).await.unwrap().unwrap();
+        assert_eq!(v1.recipients[0].last_reply.as_deref(), Some("reply for 0"));
+        assert_eq!(v1.recipients[1].attempts, 1);
+        assert_eq!(
+            states(v1),
+            [
+                RecipientState::Delivered,
+                RecipientState::Bounced,
+                RecipientState::Queued
+            ]
+        );
+        let v2 = store.get_message(&m2.id).await.unwrap().unwrap();
+        assert_eq!(
+            states(v2),
+            [RecipientState::Cancelled, RecipientState::Delivered]
+        );
+        let v3 = store.get_message(&m3.id).await.unwrap().unwrap();
+        assert_eq!(states(v3), [RecipientState::Delivered]);
+        let v4 = store.get_message(&m4.id).await.unwrap().unwrap();
+        assert_eq!(v4.recipients[0].next_attempt_at, Some(now + 600_000));
+        assert_eq!(states(v4), [RecipientState::Deferred]);
+
+        // One event per outcome taken, none for the others.
+        assert_eq!(
+            kinds(&store, &m1.id, 0).await.last(),
+            Some(&EventType::Delivered)
+        );
+        assert_eq!(
+            kinds(&store, &m1.id, 1).await.last(),
+            Some(&EventType::Bounced)
+        );
+        assert_eq!(kinds(&store, &m1.id, 2).await, [EventType::Accepted]);
+        assert_eq!(
+            kinds(&store, &m2.id, 0).await.last(),
+            Some(&EventType::Cancelled)
+        );
+        assert_eq!(
+            kinds(&store, &m2.id, 1).await.last(),
+            Some(&EventType::Delivered)
+        );
+        // The hard bounce is suppressed; only the finished message lost its body (m2
+        // is final too, but its second recipient asked for failure reports).
+        let bounced = m1.recipients[1].address.to_lowercase();
+        let hit = store
+            .suppressed_among(&tenant, std::slice::from_ref(&bounced))
+            .await
+            .unwrap();
+        assert!(hit.contains_key(&bounced));
+        let body = |id: MessageId| {
+            let store = store.clone();
+            async move { store.load_body(&id).await.unwrap().unwrap_or_default() }
+        };
+        assert!(body(m3.id.clone()).await.is_empty(), "m3 is final");
+        assert!(
+            !body(m2.id.clone()).await.is_empty(),
+            "m2 keeps it for a DSN"
+        );
+        assert!(
+            !body(m1.id.clone()).await.is_empty(),
+            "m1 still has a recipient"
+        );
+        assert!(!body(m4.id.clone()).await.is_empty(), "m4 is deferred");
+    }
+);
+
+conformance!(
+    requiretls_travels_with_the_message,
+    |store: DynStore| async move {
+        use mailroom_store::Lease;
+        let tenant = store.create_tenant(new_tenant("acme")).await.unwrap().id;
+        let mut asked = new_message(&tenant, 0);
+        asked.require_tls = true;
+        let plain = new_message(&tenant, 3);
+        store.enqueue(asked.clone()).await.unwrap();
+        store.enqueue(plain.clone()).await.unwrap();
+        let now = now_millis() + 1;
+        let lease = Lease::new("node-a", now + 60_000);
+        let due = store.claim_due(&lease, now, 100).await.unwrap();
+        assert_eq!(due.len(), 2);
+        for d in &due {
+            assert_eq!(d.require_tls, d.message_id == asked.id, "{}", d.message_id);
+        }
     }
 );

@@ -207,6 +207,7 @@ impl Api {
             .expect("webhook client"),
             keyring: ingest_keyring,
             tracking,
+            console: Default::default(),
         };
         Self {
             app: app(state.clone()),

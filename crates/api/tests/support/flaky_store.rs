@@ -614,3 +614,220 @@ impl ClusterStore for FlakyStore {
         <SqliteStore as ClusterStore>::directory_version(&self.inner).await
     }
 }
+
+#[async_trait::async_trait]
+impl DeletionStore for FlakyStore {
+    async fn delete_domain(&self, name: &str) -> Result<Option<DomainDeletion>, StoreError> {
+        self.check().await?;
+        <SqliteStore as DeletionStore>::delete_domain(&self.inner, name).await
+    }
+    async fn delete_tenant(
+        &self,
+        tenant: &TenantId,
+        purge: bool,
+        now: i64,
+    ) -> Result<Option<TenantDeletion>, StoreError> {
+        self.check().await?;
+        <SqliteStore as DeletionStore>::delete_tenant(&self.inner, tenant, purge, now).await
+    }
+    async fn erase_address(
+        &self,
+        address: &str,
+        tenant: Option<&TenantId>,
+        now: i64,
+    ) -> Result<Erasure, StoreError> {
+        self.check().await?;
+        <SqliteStore as DeletionStore>::erase_address(&self.inner, address, tenant, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConsoleStore for FlakyStore {
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::create_session(&self.inner, session).await
+    }
+    async fn get_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::get_session(&self.inner, token_hash, now).await
+    }
+    async fn delete_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::delete_session(&self.inner, token_hash).await
+    }
+    async fn prune_sessions(&self, now: i64) -> Result<u64, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::prune_sessions(&self.inner, now).await
+    }
+    async fn prune_counters(&self, now: i64) -> Result<u64, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::prune_counters(&self.inner, now).await
+    }
+    async fn stats(&self, query: &StatsQuery) -> Result<Vec<StatsRow>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::stats(&self.inner, query).await
+    }
+    async fn search_messages(
+        &self,
+        search: &MessageSearch,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::search_messages(&self.inner, search).await
+    }
+    async fn message_detail(
+        &self,
+        id: &MessageId,
+    ) -> Result<Option<mailroom_store::MessageDetail>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::message_detail(&self.inner, id).await
+    }
+    async fn queue_destinations(&self, limit: i64) -> Result<Vec<DestinationQueue>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ConsoleStore>::queue_destinations(&self.inner, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl TlsPolicyStore for FlakyStore {
+    async fn get_sts_policy(&self, domain: &str) -> Result<Option<StsPolicyRecord>, StoreError> {
+        self.check().await?;
+        <SqliteStore as TlsPolicyStore>::get_sts_policy(&self.inner, domain).await
+    }
+    async fn put_sts_policy(&self, record: &StsPolicyRecord) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as TlsPolicyStore>::put_sts_policy(&self.inner, record).await
+    }
+    async fn count_tls_result(&self, result: &TlsResult) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as TlsPolicyStore>::count_tls_result(&self.inner, result).await
+    }
+    async fn tls_results_for_day(&self, day: &str) -> Result<Vec<TlsResultCount>, StoreError> {
+        self.check().await?;
+        <SqliteStore as TlsPolicyStore>::tls_results_for_day(&self.inner, day).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ShapingStore for FlakyStore {
+    async fn add_throttle(&self, t: &ThrottleRecord) -> Result<i64, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::add_throttle(&self.inner, t).await
+    }
+    async fn active_throttles(&self, now: i64) -> Result<Vec<ThrottleRecord>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::active_throttles(&self.inner, now).await
+    }
+    async fn clear_throttles(&self, site: Option<&str>, now: i64) -> Result<u64, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::clear_throttles(&self.inner, site, now).await
+    }
+    async fn add_egress_counts(&self, counts: &[EgressCount]) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::add_egress_counts(&self.inner, counts).await
+    }
+    async fn egress_counts(&self, day: i64) -> Result<Vec<EgressCount>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::egress_counts(&self.inner, day).await
+    }
+    async fn warmup_start(&self, address: &str, day: i64) -> Result<i64, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::warmup_start(&self.inner, address, day).await
+    }
+    async fn set_tenant_pool(
+        &self,
+        tenant: &TenantId,
+        pool: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::set_tenant_pool(&self.inner, tenant, pool).await
+    }
+    async fn tenant_pools(&self) -> Result<Vec<(TenantId, String)>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::tenant_pools(&self.inner).await
+    }
+
+    async fn record_shaping_event(
+        &self,
+        tenant: Option<&TenantId>,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as ShapingStore>::record_shaping_event(&self.inner, tenant, detail).await
+    }
+}
+
+#[async_trait::async_trait]
+impl SigningStore for FlakyStore {
+    async fn set_signing_choice(
+        &self,
+        tenant: &TenantId,
+        domain: Option<&str>,
+        choice: Option<mailroom_model::Signatures>,
+    ) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as SigningStore>::set_signing_choice(&self.inner, tenant, domain, choice).await
+    }
+    async fn list_signing_choices(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<SigningChoiceRecord>, StoreError> {
+        self.check().await?;
+        <SqliteStore as SigningStore>::list_signing_choices(&self.inner, tenant).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ReportStore for FlakyStore {
+    async fn report_domain(&self, domain: &str) -> Result<Option<TenantId>, StoreError> {
+        self.check().await?;
+        <SqliteStore as ReportStore>::report_domain(&self.inner, domain).await
+    }
+    async fn record_report(&self, report: &ReceivedReport) -> Result<ReportRecorded, StoreError> {
+        self.check().await?;
+        <SqliteStore as ReportStore>::record_report(&self.inner, report).await
+    }
+    async fn domain_reports(
+        &self,
+        domain: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<DomainReportRows, StoreError> {
+        self.check().await?;
+        <SqliteStore as ReportStore>::domain_reports(&self.inner, domain, from, to).await
+    }
+}
+
+#[async_trait::async_trait]
+impl AcmeStore for FlakyStore {
+    async fn put_acme_challenge(
+        &self,
+        token: &str,
+        key_authorization: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.check().await?;
+        <SqliteStore as AcmeStore>::put_acme_challenge(
+            &self.inner,
+            token,
+            key_authorization,
+            expires_at,
+        )
+        .await
+    }
+    async fn get_acme_challenge(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.check().await?;
+        <SqliteStore as AcmeStore>::get_acme_challenge(&self.inner, token, now).await
+    }
+    async fn remove_acme_challenge(&self, token: &str, now: i64) -> Result<bool, StoreError> {
+        self.check().await?;
+        <SqliteStore as AcmeStore>::remove_acme_challenge(&self.inner, token, now).await
+    }
+}

@@ -1,6 +1,6 @@
 //! Fixtures shared by the delivery integration tests.
 
-pub mod sink;
+pub use mailroom_testkit::smtp_sink as sink;
 pub mod spy;
 
 /// A fresh SQLite store in a temporary directory (kept alive by the returned guard)

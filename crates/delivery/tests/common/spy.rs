@@ -1,7 +1,8 @@
 //! A store wrapper for delivery tests: implements only what the engine uses
 //! (`DeliveryStore`), passes every call to a real store, and counts or records what
 //! the tests ask about — claim rounds, each claimed recipient with its fencing token,
-//! lease renewals — and can make renewals fail (the database unreachable for them).
+//! lease renewals — and can make renewals fail (the database unreachable for them) or
+//! refuse outcomes (the disk full).
 
 #![allow(dead_code)]
 
@@ -28,6 +29,11 @@ pub struct Spied {
     pub fail_renewals: AtomicBool,
     /// While set, `claim_due` claims nothing (this node takes no new work).
     pub pause_claims: AtomicBool,
+    /// While set, `record_outcomes` fails with `StoreError::Full` (the disk is full)
+    /// without touching the store.
+    pub refuse_outcomes: AtomicBool,
+    /// The recipients of each refused `record_outcomes` call, in order.
+    pub refused: Mutex<Vec<Vec<(MessageId, i64)>>>,
 }
 
 /// One recipient as claimed: by whom, under which token, when and until when.
@@ -112,6 +118,14 @@ impl DeliveryStore for SpyStore {
         &self,
         outcomes: Vec<Outcome>,
     ) -> Result<Vec<(MessageId, i64)>, StoreError> {
+        if self.spied.refuse_outcomes.load(Ordering::SeqCst) {
+            let keys = outcomes
+                .iter()
+                .map(|o| (o.message_id.clone(), o.idx))
+                .collect();
+            self.spied.refused.lock().unwrap().push(keys);
+            return Err(StoreError::Full);
+        }
         self.inner.record_outcomes(outcomes).await
     }
 

@@ -7,6 +7,7 @@ use super::zone::{Answer, Zone};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_server::proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_server::proto::rr::{Name, Record};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -15,6 +16,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
+
+/// The extended DNS error option (RFC 8914).
+const EDE_OPTION: u16 = 15;
 
 /// At most this many questions are kept in the log; later ones are only counted.
 const QUERY_LOG_LIMIT: usize = 10_000;
@@ -74,21 +78,32 @@ impl RequestHandler for ZoneHandler {
 
         // Like a real server: answer EDNS with EDNS, so UDP replies may exceed 512 octets
         // up to the client's advertised size (and are truncated beyond it).
+        let answer = self
+            .zone
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .answer(&qname, qtype);
+        let ede = match &answer {
+            Answer::Reply { ede, .. } => *ede,
+            Answer::Silent => None,
+        };
         let edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
             edns.set_max_payload(req.max_payload().max(512));
             edns.set_version(0);
+            if let Some(code) = ede {
+                // RFC 8914 extended DNS error: INFO-CODE, no EXTRA-TEXT.
+                edns.options_mut().options.push((
+                    EdnsCode::from(EDE_OPTION),
+                    EdnsOption::Unknown(EDE_OPTION, code.to_be_bytes().to_vec()),
+                ));
+            }
             edns
         });
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
 
-        let answer = self
-            .zone
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .answer(&qname, qtype);
         match answer {
             Answer::Silent => {
                 // Nothing is sent. hickory only logs the returned info; no reply exists.
@@ -102,8 +117,11 @@ impl RequestHandler for ZoneHandler {
                 rcode,
                 mut answers,
                 mut soa,
+                authentic,
+                ede: _,
             } => {
                 metadata.response_code = rcode;
+                metadata.authentic_data = authentic;
                 if request.protocol() == Protocol::Udp
                     && edns.is_none()
                     && encoded_size(&qname, &answers, soa.as_deref()) > CLASSIC_UDP_LIMIT

@@ -3,6 +3,7 @@
 //! silence). No sockets here.
 
 use hickory_server::proto::op::ResponseCode;
+use hickory_server::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector, TLSA};
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TXT};
 use hickory_server::proto::rr::{Name, RData, Record, RecordType};
 use std::collections::BTreeMap;
@@ -21,6 +22,9 @@ pub(crate) enum Behaviour {
     Records,
     NxDomain,
     ServFail,
+    /// What a validating resolver says of a bogus name: SERVFAIL with the extended
+    /// DNS error 6 (DNSSEC Bogus, RFC 8914).
+    Bogus,
     /// Never answers: the client times out.
     Silent,
 }
@@ -31,6 +35,9 @@ struct NameData {
     /// Record data with its own TTL, if one was given in zone text.
     records: Vec<(RData, Option<u32>)>,
     behaviour: Behaviour,
+    /// Answers about this name carry the AD bit, as a validating resolver sets it for
+    /// signed data it validated (the server stands in for such a resolver in tests).
+    secure: bool,
 }
 
 /// A zone for [`spawn_dns`](crate::spawn_dns), built in code:
@@ -83,6 +90,10 @@ pub(crate) enum Answer {
         answers: Vec<Record>,
         /// For NXDOMAIN and NODATA, so resolvers can cache the negative answer.
         soa: Option<Box<Record>>,
+        /// Set the AD bit (the name was marked [`Zone::secure`]).
+        authentic: bool,
+        /// An extended DNS error code to attach (RFC 8914).
+        ede: Option<u16>,
     },
     /// Send nothing.
     Silent,
@@ -147,6 +158,32 @@ impl Zone {
         self.with_behaviour(domain, Behaviour::ServFail)
     }
 
+    /// `_25._tcp.<host> TLSA usage selector matching data` — the DANE record of an
+    /// SMTP server (give `host`, the prefix is added).
+    pub fn tlsa(self, host: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> Self {
+        let rdata = TLSA::new(
+            CertUsage::from(usage),
+            Selector::from(selector),
+            Matching::from(matching),
+            data.to_vec(),
+        );
+        let owner = format!("_25._tcp.{}", host.trim_end_matches('.'));
+        self.with_record(&owner, RData::TLSA(rdata))
+    }
+
+    /// Answers about exactly `name` carry the AD bit: this server then plays a
+    /// validating resolver that validated them (DNSSEC-secure).
+    pub fn secure(mut self, name: &str) -> Self {
+        self.data(expect_name(name)).secure = true;
+        self
+    }
+
+    /// Every query for exactly `name` answers as a validating resolver does for
+    /// data that failed validation: SERVFAIL with extended DNS error 6, DNSSEC Bogus.
+    pub fn bogus(self, name: &str) -> Self {
+        self.with_behaviour(name, Behaviour::Bogus)
+    }
+
     /// Queries for exactly `domain` are never answered, over UDP or TCP.
     pub fn timeout(self, domain: &str) -> Self {
         self.with_behaviour(domain, Behaviour::Silent)
@@ -167,6 +204,7 @@ impl Zone {
             owner,
             records: Vec::new(),
             behaviour: Behaviour::Records,
+            secure: false,
         })
     }
 
@@ -181,10 +219,13 @@ impl Zone {
     /// The answer to `qname qtype`.
     pub(crate) fn answer(&self, qname: &Name, qtype: RecordType) -> Answer {
         let k = key(qname);
+        let authentic = self.names.get(&k).is_some_and(|d| d.secure);
         let negative = |rcode| Answer::Reply {
             rcode,
             answers: Vec::new(),
             soa: Some(Box::new(self.soa_for(qname))),
+            authentic,
+            ede: None,
         };
         let Some(data) = self.names.get(&k) else {
             let suffix = if qname.is_root() {
@@ -208,6 +249,15 @@ impl Zone {
                 rcode: ResponseCode::ServFail,
                 answers: Vec::new(),
                 soa: None,
+                authentic: false,
+                ede: None,
+            },
+            Behaviour::Bogus => Answer::Reply {
+                rcode: ResponseCode::ServFail,
+                answers: Vec::new(),
+                soa: None,
+                authentic: false,
+                ede: Some(6),
             },
             Behaviour::Silent => Answer::Silent,
             Behaviour::Records => {
@@ -229,6 +279,8 @@ impl Zone {
                         rcode: ResponseCode::NoError,
                         answers,
                         soa: None,
+                        authentic,
+                        ede: None,
                     }
                 }
             }
@@ -349,6 +401,7 @@ mod tests {
                 rcode,
                 answers,
                 soa,
+                ..
             } => (
                 rcode,
                 answers.into_iter().map(|r| r.data).collect(),

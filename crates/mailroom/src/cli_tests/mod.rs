@@ -214,6 +214,10 @@ const CASES: &[(&[&str], &[&str])] = &[
         &["POST /v1/domains/acme.example/dkim/rotate"],
     ),
     (
+        &["domain", "reports", "acme.example", "--from", "2026-12-01"],
+        &["GET /v1/domains/acme.example/reports?from=2026-12-01"],
+    ),
+    (
         &[
             "allowed-ips",
             "set",
@@ -336,6 +340,46 @@ const CASES: &[(&[&str], &[&str])] = &[
     (&["status"], &["GET /readyz", "GET /v1/nodes"]),
     (&["nodes"], &["GET /v1/nodes"]),
     (&["nodes", "--json"], &["GET /v1/nodes"]),
+    (
+        &["domain", "delete", "acme.example"],
+        &["DELETE /v1/domains/acme.example"],
+    ),
+    (&["reload"], &["POST /v1/admin/reload"]),
+    (
+        &["tenant", "delete", "{tid}"],
+        &["DELETE /v1/tenants/{tid}"],
+    ),
+    (
+        &["tenant", "delete", "acme", "--purge"],
+        &["GET /v1/tenants", "DELETE /v1/tenants/{tid}?purge=true"],
+    ),
+    (&["erasure", "alice@example.net"], &["POST /v1/erasure"]),
+    (
+        &["erasure", "alice@example.net", "--tenant", "{tid}"],
+        &["POST /v1/erasure"],
+    ),
+    (
+        &["signing", "show", "--tenant", "{tid}"],
+        &["GET /v1/tenants/{tid}/signing"],
+    ),
+    (
+        &["signing", "set", "--domain", "acme.example", "rsa"],
+        &["PUT /v1/domains/acme.example/signing"],
+    ),
+    (&["throttle", "list", "--json"], &["GET /v1/throttles"]),
+    (
+        &["queue", "destinations", "--json"],
+        &["GET /v1/queue/destinations"],
+    ),
+    (&["queue", "destinations"], &["GET /v1/queue/destinations"]),
+    (
+        &["throttle", "clear", "--site", "gmail.com"],
+        &["DELETE /v1/throttles?site=gmail.com"],
+    ),
+    (
+        &["throttle", "pool", "{tid}", "warm"],
+        &["PUT /v1/tenants/{tid}/egress-pool"],
+    ),
 ];
 
 #[test]

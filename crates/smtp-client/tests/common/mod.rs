@@ -169,6 +169,8 @@ pub fn config(tls: TlsMode) -> ClientConfig {
             data_end: Duration::from_secs(5),
         },
         extra_root: None,
+        source: None,
+        dane: None,
     }
 }
 

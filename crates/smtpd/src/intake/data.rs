@@ -1,11 +1,14 @@
 //! DATA and BDAT on the intake listener: the body through the smuggling-safe receiver
 //! (size-limited), then to the intake pipeline: `250` once the report is recorded (or
 //! recognised as needing nothing), `550 5.6.0` for mail that is neither a bounce nor a
-//! feedback report, `451` when the store fails.
+//! feedback report, `451` when the store fails. At a reporting address the body is a
+//! DMARC / TLS-RPT report instead: `250` once counted, `552 5.3.4` / `550 5.6.0` /
+//! `550 5.7.1` naming what is wrong with it.
 
 use super::{Flow, IntakeSession, Txn};
 use crate::session::Conn;
-use mailroom_intake::IntakeError;
+use mailroom_intake::aggregate::MAX_UNPACKED;
+use mailroom_intake::{AggregateError, IntakeError, ReportAddress};
 use mailroom_proto::{BodyLimits, DataReceiver, Reply, reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -20,7 +23,7 @@ impl IntakeSession {
     fn data_refusal(&self) -> Option<Reply> {
         match &self.txn {
             None => Some(reply::need_mail()),
-            Some(t) if t.recipients.is_empty() => Some(reply::need_rcpt()),
+            Some(t) if t.recipients.is_empty() && t.report.is_none() => Some(reply::need_rcpt()),
             Some(_) => None,
         }
     }
@@ -106,6 +109,11 @@ impl IntakeSession {
         body: Vec<u8>,
         conn: &mut Conn<S>,
     ) -> Flow {
+        if let Some(to) = &txn.report {
+            let r = self.hand_over_report(to, &txn, &body).await;
+            conn.reply(&r);
+            return Flow::Continue;
+        }
         let r = match self.handle.pipeline.process(&txn.recipients, &body).await {
             Ok(done) => {
                 tracing::info!(
@@ -118,6 +126,7 @@ impl IntakeSession {
                 tracing::info!(peer = %self.peer, error = %e, "intake: message refused");
                 reply::report_not_recognized()
             }
+            Err(IntakeError::Report(e)) => refusal(&e),
             Err(IntakeError::Storage(e)) => {
                 tracing::warn!(peer = %self.peer, error = %e, "intake: recording failed");
                 reply::storage_unavailable()
@@ -125,5 +134,43 @@ impl IntakeSession {
         };
         conn.reply(&r);
         Flow::Continue
+    }
+
+    /// A DMARC / TLS-RPT report for `to`: `250` once its counters are recorded (or it
+    /// was recorded before), a `5xx` naming what is wrong with it, `451` when the store
+    /// fails.
+    async fn hand_over_report(&self, to: &ReportAddress, txn: &Txn, body: &[u8]) -> Reply {
+        match self.handle.pipeline.process_report(to, body).await {
+            Ok(fresh) => {
+                tracing::info!(
+                    peer = %self.peer, sender = %txn.params.address, domain = %to.domain,
+                    duplicate = !fresh, "intake: aggregate report received"
+                );
+                reply::report_received()
+            }
+            Err(IntakeError::Report(e)) => {
+                tracing::info!(peer = %self.peer, domain = %to.domain, error = %e, "intake: aggregate report refused");
+                refusal(&e)
+            }
+            Err(IntakeError::Unrecognized(e)) => reply::aggregate_report_refused(e.to_string()),
+            Err(IntakeError::Storage(e)) => {
+                tracing::warn!(peer = %self.peer, error = %e, "intake: recording the report failed");
+                reply::storage_unavailable()
+            }
+        }
+    }
+}
+
+/// The reply for a refused aggregate report: too large `552 5.3.4`, about another
+/// domain `550 5.7.1`, anything else `550 5.6.0`, each naming the problem.
+fn refusal(e: &AggregateError) -> Reply {
+    match e {
+        AggregateError::TooLarge => reply::aggregate_report_too_large(MAX_UNPACKED),
+        AggregateError::WrongDomain { .. } => reply::aggregate_report_wrong_domain(e.to_string()),
+        AggregateError::NotAMessage
+        | AggregateError::NoReport
+        | AggregateError::BadArchive(_)
+        | AggregateError::MalformedDmarc(_)
+        | AggregateError::MalformedTlsRpt(_) => reply::aggregate_report_refused(e.to_string()),
     }
 }

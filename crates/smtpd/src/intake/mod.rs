@@ -2,7 +2,9 @@
 //! needs no AUTH and offers STARTTLS, takes any envelope sender (bounces use the null
 //! sender), accepts only recipients that are VERP addresses of stored messages, and
 //! hands each finished message to the intake pipeline (`mailroom_intake`), never to
-//! submission ingest. Stages: `envelope` (MAIL, RCPT) and `data` (DATA, BDAT); this
+//! submission ingest. It also takes DMARC aggregate and TLS-RPT reports at the
+//! reporting addresses of known domains (`dmarc@` / `tls-rpt@` the return-path
+//! subdomain), one domain's report per transaction. Stages: `envelope` (MAIL, RCPT) and `data` (DATA, BDAT); this
 //! file holds the state, the loop and the connection's TLS handling.
 
 mod data;
@@ -10,7 +12,7 @@ mod envelope;
 
 use crate::Shared;
 use crate::session::{Conn, Line, ReadStop, TlsInfo, tls_info};
-use mailroom_intake::{BounceAddress, Intake};
+use mailroom_intake::{BounceAddress, Intake, ReportAddress};
 use mailroom_proto::{Capabilities, Command, MailParams, reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +32,9 @@ pub struct IntakeHandle {
 struct Txn {
     params: MailParams,
     recipients: Vec<BounceAddress>,
+    /// A DMARC / TLS-RPT reporting address (then `recipients` stays empty: one kind
+    /// of report, for one domain, per transaction).
+    report: Option<ReportAddress>,
     bdat: Option<mailroom_proto::DataReceiver>,
 }
 
@@ -171,6 +176,7 @@ impl IntakeSession {
                 max_size: self.handle.max_message_size,
                 starttls: self.tls.is_none() && self.starttls_available,
                 auth: false,
+                require_tls: false,
             };
             conn.reply(&caps.reply(hostname, &client));
         } else {

@@ -126,6 +126,7 @@ impl Session {
             dsn_ret: txn.params.ret.map(|r| r.as_str().to_string()),
             dsn_envid: txn.params.envid,
             smtputf8: txn.params.smtputf8,
+            require_tls: txn.params.require_tls,
             idempotency: None,
             meta: None,
         };
@@ -166,6 +167,7 @@ fn ingest_reply(e: &IngestError) -> Reply {
             StoreError::Full => reply::storage_full(),
             StoreError::Closed
             | StoreError::Database(_)
+            | StoreError::Unavailable(_)
             | StoreError::Conflict(_)
             | StoreError::NotFound(_) => reply::storage_unavailable(),
         },

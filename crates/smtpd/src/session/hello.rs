@@ -23,6 +23,7 @@ impl Session {
                 max_size: self.shared.config.max_message_size,
                 starttls: self.tls.is_none() && self.starttls_available,
                 auth: self.tls.is_some(),
+                require_tls: self.tls.is_some(),
             };
             conn.reply(&caps.reply(hostname, &client));
         } else {

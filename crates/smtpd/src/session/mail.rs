@@ -40,6 +40,9 @@ impl Session {
         if params.address.is_empty() {
             return Err(reply::null_sender_refused());
         }
+        if params.require_tls && self.tls.is_none() {
+            return Err(reply::require_tls_needs_tls());
+        }
         match self.shared.policy.may_submit(&tenant.tenant_id) {
             Ok(()) => {}
             Err(Refusal::Inactive(status)) => return Err(reply::account_inactive(status.as_str())),

@@ -13,7 +13,7 @@ impl ClusterStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(db("database"))?;
-        Ok(())
+        self.health.check()
     }
 
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {

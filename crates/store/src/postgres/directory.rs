@@ -34,6 +34,7 @@ pub(super) fn tenant_from_row(r: &PgRow) -> Decoded<TenantRecord> {
         track_clicks: r.try_get("track_clicks")?,
         list_unsubscribe: r.try_get("list_unsubscribe")?,
         content_score_threshold: r.try_get("content_score_threshold")?,
+        has_suppressions: r.try_get("has_suppressions")?,
     })
 }
 

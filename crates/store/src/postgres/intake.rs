@@ -56,6 +56,7 @@ async fn suppress(
     message: &MessageId,
     at: i64,
 ) -> Result<(), StoreError> {
+    crate::suppression_hint::note(tenant.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, address) DO NOTHING",

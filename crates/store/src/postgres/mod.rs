@@ -15,7 +15,10 @@
 //! or `events::insert_events_in_order(&mut tx, &EventColumns, notify)` which does both
 //! for many events in two round trips.
 
+mod acme;
 mod cluster;
+mod console;
+mod deletion;
 mod directory;
 mod domains;
 mod events;
@@ -23,8 +26,12 @@ mod intake;
 mod keys;
 mod policy;
 mod queue;
+mod reports;
 mod rows;
 mod secrets;
+mod shaping;
+mod signing;
+mod tls_policy;
 mod tracking;
 mod webhooks;
 mod writer;
@@ -65,6 +72,9 @@ pub struct PgStore {
     writer: mpsc::Sender<writer::Job>,
     /// How to connect, without the statement timeout (for migrations).
     base: PgConnectOptions,
+    /// Outcome, claim and enqueue writes the database refused (read-only, full), for
+    /// `ping`.
+    pub(super) health: std::sync::Arc<crate::health::WriteHealth>,
 }
 
 /// How long a caller waits for a connection before failing (server unreachable: the
@@ -116,6 +126,7 @@ impl PgStore {
             pool,
             writer: tx,
             base,
+            health: Default::default(),
         })
     }
 

@@ -22,7 +22,9 @@ impl MessageStore for PgStore {
             .send(writer::Job { message, done })
             .await
             .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        let result = wait.await.map_err(|_| StoreError::Closed)?;
+        self.health.note(&result);
+        result
     }
 
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
@@ -93,12 +95,20 @@ impl MessageStore for PgStore {
     }
 
     async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT body FROM messages WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("message"))?;
-        Ok(row.map(|r| r.get("body")))
+        // No body row: every recipient is final and the body was deleted.
+        let row = sqlx::query(
+            "SELECT b.body, b.codec::bigint AS codec, m.size FROM messages m \
+             LEFT JOIN message_bodies b ON b.message_id = m.id WHERE m.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("message"))?;
+        row.map(|r| match r.get::<Option<Vec<u8>>, _>("body") {
+            Some(body) => crate::body_codec::decode(body, r.get("codec"), r.get("size")),
+            None => Ok(Vec::new()),
+        })
+        .transpose()
     }
 }
 
@@ -125,9 +135,9 @@ impl QueueStore for PgStore {
                  lease_owner = $4, lease_token = $5 \
                FROM due WHERE r.message_id = due.message_id AND r.idx = due.idx \
                RETURNING r.message_id, r.idx, r.address, r.domain, r.attempts, r.dsn_notify, \
-                 r.dsn_orcpt) \
+                 r.dsn_orcpt, r.updated_at) \
              SELECT c.*, m.tenant_id, m.mail_from, m.received_at, m.dsn_ret, m.dsn_envid, \
-               m.smtputf8, m.return_path \
+               m.smtputf8, m.return_path, m.require_tls \
              FROM claimed c JOIN messages m ON m.id = c.message_id \
              ORDER BY c.message_id, c.idx",
         )
@@ -138,8 +148,9 @@ impl QueueStore for PgStore {
         .bind(lease.token)
         .fetch_all(&self.pool)
         .await
-        .map_err(err)?;
-        Ok(rows
+        .map_err(err);
+        self.health.note(&rows);
+        Ok(rows?
             .iter()
             .map(|r| DueRecipient {
                 message_id: MessageId::from_stored(r.get("message_id")),
@@ -155,8 +166,10 @@ impl QueueStore for PgStore {
                 dsn_ret: r.get("dsn_ret"),
                 dsn_envid: r.get("dsn_envid"),
                 smtputf8: r.get("smtputf8"),
+                require_tls: r.get("require_tls"),
                 return_path: r.get("return_path"),
                 lease_token: lease.token,
+                last_attempt_at: r.get("updated_at"),
             })
             .collect())
     }
@@ -168,10 +181,16 @@ impl QueueStore for PgStore {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let lost = record(&mut tx, &outcomes).await?;
-        tx.commit().await.map_err(err)?;
-        Ok(lost)
+        let result = async {
+            let mut tx = self.pool.begin().await.map_err(err)?;
+            let lost = record(&mut tx, &outcomes).await?;
+            drop_finished_bodies(&mut tx, &outcomes).await?;
+            tx.commit().await.map_err(err)?;
+            Ok(lost)
+        }
+        .await;
+        self.health.note(&result);
+        result
     }
 
     async fn renew_leases(
@@ -305,7 +324,8 @@ impl QueueStore for PgStore {
 
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",
+            // Kept by triggers on `recipients` (migrations SQLite 0024, PostgreSQL 0013).
+            crate::console::STATE_COUNTS_SQL,
         )
         .fetch_all(&self.pool)
         .await
@@ -425,6 +445,7 @@ async fn record(
     {
         // A hard bounce: the address goes on the tenant's suppression list, in the
         // same transaction as the outcome. A manual or earlier entry is kept.
+        crate::suppression_hint::note(o.tenant_id.as_str());
         sqlx::query(
             "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
              VALUES ($1, $2, 'bounce', $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -453,4 +474,34 @@ async fn record(
         insert_events_in_order(&mut *conn, &events, None).await?;
     }
     Ok(lost)
+}
+
+/// Deletes the bodies of the messages among `outcomes` that have no recipient left to
+/// deliver, in the outcomes' transaction (see `body_codec`). PostgreSQL's autovacuum
+/// makes the space reusable; the table does not shrink on disk without `VACUUM FULL`.
+async fn drop_finished_bodies(
+    conn: &mut PgConnection,
+    outcomes: &[Outcome],
+) -> Result<(), StoreError> {
+    let mut ids: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.state.is_final())
+        .map(|o| o.message_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "DELETE FROM message_bodies b WHERE b.message_id = ANY($1::text[]) \
+           AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = b.message_id \
+             AND (r.state IN ('queued', 'deferred', 'quarantined') \
+               OR upper(coalesce(r.dsn_notify, '')) LIKE '%FAILURE%'))",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
 }

@@ -151,11 +151,17 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
     let mut m_ret = Vec::with_capacity(messages.len());
     let mut m_envid = Vec::with_capacity(messages.len());
     let mut m_utf8 = Vec::with_capacity(messages.len());
+    let mut m_requiretls = Vec::with_capacity(messages.len());
+    let bodies: Vec<_> = messages
+        .iter()
+        .map(|m| crate::body_codec::encode(&m.body))
+        .collect();
     let mut m_body = Vec::with_capacity(messages.len());
+    let mut m_codec = Vec::with_capacity(messages.len());
     let mut m_meta = Vec::with_capacity(messages.len());
     let mut m_rp = Vec::with_capacity(messages.len());
     let mut r = RecipientColumns::default();
-    for m in messages {
+    for (m, (body, codec)) in messages.iter().zip(&bodies) {
         m_id.push(m.id.as_str());
         m_tenant.push(m.tenant_id.as_str());
         m_from.push(m.mail_from.as_str());
@@ -167,7 +173,10 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
         m_ret.push(m.dsn_ret.as_deref());
         m_envid.push(m.dsn_envid.as_deref());
         m_utf8.push(m.smtputf8);
-        m_body.push(m.body.as_slice());
+        m_requiretls.push(m.require_tls);
+        m_body.push(body.as_ref());
+        // 0 or 1: fits the SMALLINT column.
+        m_codec.push(*codec as i16);
         m_meta.push(m.meta.as_ref().map(|v| v.to_string()));
         m_rp.push(m.return_path.as_deref());
         for (idx, rcpt) in m.recipients.iter().enumerate() {
@@ -196,10 +205,13 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
     }
     sqlx::query(
         "WITH m AS (INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, \
-           received_at, source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path) \
+           received_at, source, client_ip, dsn_ret, dsn_envid, smtputf8, meta, return_path, \
+           require_tls) \
            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], \
              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], \
-             $12::bytea[], $13::text[], $14::text[])) \
+             $13::text[], $14::text[], $28::bool[])), \
+         b AS (INSERT INTO message_bodies (message_id, codec, body) \
+           SELECT * FROM UNNEST($1::text[], $27::smallint[], $12::bytea[])) \
          INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
            dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, lease_token) \
          SELECT * FROM UNNEST($15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[], \
@@ -232,6 +244,8 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
     .bind(&r.lease_until)
     .bind(&r.lease_owner)
     .bind(&r.lease_token)
+    .bind(&m_codec)
+    .bind(&m_requiretls)
     .execute(&mut *conn)
     .await
     .map_err(err)?;

@@ -44,6 +44,7 @@ impl DirectoryStore for SqliteStore {
             track_clicks: false,
             list_unsubscribe: false,
             content_score_threshold: None,
+            has_suppressions: false,
         })
     }
 

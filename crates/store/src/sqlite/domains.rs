@@ -1,14 +1,14 @@
 //! Sending domains (token, verification status, last DNS check, allowed local parts),
 //! their DKIM keys and tenant-level events, on SQLite. Administrative and background
 //! writes through the pool (they are rare); the hot path never reads these: ingest and
-//! policy keep them in memory.
+//! policy keep them in memory. Also the backend's `DomainStore` implementation.
 
-use super::{db, event_from_row};
+use super::{SqliteStore, db, event_from_row};
 use crate::{
-    DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, KeyState, NewDkimKey, NewDomain,
-    StoreError,
+    DkimKeyRecord, DomainCheck, DomainRecord, DomainStatus, DomainStore, KeyState, NewDkimKey,
+    NewDomain, SecretUpdate, StoreError, StoredSecret,
 };
-use mailroom_model::{Event, TenantId, now_millis};
+use mailroom_model::{Event, EventId, EventType, TenantId, now_millis};
 use mailroom_secrets::Sealed;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -234,4 +234,109 @@ pub(super) async fn list_tenant_events(
     .await
     .map_err(db("event"))?;
     Ok(rows.iter().filter_map(event_from_row).collect())
+}
+
+#[async_trait::async_trait]
+impl DomainStore for SqliteStore {
+    async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
+        add_domain(&self.pool, d).await
+    }
+
+    async fn list_domains(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<DomainRecord>, StoreError> {
+        let rows = match tenant {
+            Some(t) => {
+                sqlx::query("SELECT * FROM domains WHERE tenant_id = $1 ORDER BY name")
+                    .bind(t.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM domains ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db("domain"))?;
+        Ok(rows.iter().map(domain_from_row).collect())
+    }
+
+    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
+        get_domain(&self.pool, name).await
+    }
+
+    async fn record_domain_check(
+        &self,
+        name: &str,
+        check: DomainCheck,
+    ) -> Result<bool, StoreError> {
+        record_domain_check(&self.pool, name, check).await
+    }
+
+    async fn set_allowed_local_parts(
+        &self,
+        name: &str,
+        local_parts: &[String],
+    ) -> Result<bool, StoreError> {
+        set_allowed_local_parts(&self.pool, name, local_parts).await
+    }
+
+    async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError> {
+        list_dkim_keys(&self.pool, domain).await
+    }
+
+    async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError> {
+        add_dkim_key(&self.pool, key).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        super::secrets::list(&self.pool).await
+    }
+
+    async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError> {
+        super::secrets::replace(&self.pool, updates).await
+    }
+
+    async fn set_dkim_key_state(
+        &self,
+        domain: &str,
+        selector: &str,
+        state: KeyState,
+        at: i64,
+        retire_after: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        set_dkim_key_state(&self.pool, domain, selector, state, at, retire_after).await
+    }
+
+    async fn insert_tenant_event(
+        &self,
+        tenant: &TenantId,
+        kind: EventType,
+        detail: serde_json::Value,
+    ) -> Result<Event, StoreError> {
+        // Through the writer task like every other event, so the stream's seq order
+        // stays commit order (see sqlite/events.rs).
+        let event = Event {
+            id: EventId::generate(),
+            kind,
+            at: now_millis(),
+            message_id: None,
+            tenant_id: Some(tenant.clone()),
+            recipient: None,
+            detail,
+        };
+        self.content_op(super::tracking::ContentOp::TenantEvent(event.clone()))
+            .await?;
+        Ok(event)
+    }
+
+    async fn list_tenant_events(
+        &self,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        list_tenant_events(&self.pool, tenant, limit).await
+    }
 }

@@ -2,7 +2,10 @@
 //! `synchronous=FULL` (every commit is fsynced before it returns), a small pool for
 //! reads and administrative writes, and the group-commit writer for messages.
 
+mod acme;
 mod cluster;
+mod console;
+mod deletion;
 mod directory;
 mod domains;
 mod events;
@@ -11,8 +14,14 @@ mod intake;
 mod keys;
 mod ops;
 mod queue;
+mod record;
+mod reports;
 mod secrets;
+mod shaping;
+mod signing;
+mod space;
 mod tenant_policy;
+mod tls_policy;
 mod tracking;
 mod writer;
 
@@ -21,7 +30,9 @@ use mailroom_model::{
     CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
     WebhookId, now_millis,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +43,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<writer::Job>,
     /// Delivery-side writes, served by the same writer task.
     ops: mpsc::Sender<ops::Op>,
+    /// Writes (enqueue and ops) the writer task refused (full, read-only), for `ping`.
+    health: std::sync::Arc<crate::health::WriteHealth>,
 }
 
 /// How many enqueue requests may wait for the writer. When full, callers wait (their
@@ -51,6 +64,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
+            // Free pages go back to the file system (`space`); a new file starts so.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
+            // The WAL shrinks back to 64 MiB after a checkpoint.
+            .pragma("journal_size_limit", "67108864")
+            // Deleted or rewritten rows are zeroed in their page where that costs no
+            // extra I/O, so an erased address does not linger in a page's free space
+            // (an erasure itself runs with `secure_delete = ON`, see `deletion.rs`).
+            .pragma("secure_delete", "FAST")
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -61,22 +82,48 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let pool = if space::needs_conversion(&pool).await? {
+            pool.close().await;
+            let mut conn = options
+                .connect()
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, "database"))?;
+            space::convert(&mut conn).await?;
+            drop(conn);
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| StoreError::from_sqlx(e, "database"))?
+        } else {
+            pool
+        };
+        space::spawn_reclaimer(pool.clone());
         let conn = options
             .connect()
             .await
             .map_err(|e| StoreError::from_sqlx(e, "database"))?;
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
+        let health = std::sync::Arc::new(crate::health::WriteHealth::default());
         tokio::spawn(writer::run(conn, rx, ops_rx));
         Ok(Self {
             pool,
             writer: tx,
             ops: ops_tx,
+            health,
         })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Gives the file's free pages back to the file system now (a background task
+    /// also does this every 30 s when at least 4 MiB are free); returns how many
+    /// pages.
+    pub async fn reclaim_space(&self) -> Result<i64, StoreError> {
+        space::reclaim(&self.pool, 1).await
     }
 
     async fn op<T>(
@@ -88,7 +135,9 @@ impl SqliteStore {
             .send(make(done))
             .await
             .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        let result = wait.await.map_err(|_| StoreError::Closed)?;
+        self.health.note(&result);
+        result
     }
 }
 
@@ -126,6 +175,7 @@ fn tenant_from_row(r: &sqlx::sqlite::SqliteRow) -> TenantRecord {
         track_clicks: r.get("track_clicks"),
         list_unsubscribe: r.get("list_unsubscribe"),
         content_score_threshold: r.get("content_score_threshold"),
+        has_suppressions: r.get("has_suppressions"),
     }
 }
 
@@ -165,171 +215,6 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<Event> {
         recipient: r.get("recipient"),
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
     })
-}
-
-#[async_trait::async_trait]
-impl SendPolicyStore for SqliteStore {
-    async fn suppressed_among(
-        &self,
-        tenant: &TenantId,
-        addresses: &[String],
-    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
-        tenant_policy::suppressed_among(&self.pool, tenant, addresses).await
-    }
-
-    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
-        tenant_policy::add_suppression(&self.pool, s).await
-    }
-
-    async fn get_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<Option<Suppression>, StoreError> {
-        tenant_policy::get_suppression(&self.pool, tenant, address).await
-    }
-
-    async fn list_suppressions(
-        &self,
-        tenant: &TenantId,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<Suppression>, StoreError> {
-        tenant_policy::list_suppressions(&self.pool, tenant, after, limit).await
-    }
-
-    async fn remove_suppression(
-        &self,
-        tenant: &TenantId,
-        address: &str,
-    ) -> Result<bool, StoreError> {
-        tenant_policy::remove_suppression(&self.pool, tenant, address).await
-    }
-
-    async fn get_idempotency(
-        &self,
-        tenant: &TenantId,
-        key: &str,
-        since: i64,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        tenant_policy::get_idempotency(&self.pool, tenant, key, since).await
-    }
-
-    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
-        tenant_policy::prune_idempotency(&self.pool, before).await
-    }
-
-    async fn message_counts_since(
-        &self,
-        since: i64,
-    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
-        tenant_policy::message_counts_since(&self.pool, since).await
-    }
-}
-
-#[async_trait::async_trait]
-impl DomainStore for SqliteStore {
-    async fn add_domain(&self, d: NewDomain) -> Result<DomainRecord, StoreError> {
-        domains::add_domain(&self.pool, d).await
-    }
-
-    async fn list_domains(
-        &self,
-        tenant: Option<&TenantId>,
-    ) -> Result<Vec<DomainRecord>, StoreError> {
-        let rows = match tenant {
-            Some(t) => {
-                sqlx::query("SELECT * FROM domains WHERE tenant_id = $1 ORDER BY name")
-                    .bind(t.as_str())
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query("SELECT * FROM domains ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(db("domain"))?;
-        Ok(rows.iter().map(domain_from_row).collect())
-    }
-
-    async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>, StoreError> {
-        domains::get_domain(&self.pool, name).await
-    }
-
-    async fn record_domain_check(
-        &self,
-        name: &str,
-        check: DomainCheck,
-    ) -> Result<bool, StoreError> {
-        domains::record_domain_check(&self.pool, name, check).await
-    }
-
-    async fn set_allowed_local_parts(
-        &self,
-        name: &str,
-        local_parts: &[String],
-    ) -> Result<bool, StoreError> {
-        domains::set_allowed_local_parts(&self.pool, name, local_parts).await
-    }
-
-    async fn list_dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>, StoreError> {
-        domains::list_dkim_keys(&self.pool, domain).await
-    }
-
-    async fn add_dkim_key(&self, key: NewDkimKey) -> Result<DkimKeyRecord, StoreError> {
-        domains::add_dkim_key(&self.pool, key).await
-    }
-
-    async fn list_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        secrets::list(&self.pool).await
-    }
-
-    async fn replace_secrets(&self, updates: Vec<SecretUpdate>) -> Result<u64, StoreError> {
-        secrets::replace(&self.pool, updates).await
-    }
-
-    async fn set_dkim_key_state(
-        &self,
-        domain: &str,
-        selector: &str,
-        state: KeyState,
-        at: i64,
-        retire_after: Option<i64>,
-    ) -> Result<bool, StoreError> {
-        domains::set_dkim_key_state(&self.pool, domain, selector, state, at, retire_after).await
-    }
-
-    async fn insert_tenant_event(
-        &self,
-        tenant: &TenantId,
-        kind: EventType,
-        detail: serde_json::Value,
-    ) -> Result<Event, StoreError> {
-        // Through the writer task like every other event, so the stream's seq order
-        // stays commit order (see sqlite/events.rs).
-        let event = Event {
-            id: EventId::generate(),
-            kind,
-            at: now_millis(),
-            message_id: None,
-            tenant_id: Some(tenant.clone()),
-            recipient: None,
-            detail,
-        };
-        self.content_op(tracking::ContentOp::TenantEvent(event.clone()))
-            .await?;
-        Ok(event)
-    }
-
-    async fn list_tenant_events(
-        &self,
-        tenant: &TenantId,
-        limit: i64,
-    ) -> Result<Vec<Event>, StoreError> {
-        domains::list_tenant_events(&self.pool, tenant, limit).await
-    }
 }
 
 #[async_trait::async_trait]
@@ -478,7 +363,7 @@ impl ClusterStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db("database"))?;
-        Ok(())
+        self.health.check()
     }
 
     async fn heartbeat(&self, node: &NodeInfo) -> Result<(), StoreError> {

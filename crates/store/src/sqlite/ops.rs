@@ -48,6 +48,11 @@ pub(crate) enum Op {
         op: Box<super::tracking::ContentOp>,
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Tenant deletion and address erasure (`deletion.rs`).
+    Deletion {
+        op: super::deletion::DeletionOp,
+        done: oneshot::Sender<Result<super::deletion::DeletionDone, StoreError>>,
+    },
     /// When API keys were last used (`keys.rs`).
     KeyUse {
         uses: Vec<(mailroom_model::ApiKeyId, i64)>,
@@ -67,6 +72,8 @@ pub(crate) enum Done {
     Unit,
     Count(u64),
     Intake(super::intake::IntakeDone),
+    /// Boxed: the counts of a deletion are far larger than every other answer.
+    Deletion(Box<super::deletion::DeletionDone>),
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -78,7 +85,7 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
         Op::Claim {
             lease, now, limit, ..
         } => claim(conn, lease, *now, *limit).await.map(Done::Claimed),
-        Op::Record { outcomes, .. } => record(conn, outcomes).await.map(Done::Lost),
+        Op::Record { outcomes, .. } => super::record::record(conn, outcomes).await.map(Done::Lost),
         Op::Release { owner, keys, .. } => {
             for (id, idx) in keys {
                 sqlx::query(
@@ -150,6 +157,9 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
         Op::Content { op, .. } => super::tracking::execute(conn, op).await.map(Done::Count),
         Op::Intake { op, .. } => super::intake::execute(conn, op).await.map(Done::Intake),
+        Op::Deletion { op, .. } => super::deletion::execute(conn, op)
+            .await
+            .map(|d| Done::Deletion(Box::new(d))),
         Op::KeyUse { uses, .. } => super::keys::record_use(conn, uses)
             .await
             .map(|_| Done::Unit),
@@ -162,13 +172,21 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         Op::Claim { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Claimed(rows) => rows,
-                Done::Lost(_) | Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
+                Done::Lost(_)
+                | Done::Unit
+                | Done::Count(_)
+                | Done::Intake(_)
+                | Done::Deletion(_) => Vec::new(),
             }));
         }
         Op::Record { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Lost(keys) => keys,
-                Done::Claimed(_) | Done::Unit | Done::Count(_) | Done::Intake(_) => Vec::new(),
+                Done::Claimed(_)
+                | Done::Unit
+                | Done::Count(_)
+                | Done::Intake(_)
+                | Done::Deletion(_) => Vec::new(),
             }));
         }
         Op::Release { done, .. } | Op::KeyUse { done, .. } => {
@@ -181,15 +199,35 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
         | Op::Content { done, .. } => {
             let _ = done.send(result.map(|d| match d {
                 Done::Count(n) => n,
-                Done::Claimed(_) | Done::Lost(_) | Done::Unit | Done::Intake(_) => 0,
+                Done::Claimed(_)
+                | Done::Lost(_)
+                | Done::Unit
+                | Done::Intake(_)
+                | Done::Deletion(_) => 0,
             }));
         }
         Op::Intake { done, .. } => {
             let _ = done.send(result.and_then(|d| match d {
                 Done::Intake(d) => Ok(d),
-                Done::Claimed(_) | Done::Lost(_) | Done::Unit | Done::Count(_) => {
+                Done::Claimed(_)
+                | Done::Lost(_)
+                | Done::Unit
+                | Done::Count(_)
+                | Done::Deletion(_) => {
                     Err(StoreError::Database("intake op produced no result".into()))
                 }
+            }));
+        }
+        Op::Deletion { done, .. } => {
+            let _ = done.send(result.and_then(|d| match d {
+                Done::Deletion(d) => Ok(*d),
+                Done::Claimed(_)
+                | Done::Lost(_)
+                | Done::Unit
+                | Done::Count(_)
+                | Done::Intake(_) => Err(StoreError::Database(
+                    "deletion op produced no result".into(),
+                )),
             }));
         }
     }
@@ -210,7 +248,7 @@ async fn claim(
              SELECT rowid FROM recipients \
              WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $2 \
              ORDER BY next_attempt_at LIMIT $3) \
-         RETURNING message_id, idx, address, domain, attempts, dsn_notify, dsn_orcpt",
+         RETURNING message_id, idx, address, domain, attempts, dsn_notify, dsn_orcpt, updated_at",
     )
     .bind(lease.until)
     .bind(now)
@@ -224,8 +262,8 @@ async fn claim(
     for r in rows {
         let message_id: String = r.get("message_id");
         let m = sqlx::query(
-            "SELECT tenant_id, mail_from, received_at, dsn_ret, dsn_envid, smtputf8, return_path \
-             FROM messages WHERE id = $1",
+            "SELECT tenant_id, mail_from, received_at, dsn_ret, dsn_envid, smtputf8, return_path, \
+             require_tls FROM messages WHERE id = $1",
         )
         .bind(&message_id)
         .fetch_one(&mut *conn)
@@ -245,14 +283,18 @@ async fn claim(
             dsn_ret: m.get("dsn_ret"),
             dsn_envid: m.get("dsn_envid"),
             smtputf8: m.get("smtputf8"),
+            require_tls: m.get("require_tls"),
             return_path: m.get("return_path"),
             lease_token: lease.token,
+            last_attempt_at: r.get("updated_at"),
         });
     }
     Ok(out)
 }
 
-async fn record(
+/// Records outcomes one row at a time (`record.rs` batches them, and falls back to
+/// this when a batch holds the same recipient twice).
+pub(super) async fn record_each(
     conn: &mut SqliteConnection,
     outcomes: &[Outcome],
 ) -> Result<Vec<(MessageId, i64)>, StoreError> {
@@ -297,29 +339,42 @@ async fn record(
         )
         .await?;
         if o.suppress && o.state == RecipientState::Bounced {
-            // A hard bounce: the address goes on the tenant's suppression list, in the
-            // same transaction as the outcome. A manual or earlier entry is kept.
-            sqlx::query(
-                "INSERT OR IGNORE INTO suppressions \
-                 (tenant_id, address, reason, detail, message_id, created_at) \
-                 VALUES ($1, $2, 'bounce', $3, $4, $5)",
-            )
-            .bind(o.tenant_id.as_str())
-            .bind(o.recipient.to_lowercase())
-            .bind(o.detail.to_string())
-            .bind(o.message_id.as_str())
-            .bind(o.at)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
+            suppress_bounced(conn, o).await?;
         }
     }
+    super::space::drop_finished_bodies(conn, outcomes).await?;
     Ok(lost)
+}
+
+/// A hard bounce: the address goes on the tenant's suppression list, in the same
+/// transaction as the outcome. A manual or earlier entry is kept.
+pub(super) async fn suppress_bounced(
+    conn: &mut SqliteConnection,
+    o: &Outcome,
+) -> Result<(), StoreError> {
+    crate::suppression_hint::note(o.tenant_id.as_str());
+    sqlx::query(
+        "INSERT OR IGNORE INTO suppressions \
+         (tenant_id, address, reason, detail, message_id, created_at) \
+         VALUES ($1, $2, 'bounce', $3, $4, $5)",
+    )
+    .bind(o.tenant_id.as_str())
+    .bind(o.recipient.to_lowercase())
+    .bind(o.detail.to_string())
+    .bind(o.message_id.as_str())
+    .bind(o.at)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(())
 }
 
 /// Whether an outcome changed nothing because its lease is no longer held (rather
 /// than because the recipient was cancelled or is already final).
-async fn lease_lost(conn: &mut SqliteConnection, o: &Outcome) -> Result<bool, StoreError> {
+pub(super) async fn lease_lost(
+    conn: &mut SqliteConnection,
+    o: &Outcome,
+) -> Result<bool, StoreError> {
     let token: Option<Option<i64>> =
         sqlx::query_scalar("SELECT lease_token FROM recipients WHERE message_id = $1 AND idx = $2")
             .bind(o.message_id.as_str())

@@ -12,7 +12,9 @@ impl MessageStore for SqliteStore {
             .send(writer::Job { message, done })
             .await
             .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        let result = wait.await.map_err(|_| StoreError::Closed)?;
+        self.health.note(&result);
+        result
     }
 
     async fn get_message(&self, id: &MessageId) -> Result<Option<MessageView>, StoreError> {
@@ -80,12 +82,20 @@ impl MessageStore for SqliteStore {
     }
 
     async fn load_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT body FROM messages WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("message"))?;
-        Ok(row.map(|r| r.get("body")))
+        // No body row: every recipient is final and the body was deleted.
+        let row = sqlx::query(
+            "SELECT b.body, b.codec, m.size FROM messages m \
+             LEFT JOIN message_bodies b ON b.message_id = m.id WHERE m.id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("message"))?;
+        row.map(|r| match r.get::<Option<Vec<u8>>, _>("body") {
+            Some(body) => crate::body_codec::decode(body, r.get("codec"), r.get("size")),
+            None => Ok(Vec::new()),
+        })
+        .transpose()
     }
 }
 
@@ -173,7 +183,8 @@ impl QueueStore for SqliteStore {
 
     async fn count_recipients_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state",
+            // Kept by triggers on `recipients` (migrations SQLite 0024, PostgreSQL 0013).
+            crate::console::STATE_COUNTS_SQL,
         )
         .fetch_all(&self.pool)
         .await

@@ -1,10 +1,10 @@
 //! The suppression list, sandbox recipients, idempotency keys and the per-tenant
 //! message counts behind daily quotas. Administrative writes go through the pool
 //! (they are rare); the hot-path read is `suppressed_among`, one indexed query per
-//! message.
+//! message. Also the backend's `SendPolicyStore` implementation.
 
-use super::db;
-use crate::{IdempotencyRecord, StoreError, Suppression};
+use super::{SqliteStore, db};
+use crate::{IdempotencyRecord, SendPolicyStore, StoreError, Suppression};
 use mailroom_model::{MessageId, TenantId, now_millis};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::HashMap;
@@ -69,6 +69,7 @@ pub(super) async fn add_suppression(
         .await
         .map_err(db("suppression"))?
         .is_some();
+    crate::suppression_hint::note(s.tenant_id.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -232,4 +233,64 @@ pub(super) async fn message_counts_since(
             )
         })
         .collect())
+}
+
+#[async_trait::async_trait]
+impl SendPolicyStore for SqliteStore {
+    async fn suppressed_among(
+        &self,
+        tenant: &TenantId,
+        addresses: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        suppressed_among(&self.pool, tenant, addresses).await
+    }
+
+    async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
+        add_suppression(&self.pool, s).await
+    }
+
+    async fn get_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<Option<Suppression>, StoreError> {
+        get_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn list_suppressions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Suppression>, StoreError> {
+        list_suppressions(&self.pool, tenant, after, limit).await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        remove_suppression(&self.pool, tenant, address).await
+    }
+
+    async fn get_idempotency(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        get_idempotency(&self.pool, tenant, key, since).await
+    }
+
+    async fn prune_idempotency(&self, before: i64) -> Result<u64, StoreError> {
+        prune_idempotency(&self.pool, before).await
+    }
+
+    async fn message_counts_since(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(TenantId, i64, i64)>, StoreError> {
+        message_counts_since(&self.pool, since).await
+    }
 }

@@ -18,6 +18,12 @@ pub(crate) enum ContentOp {
     },
     /// A tenant-level event without a message (`domain.dns_error`, ...).
     TenantEvent(mailroom_model::Event),
+    /// Deletes a domain and its DKIM keys, then writes its `domain.deleted` event
+    /// (nothing when the domain is already gone): 1 if deleted.
+    DeleteDomain {
+        name: String,
+        event: mailroom_model::Event,
+    },
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -49,6 +55,7 @@ pub(crate) async fn execute(
     match op {
         ContentOp::Event(e) => insert(conn, e).await.map(|_| 1),
         ContentOp::Unsubscribe(s, e) => {
+            crate::suppression_hint::note(s.tenant_id.as_str());
             sqlx::query(
                 "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
@@ -67,22 +74,56 @@ pub(crate) async fn execute(
             insert(conn, e).await.map(|_| 1)
         }
         ContentOp::Release { id, now } => release(conn, id, *now).await,
-        ContentOp::TenantEvent(e) => {
-            sqlx::query(
-                "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
-                 VALUES ($1, $2, $3, NULL, $4, NULL, $5)",
-            )
-            .bind(e.id.as_str())
-            .bind(e.kind.as_str())
-            .bind(e.at)
-            .bind(e.tenant_id.as_ref().map(|t| t.as_str()))
-            .bind(e.detail.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-            Ok(1)
+        ContentOp::DeleteDomain { name, event } => {
+            sqlx::query("DELETE FROM dkim_keys WHERE domain = $1")
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            let gone = sqlx::query("DELETE FROM domains WHERE name = $1")
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if gone == 0 {
+                return Ok(0);
+            }
+            // Reports about the domain go with it: whoever adds the name next sees none.
+            for sql in [
+                "DELETE FROM received_reports WHERE domain = $1",
+                "DELETE FROM dmarc_report_rows WHERE domain = $1",
+                "DELETE FROM tlsrpt_report_rows WHERE domain = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(name)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?;
+            }
+            insert_tenant_event(conn, event).await
         }
+        ContentOp::TenantEvent(e) => insert_tenant_event(conn, e).await,
     }
+}
+
+async fn insert_tenant_event(
+    conn: &mut SqliteConnection,
+    e: &mailroom_model::Event,
+) -> Result<u64, StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
+         VALUES ($1, $2, $3, NULL, $4, NULL, $5)",
+    )
+    .bind(e.id.as_str())
+    .bind(e.kind.as_str())
+    .bind(e.at)
+    .bind(e.tenant_id.as_ref().map(|t| t.as_str()))
+    .bind(e.detail.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    Ok(1)
 }
 
 /// Quarantined → queued (due now), each with a `released` event.

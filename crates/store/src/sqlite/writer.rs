@@ -179,9 +179,13 @@ async fn insert_all(
     messages: &[&NewMessage],
 ) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx(e, "message");
+    let bodies: Vec<_> = messages
+        .iter()
+        .map(|m| crate::body_codec::encode(&m.body))
+        .collect();
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
-         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path) ",
+         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path, require_tls) ",
     );
     qb.push_values(messages, |mut b, m| {
         b.push_bind(m.id.as_str())
@@ -195,9 +199,19 @@ async fn insert_all(
             .push_bind(m.dsn_ret.as_deref())
             .push_bind(m.dsn_envid.as_deref())
             .push_bind(m.smtputf8)
-            .push_bind(m.body.as_slice())
+            // The body itself lives in `message_bodies` (see `body_codec`).
+            .push_bind(&b""[..])
             .push_bind(m.meta.as_ref().map(|v| v.to_string()))
-            .push_bind(m.return_path.as_deref());
+            .push_bind(m.return_path.as_deref())
+            .push_bind(m.require_tls);
+    });
+    qb.build().execute(&mut *conn).await.map_err(err)?;
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT INTO message_bodies (message_id, codec, body) ");
+    qb.push_values(messages.iter().zip(&bodies), |mut b, (m, (body, codec))| {
+        b.push_bind(m.id.as_str())
+            .push_bind(*codec)
+            .push_bind(body.as_ref());
     });
     qb.build().execute(&mut *conn).await.map_err(err)?;
 

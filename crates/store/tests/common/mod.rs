@@ -11,6 +11,11 @@
 //! it never skips.
 #![allow(dead_code)]
 
+mod messages;
+// Not every test file builds messages.
+#[allow(unused_imports)]
+pub use messages::*;
+
 use mailroom_store::DynStore;
 use mailroom_store::postgres::{PgSettings, PgStore};
 use mailroom_store::sqlite::SqliteStore;

@@ -4,15 +4,16 @@
 //! Design: the store keeps the envelope sender as submitted (`mail_from`: DSNs and
 //! the status API use it) and, beside it, the message's return-path domain
 //! (`bounces.<from-domain>`, set by ingest for mail from a tenant's domain). A message
-//! with a return-path domain is delivered in one SMTP transaction per recipient (a
-//! pooled connection keeps that cheap) with `MAIL FROM:<b+<message-id>-<idx>@<domain>>`.
+//! with a return-path domain is delivered in one SMTP transaction per recipient, all
+//! of one destination's pipelined on one connection (delivery's `send`), with `MAIL FROM:<b+<message-id>-<idx>@<domain>>`.
 //! SPF is then checked against the return-path subdomain, which the tenant publishes
-//! (`records`), and aligns with the `From:` domain under relaxed DMARC alignment. The
+//! (`mailroom-auth`'s `records`), and aligns with the `From:` domain under relaxed DMARC alignment. The
 //! `From:` header is never touched.
 //!
-//! [`parse_verp`] is the inverse, for bounce intake.
+//! [`parse_verp`] is the inverse, for bounce intake. Both live here, below delivery
+//! and intake, so neither reaches into the other for them.
 
-use mailroom_model::MessageId;
+use crate::MessageId;
 
 /// Local-part prefix of every VERP address.
 const PREFIX: &str = "b+";

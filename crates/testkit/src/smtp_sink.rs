@@ -1,4 +1,4 @@
-//! A scripted SMTP sink for delivery tests. Replies to RCPT are chosen by the
+//! A scripted SMTP sink on 127.0.0.1:0 for delivery tests ([`spawn`]). Replies to RCPT are chosen by the
 //! recipient's local part:
 //!   ok…      250
 //!   bad…     550 5.1.1 no such user
@@ -6,15 +6,20 @@
 //!   full…    452 4.2.2 always (for expiry tests)
 //!   block…   554 5.7.1 policy block
 //!   close…   421 4.3.2, then the sink closes the connection
+//!   rate…    421 4.7.28 (Gmail's unusual-rate text), then closes
+//!   susp…    421 4.7.1 service temporarily suspended (a suspend-class text) the first
+//!            time this address is seen, then closes; 250 afterwards
+//!   ts02…    421 4.7.0 [TS02] (Yahoo's tenant-scoped complaint text), then closes
 //! Switches: `greet_421` answers every new connection with 421; `drop_in_data` closes
 //! the connection in the middle of the message; `hold_data` keeps the reply to the
 //! final dot back while it is set (`holding` counts sessions waiting there), so a test
 //! can act while a message is in flight; `drop_in_data` set when a held message is let
 //! go closes the connection instead of answering; `data_delay_ms` delays every reply
-//! to the final dot by that long (a slow exchanger). Accepted messages are recorded.
+//! to the final dot by that long (a slow exchanger); `broken_starttls` offers STARTTLS,
+//! answers it with 220 and then sends bytes that are not TLS and closes (a failed
+//! handshake; `starttls_tries` counts them, `mail_commands` every MAIL FROM seen).
+//! Accepted messages are recorded.
 //! [`spawn_tarpit`] accepts connections and never says a word.
-
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -28,6 +33,9 @@ pub struct Received {
     pub mail_from: String,
     pub rcpts: Vec<String>,
     pub body: Vec<u8>,
+    /// The client's address (the egress source) and its EHLO name.
+    pub peer: std::net::IpAddr,
+    pub ehlo: String,
 }
 
 #[derive(Default)]
@@ -38,6 +46,9 @@ pub struct Sink {
     pub holding: AtomicUsize,
     pub data_delay_ms: std::sync::atomic::AtomicU64,
     pub connections: AtomicUsize,
+    pub broken_starttls: AtomicBool,
+    pub starttls_tries: AtomicUsize,
+    pub mail_commands: AtomicUsize,
     seen_later: Mutex<HashSet<String>>,
     pub received: Mutex<Vec<Received>>,
 }
@@ -96,6 +107,16 @@ fn rcpt_reply(sink: &Sink, addr: &str) -> &'static str {
         "452 4.2.2 mailbox full, try later\r\n"
     } else if local.starts_with("close") {
         "421 4.3.2 closing connection\r\n"
+    } else if local.starts_with("rate") {
+        "421 4.7.28 [127.0.0.1] Our system has detected an unusual rate of unsolicited mail\r\n"
+    } else if local.starts_with("susp") {
+        if sink.seen_later.lock().unwrap().insert(addr.to_string()) {
+            "421 4.7.1 Service temporarily suspended, try again in 30 minutes\r\n"
+        } else {
+            "250 2.1.5 ok\r\n"
+        }
+    } else if local.starts_with("ts02") {
+        "421 4.7.0 [TS02] Messages from 127.0.0.1 temporarily deferred due to complaints\r\n"
     } else if local.starts_with("block") {
         "554 5.7.1 rejected by policy\r\n"
     } else if local.starts_with("later") {
@@ -111,6 +132,8 @@ fn rcpt_reply(sink: &Sink, addr: &str) -> &'static str {
 
 async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<()> {
     sink.connections.fetch_add(1, Ordering::SeqCst);
+    let peer = stream.peer_addr()?.ip();
+    let mut ehlo = String::new();
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     if sink.greet_421.load(Ordering::SeqCst) {
@@ -129,10 +152,29 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
         let upper = line.to_ascii_uppercase();
         let cmd = upper.trim_end();
         if cmd.starts_with("EHLO") {
-            w.write_all(b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 SIZE 50000000\r\n").await?;
+            let starttls = if sink.broken_starttls.load(Ordering::SeqCst) {
+                "250-STARTTLS\r\n"
+            } else {
+                ""
+            };
+            ehlo = line.trim_end()[4..].trim().to_string();
+            let reply = format!(
+                "250-sink.test\r\n{starttls}250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 SIZE 50000000\r\n"
+            );
+            w.write_all(reply.as_bytes()).await?;
+        } else if cmd == "STARTTLS" {
+            sink.starttls_tries.fetch_add(1, Ordering::SeqCst);
+            w.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+            // Wait for the client's hello, then answer with bytes that are not a TLS
+            // record: the client's handshake fails.
+            let mut hello = [0u8; 512];
+            let _ = r.read(&mut hello).await?;
+            w.write_all(b"this is not a TLS server hello\r\n").await?;
+            return Ok(());
         } else if cmd.starts_with("HELO") {
             w.write_all(b"250 sink.test\r\n").await?;
         } else if cmd.starts_with("MAIL FROM:") {
+            sink.mail_commands.fetch_add(1, Ordering::SeqCst);
             mail_from = between(&line, '<', '>');
             rcpts.clear();
             w.write_all(b"250 2.1.0 ok\r\n").await?;
@@ -191,6 +233,8 @@ async fn session(stream: tokio::net::TcpStream, sink: &Sink) -> std::io::Result<
                 mail_from: mail_from.clone(),
                 rcpts: rcpts.clone(),
                 body,
+                peer,
+                ehlo: ehlo.clone(),
             });
             w.write_all(b"250 2.0.0 queued at sink\r\n").await?;
         } else if cmd == "RSET" || cmd == "NOOP" {
