@@ -36,7 +36,7 @@ WAIT = 20.0
 
 selenium = pytest.importorskip("selenium", reason="selenium is not installed (scripts/install-test-deps.sh)")
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
@@ -116,7 +116,10 @@ class Console:
 
     def wait(self, cond, timeout: float = WAIT, what: str = "condition"):
         try:
-            return WebDriverWait(self.d, timeout, poll_frequency=0.1).until(cond)
+            # The pages redraw themselves every few seconds: an element found a moment
+            # ago may be gone, so a stale reference is one more poll, not a failure.
+            return WebDriverWait(self.d, timeout, poll_frequency=0.1,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(cond)
         except TimeoutException:
             raise AssertionError(f"timed out waiting for {what}; url={self.d.current_url}\n"
                                  f"page text:\n{self.text()[:3000]}") from None
@@ -300,7 +303,14 @@ def test_operator_sees_a_message_sent_now_in_the_overview_and_its_attempt(consol
     sink.wait_for_rcpt(to, timeout=WAIT)
 
     def tile(kind: str) -> int:
-        return int(console.d.find_element(By.CSS_SELECTOR, f"#total-{kind} .tile-value").text.replace(",", "") or 0)
+        # The tiles are redrawn every 3 s; read again if this one was replaced under us.
+        for _ in range(20):
+            try:
+                el = console.d.find_element(By.CSS_SELECTOR, f"#total-{kind} .tile-value")
+                return int(el.text.replace(",", "") or 0)
+            except StaleElementReferenceException:
+                time.sleep(0.05)
+        raise AssertionError(f"the {kind} tile kept being replaced while read")
 
     # The page refreshes itself: no reload, the counters and the chart move.
     console.wait(lambda d: tile("delivered") >= 1 and tile("bounced_hard") >= 1,

@@ -3,7 +3,9 @@ SMTP and HTTP senders, the kills landing while messages are being accepted *and*
 delivered to the sink. After the last restart, every message that got a 250 (SMTP) or a
 202 (HTTP) must reach the sink. Duplicates are counted and reported: they are only
 possible for deliveries in flight at a kill (delivered, but the outcome not yet
-committed), so they are bounded as a share of the accepted messages (MAX_DUPLICATE_SHARE).
+committed): every duplicate's first copy must have reached the sink at most
+OUTCOME_WINDOW_S before the kill that ended its server (an outcome recorded later than
+that, or lost, fails), and their number is reported per kill for SECURITY.md.
 Each round the kill lands 0.1-0.9 s after both front doors have accepted their floor
 of messages (MIN_SMTP_PER_ROUND, MIN_HTTP_PER_ROUND; a server that cannot reach it
 within LOAD_TIMEOUT_S fails); every sender outcome is counted (temporary refusals, connection
@@ -26,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
 
 from mailroom_harness import make_message, poll_until, start_server
 from test_delivery import delivery_config
@@ -44,14 +45,18 @@ LOAD_TIMEOUT_S = 15.0
 MIN_SMTP_PER_ROUND = 10
 MIN_HTTP_PER_ROUND = 5
 # Duplicates are the deliveries in flight at a kill (on the open connections, or done
-# with their outcome not yet committed), so they grow with the delivery rate: measured
-# as a share of the messages accepted. Five runs of 20 kills on a loaded 2-core machine
-# (debug build, 1,579-1,792 accepted each): 13.3-17.4 per kill, 15-19 %. On a quiet one
-# (2026-12-07, 5,000-5,800 accepted each, faster pipeline): 23-62 per kill, 8-25 %.
-# The bound is 35 % of what was accepted: a regression that loses recorded outcomes (every
-# delivered message again) or lets the uncommitted window grow well beyond the
-# connections' in-flight messages fails; the per-kill figure is printed for SECURITY.md.
-MAX_DUPLICATE_SHARE = 0.35
+# with their outcome not yet committed), so their number grows with the delivery rate
+# and the machine's load: five runs of 20 kills on a loaded 2-core machine (debug build,
+# 1,579-1,792 accepted each) gave 13.3-17.4 per kill, 15-19 % of those accepted; a quiet
+# one (5,000-5,800 accepted) 23-62 per kill, 8-25 %; a CI-like run with both e2e passes,
+# three builds and two fuzzers beside it 42.5 per kill, 36 %. A count or a share is
+# therefore no bound. What the design promises is a window: an outcome is committed soon
+# after the peer's 250 (the recorder writes whatever has queued while the previous batch
+# was committing). So each duplicate's first copy must have arrived at most
+# OUTCOME_WINDOW_S before the kill that ended the server that sent it. A regression that
+# loses recorded outcomes (a message delivered rounds earlier comes again) or lets
+# outcomes sit uncommitted fails; the largest window seen is printed.
+OUTCOME_WINDOW_S = 5.0
 MAX_TEMPORARY_PER_ROUND = 5
 # A guard against a hang, not a speed check: every round may take its LOAD_TIMEOUT_S
 # plus a restart. (150 s failed in CI on PostgreSQL with both e2e passes side by side:
@@ -90,6 +95,7 @@ class Senders:
     def kill(self):
         self.killed.set()
         self.killed_at = time.monotonic()
+        self.killed_wall = time.time()  # the sink stamps arrivals with time.time()
         self.server.kill()
 
     def finish(self):
@@ -201,6 +207,7 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
         assert r.status == 200, r
         accepted: list[str] = []
         rounds = []
+        kills: list[float] = []  # wall-clock time of each kill, ascending
         for rnd in range(1, ROUNDS + 1):
             assert time.monotonic() - started < TOTAL_BUDGET_S, \
                 f"over the time budget in round {rnd} (seed {seed})"
@@ -225,6 +232,7 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
             time.sleep(rng.uniform(0.1, 0.9))
             assert server.alive(), f"server died on its own in round {rnd}:\n{server.log_tail()}"
             senders.kill()
+            kills.append(senders.killed_wall)
             senders.finish()
             rounds.append((round(warmup, 2), senders.smtp_accepted, senders.http_accepted,
                            len(senders.temporary)))
@@ -245,27 +253,39 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
             server.start()
         print(f"\ncrash+delivery seed {seed}: per round (warmup s, smtp, http, temporary): {rounds}")
 
-        def received() -> Counter:
-            got = Counter()
+        def received() -> dict[str, list[float]]:
+            """Token -> the arrival times of its copies at the sink, ascending."""
+            got: dict[str, list[float]] = {}
             for m in sink.snapshot():
                 for token in SUBJECT_RE.findall(m.data):
-                    got[token.decode()] += 1
-            return got
+                    got.setdefault(token.decode(), []).append(m.at)
+            return {t: sorted(ats) for t, ats in got.items()}
 
         want = set(accepted)
         poll_until(lambda: want <= set(received()), timeout=60,
                    what=f"every accepted message at the sink (seed {seed})")
         got = received()
-        duplicates = sum(n - 1 for t, n in got.items() if t in want and n > 1)
+        duplicates = sum(len(ats) - 1 for t, ats in got.items() if t in want and len(ats) > 1)
+        # For each duplicate: how long before the kill that ended its sender did the first
+        # copy arrive? (A first copy after the last kill cannot have a duplicate.)
+        windows = []
+        for t, ats in got.items():
+            if t in want and len(ats) > 1:
+                first = ats[0]
+                after = [k for k in kills if k >= first]
+                windows.append((after[0] - first) if after else float("inf"))
+        widest = max(windows, default=0.0)
         print(f"crash+delivery seed {seed}: {ROUNDS} kills, {len(want)} accepted, "
               f"all delivered, {duplicates} duplicate deliveries "
-              f"({duplicates / ROUNDS:.1f} per kill, {duplicates / len(want):.1%} of accepted)")
+              f"({duplicates / ROUNDS:.1f} per kill, {duplicates / len(want):.1%} of accepted); "
+              f"widest window from first copy to kill {widest:.2f}s")
         # In flight at a kill: the messages on the open delivery connections plus the
         # outcomes the recorder had not committed yet (it batches them, so connections
-        # never wait for the disk; crates/delivery/src/outcome.rs).
-        assert duplicates <= MAX_DUPLICATE_SHARE * len(want), (
-            f"{duplicates} duplicates for {ROUNDS} kills ({duplicates / ROUNDS:.1f} per kill, "
-            f"{duplicates / len(want):.0%} of {len(want)} accepted, bound "
-            f"{MAX_DUPLICATE_SHARE:.0%}; seed {seed})")
+        # never wait for the disk; crates/delivery/src/recorder.rs).
+        late = sorted(w for w in windows if w > OUTCOME_WINDOW_S)
+        assert not late, (
+            f"{len(late)} of {duplicates} duplicates were first delivered more than "
+            f"{OUTCOME_WINDOW_S}s before the kill that ended their server (widest "
+            f"{late[-1]:.2f}s): their outcomes were lost or recorded late (seed {seed})")
     finally:
         server.kill()
