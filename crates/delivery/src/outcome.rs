@@ -8,7 +8,7 @@ use crate::dsn::{Action, DsnRecipient};
 use crate::engine::{Engine, Work};
 use crate::worker::{Remote, reply_text};
 use mailroom_model::{EventType, RecipientState, now_millis};
-use mailroom_smtp_client::SmtpReply;
+use mailroom_proto::Reply;
 use mailroom_store::{DueRecipient, Outcome};
 use serde_json::json;
 use std::sync::Arc;
@@ -17,14 +17,11 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub(crate) enum Attempt {
     /// The transaction ran: one reply per recipient, in order.
-    Replies {
-        remote: Remote,
-        replies: Vec<SmtpReply>,
-    },
+    Replies { remote: Remote, replies: Vec<Reply> },
     /// One reply for every recipient (greeting, MAIL refused, ...).
     Reply {
         remote: Option<Remote>,
-        reply: SmtpReply,
+        reply: Reply,
     },
     /// No usable reply, try later.
     Temporary {
@@ -54,11 +51,10 @@ pub(crate) struct One {
 fn per_recipient(a: &Attempt, i: usize) -> One {
     match a {
         Attempt::Replies { remote, replies } => {
-            let r = replies.get(i).cloned().unwrap_or(SmtpReply {
-                code: 451,
-                enhanced: Some((4, 5, 0)),
-                text: "no reply for this recipient".into(),
-            });
+            let r = replies
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| Reply::new(451, (4, 5, 0), "no reply for this recipient"));
             reply_one(&r, Some(remote.clone()))
         }
         Attempt::Reply { remote, reply } => reply_one(reply, remote.clone()),
@@ -90,14 +86,14 @@ fn per_recipient(a: &Attempt, i: usize) -> One {
     }
 }
 
-fn reply_one(r: &SmtpReply, remote: Option<Remote>) -> One {
+fn reply_one(r: &Reply, remote: Option<Remote>) -> One {
     let fallback = match r.code / 100 {
         2 => (2, 0, 0),
         5 => (5, 0, 0),
         _ => (4, 0, 0),
     };
     One {
-        verdict: classify(r.code, r.enhanced, &r.text),
+        verdict: classify(r.code, r.enhanced, &r.text()),
         code: r.code,
         enhanced: r.enhanced.unwrap_or(fallback),
         text: reply_text(r),

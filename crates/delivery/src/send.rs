@@ -9,7 +9,8 @@
 use crate::engine::{Engine, Work};
 use crate::outcome::Attempt;
 use crate::worker::{Open, Remote, open};
-use mailroom_smtp_client::{ClientError, Envelope, Rcpt, SmtpReply};
+use mailroom_proto::Reply;
+use mailroom_smtp_client::{ClientError, Envelope, Rcpt};
 use mailroom_store::DueRecipient;
 use std::sync::Arc;
 
@@ -193,7 +194,7 @@ pub(crate) fn requiretls_refusal(
     None
 }
 
-fn to_attempt(result: Result<Vec<SmtpReply>, ClientError>, remote: &Remote) -> Attempt {
+fn to_attempt(result: Result<Vec<Reply>, ClientError>, remote: &Remote) -> Attempt {
     match result {
         Ok(replies) => Attempt::Replies {
             remote: remote.clone(),

@@ -8,7 +8,7 @@
 use crate::shaper::Shaper;
 use crate::shaping::limits::throttle_tenant;
 use crate::shaping::rules::RuleAction;
-use mailroom_smtp_client::SmtpReply;
+use mailroom_proto::Reply;
 use mailroom_store::ThrottleRecord;
 
 impl Shaper {
@@ -32,7 +32,7 @@ impl Shaper {
         &self,
         dest_key: &str,
         tenant: &str,
-        replies: &[&SmtpReply],
+        replies: &[&Reply],
     ) -> Option<RuleAction> {
         let state = self.site_of(dest_key)?;
         let provider = state.site.provider.clone();

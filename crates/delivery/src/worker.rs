@@ -11,7 +11,8 @@ use crate::route::{Plan, RouteError, plan};
 use crate::shaper::Source;
 use crate::tls_policy::{self, TlsDecision};
 use crate::worker_shaping::{Before, after_send, before_send};
-use mailroom_smtp_client::{ClientConfig, ClientError, Connection, SmtpReply};
+use mailroom_proto::Reply;
+use mailroom_smtp_client::{ClientConfig, ClientError, Connection};
 
 pub(crate) async fn run(engine: &Engine, dest: &Destination) {
     tracing::debug!(destination = %dest.key, "delivery worker started");
@@ -357,6 +358,6 @@ impl Attempt {
     }
 }
 
-pub(crate) fn reply_text(r: &SmtpReply) -> String {
+pub(crate) fn reply_text(r: &Reply) -> String {
     r.to_string()
 }

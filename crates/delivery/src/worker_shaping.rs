@@ -10,7 +10,7 @@ use crate::shaper::{Gate, Source};
 use crate::shaper_conn::AddressSlot;
 use crate::shaper_egress::Pick;
 use crate::shaping::RuleAction;
-use mailroom_smtp_client::SmtpReply;
+use mailroom_proto::Reply;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,7 +162,7 @@ async fn after_one(engine: &Engine, dest_key: &str, work: &Work, attempt: Attemp
         return attempt;
     };
     let tenant = work.recipients[0].tenant_id.as_str();
-    let replies: Vec<&SmtpReply> = match &attempt {
+    let replies: Vec<&Reply> = match &attempt {
         Attempt::Replies { replies, .. } => replies.iter().collect(),
         Attempt::Reply {
             remote: Some(_),

@@ -2,6 +2,8 @@
 //! capabilities, SASL PLAIN/LOGIN decoding and the DATA/BDAT body receivers with
 //! dot-unstuffing and bare-CR/LF/NUL rejection. Sessions feed bytes in and write the
 //! bytes that come out; the same code serves the server, the tests and the fuzzers.
+//! `reply` is the one reply type of both sides: the server writes it from the
+//! catalogue, the SMTP client parses server replies into it.
 //! `classify` says what a reply means for a recipient (delivered, deferred, bounced
 //! hard or soft, and why), for delivery and for bounce intake alike.
 
@@ -15,4 +17,4 @@ pub mod sasl;
 pub use body::{BodyFault, BodyLimits, DataReceiver, DataStatus};
 pub use command::{Command, CommandError, DsnRet, MailParams, RcptParams, parse_command};
 pub use ehlo::Capabilities;
-pub use reply::Reply;
+pub use reply::{EnhancedCode, Reply};

@@ -18,14 +18,14 @@ use crate::command;
 use crate::connection::Connection;
 use crate::envelope::Envelope;
 use crate::error::{ClientError, Phase};
-use crate::reply::SmtpReply;
 use crate::transaction::{self, Plan};
+use mailroom_proto::Reply;
 
 /// Bodies up to this size go out in the same write as the next group.
 const JOIN_LIMIT: usize = 64 * 1024;
 
 /// The outcome of one transaction of a batch, as [`Connection::send`] gives it.
-pub type TransactionResult = Result<Vec<SmtpReply>, ClientError>;
+pub type TransactionResult = Result<Vec<Reply>, ClientError>;
 
 /// How one pipelined transaction ended, for the one after it.
 enum Next {
@@ -153,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if data.code == 421 {
             return Err(ClientError::Mail(data));
         }
-        let accepted = mail.is_positive() && rcpts.iter().any(SmtpReply::is_positive);
+        let accepted = mail.is_positive() && rcpts.iter().any(Reply::is_positive);
         if data.code != 354 {
             // Nothing was sent after DATA: the next group goes out on its own, after
             // an RSET if MAIL still stands.

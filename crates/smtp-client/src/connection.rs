@@ -12,9 +12,9 @@ use crate::command;
 use crate::config::{ClientConfig, TlsMode};
 use crate::ehlo::Extensions;
 use crate::error::{ClientError, Phase};
-use crate::reply::SmtpReply;
 use crate::tls;
 use crate::transport::LineIo;
+use mailroom_proto::Reply;
 
 /// An open SMTP session, ready for [`send`](Connection::send).
 pub struct Connection<S = TcpStream> {
@@ -171,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn hello(&mut self, name: &str, helo_fallback: bool) -> Result<(), ClientError> {
         let ehlo = self.command(&command::ehlo(name)).await?;
         if ehlo.is_positive() {
-            self.ext = Extensions::parse(&ehlo.text);
+            self.ext = Extensions::parse(&ehlo.text());
             return Ok(());
         }
         if ehlo.code == 421 || !helo_fallback {
@@ -249,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Writes one command and reads its reply, both within the command timeout.
-    pub(crate) async fn command(&mut self, line: &[u8]) -> Result<SmtpReply, ClientError> {
+    pub(crate) async fn command(&mut self, line: &[u8]) -> Result<Reply, ClientError> {
         self.io.write(line, self.timeouts.command).await?;
         self.io
             .read_reply(self.timeouts.command, Phase::Command)

@@ -1,6 +1,6 @@
 //! The service extensions a server announces in its EHLO reply (RFC 5321 §4.1.1.1)
 //! and which of them this client uses. Pure: it reads the text of an already
-//! parsed [`SmtpReply`](crate::SmtpReply) and nothing else. Unknown keywords
+//! parsed [`Reply`](crate::Reply) and nothing else. Unknown keywords
 //! are ignored.
 
 /// What the server offered in its latest EHLO reply. After HELO (no EHLO

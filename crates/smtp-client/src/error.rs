@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::reply::SmtpReply;
+use mailroom_proto::Reply;
 
 /// Which wait ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,10 +36,10 @@ pub enum ClientError {
     Timeout(Phase),
     /// The greeting was not 220 (for example 421 or 554).
     #[error("greeting refused: {0}")]
-    Greeting(SmtpReply),
+    Greeting(Reply),
     /// EHLO and HELO were refused, or EHLO after STARTTLS was.
     #[error("EHLO refused: {0}")]
-    Ehlo(SmtpReply),
+    Ehlo(Reply),
     /// TLS was required (by [`TlsMode`](crate::TlsMode) or, for AUTH, by
     /// policy) but the server does not offer STARTTLS.
     #[error("STARTTLS not offered")]
@@ -48,10 +48,10 @@ pub enum ClientError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("AUTH refused: {0}")]
-    Auth(SmtpReply),
+    Auth(Reply),
     /// MAIL FROM was refused: no recipient was tried.
     #[error("MAIL FROM refused: {0}")]
-    Mail(SmtpReply),
+    Mail(Reply),
     /// The connection failed (reset, closed, ...) after it was established.
     #[error("I/O: {0}")]
     Io(std::io::Error),
@@ -80,7 +80,7 @@ pub enum ClientError {
 
 impl ClientError {
     /// The server's reply, for the errors that carry one.
-    pub fn reply(&self) -> Option<&SmtpReply> {
+    pub fn reply(&self) -> Option<&Reply> {
         match self {
             ClientError::Greeting(r)
             | ClientError::Ehlo(r)

@@ -7,7 +7,8 @@
 //! and closing it. It does not resolve MX records, choose TLS policy per
 //! destination, retry, or classify replies: that is the delivery engine's work.
 //!
-//! Module map. Pure, no I/O: `reply` (reply parser with bounds), `ehlo`
+//! Module map. Pure, no I/O (the reply type and its bounded parser are
+//! `mailroom_proto::reply`): `ehlo`
 //! (extensions), `body` (CRLF normalisation and dot-stuffing), `command`
 //! (command lines and input checks), `transaction` (envelope → bytes, replies →
 //! outcomes), `config`, `envelope`, `error`. I/O: `transport` (bounded,
@@ -42,7 +43,6 @@ mod dane;
 mod ehlo;
 mod envelope;
 mod error;
-mod reply;
 mod send;
 mod tls;
 pub use tls::insecure_client_config;
@@ -57,8 +57,10 @@ pub use dane::{DaneTlsa, Tlsa};
 pub use ehlo::Extensions;
 pub use envelope::{Envelope, Rcpt};
 pub use error::{ClientError, Phase};
-pub use reply::{
-    EnhancedCode, MAX_REPLY_LINE, MAX_REPLY_LINES, ReplyError, ReplyParser, SmtpReply, parse_reply,
+/// Replies are `mailroom_proto`'s: one type for what the server writes and what the
+/// client reads.
+pub use mailroom_proto::reply::{
+    EnhancedCode, MAX_REPLY_LINE, MAX_REPLY_LINES, Reply, ReplyError, ReplyParser, parse_reply,
 };
 
 /// `open` and `send` futures must be `Send`, so the delivery engine can spawn them.

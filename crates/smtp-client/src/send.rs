@@ -9,8 +9,8 @@ use crate::command;
 use crate::connection::Connection;
 use crate::envelope::Envelope;
 use crate::error::{ClientError, Phase};
-use crate::reply::SmtpReply;
 use crate::transaction::{self, Plan};
+use mailroom_proto::Reply;
 
 /// The body goes out in blocks of this size, each within the command timeout
 /// (RFC 5321 §4.5.3.2.5: "DATA block").
@@ -29,7 +29,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// violations (after which the connection is not usable); and
     /// [`ClientError::InvalidInput`] / [`ClientError::Unsupported`] before
     /// anything is sent.
-    pub async fn send(&mut self, env: &Envelope<'_>) -> Result<Vec<SmtpReply>, ClientError> {
+    pub async fn send(&mut self, env: &Envelope<'_>) -> Result<Vec<Reply>, ClientError> {
         let plan = transaction::plan(env, &self.ext)?;
         if self.needs_reset {
             self.reset().await?;
@@ -41,7 +41,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    async fn send_pipelined(&mut self, plan: &Plan) -> Result<Vec<SmtpReply>, ClientError> {
+    async fn send_pipelined(&mut self, plan: &Plan) -> Result<Vec<Reply>, ClientError> {
         let limit = self.timeouts.command;
         self.io.write(&plan.pipelined_batch(), limit).await?;
         let mail = self.io.read_reply(limit, Phase::Command).await?;
@@ -70,7 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         self.after_data_reply(plan, rcpts, data).await
     }
 
-    async fn send_stepwise(&mut self, plan: &Plan) -> Result<Vec<SmtpReply>, ClientError> {
+    async fn send_stepwise(&mut self, plan: &Plan) -> Result<Vec<Reply>, ClientError> {
         let mail = self.command(&plan.mail).await?;
         if !mail.is_positive() {
             return Err(ClientError::Mail(mail));
@@ -84,7 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             rcpts.push(reply);
         }
-        if !rcpts.iter().any(SmtpReply::is_positive) {
+        if !rcpts.iter().any(Reply::is_positive) {
             return Ok(transaction::outcomes(&rcpts, None));
         }
         let data = self.command(command::DATA).await?;
@@ -97,10 +97,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn after_data_reply(
         &mut self,
         plan: &Plan,
-        rcpts: Vec<SmtpReply>,
-        data: SmtpReply,
-    ) -> Result<Vec<SmtpReply>, ClientError> {
-        let accepted = rcpts.iter().any(SmtpReply::is_positive);
+        rcpts: Vec<Reply>,
+        data: Reply,
+    ) -> Result<Vec<Reply>, ClientError> {
+        let accepted = rcpts.iter().any(Reply::is_positive);
         if data.code != 354 {
             // MAIL is still in effect unless the server is closing.
             self.needs_reset = data.code != 421;
@@ -157,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
 /// Outcomes when the server answered 421 after `before.len()` RCPT replies:
 /// refused recipients keep their reply, everyone else gets the 421.
-fn closing(before: Vec<SmtpReply>, reply: SmtpReply, total: usize) -> Vec<SmtpReply> {
+fn closing(before: Vec<Reply>, reply: Reply, total: usize) -> Vec<Reply> {
     let mut rcpts = before;
     rcpts.resize(total, reply.clone());
     transaction::outcomes(&rcpts, Some(&reply))

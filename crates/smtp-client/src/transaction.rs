@@ -7,7 +7,7 @@ use crate::command::{self, MailParams};
 use crate::ehlo::Extensions;
 use crate::envelope::Envelope;
 use crate::error::ClientError;
-use crate::reply::SmtpReply;
+use mailroom_proto::Reply;
 
 /// The bytes of one transaction, ready to write.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ pub(crate) fn plan(env: &Envelope<'_>, ext: &Extensions) -> Result<Plan, ClientE
 
 /// One outcome per recipient: its RCPT reply when that was not 2xx, else
 /// `last` (the reply after the data, or the refusal of DATA itself).
-pub(crate) fn outcomes(rcpt_replies: &[SmtpReply], last: Option<&SmtpReply>) -> Vec<SmtpReply> {
+pub(crate) fn outcomes(rcpt_replies: &[Reply], last: Option<&Reply>) -> Vec<Reply> {
     rcpt_replies
         .iter()
         .map(|rcpt| match last {
@@ -192,10 +192,10 @@ mod tests {
 
     #[test]
     fn outcomes_per_recipient() {
-        let ok = SmtpReply::new(250, Some((2, 1, 5)), "ok");
-        let unknown = SmtpReply::new(550, Some((5, 1, 1)), "unknown");
-        let later = SmtpReply::new(451, Some((4, 2, 0)), "later");
-        let queued = SmtpReply::new(250, Some((2, 0, 0)), "queued");
+        let ok = Reply::new(250, (2, 1, 5), "ok");
+        let unknown = Reply::new(550, (5, 1, 1), "unknown");
+        let later = Reply::new(451, (4, 2, 0), "later");
+        let queued = Reply::new(250, (2, 0, 0), "queued");
         let got = outcomes(
             &[ok.clone(), unknown.clone(), later.clone(), ok.clone()],
             Some(&queued),

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ClientError, Phase};
-use crate::reply::{MAX_REPLY_LINE, ReplyParser, SmtpReply};
+use mailroom_proto::reply::{MAX_REPLY_LINE, Reply, ReplyParser};
 
 /// Read buffer size: a full reply line always fits after compaction.
 const READ_BUFFER: usize = 2 * MAX_REPLY_LINE;
@@ -160,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         &mut self,
         limit: Duration,
         phase: Phase,
-    ) -> Result<SmtpReply, ClientError> {
+    ) -> Result<Reply, ClientError> {
         self.usable()?;
         match tokio::time::timeout(limit, self.read_reply_inner()).await {
             Ok(Ok(reply)) => {
@@ -174,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineIo<S> {
         }
     }
 
-    async fn read_reply_inner(&mut self) -> Result<SmtpReply, ClientError> {
+    async fn read_reply_inner(&mut self) -> Result<Reply, ClientError> {
         let mut parser = ReplyParser::new();
         loop {
             let line = self.read_line().await?;

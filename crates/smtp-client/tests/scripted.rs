@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Step::*, config, finish, opening, spawn_script};
 use mailroom_smtp_client::{
-    ClientError, Connection, Envelope, Phase, Rcpt, SmtpReply, TlsMode, prepare_body,
+    ClientError, Connection, Envelope, Phase, Rcpt, Reply, TlsMode, prepare_body,
 };
 
 const PIPELINED_EHLO: &str =
@@ -19,7 +19,7 @@ const PLAIN_EHLO: &str = "250-test\r\n250 8BITMIME\r\n";
 /// bare CR and LF, no final line break.
 const TRICKY_BODY: &[u8] = b"Subject: t\n\nline1\r\n.\r\nMAIL FROM:<evil@x>\r\n\n.\nRCPT TO:<e@x>\r.\rDATA\r\n..double\n.leading\rbare cr\nlast";
 
-fn codes(replies: &[SmtpReply]) -> Vec<u16> {
+fn codes(replies: &[Reply]) -> Vec<u16> {
     replies.iter().map(|r| r.code).collect()
 }
 

@@ -4,7 +4,7 @@
 
 use crate::SmtpConfig;
 use crate::intake::{IntakeHandle, serve_intake_connection};
-use crate::session::serve_connection;
+use crate::submission::serve_connection;
 use mailroom_ingest::Ingest;
 use mailroom_policy::Policy;
 use mailroom_proto::reply;

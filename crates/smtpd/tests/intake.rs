@@ -6,8 +6,8 @@
 //! the domain's reporting address is counted; a bad one, another domain's, or a second
 //! kind of recipient in the transaction get replies naming the problem.
 
-use mailroom_delivery::verp::verp_address;
 use mailroom_intake::{HealthMonitor, Intake};
+use mailroom_model::verp::verp_address;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
 use mailroom_policy::{Policy, PolicyConfig};
 use mailroom_smtpd::{IntakeHandle, Shared, SmtpConfig, serve_intake_connection};

@@ -20,9 +20,9 @@ use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
 use mailroom_store::{AllowedIp, DynStore, NewCredential, NewDomain, NewTenant};
 use rustls::crypto::aws_lc_rs;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -171,23 +171,40 @@ impl Stack {
     }
 }
 
+/// The test binary's self-signed certificate for `mx.test` and its PKCS#8 key: the
+/// server presents it, the client trusts it (and nothing else).
+fn test_cert() -> &'static (CertificateDer<'static>, Vec<u8>) {
+    static CERT: OnceLock<(CertificateDer<'static>, Vec<u8>)> = OnceLock::new();
+    CERT.get_or_init(|| {
+        let key = rcgen::generate_simple_self_signed(vec!["mx.test".to_owned()]).expect("cert");
+        (key.cert.der().clone(), key.signing_key.serialize_der())
+    })
+}
+
 fn acceptor() -> TlsAcceptor {
-    let key = rcgen::generate_simple_self_signed(vec!["mx.test".to_owned()]).expect("cert");
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
+    let (cert, key) = test_cert();
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.clone()));
     let config =
         rustls::ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_no_client_auth()
-            .with_single_cert(vec![key.cert.der().clone()], der)
+            .with_single_cert(vec![cert.clone()], der)
             .expect("server config");
     TlsAcceptor::from(Arc::new(config))
 }
 
-/// A client that trusts the test's own self-signed certificate (the SMTP client's
-/// accept-any configuration; handshake signatures are still checked).
+/// A client that trusts the test's own self-signed certificate.
 fn connector() -> TlsConnector {
-    TlsConnector::from(mailroom_smtp_client::insecure_client_config().expect("TLS client config"))
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(test_cert().0.clone()).expect("trust anchor");
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    TlsConnector::from(Arc::new(config))
 }
 
 // --- the transcript client ------------------------------------------------------

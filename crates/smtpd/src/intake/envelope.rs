@@ -4,19 +4,14 @@
 //! of a known domain (`550 5.1.1` for anything else; `452 4.5.3` for a second kind or
 //! domain in one transaction, which the client sends again in another).
 
-use super::{Flow, IntakeSession, Txn};
-use crate::session::Conn;
+use super::{IntakeSession, Txn};
+use crate::session::Core;
 use mailroom_proto::{MailParams, RcptParams, Reply, reply};
-use tokio::io::{AsyncRead, AsyncWrite};
 
 impl IntakeSession {
-    pub(super) fn mail<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        params: MailParams,
-        conn: &mut Conn<S>,
-    ) -> Flow {
+    pub(super) fn open_transaction(&mut self, core: &Core, params: MailParams) -> Reply {
         let limit = self.handle.max_message_size;
-        let r = if self.helo.is_none() {
+        if core.helo.is_none() {
             reply::need_ehlo()
         } else if self.txn.is_some() {
             reply::nested_mail()
@@ -30,25 +25,17 @@ impl IntakeSession {
                 bdat: None,
             });
             reply::sender_ok()
-        };
-        conn.reply(&r);
-        Flow::Continue
+        }
     }
 
-    pub(super) async fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        params: RcptParams,
-        conn: &mut Conn<S>,
-    ) -> Flow {
+    pub(super) async fn recipient(&mut self, core: &Core, params: RcptParams) -> Reply {
         let Some(txn) = self.txn.as_ref() else {
-            conn.reply(&reply::need_mail());
-            return Flow::Continue;
+            return reply::need_mail();
         };
         if txn.recipients.len() >= self.handle.max_recipients {
-            conn.reply(&reply::too_many_recipients(self.handle.max_recipients));
-            return Flow::Continue;
+            return reply::too_many_recipients(self.handle.max_recipients);
         }
-        let r = match self.handle.pipeline.check_recipient(&params.address).await {
+        match self.handle.pipeline.check_recipient(&params.address).await {
             Ok(Some(a)) => match self.txn.as_mut() {
                 Some(txn) if txn.report.is_some() => reply::report_kinds_mixed(),
                 Some(txn) => {
@@ -59,21 +46,19 @@ impl IntakeSession {
                 }
                 None => reply::need_mail(),
             },
-            Ok(None) => self.report_rcpt(&params.address).await,
+            Ok(None) => self.report_rcpt(core, &params.address).await,
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "intake: recipient lookup failed");
+                tracing::warn!(peer = %core.peer, error = %e, "intake: recipient lookup failed");
                 reply::storage_unavailable()
             }
-        };
-        conn.reply(&r);
-        Flow::Continue
+        }
     }
 }
 
 impl IntakeSession {
     /// A recipient that is no VERP address: a reporting address of a known domain, or
     /// refused.
-    async fn report_rcpt(&mut self, address: &str) -> Reply {
+    async fn report_rcpt(&mut self, core: &Core, address: &str) -> Reply {
         match self.handle.pipeline.check_report_address(address).await {
             Ok(Some(a)) => match self.txn.as_mut() {
                 Some(txn) if !txn.recipients.is_empty() => reply::report_kinds_mixed(),
@@ -87,11 +72,11 @@ impl IntakeSession {
                 None => reply::need_mail(),
             },
             Ok(None) => {
-                tracing::info!(peer = %self.peer, "intake: recipient refused: not a bounce or report address");
+                tracing::info!(peer = %core.peer, "intake: recipient refused: not a bounce or report address");
                 reply::not_a_bounce_address()
             }
             Err(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "intake: recipient lookup failed");
+                tracing::warn!(peer = %core.peer, error = %e, "intake: recipient lookup failed");
                 reply::storage_unavailable()
             }
         }

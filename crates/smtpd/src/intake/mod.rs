@@ -1,19 +1,23 @@
-//! The bounce intake listener (the MX of the return-path subdomains): a session that
-//! needs no AUTH and offers STARTTLS, takes any envelope sender (bounces use the null
+//! The bounce intake kind of session (the MX of the return-path subdomains): needs
+//! no AUTH and offers STARTTLS, takes any envelope sender (bounces use the null
 //! sender), accepts only recipients that are VERP addresses of stored messages, and
 //! hands each finished message to the intake pipeline (`mailroom_intake`), never to
 //! submission ingest. It also takes DMARC aggregate and TLS-RPT reports at the
 //! reporting addresses of known domains (`dmarc@` / `tls-rpt@` the return-path
-//! subdomain), one domain's report per transaction. Stages: `envelope` (MAIL, RCPT) and `data` (DATA, BDAT); this
-//! file holds the state, the loop and the connection's TLS handling.
+//! subdomain), one domain's report per transaction. Stages: `envelope` (MAIL, RCPT)
+//! and `data` (the hand-over of a finished body); this file holds the kind's state,
+//! its answers to the loop (`Kind`) and `serve_intake_connection`. The loop itself is
+//! `crate::session`.
 
 mod data;
 mod envelope;
 
 use crate::Shared;
-use crate::session::{Conn, Line, ReadStop, TlsInfo, tls_info};
+use crate::session::{self, Conn, Core, Kind, Session};
 use mailroom_intake::{BounceAddress, Intake, ReportAddress};
-use mailroom_proto::{Capabilities, Command, MailParams, reply};
+use mailroom_proto::{
+    BodyLimits, Capabilities, DataReceiver, MailParams, RcptParams, Reply, reply,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,176 +33,72 @@ pub struct IntakeHandle {
     pub max_recipients: usize,
 }
 
-struct Txn {
+pub(crate) struct Txn {
     params: MailParams,
     recipients: Vec<BounceAddress>,
     /// A DMARC / TLS-RPT reporting address (then `recipients` stays empty: one kind
     /// of report, for one domain, per transaction).
     report: Option<ReportAddress>,
-    bdat: Option<mailroom_proto::DataReceiver>,
+    bdat: Option<DataReceiver>,
 }
 
-struct IntakeSession {
-    shared: Arc<Shared>,
+/// What an intake session knows beyond the shared `Core`.
+pub(crate) struct IntakeSession {
     handle: IntakeHandle,
-    peer: SocketAddr,
-    tls: Option<TlsInfo>,
-    helo: Option<String>,
     txn: Option<Txn>,
-    errors: u32,
-    starttls_available: bool,
 }
 
-enum Flow {
-    Continue,
-    Close,
-    StartTls,
-}
+impl Kind for IntakeSession {
+    type Txn = Txn;
 
-impl IntakeSession {
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> bool {
-        loop {
-            let line = match conn.read_line(self.shared.config.max_command_line).await {
-                Ok(line) => line,
-                Err(stop) => {
-                    stopped(conn, stop).await;
-                    return false;
-                }
-            };
-            let flow = match line {
-                Line::TooLong => {
-                    conn.reply(&reply::line_too_long());
-                    self.error(conn)
-                }
-                Line::Complete(bytes) => match mailroom_proto::parse_command(&bytes) {
-                    Ok(cmd) => self.dispatch(cmd, conn).await,
-                    Err(e) => {
-                        conn.reply(&e.reply());
-                        self.error(conn)
-                    }
-                },
-            };
-            match flow {
-                Flow::Continue => {}
-                Flow::Close => {
-                    let _ = conn.flush().await;
-                    return false;
-                }
-                Flow::StartTls => {
-                    let _ = conn.flush().await;
-                    conn.discard_buffered();
-                    return true;
-                }
-            }
+    fn capabilities(&self, core: &Core) -> Capabilities {
+        Capabilities {
+            max_size: self.handle.max_message_size,
+            starttls: core.tls.is_none() && core.starttls_available,
+            auth: false,
+            require_tls: false,
         }
     }
 
-    fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
-        self.errors += 1;
-        if self.errors >= self.shared.config.max_errors {
-            conn.reply(&reply::too_many_errors());
-            Flow::Close
-        } else {
-            Flow::Continue
-        }
-    }
-
-    async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        cmd: Command,
-        conn: &mut Conn<S>,
-    ) -> Flow {
-        match cmd {
-            Command::Ehlo(host) => self.ehlo(host, true, conn),
-            Command::Helo(host) => self.ehlo(host, false, conn),
-            Command::StartTls => {
-                if self.tls.is_some() {
-                    conn.reply(&reply::already_tls());
-                } else if !self.starttls_available {
-                    conn.reply(&reply::tls_unavailable());
-                } else {
-                    conn.reply(&reply::starttls_ready());
-                    return Flow::StartTls;
-                }
-                Flow::Continue
-            }
-            Command::Auth { .. } => {
-                conn.reply(&reply::auth_not_offered());
-                Flow::Continue
-            }
-            Command::Mail(params) => self.mail(params, conn),
-            Command::Rcpt(params) => self.rcpt(params, conn).await,
-            Command::Data => self.data(conn).await,
-            Command::Bdat { size, last } => self.bdat(size, last, conn).await,
-            Command::Rset => {
-                self.txn = None;
-                conn.reply(&reply::reset_ok());
-                Flow::Continue
-            }
-            Command::Noop => {
-                conn.reply(&reply::noop_ok());
-                Flow::Continue
-            }
-            Command::Quit => {
-                conn.reply(&reply::closing(&self.shared.config.hostname));
-                Flow::Close
-            }
-            Command::Vrfy => {
-                conn.reply(&reply::vrfy_no_disclosure());
-                Flow::Continue
-            }
-            Command::Expn => {
-                conn.reply(&reply::expn_refused());
-                Flow::Continue
-            }
-            Command::Help => {
-                conn.reply(&reply::help());
-                Flow::Continue
-            }
-        }
-    }
-
-    fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        host: String,
-        extended: bool,
-        conn: &mut Conn<S>,
-    ) -> Flow {
+    fn reset(&mut self) {
         self.txn = None;
-        let hostname = &self.shared.config.hostname;
-        let client: String = host
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(255)
-            .collect();
-        if extended {
-            let caps = Capabilities {
-                max_size: self.handle.max_message_size,
-                starttls: self.tls.is_none() && self.starttls_available,
-                auth: false,
-                require_tls: false,
-            };
-            conn.reply(&caps.reply(hostname, &client));
-        } else {
-            conn.reply(&mailroom_proto::Reply::plain(
-                250,
-                format!("{hostname} Hello {client}"),
-            ));
-        }
-        self.helo = Some(client);
-        Flow::Continue
     }
-}
 
-async fn stopped<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, stop: ReadStop) {
-    let last = match stop {
-        ReadStop::Eof | ReadStop::Io(_) => None,
-        ReadStop::Timeout => Some(reply::timeout()),
-        ReadStop::SessionExpired => Some(reply::session_too_long()),
-        ReadStop::Shutdown => Some(reply::shutting_down()),
-    };
-    if let Some(r) = last {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.say(&r)).await;
+    fn mail(&mut self, core: &Core, params: MailParams) -> Reply {
+        self.open_transaction(core, params)
+    }
+
+    async fn rcpt(&mut self, core: &Core, params: RcptParams) -> Reply {
+        self.recipient(core, params).await
+    }
+
+    fn body_limits(&self, core: &Core) -> BodyLimits {
+        BodyLimits {
+            max_size: self.handle.max_message_size,
+            max_line: core.shared.config.max_text_line,
+        }
+    }
+
+    fn data_refusal(&self, _core: &Core) -> Option<Reply> {
+        match &self.txn {
+            None => Some(reply::need_mail()),
+            Some(t) if t.recipients.is_empty() && t.report.is_none() => Some(reply::need_rcpt()),
+            Some(_) => None,
+        }
+    }
+
+    fn chunks(&mut self) -> Option<&mut Option<DataReceiver>> {
+        self.txn.as_mut().map(|t| &mut t.bdat)
+    }
+
+    fn take_txn(&mut self) -> Option<(Txn, Option<DataReceiver>)> {
+        let mut txn = self.txn.take()?;
+        let rx = txn.bdat.take();
+        Some((txn, rx))
+    }
+
+    async fn finish(&mut self, core: &Core, txn: Txn, body: Vec<u8>) -> Reply {
+        self.hand_over(core, txn, body).await
     }
 }
 
@@ -210,39 +110,15 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     metrics::counter!("mailroom_smtp_sessions_total", "listener" => "intake").increment(1);
-    let deadline = Instant::now() + shared.config.session_timeout;
-    let timeout = shared.config.command_timeout;
-    let handshake_timeout = timeout.min(std::time::Duration::from_secs(30));
-    let token = shared.shutdown.clone();
-    let mut conn = Conn::new(stream, timeout, deadline, token.clone());
     let Some(handle) = shared.intake.clone() else {
+        let deadline = Instant::now() + shared.config.session_timeout;
+        let timeout = shared.config.command_timeout;
+        let mut conn = Conn::new(stream, timeout, deadline, shared.shutdown.clone());
         let _ = conn.say(&reply::shutting_down()).await;
         return;
     };
-    let acceptor = shared.tls.clone();
-    let mut session = IntakeSession {
-        shared: shared.clone(),
-        handle,
-        peer,
-        tls: None,
-        helo: None,
-        txn: None,
-        errors: 0,
-        starttls_available: acceptor.is_some(),
-    };
-    conn.reply(&reply::greeting(&shared.config.hostname));
-    if !session.run(&mut conn).await {
-        return;
-    }
-    let Some(acceptor) = acceptor else { return };
-    let stream = conn.into_inner();
-    let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
-        return;
-    };
-    // RFC 3207 4.2: the session starts over.
-    session.tls = Some(tls_info(tls.get_ref().1));
-    session.helo = None;
-    session.txn = None;
-    let mut conn = Conn::new(tls, timeout, deadline, token);
-    session.run(&mut conn).await;
+    let starttls = shared.tls.is_some();
+    let kind = IntakeSession { handle, txn: None };
+    let session = Session::new(shared, peer, starttls, kind);
+    session::serve(session, stream, false).await;
 }

@@ -1,30 +1,25 @@
-//! EHLO and HELO: name the client, reset any transaction, list the extensions.
+//! EHLO and HELO: name the client, reset any transaction, list the extensions the
+//! session's kind offers on this connection.
 
-use super::{Conn, Flow, Session};
-use mailroom_proto::Capabilities;
+use super::{Conn, Flow, Kind, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-impl Session {
-    pub(crate) fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
+impl<K: Kind> Session<K> {
+    pub(super) fn ehlo<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         host: String,
         extended: bool,
         conn: &mut Conn<S>,
     ) -> Flow {
-        self.txn = None;
-        let hostname = &self.shared.config.hostname;
+        self.kind.reset();
+        let hostname = &self.core.shared.config.hostname;
         let client: String = host
             .chars()
             .filter(|c| c.is_ascii_graphic())
             .take(255)
             .collect();
         if extended {
-            let caps = Capabilities {
-                max_size: self.shared.config.max_message_size,
-                starttls: self.tls.is_none() && self.starttls_available,
-                auth: self.tls.is_some(),
-                require_tls: self.tls.is_some(),
-            };
+            let caps = self.kind.capabilities(&self.core);
             conn.reply(&caps.reply(hostname, &client));
         } else {
             conn.reply(&mailroom_proto::Reply::plain(
@@ -32,7 +27,7 @@ impl Session {
                 format!("{hostname} Hello {client}"),
             ));
         }
-        self.helo = Some(client);
+        self.core.helo = Some(client);
         Flow::Continue
     }
 }

@@ -1,24 +1,28 @@
-//! One SMTP session: state, the command loop and dispatch. Each stage lives in its
-//! own file (`hello`, `starttls`, `auth`, `mail`, `rcpt`, `data`); this file only reads
-//! lines, routes commands and handles the end of the connection.
+//! The one SMTP server loop, for every kind of session. It reads lines, parses
+//! commands, counts errors, and answers what means the same on every listener
+//! (`hello`: EHLO/HELO, `starttls`, RSET, NOOP, QUIT, VRFY, EXPN, HELP; `data`: how
+//! DATA and BDAT bytes are received). What a command means for one kind of session
+//! (AUTH, MAIL, RCPT, what happens to a finished message) is asked of its [`Kind`]:
+//! `crate::submission` for the submission and implicit-TLS listeners,
+//! `crate::intake` for the bounce and report intake listener. `serve` runs a session
+//! on a connection, including the restart after STARTTLS.
 
-mod auth;
 mod conn;
 mod data;
 mod hello;
-mod mail;
-mod rcpt;
 mod starttls;
 
 pub use conn::{Conn, Line, ReadStop};
 
 use crate::Shared;
-use mailroom_ingest::Recipient;
-use mailroom_model::Address;
-use mailroom_policy::{AllowlistVerdict, TenantContext};
-use mailroom_proto::{Command, MailParams, reply};
+use mailroom_proto::command::Mechanism;
+use mailroom_proto::{
+    BodyLimits, Capabilities, Command, CommandError, DataReceiver, MailParams, RcptParams, Reply,
+    reply,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -29,27 +33,33 @@ pub struct TlsInfo {
     pub cipher: String,
 }
 
-/// The mail transaction between MAIL and the end of data.
-#[derive(Debug)]
-pub(crate) struct Transaction {
-    pub mail_from: Address,
-    pub params: MailParams,
-    pub recipients: Vec<Recipient>,
-    /// BDAT chunks received so far, when the client uses CHUNKING.
-    pub bdat: Option<mailroom_proto::DataReceiver>,
+/// What every kind of session knows about its client; the loop owns it and lends it
+/// to the kind's stages.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    pub peer: SocketAddr,
+    /// Set once the connection is TLS (implicit, or after STARTTLS).
+    pub tls: Option<TlsInfo>,
+    /// The client's EHLO/HELO name; `None` until it introduced itself (and again
+    /// after STARTTLS).
+    pub helo: Option<String>,
+    /// Protocol errors so far, closed at `smtp.max_errors`.
+    errors: u32,
+    /// Whether this listener can upgrade with STARTTLS.
+    pub starttls_available: bool,
 }
 
-pub struct Session {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) peer: SocketAddr,
-    pub(crate) tls: Option<TlsInfo>,
-    pub(crate) helo: Option<String>,
-    pub(crate) tenant: Option<TenantContext>,
-    pub(crate) txn: Option<Transaction>,
-    errors: u32,
-    pub(crate) auth_failures: u32,
-    /// Whether this listener can upgrade with STARTTLS.
-    pub(crate) starttls_available: bool,
+impl Core {
+    /// Counts one protocol error; at the limit the client is told and the session ends.
+    pub fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
+        self.errors += 1;
+        if self.errors >= self.shared.config.max_errors {
+            conn.reply(&reply::too_many_errors());
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
 }
 
 /// How a stage wants the session to go on.
@@ -61,56 +71,95 @@ pub(crate) enum Flow {
     StartTls,
 }
 
-impl Session {
-    pub fn new(
-        shared: Arc<Shared>,
-        peer: SocketAddr,
-        tls: Option<TlsInfo>,
-        starttls_available: bool,
-    ) -> Self {
-        Self {
-            shared,
-            peer,
-            tls,
-            helo: None,
-            tenant: None,
-            txn: None,
-            errors: 0,
-            auth_failures: 0,
-            starttls_available,
-        }
+/// What the commands that differ between listeners mean for one kind of session.
+/// The loop asks; the kind answers with a reply (or, for AUTH, talks to the client
+/// itself). A kind owns its transaction; the loop owns everything else.
+pub(crate) trait Kind {
+    /// An open mail transaction (between MAIL and the end of data).
+    type Txn;
+
+    /// The extensions EHLO lists on this connection.
+    fn capabilities(&self, core: &Core) -> Capabilities;
+    /// Forgets the transaction (RSET, EHLO, HELO).
+    fn reset(&mut self);
+    /// Forgets everything negotiated before STARTTLS (RFC 3207 4.2); the loop has
+    /// already forgotten EHLO.
+    fn restart(&mut self) {
+        self.reset();
+    }
+    /// The reply to a command that did not parse.
+    fn command_error(&self, _core: &Core, e: CommandError) -> Reply {
+        e.reply()
     }
 
-    /// After STARTTLS the session starts over (RFC 3207 4.2): forget EHLO, AUTH and
-    /// any transaction.
-    fn restart_with_tls(&mut self, info: TlsInfo) {
-        self.tls = Some(info);
-        self.helo = None;
-        self.tenant = None;
-        self.txn = None;
+    /// AUTH: not offered unless a kind says otherwise.
+    async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        _core: &mut Core,
+        _mechanism: Mechanism,
+        _initial: Option<String>,
+        conn: &mut Conn<S>,
+    ) -> Flow {
+        conn.reply(&reply::auth_not_offered());
+        Flow::Continue
+    }
+    fn mail(&mut self, core: &Core, params: MailParams) -> Reply;
+    async fn rcpt(&mut self, core: &Core, params: RcptParams) -> Reply;
+
+    /// Size and line limits for a message body.
+    fn body_limits(&self, core: &Core) -> BodyLimits;
+    /// Why DATA or BDAT cannot be taken now (no transaction, no recipient), if so.
+    fn data_refusal(&self, core: &Core) -> Option<Reply>;
+    /// The BDAT receiver of the open transaction (`None` without a transaction).
+    fn chunks(&mut self) -> Option<&mut Option<DataReceiver>>;
+    /// Ends the open transaction, handing back its BDAT receiver if it had one.
+    fn take_txn(&mut self) -> Option<(Self::Txn, Option<DataReceiver>)>;
+    /// A complete body for `txn`: hand it over and say how it went.
+    async fn finish(&mut self, core: &Core, txn: Self::Txn, body: Vec<u8>) -> Reply;
+}
+
+/// One connection's session: the shared part and the kind's.
+pub(crate) struct Session<K> {
+    pub core: Core,
+    pub kind: K,
+}
+
+impl<K: Kind> Session<K> {
+    /// A session on a connection that is not TLS yet (`serve` notes a handshake).
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, starttls_available: bool, kind: K) -> Self {
+        let core = Core {
+            shared,
+            peer,
+            tls: None,
+            helo: None,
+            errors: 0,
+            starttls_available,
+        };
+        Self { core, kind }
     }
 
     /// Runs commands until the client quits, the connection ends or it must be
-    /// upgraded to TLS (then `Ok(true)`).
+    /// upgraded to TLS (then `true`).
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> bool {
         loop {
-            let line = match conn.read_line(self.shared.config.max_command_line).await {
+            let max = self.core.shared.config.max_command_line;
+            let line = match conn.read_line(max).await {
                 Ok(line) => line,
                 Err(stop) => {
-                    self.stopped(conn, stop).await;
+                    stopped(conn, stop).await;
                     return false;
                 }
             };
             let flow = match line {
                 Line::TooLong => {
                     conn.reply(&reply::line_too_long());
-                    self.error(conn)
+                    self.core.error(conn)
                 }
                 Line::Complete(bytes) => match mailroom_proto::parse_command(&bytes) {
                     Ok(cmd) => self.dispatch(cmd, conn).await,
                     Err(e) => {
-                        conn.reply(&self.sequence_first(e));
-                        self.error(conn)
+                        conn.reply(&self.kind.command_error(&self.core, e));
+                        self.core.error(conn)
                     }
                 },
             };
@@ -130,129 +179,70 @@ impl Session {
         }
     }
 
-    /// A malformed MAIL or RCPT from a client that may not send at all is told what
-    /// is missing (AUTH, MAIL) before anything about its syntax.
-    fn sequence_first(&self, e: mailroom_proto::CommandError) -> mailroom_proto::Reply {
-        use mailroom_proto::CommandError as E;
-        match e {
-            E::InvalidSender | E::InvalidRecipient if self.txn.is_none() => {
-                match self.effective_tenant() {
-                    Err(r) => r,
-                    Ok(_) if matches!(e, E::InvalidRecipient) => reply::need_mail(),
-                    Ok(_) => e.reply(),
-                }
-            }
-            E::BadLineEnding | E::Unknown | E::Syntax(_) | E::Parameter(_) => e.reply(),
-            E::InvalidSender | E::InvalidRecipient => e.reply(),
-        }
-    }
-
-    pub(crate) fn error<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) -> Flow {
-        self.errors += 1;
-        if self.errors >= self.shared.config.max_errors {
-            conn.reply(&reply::too_many_errors());
-            Flow::Close
-        } else {
-            Flow::Continue
-        }
-    }
-
-    async fn stopped<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        conn: &mut Conn<S>,
-        stop: ReadStop,
-    ) {
-        let last = match stop {
-            ReadStop::Eof | ReadStop::Io(_) => None,
-            ReadStop::Timeout => Some(reply::timeout()),
-            ReadStop::SessionExpired => Some(reply::session_too_long()),
-            ReadStop::Shutdown => Some(reply::shutting_down()),
-        };
-        if let Some(r) = last {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.say(&r)).await;
-        }
-    }
-
     async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         cmd: Command,
         conn: &mut Conn<S>,
     ) -> Flow {
-        match cmd {
-            Command::Ehlo(host) => self.ehlo(host, true, conn),
-            Command::Helo(host) => self.ehlo(host, false, conn),
-            Command::StartTls => self.starttls(conn),
-            Command::Auth { mechanism, initial } => self.auth(mechanism, initial, conn).await,
-            Command::Mail(params) => self.mail(params, conn),
-            Command::Rcpt(params) => self.rcpt(params, conn).await,
-            Command::Data => self.data(conn).await,
-            Command::Bdat { size, last } => self.bdat(size, last, conn).await,
+        let r = match cmd {
+            Command::Ehlo(host) => return self.ehlo(host, true, conn),
+            Command::Helo(host) => return self.ehlo(host, false, conn),
+            Command::StartTls => return self.starttls(conn),
+            Command::Auth { mechanism, initial } => {
+                return self
+                    .kind
+                    .auth(&mut self.core, mechanism, initial, conn)
+                    .await;
+            }
+            Command::Mail(params) => self.kind.mail(&self.core, params),
+            Command::Rcpt(params) => self.kind.rcpt(&self.core, params).await,
+            Command::Data => return self.data(conn).await,
+            Command::Bdat { size, last } => return self.bdat(size, last, conn).await,
             Command::Rset => {
-                self.txn = None;
-                conn.reply(&reply::reset_ok());
-                Flow::Continue
+                self.kind.reset();
+                reply::reset_ok()
             }
-            Command::Noop => {
-                conn.reply(&reply::noop_ok());
-                Flow::Continue
-            }
+            Command::Noop => reply::noop_ok(),
             Command::Quit => {
-                conn.reply(&reply::closing(&self.shared.config.hostname));
-                Flow::Close
+                conn.reply(&reply::closing(&self.core.shared.config.hostname));
+                return Flow::Close;
             }
-            Command::Vrfy => {
-                conn.reply(&reply::vrfy_no_disclosure());
-                Flow::Continue
-            }
-            Command::Expn => {
-                conn.reply(&reply::expn_refused());
-                Flow::Continue
-            }
-            Command::Help => {
-                conn.reply(&reply::help());
-                Flow::Continue
-            }
-        }
+            Command::Vrfy => reply::vrfy_no_disclosure(),
+            Command::Expn => reply::expn_refused(),
+            Command::Help => reply::help(),
+        };
+        conn.reply(&r);
+        Flow::Continue
     }
 }
 
-/// Serves one accepted connection. With `implicit_tls` the TLS handshake comes first;
-/// otherwise the client may upgrade with STARTTLS when the server has a certificate.
-/// Counts a session in `mailroom_smtp_sessions_active` for as long as it lives.
-struct ActiveSession;
-
-impl ActiveSession {
-    fn start() -> Self {
-        metrics::gauge!("mailroom_smtp_sessions_active").increment(1.0);
-        ActiveSession
+/// The last word when reading stopped: `421` for a timeout, an expired session or
+/// shutdown; nothing when the client is gone.
+pub(crate) async fn stopped<S: AsyncRead + AsyncWrite + Unpin>(conn: &mut Conn<S>, stop: ReadStop) {
+    let last = match stop {
+        ReadStop::Eof | ReadStop::Io(_) => None,
+        ReadStop::Timeout => Some(reply::timeout()),
+        ReadStop::SessionExpired => Some(reply::session_too_long()),
+        ReadStop::Shutdown => Some(reply::shutting_down()),
+    };
+    if let Some(r) = last {
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.say(&r)).await;
     }
 }
 
-impl Drop for ActiveSession {
-    fn drop(&mut self) {
-        metrics::gauge!("mailroom_smtp_sessions_active").decrement(1.0);
-    }
-}
-
-pub async fn serve_connection<S>(
-    shared: Arc<Shared>,
-    stream: S,
-    peer: SocketAddr,
-    implicit_tls: bool,
-) where
+/// Runs `session` on one accepted connection: the TLS handshake first with
+/// `implicit_tls`, then the greeting and the loop; after STARTTLS the handshake and
+/// the loop again with the session started over.
+pub(crate) async fn serve<K, S>(mut session: Session<K>, stream: S, implicit_tls: bool)
+where
+    K: Kind,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let listener = if implicit_tls {
-        "implicit_tls"
-    } else {
-        "submission"
-    };
-    metrics::counter!("mailroom_smtp_sessions_total", "listener" => listener).increment(1);
-    let _active = ActiveSession::start();
+    let shared = session.core.shared.clone();
     let deadline = Instant::now() + shared.config.session_timeout;
     let timeout = shared.config.command_timeout;
     // A handshake needs a few round trips, not a command's patience.
-    let handshake_timeout = timeout.min(std::time::Duration::from_secs(30));
+    let handshake_timeout = timeout.min(Duration::from_secs(30));
     let token = shared.shutdown.clone();
     let acceptor = shared.tls.clone();
     if implicit_tls {
@@ -261,16 +251,14 @@ pub async fn serve_connection<S>(
         else {
             return;
         };
-        let info = tls_info(tls.get_ref().1);
-        let mut session = Session::new(shared.clone(), peer, Some(info), false);
+        session.core.tls = Some(tls_info(tls.get_ref().1));
         let mut conn = Conn::new(tls, timeout, deadline, token);
-        session.greet(&mut conn).await;
+        greet(&shared, &mut conn).await;
         session.run(&mut conn).await;
         return;
     }
-    let mut session = Session::new(shared.clone(), peer, None, acceptor.is_some());
     let mut conn = Conn::new(stream, timeout, deadline, token.clone());
-    session.greet(&mut conn).await;
+    greet(&shared, &mut conn).await;
     if !session.run(&mut conn).await {
         return;
     }
@@ -279,9 +267,17 @@ pub async fn serve_connection<S>(
     let Ok(Ok(tls)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
         return;
     };
-    session.restart_with_tls(tls_info(tls.get_ref().1));
+    // RFC 3207 4.2: the session starts over.
+    session.core.tls = Some(tls_info(tls.get_ref().1));
+    session.core.helo = None;
+    session.kind.restart();
     let mut conn = Conn::new(tls, timeout, deadline, token);
     session.run(&mut conn).await;
+}
+
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(shared: &Shared, conn: &mut Conn<S>) {
+    conn.reply(&reply::greeting(&shared.config.hostname));
+    let _ = conn.flush().await;
 }
 
 pub(crate) fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
@@ -298,29 +294,5 @@ pub(crate) fn tls_info(conn: &rustls::ServerConnection) -> TlsInfo {
             .negotiated_cipher_suite()
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default(),
-    }
-}
-
-impl Session {
-    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(&mut self, conn: &mut Conn<S>) {
-        // An allowlisted client needs no AUTH (checked again after STARTTLS).
-        conn.reply(&reply::greeting(&self.shared.config.hostname));
-        let _ = conn.flush().await;
-    }
-
-    /// The tenant for this session: authenticated, or from the IP allowlist.
-    pub(crate) fn effective_tenant(&self) -> Result<TenantContext, mailroom_proto::Reply> {
-        if let Some(t) = &self.tenant {
-            return Ok(t.clone());
-        }
-        match self
-            .shared
-            .policy
-            .allowlisted(self.peer.ip(), self.tls.is_some())
-        {
-            AllowlistVerdict::Listed(t) => Ok(t),
-            AllowlistVerdict::NotListed => Err(reply::auth_required()),
-            AllowlistVerdict::NeedsTls => Err(reply::tls_required_for_relay()),
-        }
     }
 }

@@ -1,20 +1,20 @@
 //! STARTTLS (RFC 3207): answer 220 and hand the stream back for the handshake. The
 //! session loop discards anything the client pipelined behind the command.
 
-use super::{Conn, Flow, Session};
+use super::{Conn, Flow, Kind, Session};
 use mailroom_proto::reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-impl Session {
-    pub(crate) fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
+impl<K: Kind> Session<K> {
+    pub(super) fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Conn<S>,
     ) -> Flow {
-        if self.tls.is_some() {
+        if self.core.tls.is_some() {
             conn.reply(&reply::already_tls());
             return Flow::Continue;
         }
-        if !self.starttls_available {
+        if !self.core.starttls_available {
             conn.reply(&reply::tls_unavailable());
             return Flow::Continue;
         }

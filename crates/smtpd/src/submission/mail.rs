@@ -2,19 +2,16 @@
 //! tenant must be active and within its quotas, and the envelope sender's domain must
 //! be one of that tenant's verified domains.
 
-use super::{Conn, Flow, Session, Transaction};
+use super::{Submission, Transaction};
+use crate::session::Core;
 use mailroom_model::Address;
 use mailroom_policy::{Refusal, SenderVerdict};
-use mailroom_proto::{MailParams, reply};
-use tokio::io::{AsyncRead, AsyncWrite};
+use mailroom_proto::{MailParams, Reply, reply};
 
-impl Session {
-    pub(crate) fn mail<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        params: MailParams,
-        conn: &mut Conn<S>,
-    ) -> Flow {
-        match self.check_mail(&params) {
+impl Submission {
+    /// MAIL FROM: opens a transaction when every check passes.
+    pub(super) fn open_transaction(&mut self, core: &Core, params: MailParams) -> Reply {
+        match self.check_mail(core, &params) {
             Ok(mail_from) => {
                 self.txn = Some(Transaction {
                     mail_from,
@@ -22,36 +19,35 @@ impl Session {
                     recipients: Vec::new(),
                     bdat: None,
                 });
-                conn.reply(&reply::sender_ok());
+                reply::sender_ok()
             }
-            Err(r) => conn.reply(&r),
+            Err(r) => r,
         }
-        Flow::Continue
     }
 
-    fn check_mail(&mut self, params: &MailParams) -> Result<Address, mailroom_proto::Reply> {
-        if self.helo.is_none() {
+    fn check_mail(&self, core: &Core, params: &MailParams) -> Result<Address, Reply> {
+        if core.helo.is_none() {
             return Err(reply::need_ehlo());
         }
         if self.txn.is_some() {
             return Err(reply::nested_mail());
         }
-        let tenant = self.effective_tenant()?;
+        let tenant = self.effective_tenant(core)?;
         if params.address.is_empty() {
             return Err(reply::null_sender_refused());
         }
-        if params.require_tls && self.tls.is_none() {
+        if params.require_tls && core.tls.is_none() {
             return Err(reply::require_tls_needs_tls());
         }
-        match self.shared.policy.may_submit(&tenant.tenant_id) {
+        match core.shared.policy.may_submit(&tenant.tenant_id) {
             Ok(()) => {}
             Err(Refusal::Inactive(status)) => return Err(reply::account_inactive(status.as_str())),
             Err(Refusal::RateLimited(e)) => {
                 return Err(reply::rate_limited(e.window.as_str(), e.retry_after_secs));
             }
         }
-        let limit = self.shared.config.max_message_size.min(
-            self.shared
+        let limit = core.shared.config.max_message_size.min(
+            core.shared
                 .policy
                 .message_limits(&tenant.tenant_id)
                 .max_message_size,
@@ -63,7 +59,7 @@ impl Session {
         if address.is_utf8() && !params.smtputf8 {
             return Err(reply::utf8_not_declared());
         }
-        match self
+        match core
             .shared
             .policy
             .check_sender(&tenant.tenant_id, address.local(), address.domain())

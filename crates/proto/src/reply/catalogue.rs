@@ -1,73 +1,8 @@
 //! The catalogue of replies. Every reply Mailroom's SMTP server sends is built here,
 //! with its enhanced status code (RFC 3463), so the wording is consistent and a test can
-//! name the reply it expects.
+//! name the reply it expects. The type itself and its wire form are `super`'s.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    /// Enhanced status code (class.subject.detail); `None` only for 220/221-style
-    /// greetings where RFC 2034 does not use one.
-    pub enhanced: Option<(u8, u16, u16)>,
-    pub lines: Vec<Cow<'static, str>>,
-}
-
-impl Reply {
-    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            enhanced: Some(enhanced),
-            lines: vec![text.into()],
-        }
-    }
-
-    pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            enhanced: None,
-            lines: vec![text.into()],
-        }
-    }
-
-    pub fn is_positive(&self) -> bool {
-        self.code < 400
-    }
-
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-
-    /// Appends the wire form (all lines, CRLF-terminated) to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut text = String::new();
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            let _ = write!(text, "{}{}", self.code, sep);
-            if let Some((a, b, c)) = self.enhanced {
-                let _ = write!(text, "{a}.{b}.{c} ");
-            }
-            // Never let text from anywhere break the reply framing.
-            for ch in line.chars() {
-                text.push(if ch == '\r' || ch == '\n' { ' ' } else { ch });
-            }
-            text.push_str("\r\n");
-        }
-        out.extend_from_slice(text.as_bytes());
-    }
-
-    pub fn to_wire(&self) -> String {
-        let mut out = Vec::new();
-        self.write_to(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
+use super::Reply;
 
 // --- connection -----------------------------------------------------------------
 

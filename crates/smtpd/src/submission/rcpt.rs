@@ -4,58 +4,46 @@
 //! authenticated tenant may send to any domain; an unauthenticated client never gets
 //! this far (MAIL FROM refuses it).
 
-use super::{Conn, Flow, Session};
+use super::Submission;
+use crate::session::Core;
 use mailroom_ingest::Recipient;
 use mailroom_model::Address;
 use mailroom_policy::RecipientVerdict;
-use mailroom_proto::{RcptParams, reply};
-use tokio::io::{AsyncRead, AsyncWrite};
+use mailroom_proto::{RcptParams, Reply, reply};
 
-impl Session {
-    pub(crate) async fn rcpt<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        params: RcptParams,
-        conn: &mut Conn<S>,
-    ) -> Flow {
-        let tenant = match self.effective_tenant() {
+impl Submission {
+    pub(super) async fn recipient(&mut self, core: &Core, params: RcptParams) -> Reply {
+        let tenant = match self.effective_tenant(core) {
             Ok(t) => Some(t.tenant_id.clone()),
             Err(_) => None,
         };
-        let mut limit = self.shared.config.max_recipients;
+        let mut limit = core.shared.config.max_recipients;
         if let Some(t) = &tenant {
-            limit = limit.min(self.shared.policy.message_limits(t).max_recipients);
+            limit = limit.min(core.shared.policy.message_limits(t).max_recipients);
         }
         let Some(txn) = self.txn.as_mut() else {
             // Without a transaction there is no tenant yet either: say what is missing.
-            let r = match self.effective_tenant() {
+            return match self.effective_tenant(core) {
                 Err(r) => r,
                 Ok(_) => reply::need_mail(),
             };
-            conn.reply(&r);
-            return Flow::Continue;
         };
         let address = match Address::parse(&params.address) {
             Ok(a) => a,
-            Err(e) => {
-                conn.reply(&reply::bad_recipient_syntax(e));
-                return Flow::Continue;
-            }
+            Err(e) => return reply::bad_recipient_syntax(e),
         };
         if address.is_utf8() && !txn.params.smtputf8 {
-            conn.reply(&reply::utf8_not_declared());
-            return Flow::Continue;
+            return reply::utf8_not_declared();
         }
         if txn.recipients.iter().any(|r| r.address == address) {
             // A duplicate is accepted once and delivered once.
-            conn.reply(&reply::recipient_ok());
-            return Flow::Continue;
+            return reply::recipient_ok();
         }
         if txn.recipients.len() >= limit {
-            conn.reply(&reply::too_many_recipients(limit));
-            return Flow::Continue;
+            return reply::too_many_recipients(limit);
         }
         if let Some(t) = &tenant {
-            let verdict = self.shared.policy.check_recipient(t, &address).await;
+            let verdict = core.shared.policy.check_recipient(t, &address).await;
             let refusal = match verdict {
                 Ok(RecipientVerdict::Allowed) => None,
                 Ok(RecipientVerdict::NotInSandbox) => Some(reply::recipient_not_in_sandbox()),
@@ -65,19 +53,17 @@ impl Session {
                 Err(_) => Some(reply::storage_unavailable()),
             };
             if let Some(r) = refusal {
-                conn.reply(&r);
-                return Flow::Continue;
+                return r;
             }
         }
         let Some(txn) = self.txn.as_mut() else {
-            return Flow::Continue;
+            return reply::need_mail();
         };
         txn.recipients.push(Recipient {
             address,
             notify: params.notify,
             orcpt: params.orcpt,
         });
-        conn.reply(&reply::recipient_ok());
-        Flow::Continue
+        reply::recipient_ok()
     }
 }

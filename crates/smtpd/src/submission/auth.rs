@@ -2,23 +2,25 @@
 //! Failures are counted per session (the session is closed after a few) and per
 //! client address by the policy's limiter (lockout across sessions).
 
-use super::{Conn, Flow, Line, Session};
+use super::Submission;
+use crate::session::{Conn, Core, Flow, Line, stopped};
 use mailroom_policy::AuthVerdict;
 use mailroom_proto::command::Mechanism;
 use mailroom_proto::sasl::{self, SaslError};
 use mailroom_proto::{Reply, reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-impl Session {
-    pub(crate) async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
+impl Submission {
+    pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
+        core: &mut Core,
         mechanism: Mechanism,
         initial: Option<String>,
         conn: &mut Conn<S>,
     ) -> Flow {
-        let refusal = if self.helo.is_none() {
+        let refusal = if core.helo.is_none() {
             Some(reply::need_ehlo())
-        } else if self.tls.is_none() {
+        } else if core.tls.is_none() {
             Some(reply::auth_requires_tls())
         } else if self.tenant.is_some() {
             Some(reply::auth_already())
@@ -43,34 +45,34 @@ impl Session {
                 // A malformed, cancelled or mismatched exchange (no password was
                 // checked) counts as a protocol error, so AUTH garbage cannot keep a
                 // session open for ever (`smtp.max_errors`).
-                return self.error(conn);
+                return core.error(conn);
             }
             Err(None) => return Flow::Close,
         };
-        match self
+        match core
             .shared
             .policy
-            .authenticate(self.peer.ip(), &username, &password)
+            .authenticate(core.peer.ip(), &username, &password)
             .await
         {
             AuthVerdict::Accepted(ctx) => {
-                tracing::debug!(peer = %self.peer, tenant = %ctx.tenant_name, "authenticated");
+                tracing::debug!(peer = %core.peer, tenant = %ctx.tenant_name, "authenticated");
                 self.tenant = Some(ctx);
                 conn.reply(&reply::auth_ok());
                 Flow::Continue
             }
             AuthVerdict::Rejected => {
-                tracing::info!(peer = %self.peer, username = %username.escape_debug(), "authentication failed");
+                tracing::info!(peer = %core.peer, username = %username.escape_debug(), "authentication failed");
                 self.auth_failures += 1;
                 conn.reply(&reply::auth_failed());
-                if self.auth_failures >= self.shared.config.max_auth_failures {
+                if self.auth_failures >= core.shared.config.max_auth_failures {
                     conn.reply(&reply::too_many_errors());
                     return Flow::Close;
                 }
                 Flow::Continue
             }
             AuthVerdict::LockedOut => {
-                tracing::warn!(peer = %self.peer, "authentication locked out");
+                tracing::warn!(peer = %core.peer, "authentication locked out");
                 conn.reply(&reply::auth_locked_out());
                 Flow::Close
             }
@@ -92,7 +94,7 @@ impl Session {
             }
             Ok(Line::TooLong) => Err(Some(reply::auth_malformed())),
             Err(stop) => {
-                self.stopped(conn, stop).await;
+                stopped(conn, stop).await;
                 Err(None)
             }
         }

@@ -1,83 +1,18 @@
-//! SMTP replies (RFC 5321 §4.2) with RFC 3463 enhanced status codes: the
-//! [`SmtpReply`] type and a pure, bounded parser that assembles one reply from
-//! the lines a server sends. It reads no socket: the transport hands it lines.
+//! The client side of replies: a pure, bounded parser that assembles one [`Reply`]
+//! from the lines a server sends. It reads no socket: the transport hands it lines.
 //!
 //! Bounds: a reply line may be at most [`MAX_REPLY_LINE`] bytes and a reply at
 //! most [`MAX_REPLY_LINES`] lines, so a hostile server cannot make the client
 //! allocate without limit.
 
-use std::fmt;
+use super::{EnhancedCode, Reply};
+use std::borrow::Cow;
 
 /// Longest reply line accepted, terminator included (RFC 5321 §4.5.3.1.5 says 512;
 /// real servers exceed it, so allow more but not without bound).
 pub const MAX_REPLY_LINE: usize = 4096;
 /// Most lines one (multi-line) reply may have.
 pub const MAX_REPLY_LINES: usize = 100;
-
-/// An RFC 3463 enhanced status code: (class, subject, detail), as in `5.1.1`.
-pub type EnhancedCode = (u8, u16, u16);
-
-/// One complete server reply.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SmtpReply {
-    /// The three-digit reply code (200..=599).
-    pub code: u16,
-    /// The RFC 3463 enhanced status code from the first line, when the server
-    /// sent one whose class matches the reply code's first digit.
-    pub enhanced: Option<(u8, u16, u16)>,
-    /// The text of every line, without code and enhanced code, joined with `\n`.
-    /// Control characters other than tab are replaced by `?`, so the text is
-    /// safe to log.
-    pub text: String,
-}
-
-impl SmtpReply {
-    pub fn new(code: u16, enhanced: Option<(u8, u16, u16)>, text: impl Into<String>) -> Self {
-        Self {
-            code,
-            enhanced,
-            text: text.into(),
-        }
-    }
-
-    /// 2xx: the command succeeded.
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// 3xx: the server waits for more (354 after DATA, 334 during AUTH).
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-
-    /// 4xx: a temporary failure; the same command may succeed later.
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    /// 5xx: a permanent failure.
-    pub fn is_permanent(&self) -> bool {
-        (500..600).contains(&self.code)
-    }
-
-    /// The lines of the text (one for a single-line reply).
-    pub fn lines(&self) -> impl Iterator<Item = &str> {
-        self.text.split('\n')
-    }
-}
-
-impl fmt::Display for SmtpReply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.code)?;
-        if let Some((class, subject, detail)) = self.enhanced {
-            write!(f, " {class}.{subject}.{detail}")?;
-        }
-        if !self.text.is_empty() {
-            write!(f, " {}", self.text)?;
-        }
-        Ok(())
-    }
-}
 
 /// Why bytes from the server are not a valid reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,9 +32,8 @@ pub enum ReplyError {
 #[derive(Debug, Default)]
 pub struct ReplyParser {
     code: Option<u16>,
-    enhanced: Option<(u8, u16, u16)>,
-    text: String,
-    lines: usize,
+    enhanced: Option<EnhancedCode>,
+    lines: Vec<Cow<'static, str>>,
 }
 
 impl ReplyParser {
@@ -109,12 +43,11 @@ impl ReplyParser {
 
     /// Takes one line (with or without its `\r\n` or `\n`). Returns the reply
     /// once its last line (`code SP text`) has been seen.
-    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<SmtpReply>, ReplyError> {
+    pub fn push_line(&mut self, line: &[u8]) -> Result<Option<Reply>, ReplyError> {
         if line.len() > MAX_REPLY_LINE {
             return Err(ReplyError::LineTooLong);
         }
-        self.lines += 1;
-        if self.lines > MAX_REPLY_LINES {
+        if self.lines.len() >= MAX_REPLY_LINES {
             return Err(ReplyError::TooManyLines);
         }
         let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -125,24 +58,22 @@ impl ReplyParser {
             Some(first) if first != code => return Err(ReplyError::CodeMismatch(first, code)),
             Some(_) => {}
         }
-        let first_line = self.lines == 1;
+        let first_line = self.lines.is_empty();
         let (esc, rest) = match enhanced_code(code, rest) {
             Some((esc, tail)) if first_line || Some(esc) == self.enhanced => (Some(esc), tail),
             _ => (None, rest),
         };
         if first_line {
             self.enhanced = esc;
-        } else {
-            self.text.push('\n');
         }
-        push_sanitized(&mut self.text, rest);
+        self.lines.push(Cow::Owned(sanitized(rest)));
         if !last {
             return Ok(None);
         }
-        let reply = SmtpReply {
+        let reply = Reply {
             code,
             enhanced: self.enhanced,
-            text: std::mem::take(&mut self.text),
+            lines: std::mem::take(&mut self.lines),
         };
         *self = Self::default();
         Ok(Some(reply))
@@ -152,7 +83,7 @@ impl ReplyParser {
 /// Parses a complete reply from `bytes` (for tests and callers that already
 /// hold the whole reply). Returns the reply and the number of bytes used, or
 /// `None` when the bytes end before the reply does.
-pub fn parse_reply(bytes: &[u8]) -> Result<Option<(SmtpReply, usize)>, ReplyError> {
+pub fn parse_reply(bytes: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
     let mut parser = ReplyParser::new();
     let mut used = 0;
     while let Some(end) = bytes[used..].iter().position(|&b| b == b'\n') {
@@ -222,19 +153,19 @@ fn number(bytes: &[u8]) -> Option<(u16, &[u8])> {
     Some((value, &bytes[digits..]))
 }
 
-fn push_sanitized(out: &mut String, bytes: &[u8]) {
-    let text = String::from_utf8_lossy(bytes);
-    out.extend(
-        text.chars()
-            .map(|c| if c.is_control() && c != '\t' { '?' } else { c }),
-    );
+/// The line's text with control characters other than tab replaced by `?`.
+fn sanitized(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn one(input: &str) -> SmtpReply {
+    fn one(input: &str) -> Reply {
         match parse_reply(input.as_bytes()) {
             Ok(Some((reply, used))) => {
                 assert_eq!(used, input.len(), "{input:?}");
@@ -277,7 +208,7 @@ mod tests {
             let reply = one(input);
             assert_eq!(reply.code, *code, "{input:?}");
             assert_eq!(reply.enhanced, *enhanced, "{input:?}");
-            assert_eq!(reply.text, *text, "{input:?}");
+            assert_eq!(reply.text(), *text, "{input:?}");
         }
     }
 
@@ -291,11 +222,11 @@ mod tests {
         assert_eq!(reply.code, 550);
         assert_eq!(reply.enhanced, Some((5, 1, 1)));
         assert_eq!(
-            reply.text,
+            reply.text(),
             "The email account that you tried to reach does not exist.\n\
              Please try double-checking.\nhttps://support.example/x"
         );
-        assert_eq!(reply.lines().count(), 3);
+        assert_eq!(reply.lines.len(), 3);
         assert!(reply.to_string().starts_with("550 5.1.1 The email account"));
     }
 
@@ -305,7 +236,7 @@ mod tests {
             one("250-mx.example Hello\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n");
         assert_eq!(reply.enhanced, None);
         assert_eq!(
-            reply.text,
+            reply.text(),
             "mx.example Hello\nPIPELINING\nSIZE 1000\n8BITMIME"
         );
     }
@@ -370,17 +301,7 @@ mod tests {
             just.extend_from_slice(b"250-x\r\n");
         }
         just.extend_from_slice(b"250 x\r\n");
-        assert_eq!(parse_reply(&just).unwrap().unwrap().0.lines().count(), 100);
-    }
-
-    #[test]
-    fn display_formats() {
-        assert_eq!(SmtpReply::new(250, None, "ok").to_string(), "250 ok");
-        assert_eq!(SmtpReply::new(354, None, "").to_string(), "354");
-        assert_eq!(
-            SmtpReply::new(451, Some((4, 2, 0)), "later").to_string(),
-            "451 4.2.0 later"
-        );
+        assert_eq!(parse_reply(&just).unwrap().unwrap().0.lines.len(), 100);
     }
 
     #[test]
@@ -388,10 +309,10 @@ mod tests {
         let mut parser = ReplyParser::new();
         assert_eq!(parser.push_line(b"250-a\r\n"), Ok(None));
         assert_eq!(
-            parser.push_line(b"250 b\r\n").unwrap().unwrap().text,
+            parser.push_line(b"250 b\r\n").unwrap().unwrap().text(),
             "a\nb"
         );
         let next = parser.push_line(b"550 5.0.0 c\r\n").unwrap().unwrap();
-        assert_eq!((next.code, next.text.as_str()), (550, "c"));
+        assert_eq!((next.code, next.text().as_ref()), (550, "c"));
     }
 }
