@@ -289,9 +289,9 @@ impl Ingest {
         }
         // The suppression list is read only for a tenant that has ever had an entry
         // (the store flags it on the first one and every node's directory learns it
-        // within one refresh; this node knows at once of those it wrote itself): for
-        // every other tenant this saves a database round trip per message.
-        let has_suppressions = mailroom_store::suppression_hint::noted(tenant)
+        // within one refresh; this node's store knows at once of those it wrote
+        // itself): for every other tenant this saves a database round trip per message.
+        let has_suppressions = self.store.suppression_noted(tenant)
             || self
                 .policy
                 .directory()

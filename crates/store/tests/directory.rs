@@ -589,6 +589,28 @@ conformance!(
     }
 );
 
+// The suppression hint belongs to a store instance: a second store on the same
+// database (another node, even in this process) has noted nothing, so its ingest
+// waits for the directory's `has_suppressions` flag — the cross-node truth.
+conformance_db!(
+    the_suppression_hint_is_per_store_instance,
+    |db: TestDb| async move {
+        let a = db.open().await;
+        let b = db.open().await;
+        let t = tenant(&a, "acme").await;
+        assert!(!a.suppression_noted(&t) && !b.suppression_noted(&t));
+        a.add_suppression(suppression(&t, "w@example.net", "manual"))
+            .await
+            .unwrap();
+        assert!(a.suppression_noted(&t), "the writer notes it");
+        assert!(!b.suppression_noted(&t), "the other instance has not");
+        b.add_suppression(suppression(&t, "x@example.net", "manual"))
+            .await
+            .unwrap();
+        assert!(b.suppression_noted(&t));
+    }
+);
+
 conformance_db!(two_nodes_writing_at_once_agree, |db: TestDb| async move {
     let a = db.open().await;
     let b = db.open().await;

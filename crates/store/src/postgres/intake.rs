@@ -55,8 +55,9 @@ async fn suppress(
     detail: &serde_json::Value,
     message: &MessageId,
     at: i64,
+    hint: &crate::SuppressionHint,
 ) -> Result<(), StoreError> {
-    crate::suppression_hint::note(tenant.as_str());
+    hint.note(tenant.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, address) DO NOTHING",
@@ -79,7 +80,11 @@ async fn message_event(conn: &mut PgConnection, e: &NewEvent) -> Result<(), Stor
     super::events::insert_event(&mut *conn, e).await
 }
 
-async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecorded, StoreError> {
+async fn bounce(
+    conn: &mut PgConnection,
+    b: &AsyncBounce,
+    hint: &crate::SuppressionHint,
+) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = lock_recipient(conn, &b.message_id, b.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
     };
@@ -113,6 +118,7 @@ async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecord
             &b.detail,
             &b.message_id,
             b.at,
+            hint,
         )
         .await?;
     }
@@ -131,7 +137,11 @@ async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecord
     })
 }
 
-async fn complaint(conn: &mut PgConnection, c: &Complaint) -> Result<IntakeRecorded, StoreError> {
+async fn complaint(
+    conn: &mut PgConnection,
+    c: &Complaint,
+    hint: &crate::SuppressionHint,
+) -> Result<IntakeRecorded, StoreError> {
     // The recipient's row lock makes a concurrent second complaint wait, then see
     // this one's event.
     let Some((address, tenant)) = lock_recipient(conn, &c.message_id, c.idx).await? else {
@@ -157,6 +167,7 @@ async fn complaint(conn: &mut PgConnection, c: &Complaint) -> Result<IntakeRecor
         &c.detail,
         &c.message_id,
         c.at,
+        hint,
     )
     .await?;
     let event = NewEvent {
@@ -285,12 +296,14 @@ impl IntakeStore for PgStore {
     }
 
     async fn record_async_bounce(&self, b: AsyncBounce) -> Result<IntakeRecorded, StoreError> {
-        self.intake_tx(|conn| Box::pin(async move { bounce(conn, &b).await }))
+        let hint = self.hint.clone();
+        self.intake_tx(|conn| Box::pin(async move { bounce(conn, &b, &hint).await }))
             .await
     }
 
     async fn record_complaint(&self, c: Complaint) -> Result<IntakeRecorded, StoreError> {
-        self.intake_tx(|conn| Box::pin(async move { complaint(conn, &c).await }))
+        let hint = self.hint.clone();
+        self.intake_tx(|conn| Box::pin(async move { complaint(conn, &c, &hint).await }))
             .await
     }
 

@@ -115,10 +115,11 @@ pub(super) async fn get_sender_health(
 pub(crate) async fn execute(
     conn: &mut SqliteConnection,
     op: &IntakeOp,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeDone, StoreError> {
     match op {
-        IntakeOp::Bounce(b) => bounce(conn, b).await.map(IntakeDone::Recorded),
-        IntakeOp::Complaint(c) => complaint(conn, c).await.map(IntakeDone::Recorded),
+        IntakeOp::Bounce(b) => bounce(conn, b, hint).await.map(IntakeDone::Recorded),
+        IntakeOp::Complaint(c) => complaint(conn, c, hint).await.map(IntakeDone::Recorded),
         IntakeOp::Health(h) => health(conn, h).await.map(IntakeDone::Paused),
     }
 }
@@ -179,9 +180,10 @@ async fn suppress(
     detail: &serde_json::Value,
     message: &MessageId,
     at: i64,
+    hint: &crate::SuppressionHint,
 ) -> Result<(), StoreError> {
     // A manual or earlier entry is kept.
-    crate::suppression_hint::note(tenant.as_str());
+    hint.note(tenant.as_str());
     sqlx::query(
         "INSERT OR IGNORE INTO suppressions \
          (tenant_id, address, reason, detail, message_id, created_at) \
@@ -202,6 +204,7 @@ async fn suppress(
 async fn bounce(
     conn: &mut SqliteConnection,
     b: &AsyncBounce,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = recipient(conn, &b.message_id, b.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
@@ -242,6 +245,7 @@ async fn bounce(
             &b.detail,
             &b.message_id,
             b.at,
+            hint,
         )
         .await?;
     }
@@ -254,6 +258,7 @@ async fn bounce(
 async fn complaint(
     conn: &mut SqliteConnection,
     c: &Complaint,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = recipient(conn, &c.message_id, c.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
@@ -288,6 +293,7 @@ async fn complaint(
         &c.detail,
         &c.message_id,
         c.at,
+        hint,
     )
     .await?;
     Ok(IntakeRecorded::Recorded {
