@@ -7,26 +7,14 @@
 #[macro_use]
 mod common;
 
+use common::tenant;
 use mailroom_model::{EventType, KeyScope, TenantId, WebhookId, now_millis};
 use mailroom_secrets::{Keyring, Sealed};
 use mailroom_store::{
     AllowedIp, DomainCheck, DomainStatus, DynStore, KeyState, NewApiKey, NewCredential, NewDkimKey,
-    NewDomain, NewTenant, NewWebhook, SecretOwner, SecretUpdate, StoreError, Suppression,
-    TenantSettings,
+    NewDomain, NewWebhook, SecretOwner, SecretUpdate, StoreError, Suppression, TenantSettings,
 };
 use serde_json::json;
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-of-{name}"),
-        })
-        .await
-        .unwrap()
-        .id
-}
 
 fn suppression(tenant: &TenantId, address: &str, reason: &str) -> Suppression {
     Suppression {
