@@ -47,6 +47,7 @@ async fn lock_recipient(
 }
 
 /// Suppresses the address unless it already is (a manual or earlier entry is kept).
+/// The caller notes the tenant in the store's suppression hint first.
 async fn suppress(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -55,9 +56,7 @@ async fn suppress(
     detail: &serde_json::Value,
     message: &MessageId,
     at: i64,
-    hint: &crate::SuppressionHint,
 ) -> Result<(), StoreError> {
-    hint.note(tenant.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, address) DO NOTHING",
@@ -110,6 +109,7 @@ async fn bounce(
         return Ok(IntakeRecorded::Duplicate);
     }
     if b.hard {
+        hint.note(tenant.as_str());
         suppress(
             conn,
             &tenant,
@@ -118,7 +118,6 @@ async fn bounce(
             &b.detail,
             &b.message_id,
             b.at,
-            hint,
         )
         .await?;
     }
@@ -159,6 +158,7 @@ async fn complaint(
     if seen.is_some() {
         return Ok(IntakeRecorded::Duplicate);
     }
+    hint.note(tenant.as_str());
     suppress(
         conn,
         &tenant,
@@ -167,7 +167,6 @@ async fn complaint(
         &c.detail,
         &c.message_id,
         c.at,
-        hint,
     )
     .await?;
     let event = NewEvent {

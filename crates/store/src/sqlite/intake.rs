@@ -172,6 +172,7 @@ async fn insert_event(
     Ok(())
 }
 
+/// The caller notes the tenant in the store's suppression hint first.
 async fn suppress(
     conn: &mut SqliteConnection,
     tenant: &TenantId,
@@ -180,10 +181,8 @@ async fn suppress(
     detail: &serde_json::Value,
     message: &MessageId,
     at: i64,
-    hint: &crate::SuppressionHint,
 ) -> Result<(), StoreError> {
     // A manual or earlier entry is kept.
-    hint.note(tenant.as_str());
     sqlx::query(
         "INSERT OR IGNORE INTO suppressions \
          (tenant_id, address, reason, detail, message_id, created_at) \
@@ -237,6 +236,7 @@ async fn bounce(
     )
     .await?;
     if b.hard {
+        hint.note(tenant.as_str());
         suppress(
             conn,
             &tenant,
@@ -245,7 +245,6 @@ async fn bounce(
             &b.detail,
             &b.message_id,
             b.at,
-            hint,
         )
         .await?;
     }
@@ -285,6 +284,7 @@ async fn complaint(
         &c.detail,
     )
     .await?;
+    hint.note(tenant.as_str());
     suppress(
         conn,
         &tenant,
@@ -293,7 +293,6 @@ async fn complaint(
         &c.detail,
         &c.message_id,
         c.at,
-        hint,
     )
     .await?;
     Ok(IntakeRecorded::Recorded {
