@@ -31,6 +31,10 @@ the storage refuses writes.
   be written, and after the restart every accepted message is delivered, with at most
   one duplicate per delivery that was under way (counted).
 
+The steps the three share (start, fault, recover and, where the process survives,
+the checks on held and given-up outcomes) are one fixture, `fault_run` (`FaultRun`);
+each test says only how its fault is made and undone.
+
 `chmod` cannot make the file read-only for a process that has it open (and root ignores
 modes), and `mount -o remount,ro` is refused (EBUSY) while a file on the mount is open
 for writing, so neither is used. Both tests need root, `mount`; the second also
@@ -213,62 +217,119 @@ def _fault_window(srv, tenant, sender, *, smtp_code: tuple[int, bytes], http_sta
     return status, detail, share
 
 
-def test_disk_full_while_recording_outcomes(tmp_path, sink):
-    srv = _server(tmp_path, sink)
-    _mount_tmpfs(srv.data_dir)
-    data = srv.data_dir
-    try:
+class FaultRun:
+    """One server through one storage fault while deliveries are being recorded, in
+    the steps every test here takes: `start` (5 messages delivered, /readyz 200),
+    `fault` (IN_FLIGHT deliveries held at the sink, the fault injected, the sink let go,
+    then `_fault_window`), `recover` (the fault undone, /readyz 200, 3 more accepted,
+    everything at the sink and `delivered`) and, where the same process survives it,
+    `held_outcomes_written` (no restart, refused batches logged, held outcomes written
+    later, duplicates bounded by what was given up)."""
+
+    def __init__(self, tmp_path, sink):
+        self.tmp_path, self.sink = tmp_path, sink
+        self.srv: MailroomServer | None = None
+        self._cleanups = []
+
+    def server(self, **kw) -> MailroomServer:
+        self.srv = _server(self.tmp_path, self.sink, **kw)
+        return self.srv
+
+    def on_teardown(self, fn):
+        """Runs `fn` after the server stopped (newest first): unmounting, resetting."""
+        self._cleanups.append(fn)
+
+    def start(self):
+        srv, sink = self.srv, self.sink
         srv.start()
-        pid = srv.pid
-        tenant, sender = _tenant(srv)
-        accepted = _accept(srv, tenant, sender, 5)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   what="the first messages at the sink")
+        self.pid = srv.pid
+        self.tenant, self.sender = _tenant(srv)
+        self.accepted = _accept(srv, self.tenant, self.sender, 5)
+        poll_until(lambda: set(self.accepted) <= set(_sink_counts(sink)),
+                   timeout=DELIVERY_BOUND_S, what="the first messages at the sink")
         assert _readyz(srv)[0] == 200
 
-        in_flight = _put_in_flight(srv, sink, tenant, sender)
-        accepted |= in_flight
-        _truncate_wal(data / "mailroom.db")
-        _fill_completely(data)
-        filled_at = time.monotonic()
+    def fault(self, inject, *, smtp_code: tuple[int, bytes], http_status: int,
+              detail_word: str | None):
+        srv, sink = self.srv, self.sink
+        self.in_flight = _put_in_flight(srv, sink, self.tenant, self.sender)
+        self.accepted |= self.in_flight
+        inject()
+        self.fault_at = time.monotonic()
         sink.release()
         poll_until(lambda: REFUSED_LINE in srv.log_tail(400), timeout=READY_BOUND_S,
                    interval=0.2, what="the server logging refused outcome writes")
-        status, detail, share = _fault_window(srv, tenant, sender, smtp_code=(452, b"4.3.1"),
-                                              http_status=507)
-        assert "refuses writes" in detail and "full" in detail, detail
-        at_sink = set(_sink_counts(sink)) & set(in_flight)
+        self.status, self.detail, self.share = _fault_window(
+            srv, self.tenant, self.sender, smtp_code=smtp_code, http_status=http_status)
+        assert "refuses writes" in self.detail, self.detail
+        assert detail_word is None or detail_word in self.detail, self.detail
+        self.at_sink = set(_sink_counts(sink)) & set(self.in_flight)
 
-        _free(data)
-        freed_at = time.monotonic()
+    def recover(self, undo, what: str):
+        srv, sink = self.srv, self.sink
+        undo()
+        back_at = time.monotonic()
         poll_until(lambda: _readyz(srv)[0] == 200, timeout=READY_BOUND_S, interval=0.2,
-                   what="/readyz 200 after space returns")
-        ready_s = time.monotonic() - freed_at
-        accepted |= _accept(srv, tenant, sender, 3)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   interval=0.2, what="every accepted message at the sink")
-        poll_until(lambda: not _all_delivered(srv, tenant, accepted.values()),
+                   what=f"/readyz 200 {what}")
+        self.ready_s = time.monotonic() - back_at
+        self.accepted |= _accept(srv, self.tenant, self.sender, 3)
+        poll_until(lambda: set(self.accepted) <= set(_sink_counts(sink)),
+                   timeout=DELIVERY_BOUND_S, interval=0.2,
+                   what="every accepted message at the sink")
+        poll_until(lambda: not _all_delivered(srv, self.tenant, self.accepted.values()),
                    timeout=DELIVERY_BOUND_S, interval=0.5, what="every message `delivered`")
-        assert srv.alive() and srv.pid == pid, "the server was restarted"
-
         got = _sink_counts(sink)
-        duplicates = sum(n - 1 for tok, n in got.items() if tok in accepted and n > 1)
+        self.duplicates = sum(n - 1 for tok, n in got.items() if tok in self.accepted and n > 1)
+
+    def summary(self) -> str:
+        return (f"{len(self.in_flight)} in flight, {len(self.at_sink)} reached the sink "
+                f"during the fault; /readyz {self.status} ({self.detail!r}); "
+                f"{self.share:.3f} of a core during the fault")
+
+    def held_outcomes_written(self, label: str, what: str):
+        srv = self.srv
+        assert srv.alive() and srv.pid == self.pid, "the server was restarted"
         log = srv.log_tail(100000)
         given_up = [int(m) for m in re.findall(re.escape(REFUSED_LINE) + r".*?count=(\d+)", log)]
         held = "storage takes outcome writes again" in log
-        print(f"\ndisk full while recording: {len(in_flight)} in flight, {len(at_sink)} reached "
-              f"the sink during the fault; /readyz {status} ({detail!r}); {share:.3f} of a core "
-              f"during the fault; /readyz 200 {ready_s:.1f}s after freeing space "
-              f"({time.monotonic() - filled_at:.1f}s after filling); batches given up "
-              f"{given_up}; held outcomes written later: {held}; {len(accepted)} accepted, all "
-              f"delivered; {duplicates} duplicates")
+        print(f"\n{label}: {self.summary()}; /readyz 200 {self.ready_s:.1f}s after {what} "
+              f"({time.monotonic() - self.fault_at:.1f}s after the fault); batches given up "
+              f"{given_up}; held outcomes written later: {held}; {len(self.accepted)} "
+              f"accepted, all delivered; {self.duplicates} duplicates")
         assert given_up, "no refused outcome write was logged"
         assert held, "no outcome was held and written later (all given up?)"
-        assert duplicates <= sum(given_up), (duplicates, given_up)
-    finally:
-        sink.release()
-        srv.stop()
-        subprocess.run(["umount", "-l", str(data)], capture_output=True, timeout=30)
+        assert self.duplicates <= sum(given_up), (self.duplicates, given_up)
+
+    def close(self):
+        self.sink.release()
+        if self.srv is not None:
+            self.srv.stop()
+        for fn in reversed(self._cleanups):
+            fn()
+
+
+@pytest.fixture
+def fault_run(tmp_path, sink):
+    run = FaultRun(tmp_path, sink)
+    yield run
+    run.close()
+
+
+def test_disk_full_while_recording_outcomes(fault_run):
+    srv = fault_run.server()
+    data = srv.data_dir
+    _mount_tmpfs(data)
+    fault_run.on_teardown(lambda: subprocess.run(["umount", "-l", str(data)],
+                                                 capture_output=True, timeout=30))
+
+    def fill():
+        _truncate_wal(data / "mailroom.db")
+        _fill_completely(data)
+
+    fault_run.start()
+    fault_run.fault(fill, smtp_code=(452, b"4.3.1"), http_status=507, detail_word="full")
+    fault_run.recover(lambda: _free(data), "space returns")
+    fault_run.held_outcomes_written("disk full while recording", "freeing space")
 
 
 def _tools_or_skip(*tools):
@@ -306,11 +367,11 @@ def _turn_read_only(dev: str, path: Path):
         pytest.fail(f"{path} still takes writes after the ext4 error")
 
 
-def test_read_only_filesystem_while_recording_outcomes(tmp_path, sink):
+def test_read_only_filesystem_while_recording_outcomes(tmp_path, fault_run):
     _tools_or_skip("mount", "umount", "findmnt", "mkfs.ext4", "e2fsck")
     if not Path("/sys/fs/ext4").is_dir():
         pytest.skip("no ext4 in this kernel")
-    srv = _server(tmp_path, sink)
+    srv = fault_run.server()
     image = tmp_path / "data.ext4"
     with open(image, "wb") as f:
         f.truncate(64 << 20)
@@ -320,59 +381,35 @@ def test_read_only_filesystem_while_recording_outcomes(tmp_path, sink):
     if not Path(f"/sys/fs/ext4/{dev}/trigger_fs_error").exists():
         _run("umount", str(data))
         pytest.skip("this kernel's ext4 has no trigger_fs_error")
-    mounted = True
-    try:
-        srv.start()
-        tenant, sender = _tenant(srv)
-        accepted = _accept(srv, tenant, sender, 5)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   what="the first messages at the sink")
-        assert _readyz(srv)[0] == 200
+    mounted = [True]
+    fault_run.on_teardown(lambda: mounted[0] and subprocess.run(
+        ["umount", str(data)], capture_output=True, timeout=30))
 
-        in_flight = _put_in_flight(srv, sink, tenant, sender)
-        accepted |= in_flight
-        _turn_read_only(dev, data)
-        sink.release()
-        poll_until(lambda: REFUSED_LINE in srv.log_tail(400), timeout=READY_BOUND_S,
-                   interval=0.2, what="the server logging refused outcome writes")
-        status, detail, share = _fault_window(srv, tenant, sender, smtp_code=(451, b"4.3.0"),
-                                              http_status=503)
-        assert "refuses writes" in detail, detail
-        at_sink = set(_sink_counts(sink)) & set(in_flight)
+    fault_run.start()
+    fault_run.fault(lambda: _turn_read_only(dev, data), smtp_code=(451, b"4.3.0"),
+                    http_status=503, detail_word=None)
 
+    def restart():
         # Only an unmount clears it: stop (within the grace time, though the outcomes
         # cannot be written), check, mount, start.
         t0 = time.monotonic()
         srv.proc.terminate()
         code = srv.proc.wait(timeout=30)
-        stop_s = time.monotonic() - t0
+        restart.stop_s = time.monotonic() - t0
         assert code == 0, f"exit status {code} after SIGTERM\n{srv.log_tail()}"
         _run("umount", str(data))
-        mounted = False
+        mounted[0] = False
         _run("e2fsck", "-f", "-y", str(image), ok=(0, 1))
-        dev = _mount_ext4(image, data)
-        mounted = True
+        _mount_ext4(image, data)
+        mounted[0] = True
         srv.start()
-        poll_until(lambda: _readyz(srv)[0] == 200, timeout=READY_BOUND_S, interval=0.2,
-                   what="/readyz 200 after the restart")
-        accepted |= _accept(srv, tenant, sender, 3)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   interval=0.2, what="every accepted message at the sink")
-        poll_until(lambda: not _all_delivered(srv, tenant, accepted.values()),
-                   timeout=DELIVERY_BOUND_S, interval=0.5, what="every message `delivered`")
-        got = _sink_counts(sink)
-        duplicates = sum(n - 1 for tok, n in got.items() if tok in accepted and n > 1)
-        print(f"\nread-only file system while recording: {len(in_flight)} in flight, "
-              f"{len(at_sink)} reached the sink during the fault; /readyz {status} "
-              f"({detail!r}); {share:.3f} of a core during the fault; stopped in "
-              f"{stop_s:.1f}s; {len(accepted)} accepted, all delivered after the restart; "
-              f"{duplicates} duplicates")
-        assert duplicates <= len(at_sink), (duplicates, len(at_sink))
-    finally:
-        sink.release()
-        srv.stop()
-        if mounted:
-            subprocess.run(["umount", str(data)], capture_output=True, timeout=30)
+
+    fault_run.recover(restart, "after the restart")
+    print(f"\nread-only file system while recording: {fault_run.summary()}; stopped in "
+          f"{restart.stop_s:.1f}s; {len(fault_run.accepted)} accepted, all delivered after "
+          f"the restart; {fault_run.duplicates} duplicates")
+    assert fault_run.duplicates <= len(fault_run.at_sink), (fault_run.duplicates,
+                                                            len(fault_run.at_sink))
 
 
 def _pg_sessions_terminate(db):
@@ -381,59 +418,30 @@ def _pg_sessions_terminate(db):
              f"WHERE datname = '{db.name}'")
 
 
-def test_postgres_read_only_while_recording_outcomes(tmp_path, sink, pg_database):
+def test_postgres_read_only_while_recording_outcomes(pg_database, fault_run):
+    # pg_database first: set up before, torn down after the server (fault_run) stops.
     db = pg_database
-    srv = _server(tmp_path, sink, backend="postgres", database=db)
-    try:
-        srv.start()
-        pid = srv.pid
-        tenant, sender = _tenant(srv)
-        accepted = _accept(srv, tenant, sender, 5)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   what="the first messages at the sink")
-        assert _readyz(srv)[0] == 200
+    fault_run.server(backend="postgres", database=db)
 
-        in_flight = _put_in_flight(srv, sink, tenant, sender)
-        accepted |= in_flight
-        pg_query(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on')
-        _pg_sessions_terminate(db)
-        sink.release()
-        poll_until(lambda: REFUSED_LINE in srv.log_tail(400), timeout=READY_BOUND_S,
-                   interval=0.2, what="the server logging refused outcome writes")
-        status, detail, share = _fault_window(srv, tenant, sender, smtp_code=(451, b"4.3.0"),
-                                              http_status=503)
-        assert "refuses writes" in detail and "read-only" in detail, detail
-        at_sink = set(_sink_counts(sink)) & set(in_flight)
-
-        pg_query(f'ALTER DATABASE "{db.name}" RESET default_transaction_read_only')
-        _pg_sessions_terminate(db)
-        back_at = time.monotonic()
-        poll_until(lambda: _readyz(srv)[0] == 200, timeout=READY_BOUND_S, interval=0.2,
-                   what="/readyz 200 after the database takes writes again")
-        ready_s = time.monotonic() - back_at
-        accepted |= _accept(srv, tenant, sender, 3)
-        poll_until(lambda: set(accepted) <= set(_sink_counts(sink)), timeout=DELIVERY_BOUND_S,
-                   interval=0.2, what="every accepted message at the sink")
-        poll_until(lambda: not _all_delivered(srv, tenant, accepted.values()),
-                   timeout=DELIVERY_BOUND_S, interval=0.5, what="every message `delivered`")
-        assert srv.alive() and srv.pid == pid, "the server was restarted"
-        got = _sink_counts(sink)
-        duplicates = sum(n - 1 for tok, n in got.items() if tok in accepted and n > 1)
-        log = srv.log_tail(100000)
-        given_up = [int(m) for m in re.findall(re.escape(REFUSED_LINE) + r".*?count=(\d+)", log)]
-        held = "storage takes outcome writes again" in log
-        print(f"\nPostgreSQL read-only while recording: {len(in_flight)} in flight, "
-              f"{len(at_sink)} reached the sink during the fault; /readyz {status} "
-              f"({detail!r}); {share:.3f} of a core during the fault; /readyz 200 "
-              f"{ready_s:.1f}s after the database took writes again; batches given up "
-              f"{given_up}; {len(accepted)} accepted, all delivered; {duplicates} duplicates")
-        assert given_up, "no refused outcome write was logged"
-        assert held, "no outcome was held and written later (all given up?)"
-        assert duplicates <= sum(given_up), (duplicates, given_up)
-    finally:
-        sink.release()
-        srv.stop()
+    def reset():
         try:
             pg_query(f'ALTER DATABASE "{db.name}" RESET default_transaction_read_only')
         except Exception:  # noqa: BLE001 - dropped right after anyway
             pass
+
+    fault_run.on_teardown(reset)
+
+    def read_only():
+        pg_query(f'ALTER DATABASE "{db.name}" SET default_transaction_read_only = on')
+        _pg_sessions_terminate(db)
+
+    def writable():
+        pg_query(f'ALTER DATABASE "{db.name}" RESET default_transaction_read_only')
+        _pg_sessions_terminate(db)
+
+    fault_run.start()
+    fault_run.fault(read_only, smtp_code=(451, b"4.3.0"), http_status=503,
+                    detail_word="read-only")
+    fault_run.recover(writable, "after the database takes writes again")
+    fault_run.held_outcomes_written("PostgreSQL read-only while recording",
+                                    "the database took writes again")

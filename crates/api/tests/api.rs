@@ -9,10 +9,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::OPERATOR;
-use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_model::{MessageId, TenantId};
+use mailroom_store::NewMessage;
 use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{NewMessage, NewRecipient};
+use mailroom_testkit::messages;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -114,37 +115,16 @@ impl Api {
 
     /// Stores a message of `tenant` directly (the API has no send endpoint here).
     async fn message_of(&self, tenant: &str) -> MessageId {
-        let id = MessageId::generate();
-        self.store
-            .enqueue(NewMessage {
-                id: id.clone(),
-                tenant_id: TenantId::parse(tenant).expect("tenant id"),
-                mail_from: "sender@acme.test".into(),
-                rfc_message_id: None,
-                received_at: now_millis(),
-                source: "api",
-                client_ip: None,
-                dsn_ret: None,
-                dsn_envid: None,
-                smtputf8: false,
-                require_tls: false,
-                body: b"From: sender@acme.test\r\n\r\nhi\r\n".to_vec(),
-                recipients: vec![NewRecipient {
-                    address: "one@example.net".into(),
-                    domain: "example.net".into(),
-                    dsn_notify: None,
-                    dsn_orcpt: None,
-                    suppressed: None,
-                }],
-                accepted_detail: json!({}),
-                lease: None,
-                idempotency: None,
-                meta: None,
-                return_path: None,
-                quarantine: None,
-            })
-            .await
-            .expect("enqueue");
+        let m = NewMessage {
+            source: "api",
+            ..messages::new_message(
+                &TenantId::parse(tenant).expect("tenant id"),
+                "sender@acme.test",
+                vec![messages::recipient("one@example.net")],
+            )
+        };
+        let id = m.id.clone();
+        self.store.enqueue(m).await.expect("enqueue");
         id
     }
 }

@@ -1,6 +1,7 @@
-//! Two nodes on one database, in one process: each has its own policy directory,
-//! signing keys, quotas, operator token and in-flight idempotency keys (everything a
-//! node keeps in memory), and both run the refreshers `serve` runs. A change made
+//! Two nodes on one database, in one process: each has its own store instance, policy
+//! directory, signing keys, quotas, operator token, in-flight idempotency keys and
+//! suppression hint (everything a node keeps in memory), and both run the refreshers
+//! `serve` runs. A change made
 //! through one node must take effect on the other within 2 s (measured); daily quotas
 //! and idempotency keys hold across them.
 
@@ -85,11 +86,12 @@ async fn a_change_through_one_node_takes_effect_on_the_other_within_two_seconds(
         .await,
     );
 
-    // A suppression added through A. The tenant's first flags it in the store; B's
-    // directory learns the flag within one refresh — but both nodes share this test's
-    // process, whose suppression hint (`mailroom_store::suppression_hint`) already
-    // names the tenant, so here B honours it at once. The cross-process case is
-    // tests/e2e/test_multinode.py::test_first_suppression_through_a_reaches_b_within_2s.
+    // The tenant's first suppression, added through A. The store flags the tenant
+    // (`tenants.has_suppressions`) and A's store notes it in its own suppression hint,
+    // so A honours it at once. B's store is another instance that wrote nothing: B
+    // skips the lookup until its directory learns the flag, within one refresh — the
+    // cross-node case, here in one process (as in tests/e2e/test_multinode.py::
+    // test_first_suppression_through_a_reaches_b_within_2s across two).
     let r = a
         .post(
             "/v1/suppressions",
@@ -98,12 +100,23 @@ async fn a_change_through_one_node_takes_effect_on_the_other_within_two_seconds(
         )
         .await;
     assert!(r.status.is_success(), "{}", r.json);
-    let r = b.post("/v1/messages", &key, message("app@acme.test")).await;
+    let tenant_id = mailroom_model::TenantId::from_stored(id.clone());
+    assert!(a.store.suppression_noted(&tenant_id), "A wrote it");
+    assert!(!b.store.suppression_noted(&tenant_id), "B wrote nothing");
+    let r = a.post("/v1/messages", &key, message("app@acme.test")).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
     assert_eq!(
         r.json["recipients"][0]["status"], "suppressed",
         "{}",
         r.json
+    );
+    took.push(
+        within_2s("first suppression", async || {
+            let r = b.post("/v1/messages", &key, message("app@acme.test")).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+            r.json["recipients"][0]["status"] == "suppressed"
+        })
+        .await,
     );
     let r = a.delete("/v1/suppressions/rcpt@example.net", &key).await;
     assert!(r.status.is_success(), "{}", r.json);

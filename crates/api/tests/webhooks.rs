@@ -5,10 +5,11 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_model::{MessageId, TenantId};
+use mailroom_store::NewMessage;
 use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{NewMessage, NewRecipient};
+use mailroom_testkit::messages;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -85,32 +86,14 @@ impl Api {
         self.store
             .enqueue(NewMessage {
                 id: id.clone(),
-                tenant_id: TenantId::parse(tenant).unwrap(),
-                mail_from: "s@acme.test".into(),
                 rfc_message_id: Some(format!("<{id}@acme.test>")),
-                received_at: now_millis(),
                 source: "api",
-                client_ip: None,
-                dsn_ret: None,
-                dsn_envid: None,
-                smtputf8: false,
-                require_tls: false,
-                body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
-                recipients: (0..n)
-                    .map(|i| NewRecipient {
-                        address: format!("r{i}@example.net"),
-                        domain: "example.net".into(),
-                        dsn_notify: None,
-                        dsn_orcpt: None,
-                        suppressed: None,
-                    })
-                    .collect(),
                 accepted_detail: json!({ "source": "api", "tags": ["t1"] }),
-                lease: None,
-                return_path: None,
-                idempotency: None,
-                meta: None,
-                quarantine: None,
+                ..messages::new_message(
+                    &TenantId::parse(tenant).unwrap(),
+                    "s@acme.test",
+                    messages::recipients(n),
+                )
             })
             .await
             .expect("enqueue");

@@ -8,14 +8,11 @@ use mailroom_auth::{
     SpfAuthorization, Verification, check_record, check_records, expected_records, verify_domain,
 };
 use mailroom_dns::HickoryResolver;
-use mailroom_testkit::{DnsServerHandle, TestZone, spawn_dns};
-use std::time::Duration;
+use mailroom_testkit::{DnsServerHandle, TestZone, serve_dns};
 
+/// TTL 0: nothing is cached, so a changed zone is seen at once.
 async fn serve(zone: TestZone) -> (HickoryResolver, DnsServerHandle) {
-    // TTL 0: nothing is cached, so a changed zone is seen at once.
-    let (addr, handle) = spawn_dns(zone.ttl(0)).await;
-    let resolver = HickoryResolver::with_nameservers(&[addr], Duration::from_secs(1)).unwrap();
-    (resolver, handle)
+    serve_dns(zone.ttl(0)).await
 }
 
 fn options() -> RecordOptions {

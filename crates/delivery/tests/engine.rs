@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::messages;
 use common::sink::{self, Received, Sink};
 use common::spy::SpyStore;
 use mailroom_delivery::schedule::RetrySchedule;
@@ -163,27 +164,11 @@ impl Harness {
     }
 
     fn message(&self, from: &str, recipients: Vec<NewRecipient>) -> NewMessage {
-        let id = MessageId::generate();
+        let m = messages::new_message(&self.tenant, from, recipients);
         NewMessage {
-            body: body(&id.as_str().to_ascii_lowercase()),
-            id,
-            tenant_id: self.tenant.clone(),
-            mail_from: from.to_string(),
-            rfc_message_id: None,
-            received_at: now_millis(),
+            body: body(&m.id.as_str().to_ascii_lowercase()),
             source: "api",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            require_tls: false,
-            recipients,
-            accepted_detail: serde_json::json!({}),
-            lease: None,
-            idempotency: None,
-            meta: None,
-            return_path: None,
-            quarantine: None,
+            ..m
         }
     }
 

@@ -10,15 +10,14 @@
 
 mod common;
 
+use common::messages;
 use common::sink::{self, Sink};
 use common::spy::SpyStore;
 use mailroom_delivery::schedule::RetrySchedule;
 use mailroom_delivery::{DeliveryConfig, Engine, EngineHandoff, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::StaticResolver;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
-use mailroom_store::{
-    DueRecipient, DynStore, Handoff, Lease, MessageView, NewMessage, NewRecipient, Outcome,
-};
+use mailroom_store::{DueRecipient, DynStore, Handoff, Lease, MessageView, NewMessage, Outcome};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,37 +52,19 @@ impl Harness {
 
     /// A message to one recipient.
     fn message(&self, address: &str) -> NewMessage {
-        let id = MessageId::generate();
-        let body = format!(
-            "From: app@sender.test\r\nTo: {address}\r\nSubject: {id}\r\n\r\nHello {id}\r\n"
-        )
-        .into_bytes();
+        let m = messages::new_message(
+            &self.tenant,
+            "app@sender.test",
+            vec![messages::recipient(address)],
+        );
+        let id = &m.id;
         NewMessage {
-            id,
-            tenant_id: self.tenant.clone(),
-            mail_from: "app@sender.test".into(),
-            rfc_message_id: None,
-            received_at: now_millis(),
+            body: format!(
+                "From: app@sender.test\r\nTo: {address}\r\nSubject: {id}\r\n\r\nHello {id}\r\n"
+            )
+            .into_bytes(),
             source: "api",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            require_tls: false,
-            body,
-            recipients: vec![NewRecipient {
-                address: address.to_string(),
-                domain: address.rsplit_once('@').unwrap().1.to_string(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            }],
-            accepted_detail: serde_json::json!({}),
-            lease: None,
-            idempotency: None,
-            meta: None,
-            return_path: None,
-            quarantine: None,
+            ..m
         }
     }
 

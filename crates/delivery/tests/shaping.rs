@@ -9,13 +9,14 @@
 mod common;
 
 use common::sink::{self, Sink};
+use common::{messages, stores};
 use mailroom_delivery::schedule::RetrySchedule;
 use mailroom_delivery::shaper::{EgressAddress, EgressPool, Shaper, ShapingSettings};
 use mailroom_delivery::shaping::{Rule, RuleAction, RuleScope, Schedule};
 use mailroom_delivery::{DeliveryConfig, Engine, StaticRoute, Timeouts, TlsMode};
 use mailroom_dns::StaticResolver;
 use mailroom_model::{MessageId, RecipientState, TenantId, now_millis};
-use mailroom_store::{DynStore, MessageView, NewMessage, NewRecipient, NewTenant, ShapingStore};
+use mailroom_store::{DynStore, MessageView, NewMessage, ShapingStore};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,47 +94,18 @@ impl H {
     }
 
     async fn tenant(&self, name: &str) -> TenantId {
-        self.store
-            .create_tenant(NewTenant {
-                id: TenantId::generate(),
-                name: name.into(),
-                api_key_hash: format!("unused-{name}"),
-            })
-            .await
-            .expect("tenant")
-            .id
+        stores::tenant(&self.store, name).await
     }
 
     async fn send(&self, tenant: &TenantId, rcpt: &str) -> MessageId {
-        let id = MessageId::generate();
+        let m = messages::new_message(tenant, "app@sender.test", vec![messages::recipient(rcpt)]);
+        let id = m.id.clone();
         self.store
             .enqueue(NewMessage {
                 body: format!("From: <app@sender.test>\r\nSubject: {id}\r\n\r\nhi\r\n")
                     .into_bytes(),
-                id: id.clone(),
-                tenant_id: tenant.clone(),
-                mail_from: "app@sender.test".into(),
-                rfc_message_id: None,
-                received_at: now_millis(),
                 source: "api",
-                client_ip: None,
-                dsn_ret: None,
-                dsn_envid: None,
-                smtputf8: false,
-                require_tls: false,
-                recipients: vec![NewRecipient {
-                    address: rcpt.into(),
-                    domain: rcpt.rsplit_once('@').expect("domain").1.into(),
-                    dsn_notify: None,
-                    dsn_orcpt: None,
-                    suppressed: None,
-                }],
-                accepted_detail: serde_json::json!({}),
-                lease: None,
-                idempotency: None,
-                meta: None,
-                return_path: None,
-                quarantine: None,
+                ..m
             })
             .await
             .expect("enqueue");

@@ -5,7 +5,7 @@
 use mailroom_dns::{
     DnsError, HickoryResolver, MxAnswer, MxHost, NameserverOptions, Resolver, ResolverInitError,
 };
-use mailroom_testkit::{DnsServerHandle, TestZone, spawn_dns};
+use mailroom_testkit::{TestZone, serve_dns, spawn_dns};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -19,13 +19,6 @@ async fn bounded<F: Future>(f: F) -> F::Output {
         .expect("test exceeded its time bound")
 }
 
-async fn serve(zone: TestZone) -> (HickoryResolver, DnsServerHandle) {
-    let (addr, handle) = spawn_dns(zone).await;
-    let resolver =
-        HickoryResolver::with_nameservers(&[addr], Duration::from_secs(2)).expect("resolver");
-    (resolver, handle)
-}
-
 fn host(preference: u16, exchange: &str) -> MxHost {
     MxHost {
         preference,
@@ -36,7 +29,7 @@ fn host(preference: u16, exchange: &str) -> MxHost {
 #[tokio::test]
 async fn mx_sorted_by_preference() {
     bounded(async {
-        let (dns, server) = serve(
+        let (dns, server) = serve_dns(
             TestZone::new()
                 .mx("example.test", 30, "MX3.Example.Test")
                 .mx("example.test", 10, "mx1.example.test")
@@ -66,14 +59,13 @@ async fn mx_sorted_by_preference() {
 #[tokio::test]
 async fn mx_ties_are_shuffled() {
     bounded(async {
-        let (addr, _server) = spawn_dns(
+        let (dns, _server) = serve_dns(
             TestZone::new()
                 .mx("example.test", 10, "a.example.test")
                 .mx("example.test", 10, "b.example.test")
                 .mx("example.test", 5, "first.example.test"),
         )
         .await;
-        let dns = HickoryResolver::with_nameservers(&[addr], Duration::from_secs(2)).unwrap();
         let mut seconds = std::collections::HashSet::new();
         // The cache answers the repeats; the shuffle happens on every call.
         for _ in 0..64 {
@@ -91,7 +83,7 @@ async fn mx_ties_are_shuffled() {
 #[tokio::test]
 async fn null_mx() {
     bounded(async {
-        let (dns, _server) = serve(TestZone::new().null_mx("nomail.test")).await;
+        let (dns, _server) = serve_dns(TestZone::new().null_mx("nomail.test")).await;
         assert_eq!(dns.mx("nomail.test").await, Ok(MxAnswer::NullMx));
     })
     .await;
@@ -100,7 +92,7 @@ async fn null_mx() {
 #[tokio::test]
 async fn a_only_domain_is_implicit_mx() {
     bounded(async {
-        let (dns, _server) = serve(TestZone::new().a("bare.test", Ipv4Addr::LOCALHOST)).await;
+        let (dns, _server) = serve_dns(TestZone::new().a("bare.test", Ipv4Addr::LOCALHOST)).await;
         assert_eq!(dns.mx("bare.test").await, Ok(MxAnswer::NoRecords));
         assert_eq!(
             dns.ips("bare.test").await,
@@ -113,7 +105,7 @@ async fn a_only_domain_is_implicit_mx() {
 #[tokio::test]
 async fn nxdomain() {
     bounded(async {
-        let (dns, _server) = serve(
+        let (dns, _server) = serve_dns(
             TestZone::new()
                 .a("exists.test", Ipv4Addr::LOCALHOST)
                 .nxdomain("gone.test"),
@@ -132,7 +124,7 @@ async fn nxdomain() {
 #[tokio::test]
 async fn servfail_is_temporary() {
     bounded(async {
-        let (dns, _server) = serve(TestZone::new().servfail("broken.test")).await;
+        let (dns, _server) = serve_dns(TestZone::new().servfail("broken.test")).await;
         let err = dns.mx("broken.test").await.unwrap_err();
         assert_eq!(err, DnsError::ServFail("SERVFAIL".to_string()));
         assert!(!err.is_permanent());
@@ -179,7 +171,7 @@ async fn silent_server_times_out() {
 #[tokio::test]
 async fn aaaa_and_both_families() {
     bounded(async {
-        let (dns, _server) = serve(
+        let (dns, _server) = serve_dns(
             TestZone::new()
                 .aaaa("v6.test", Ipv6Addr::LOCALHOST)
                 .a("dual.test", Ipv4Addr::new(127, 0, 0, 2))
@@ -200,7 +192,7 @@ async fn aaaa_and_both_families() {
         );
         // Exists (has an MX) but has no address: an empty list, not an error.
         assert_eq!(dns.ips("dual.test").await.map(|v| v.len()), Ok(2));
-        let (dns2, _s) = serve(TestZone::new().mx("mxonly.test", 10, "v6.test")).await;
+        let (dns2, _s) = serve_dns(TestZone::new().mx("mxonly.test", 10, "v6.test")).await;
         assert_eq!(dns2.ips("mxonly.test").await, Ok(vec![]));
     })
     .await;
@@ -214,7 +206,7 @@ async fn large_answers_fall_back_to_tcp_on_the_same_port() {
         let zone = (0..200u8).fold(TestZone::new(), |z, i| {
             z.a("big.test", Ipv4Addr::new(127, 0, 1, i))
         });
-        let (dns, server) = serve(zone).await;
+        let (dns, server) = serve_dns(zone).await;
         let ips = dns.ips("big.test").await.unwrap();
         assert_eq!(ips.len(), 200);
         assert_eq!(server.tcp_queries(), vec!["big.test. A".to_string()]);
@@ -225,7 +217,7 @@ async fn large_answers_fall_back_to_tcp_on_the_same_port() {
 #[tokio::test]
 async fn cache_is_kept_and_respects_the_zone() {
     bounded(async {
-        let (dns, server) = serve(
+        let (dns, server) = serve_dns(
             TestZone::new()
                 .mx("example.test", 10, "mx1.example.test")
                 .a("mx1.example.test", Ipv4Addr::LOCALHOST),
@@ -274,7 +266,7 @@ async fn zone_text_end_to_end() {
              broken.test. SERVFAIL\n",
         )
         .unwrap();
-        let (dns, _server) = serve(zone).await;
+        let (dns, _server) = serve_dns(zone).await;
         assert_eq!(
             dns.mx("example.test").await,
             Ok(MxAnswer::Hosts(vec![
@@ -297,7 +289,7 @@ async fn zone_text_end_to_end() {
 #[tokio::test]
 async fn bad_input_answers_without_asking() {
     bounded(async {
-        let (dns, server) = serve(TestZone::new()).await;
+        let (dns, server) = serve_dns(TestZone::new()).await;
         assert_eq!(dns.mx("a..b").await, Err(DnsError::NxDomain));
         assert_eq!(dns.mx("").await, Err(DnsError::NxDomain));
         assert_eq!(
@@ -313,7 +305,7 @@ async fn bad_input_answers_without_asking() {
 async fn txt_records_joined_and_nodata() {
     bounded(async {
         let long = format!("v=DKIM1; k=rsa; p={}", "A".repeat(400));
-        let (dns, _server) = serve(
+        let (dns, _server) = serve_dns(
             TestZone::new()
                 .txt("example.test", "v=spf1 ip4:127.0.0.1 -all")
                 .txt("example.test", "mailroom-verification=abc")
@@ -346,7 +338,7 @@ async fn txt_records_joined_and_nodata() {
 #[tokio::test]
 async fn cname_target_and_txt_through_it() {
     bounded(async {
-        let (dns, _server) = serve(
+        let (dns, _server) = serve_dns(
             TestZone::new()
                 .cname(
                     "s1._domainkey.example.test",
@@ -378,7 +370,7 @@ async fn cname_target_and_txt_through_it() {
 #[tokio::test]
 async fn zone_can_change_while_serving() {
     bounded(async {
-        let (dns, server) = serve(TestZone::new().ttl(0).txt("example.test", "one")).await;
+        let (dns, server) = serve_dns(TestZone::new().ttl(0).txt("example.test", "one")).await;
         assert_eq!(dns.txt("example.test").await, Ok(vec!["one".to_string()]));
         server.set_zone(
             TestZone::new()

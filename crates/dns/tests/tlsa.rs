@@ -4,10 +4,10 @@
 //! SERVFAIL → an error, a secure CNAME → the target's TLSA first; and without
 //! `trust_ad` no answer is ever called secure.
 
-use mailroom_dns::authority::{Zone, spawn_dns};
+use mailroom_dns::authority::Zone;
 use mailroom_dns::{DnsError, HickoryResolver, Resolver, Security, TlsaRecord};
+use mailroom_testkit::serve_dns;
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 fn rec(usage: u8, selector: u8, matching: u8, data: &[u8]) -> TlsaRecord {
     TlsaRecord {
@@ -39,8 +39,7 @@ fn zone() -> Zone {
 }
 
 async fn resolver(trust: bool) -> (HickoryResolver, mailroom_dns::authority::DnsServerHandle) {
-    let (addr, handle) = spawn_dns(zone()).await;
-    let r = HickoryResolver::with_nameservers(&[addr], Duration::from_secs(2)).unwrap();
+    let (r, handle) = serve_dns(zone()).await;
     (if trust { r.trust_ad() } else { r }, handle)
 }
 
@@ -117,8 +116,7 @@ async fn mx_security_follows_the_ad_bit() {
         .a("implicit.test", Ipv4Addr::LOCALHOST)
         .secure("implicit.test")
         .a("implicit-unsigned.test", Ipv4Addr::LOCALHOST);
-    let (addr, server) = spawn_dns(zone).await;
-    let plain = HickoryResolver::with_nameservers(&[addr], Duration::from_secs(2)).unwrap();
+    let (plain, server) = serve_dns(zone).await;
     let r = plain.clone().trust_ad();
     assert_eq!(r.mx_security("Signed.test.").await, Ok(Security::Secure));
     assert_eq!(r.mx_security("unsigned.test").await, Ok(Security::Insecure));

@@ -7,11 +7,12 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mailroom_events::{Dispatcher, DispatcherConfig, RetryPolicy, WebhookClient, signature};
-use mailroom_model::{MessageId, TenantId, WebhookId, now_millis};
+use mailroom_model::{TenantId, WebhookId, now_millis};
 use mailroom_secrets::{Keyring, webhook_context};
 use mailroom_store::prelude::*;
 use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{DeliveryState, DynStore, NewMessage, NewRecipient, NewTenant, NewWebhook};
+use mailroom_store::{DeliveryState, DynStore, NewMessage, NewWebhook};
+use mailroom_testkit::{messages, stores};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -95,18 +96,10 @@ async fn wait_for(what: &str, limit: Duration, mut ok: impl AsyncFnMut() -> bool
 
 #[tokio::test]
 async fn retries_sign_and_isolate_slow_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("m.db")).await.unwrap());
+    let (store, _dir) = stores::sqlite().await;
     let keyring = Arc::new(Keyring::ephemeral());
-    let tenant = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let dyn_store: DynStore = store.clone();
+    let tenant = stores::tenant(&dyn_store, "acme").await;
     let (flaky_url, flaky) = receiver(|n| {
         Some(if n == 0 {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -121,7 +114,6 @@ async fn retries_sign_and_isolate_slow_endpoints() {
     let (hang_id, _) = add_webhook(&store, &keyring, &tenant, &hang_url).await;
     let (dead_id, _) = add_webhook(&store, &keyring, &tenant, &dead_url).await;
 
-    let dyn_store: DynStore = store.clone();
     let shutdown = CancellationToken::new();
     let cfg = DispatcherConfig {
         retry: RetryPolicy {
@@ -138,37 +130,18 @@ async fn retries_sign_and_isolate_slow_endpoints() {
         Dispatcher::new(dyn_store, client, cfg, keyring.clone(), shutdown.clone()).run(),
     );
 
-    let message = MessageId::generate();
-    store
-        .enqueue(NewMessage {
-            id: message.clone(),
-            tenant_id: tenant.clone(),
-            mail_from: "s@acme.test".into(),
-            rfc_message_id: Some("<m1@acme.test>".into()),
-            received_at: now_millis(),
-            source: "api",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            require_tls: false,
-            body: b"From: s@acme.test\r\n\r\nhi\r\n".to_vec(),
-            recipients: vec![NewRecipient {
-                address: "r@example.net".into(),
-                domain: "example.net".into(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            }],
-            accepted_detail: serde_json::json!({ "source": "api" }),
-            lease: None,
-            return_path: None,
-            idempotency: None,
-            meta: None,
-            quarantine: None,
-        })
-        .await
-        .unwrap();
+    let m = NewMessage {
+        rfc_message_id: Some("<m1@acme.test>".into()),
+        source: "api",
+        accepted_detail: serde_json::json!({ "source": "api" }),
+        ..messages::new_message(
+            &tenant,
+            "s@acme.test",
+            vec![messages::recipient("r@example.net")],
+        )
+    };
+    let message = m.id.clone();
+    store.enqueue(m).await.unwrap();
 
     // Delivered on the second attempt, long before the hanging receiver's timeout.
     let start = Instant::now();

@@ -6,125 +6,27 @@
 //!
 //! Ingest does not know which protocol carried the message beyond what goes into the
 //! `Received:` header; protocol front-ends map `IngestError` to their own replies.
-//! It sees the store only through `IngestStore` (`store.rs`).
+//! It sees the store only through `IngestStore` (`store.rs`); what goes in and
+//! comes out (`Submission`, `Accepted`, `IngestError`) is `submission.rs`.
 
 mod choice;
 mod content;
 mod headers;
 mod sign;
 mod store;
+mod submission;
 
 pub use choice::signed_for;
 pub use sign::{ArcSealer, SealContext, Signed, Signer, SigningKeys, carries_authentication};
 pub use store::{IngestStore, KeySource};
+pub use submission::{Accepted, IngestError, Origin, Recipient, Submission};
 
 pub use content::{Action, Actions, ContentConfig, TRACK_HEADER, TrackingConfig};
 
-use mailroom_model::{Address, Domain, MessageId, now_millis};
-use mailroom_policy::{Policy, RecipientVerdict, Refusal, SenderVerdict, TenantContext, Via};
-use mailroom_store::{
-    DueRecipient, Handoff, IdempotencyRecord, NewMessage, NewRecipient, StoreError,
-};
-use std::net::IpAddr;
+use mailroom_model::{MessageId, now_millis};
+use mailroom_policy::{Policy, RecipientVerdict, SenderVerdict, TenantContext, Via};
+use mailroom_store::{DueRecipient, Handoff, IdempotencyRecord, NewMessage, NewRecipient};
 use std::sync::Arc;
-
-/// How the message arrived, for the trace header and the `accepted` event.
-#[derive(Clone, Debug)]
-pub enum Origin {
-    Smtp {
-        helo: String,
-        client_ip: IpAddr,
-        /// Negotiated TLS version, if the session was encrypted.
-        tls: Option<String>,
-    },
-    Api {
-        client_ip: Option<IpAddr>,
-    },
-}
-
-#[derive(Clone, Debug)]
-pub struct Recipient {
-    pub address: Address,
-    /// DSN NOTIFY= (RFC 3461), kept for the delivery side.
-    pub notify: Option<String>,
-    /// DSN ORCPT=.
-    pub orcpt: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Submission {
-    pub tenant: TenantContext,
-    pub mail_from: Address,
-    pub recipients: Vec<Recipient>,
-    /// The message as received (CRLF line endings, no dot-stuffing).
-    pub body: Vec<u8>,
-    pub origin: Origin,
-    pub dsn_ret: Option<String>,
-    pub dsn_envid: Option<String>,
-    pub smtputf8: bool,
-    /// REQUIRETLS (RFC 8689; SMTP `MAIL FROM … REQUIRETLS`, HTTP `"require_tls"`).
-    pub require_tls: bool,
-    /// HTTP `Idempotency-Key` and the SHA-256 of the request: the response is stored
-    /// with the message, in the same transaction.
-    pub idempotency: Option<(String, String)>,
-    /// Tags and metadata (HTTP), stored with the message and echoed on its events.
-    pub meta: Option<serde_json::Value>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    #[error("message has no From header")]
-    MissingFrom,
-    #[error("message has more than one From header")]
-    MultipleFrom,
-    #[error("From header domain {0} is not authorized")]
-    FromNotAuthorized(Domain),
-    /// The domain is authorized but allows only some local parts.
-    #[error("From address {0} is not an allowed sender of its domain")]
-    FromAddressNotAllowed(String),
-    #[error("malformed header section: {0}")]
-    MalformedHeaders(&'static str),
-    /// Suspended, paused or over a quota.
-    #[error("submission refused: {0:?}")]
-    Refused(Refusal),
-    #[error("message exceeds the tenant's size limit of {0} bytes")]
-    TooLarge(usize),
-    #[error("more than {0} recipients")]
-    TooManyRecipients(usize),
-    /// Recipient number `.0` (in submission order) may not be sent to.
-    #[error("recipient {1} is not allowed: {2:?}")]
-    RecipientRefused(usize, String, RecipientVerdict),
-    /// A content rule whose action is reject fired (`rule`: its name).
-    #[error("message refused by content rule {rule}: {detail}")]
-    ContentRejected { rule: &'static str, detail: String },
-    /// The malware scanner could not be reached and scanning fails closed.
-    #[error("malware scanner unavailable")]
-    ScanUnavailable,
-    #[error(transparent)]
-    Storage(#[from] StoreError),
-}
-
-impl IngestError {
-    /// A short, bounded label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            IngestError::MissingFrom | IngestError::MultipleFrom => "from_header",
-            IngestError::FromNotAuthorized(_) => "sender_not_authorized",
-            IngestError::FromAddressNotAllowed(_) => "sender_address_not_allowed",
-            IngestError::MalformedHeaders(_) => "malformed_headers",
-            IngestError::Refused(Refusal::Inactive(_)) => "account_inactive",
-            IngestError::Refused(Refusal::RateLimited(_)) => "rate_limited",
-            IngestError::TooLarge(_) => "too_large",
-            IngestError::TooManyRecipients(_) => "too_many_recipients",
-            IngestError::RecipientRefused(..) => "recipient_refused",
-            IngestError::ContentRejected { .. } => "content_rejected",
-            IngestError::ScanUnavailable => "scan_unavailable",
-            IngestError::Storage(StoreError::Full) => "storage_full",
-            IngestError::Storage(StoreError::Unavailable(_)) => "storage_unavailable",
-            IngestError::Storage(_) => "storage_error",
-        }
-    }
-}
 
 pub struct Ingest {
     store: Arc<dyn IngestStore>,
@@ -141,30 +43,6 @@ pub struct Ingest {
     /// Tracking and content protection; `None`: only the opt-out header is removed.
     /// Replaced by a configuration reload (`set_content`).
     content: std::sync::RwLock<Option<Arc<ContentConfig>>>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Accepted {
-    pub id: MessageId,
-    pub rfc_message_id: Option<String>,
-    /// Each recipient and whether it was suppressed (accepted, never delivered).
-    pub recipients: Vec<(String, bool)>,
-    /// Held by content protection until released.
-    pub quarantined: bool,
-}
-
-impl Accepted {
-    /// The answer the HTTP API gives (and replays for an idempotency key).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id.as_str(),
-            "rfc_message_id": self.rfc_message_id,
-            "recipients": self.recipients.iter().map(|(address, suppressed)| serde_json::json!({
-                "address": address,
-                "status": if *suppressed { "suppressed" } else if self.quarantined { "quarantined" } else { "queued" },
-            })).collect::<Vec<_>>(),
-        })
-    }
 }
 
 impl Ingest {
@@ -289,9 +167,9 @@ impl Ingest {
         }
         // The suppression list is read only for a tenant that has ever had an entry
         // (the store flags it on the first one and every node's directory learns it
-        // within one refresh; this node knows at once of those it wrote itself): for
-        // every other tenant this saves a database round trip per message.
-        let has_suppressions = mailroom_store::suppression_hint::noted(tenant)
+        // within one refresh; this node's store knows at once of those it wrote
+        // itself): for every other tenant this saves a database round trip per message.
+        let has_suppressions = self.store.suppression_noted(tenant)
             || self
                 .policy
                 .directory()

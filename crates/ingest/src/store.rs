@@ -58,6 +58,10 @@ pub trait IngestStore: KeySource {
         tenant: &TenantId,
         addresses: &[String],
     ) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Whether this store instance wrote a suppression for `tenant` itself
+    /// (`SendPolicyStore::suppression_noted`): may add a lookup, never skip one.
+    fn suppression_noted(&self, tenant: &TenantId) -> bool;
 }
 
 #[async_trait::async_trait]
@@ -79,5 +83,9 @@ where
         addresses: &[String],
     ) -> Result<HashMap<String, String>, StoreError> {
         SendPolicyStore::suppressed_among(&**self, tenant, addresses).await
+    }
+
+    fn suppression_noted(&self, tenant: &TenantId) -> bool {
+        SendPolicyStore::suppression_noted(&**self, tenant)
     }
 }

@@ -6,13 +6,11 @@
 
 use mailroom_intake::{HealthMonitor, Intake};
 use mailroom_model::verp::verp_address;
-use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis};
+use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus};
 use mailroom_policy::health::HealthThresholds;
 use mailroom_policy::{Policy, PolicyConfig};
-use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{
-    DynStore, HealthLevel, NewMessage, NewRecipient, NewTenant, Outcome, TenantSettings,
-};
+use mailroom_store::{DynStore, HealthLevel, TenantSettings};
+use mailroom_testkit::{messages, stores};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -28,17 +26,7 @@ struct World {
 }
 
 async fn world(min_sample: i64) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
-    let tenant = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let (store, tenant, dir) = stores::sqlite_with_tenant().await;
     let config = PolicyConfig {
         health: HealthThresholds {
             min_sample,
@@ -61,66 +49,7 @@ async fn world(min_sample: i64) -> World {
 
 /// A delivered message to `to` (one recipient per address).
 async fn delivered(w: &World, to: &[&str]) -> MessageId {
-    let id = MessageId::generate();
-    w.store
-        .enqueue(NewMessage {
-            id: id.clone(),
-            tenant_id: w.tenant.clone(),
-            mail_from: "app@acme.test".into(),
-            rfc_message_id: None,
-            received_at: now_millis(),
-            source: "smtp",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            require_tls: false,
-            body: b"From: app@acme.test\r\n\r\nx\r\n".to_vec(),
-            recipients: to
-                .iter()
-                .map(|a| NewRecipient {
-                    address: a.to_string(),
-                    domain: "example.net".into(),
-                    dsn_notify: None,
-                    dsn_orcpt: None,
-                    suppressed: None,
-                })
-                .collect(),
-            accepted_detail: json!({}),
-            lease: Some(mailroom_store::Lease {
-                owner: "test".into(),
-                token: 7,
-                until: now_millis() + 60_000,
-            }),
-            idempotency: None,
-            meta: None,
-            quarantine: None,
-            return_path: Some(RP.into()),
-        })
-        .await
-        .unwrap();
-    let outcomes = to
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Outcome {
-            message_id: id.clone(),
-            idx: i as i64,
-            recipient: a.to_string(),
-            tenant_id: w.tenant.clone(),
-            state: RecipientState::Delivered,
-            attempted: true,
-            next_attempt_at: None,
-            last_reply: None,
-            last_mx: None,
-            event: EventType::Delivered,
-            detail: json!({}),
-            at: now_millis(),
-            suppress: false,
-            lease_token: 7,
-        })
-        .collect();
-    w.store.record_outcomes(outcomes).await.unwrap();
-    id
+    messages::delivered_message(&w.store, &w.tenant, to, Some(RP)).await
 }
 
 fn dsn(to: &str, rcpt: &str, status: &str) -> Vec<u8> {

@@ -8,12 +8,11 @@
 
 use mailroom_intake::{HealthMonitor, Intake};
 use mailroom_model::verp::verp_address;
-use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_model::{MessageId, RecipientState};
 use mailroom_policy::{Policy, PolicyConfig};
 use mailroom_smtpd::{IntakeHandle, Shared, SmtpConfig, serve_intake_connection};
-use mailroom_store::sqlite::SqliteStore;
-use mailroom_store::{DynStore, NewDomain, NewMessage, NewRecipient, NewTenant, Outcome};
-use serde_json::json;
+use mailroom_store::DynStore;
+use mailroom_testkit::{messages, stores};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -29,81 +28,10 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
-    let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
-    let tenant = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .add_domain(NewDomain {
-            tenant_id: tenant.clone(),
-            name: "acme.test".into(),
-            verified: true,
-            verification_token: "tok".into(),
-            dkim_keys: vec![],
-        })
-        .await
-        .unwrap();
-    let message = MessageId::generate();
-    store
-        .enqueue(NewMessage {
-            id: message.clone(),
-            tenant_id: tenant.clone(),
-            mail_from: "app@acme.test".into(),
-            rfc_message_id: None,
-            received_at: now_millis(),
-            source: "smtp",
-            client_ip: None,
-            dsn_ret: None,
-            dsn_envid: None,
-            smtputf8: false,
-            require_tls: false,
-            body: b"From: app@acme.test\r\n\r\nx\r\n".to_vec(),
-            recipients: vec![NewRecipient {
-                address: "gone@example.net".into(),
-                domain: "example.net".into(),
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            }],
-            accepted_detail: json!({}),
-            lease: Some(mailroom_store::Lease {
-                owner: "test".into(),
-                token: 7,
-                until: now_millis() + 60_000,
-            }),
-            idempotency: None,
-            meta: None,
-            quarantine: None,
-            return_path: Some(RP.into()),
-        })
-        .await
-        .unwrap();
-    store
-        .record_outcomes(vec![Outcome {
-            message_id: message.clone(),
-            idx: 0,
-            recipient: "gone@example.net".into(),
-            tenant_id: tenant,
-            state: RecipientState::Delivered,
-            attempted: true,
-            next_attempt_at: None,
-            last_reply: None,
-            last_mx: None,
-            event: EventType::Delivered,
-            detail: json!({}),
-            at: now_millis(),
-            suppress: false,
-            lease_token: 7,
-        }])
-        .await
-        .unwrap();
+    let (store, tenant, dir) = stores::sqlite_with_tenant().await;
+    stores::verified_domain(&store, &tenant, "acme.test").await;
+    let message =
+        messages::delivered_message(&store, &tenant, &["gone@example.net"], Some(RP)).await;
     let policy = Policy::load(store.clone(), PolicyConfig::default())
         .await
         .unwrap();

@@ -14,11 +14,12 @@
 //! destination). `DIR 0 PREVIOUS_N` only times them on a store filled before.
 //! `mailroom serve` can then be started on DIR to time the HTTP routes.
 
-use mailroom_model::{EventType, MessageId, RecipientState, TenantId, now_millis};
+use mailroom_model::{EventType, RecipientState, TenantId, now_millis};
 use mailroom_store::{
-    DynStore, Granularity, Lease, MessageSearch, NewEvent, NewMessage, NewRecipient, NewTenant,
-    Outcome, StatsQuery, StatsSplit,
+    DynStore, Granularity, Lease, MessageSearch, NewEvent, NewMessage, NewTenant, Outcome,
+    StatsQuery, StatsSplit,
 };
+use mailroom_testkit::messages;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,41 +31,21 @@ fn message(tenant: &TenantId, n: usize, at: i64) -> NewMessage {
     let mut body = format!("From: app@t.test\r\nSubject: Order {n}\r\n\r\n").into_bytes();
     body.resize(1024, b'x');
     let recipients = (0..2)
-        .map(|i| {
-            let d = format!("d{}.example", (n * 2 + i) % 500);
-            NewRecipient {
-                address: format!("user{n}.{i}@{d}"),
-                domain: d,
-                dsn_notify: None,
-                dsn_orcpt: None,
-                suppressed: None,
-            }
-        })
+        .map(|i| messages::recipient(&format!("user{n}.{i}@d{}.example", (n * 2 + i) % 500)))
         .collect();
     NewMessage {
-        id: MessageId::generate(),
-        tenant_id: tenant.clone(),
-        mail_from: format!("app{}@t.test", n % 50),
         rfc_message_id: Some(format!("<{n}@t.test>")),
         received_at: at,
         source: "api",
-        client_ip: None,
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: false,
-        require_tls: false,
         body,
-        recipients,
         accepted_detail: serde_json::json!({ "source": "api", "subject": format!("Order {n}") }),
         lease: Some(Lease {
             owner: "fill".into(),
             token: 1,
             until: at + 3_600_000,
         }),
-        idempotency: None,
         meta: Some(serde_json::json!({ "tags": [format!("campaign{}", n % 100)] })),
-        return_path: None,
-        quarantine: None,
+        ..messages::new_message(tenant, &format!("app{}@t.test", n % 50), recipients)
     }
 }
 

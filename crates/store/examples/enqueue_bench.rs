@@ -6,8 +6,8 @@
 //! from /proc/<pid>/schedstat of the test database's backends and the server's background
 //! processes; those are shared, so other databases' work during the run counts too).
 
-use mailroom_model::{MessageId, TenantId, now_millis};
-use mailroom_store::{DynStore, NewMessage, NewRecipient};
+use mailroom_model::TenantId;
+use mailroom_store::{DynStore, NewMessage};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -21,31 +21,14 @@ fn message(tenant: &TenantId, n: usize) -> NewMessage {
     let mut body = format!("From: s@acme.test\r\nSubject: {n}\r\n\r\n").into_bytes();
     body.resize(5 * 1024, b'x');
     NewMessage {
-        id: MessageId::generate(),
-        tenant_id: tenant.clone(),
-        mail_from: "s@acme.test".into(),
         rfc_message_id: Some(format!("<{n}@acme.test>")),
-        received_at: now_millis(),
-        source: "smtp",
         client_ip: Some("192.0.2.1".into()),
-        dsn_ret: None,
-        dsn_envid: None,
-        smtputf8: false,
-        require_tls: false,
         body,
-        recipients: vec![NewRecipient {
-            address: format!("r{n}@example.net"),
-            domain: "example.net".into(),
-            dsn_notify: None,
-            dsn_orcpt: None,
-            suppressed: None,
-        }],
-        accepted_detail: serde_json::json!({}),
-        lease: None,
-        return_path: None,
-        idempotency: None,
-        meta: None,
-        quarantine: None,
+        ..common::new_message(
+            tenant,
+            "s@acme.test",
+            vec![common::recipient(&format!("r{n}@example.net"))],
+        )
     }
 }
 

@@ -72,6 +72,7 @@ pub use secret_types::*;
 pub use service_roles::*;
 pub use shaping_types::*;
 pub use signing_types::*;
+pub use suppression_hint::SuppressionHint;
 pub use tls_types::*;
 pub use types::*;
 

@@ -185,6 +185,12 @@ pub trait SendPolicyStore: Send + Sync + 'static {
         addresses: &[String],
     ) -> Result<std::collections::HashMap<String, String>, StoreError>;
 
+    /// Whether this store instance has itself written a suppression for `tenant`
+    /// (`suppression_hint`): true may only add a `suppressed_among` lookup the
+    /// directory's `has_suppressions` flag would skip, never skip one. A wrapper
+    /// forwards it to the store it wraps.
+    fn suppression_noted(&self, tenant: &TenantId) -> bool;
+
     /// Adds (or replaces) an entry; returns it and whether it was new.
     async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError>;
 

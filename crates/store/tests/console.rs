@@ -7,27 +7,16 @@
 #[macro_use]
 mod common;
 
+use common::tenant;
 use mailroom_model::{ApiKeyId, EventType, KeyScope, MessageId, RecipientState, TenantId};
 use mailroom_store::{
     DynStore, EventQuery, Granularity, Lease, MessageSearch, NewApiKey, NewEvent, NewMessage,
-    NewTenant, Outcome, SessionRecord, StatsQuery, StatsSplit,
+    Outcome, SessionRecord, StatsQuery, StatsSplit,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
 
 const TOKEN: i64 = 7;
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-of-{name}"),
-        })
-        .await
-        .expect("tenant")
-        .id
-}
 
 /// Message `n` of `tenant` at `at`: two recipients (a.test, B.test), tagged, with a subject.
 fn message(tenant: &TenantId, n: usize, at: i64) -> NewMessage {

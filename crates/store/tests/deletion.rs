@@ -6,23 +6,10 @@
 #[macro_use]
 mod common;
 
+use common::tenant;
 use mailroom_model::{EventType, TenantId, now_millis};
 use mailroom_secrets::Sealed;
-use mailroom_store::{
-    DynStore, KeyState, NewDkimKey, NewDomain, NewMessage, NewRecipient, NewTenant,
-};
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-of-{name}"),
-        })
-        .await
-        .unwrap()
-        .id
-}
+use mailroom_store::{DynStore, KeyState, NewDkimKey, NewDomain, NewMessage, NewRecipient};
 
 fn key(domain: &str, selector: &str) -> NewDkimKey {
     NewDkimKey {

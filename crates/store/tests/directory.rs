@@ -7,26 +7,14 @@
 #[macro_use]
 mod common;
 
+use common::tenant;
 use mailroom_model::{EventType, KeyScope, TenantId, WebhookId, now_millis};
 use mailroom_secrets::{Keyring, Sealed};
 use mailroom_store::{
     AllowedIp, DomainCheck, DomainStatus, DynStore, KeyState, NewApiKey, NewCredential, NewDkimKey,
-    NewDomain, NewTenant, NewWebhook, SecretOwner, SecretUpdate, StoreError, Suppression,
-    TenantSettings,
+    NewDomain, NewWebhook, SecretOwner, SecretUpdate, StoreError, Suppression, TenantSettings,
 };
 use serde_json::json;
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-of-{name}"),
-        })
-        .await
-        .unwrap()
-        .id
-}
 
 fn suppression(tenant: &TenantId, address: &str, reason: &str) -> Suppression {
     Suppression {
@@ -586,6 +574,28 @@ conformance!(
         );
         moves!("revoke_api_key", store.revoke_api_key(&key).await.unwrap());
         assert!(last > 0);
+    }
+);
+
+// The suppression hint belongs to a store instance: a second store on the same
+// database (another node, even in this process) has noted nothing, so its ingest
+// waits for the directory's `has_suppressions` flag — the cross-node truth.
+conformance_db!(
+    the_suppression_hint_is_per_store_instance,
+    |db: TestDb| async move {
+        let a = db.open().await;
+        let b = db.open().await;
+        let t = tenant(&a, "acme").await;
+        assert!(!a.suppression_noted(&t) && !b.suppression_noted(&t));
+        a.add_suppression(suppression(&t, "w@example.net", "manual"))
+            .await
+            .unwrap();
+        assert!(a.suppression_noted(&t), "the writer notes it");
+        assert!(!b.suppression_noted(&t), "the other instance has not");
+        b.add_suppression(suppression(&t, "x@example.net", "manual"))
+            .await
+            .unwrap();
+        assert!(b.suppression_noted(&t));
     }
 );
 

@@ -4,24 +4,15 @@
 
 use mailroom_model::{EventType, TenantId, WebhookId, now_millis};
 use mailroom_store::DynStore;
-use mailroom_store::{
-    DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewTenant, NewWebhook,
-};
+use mailroom_store::{DeliveryState, DeliveryUpdate, EventQuery, NewMessage, NewWebhook};
 use std::collections::HashSet;
 
 #[macro_use]
 mod common;
 
 async fn setup(store: DynStore) -> (DynStore, TenantId) {
-    let t = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    (store, t.id)
+    let t = common::tenant(&store, "acme").await;
+    (store, t)
 }
 
 fn message(tenant: &TenantId, recipients: usize, at: i64) -> NewMessage {

@@ -9,68 +9,23 @@ mod common;
 use mailroom_model::{EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis};
 use mailroom_store::{
     AsyncBounce, Complaint, DynStore, HealthChange, HealthLevel, IntakeRecorded, NewMessage,
-    NewTenant, Outcome,
+    Outcome,
 };
 use serde_json::json;
 
 async fn setup(store: &DynStore) -> TenantId {
-    let t = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    t.id
+    common::tenant(store, "acme").await
 }
 
 /// Stores a two-recipient message and records both as delivered.
 async fn delivered_message(store: &DynStore, tenant: &TenantId) -> MessageId {
-    let id = MessageId::generate();
-    let recipients = vec![
-        common::recipient("a@example.net"),
-        common::recipient("b@example.net"),
-    ];
-    store
-        .enqueue(NewMessage {
-            id: id.clone(),
-            rfc_message_id: Some("m1@acme.test".into()),
-            lease: Some(mailroom_store::Lease {
-                owner: "test".into(),
-                token: 7,
-                until: now_millis() + 60_000,
-            }),
-            return_path: Some("bounces.acme.test".into()),
-            ..common::new_message(tenant, "app@acme.test", recipients)
-        })
-        .await
-        .unwrap();
-    let outcomes = (0..2)
-        .map(|idx| Outcome {
-            message_id: id.clone(),
-            idx,
-            recipient: if idx == 0 {
-                "a@example.net"
-            } else {
-                "b@example.net"
-            }
-            .into(),
-            tenant_id: tenant.clone(),
-            state: RecipientState::Delivered,
-            attempted: true,
-            next_attempt_at: None,
-            last_reply: Some("250 ok".into()),
-            last_mx: None,
-            event: EventType::Delivered,
-            detail: json!({}),
-            at: now_millis(),
-            suppress: false,
-            lease_token: 7,
-        })
-        .collect();
-    store.record_outcomes(outcomes).await.unwrap();
-    id
+    common::delivered_message(
+        store,
+        tenant,
+        &["a@example.net", "b@example.net"],
+        Some("bounces.acme.test"),
+    )
+    .await
 }
 
 conformance!(

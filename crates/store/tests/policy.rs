@@ -5,21 +5,10 @@
 #[macro_use]
 mod common;
 
+use common::tenant;
 use mailroom_model::TenantId;
-use mailroom_store::{DynStore, IdempotencyRecord, NewMessage, NewTenant, StoreError};
+use mailroom_store::{IdempotencyRecord, NewMessage, StoreError};
 use serde_json::json;
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-of-{name}"),
-        })
-        .await
-        .unwrap()
-        .id
-}
 
 fn message(tenant: &TenantId, received_at: i64, key: Option<(&str, i64)>) -> NewMessage {
     let m = common::new_message(

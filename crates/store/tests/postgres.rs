@@ -621,19 +621,11 @@ async fn a_database_outage_fails_fast_and_recovers_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_fanned_out_and_claimed_by_two_nodes_once() {
-    use mailroom_store::{DeliveryState, DeliveryUpdate, NewTenant, NewWebhook};
+    use mailroom_store::{DeliveryState, DeliveryUpdate, NewWebhook};
     let db = PgTestDb::create().await;
     let a: DynStore = Arc::new(db.connect().await);
     let b: DynStore = Arc::new(db.connect().await);
-    let tenant = a
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let tenant = common::tenant(&a, "acme").await;
     let hook = a
         .create_webhook(NewWebhook {
             id: mailroom_model::WebhookId::generate(),

@@ -148,16 +148,7 @@ conformance_db!(directory_survives_a_reopen, |db: TestDb| async move {
         })
         .await
         .unwrap();
-    store
-        .add_domain(NewDomain {
-            tenant_id: tenant.id.clone(),
-            name: "acme.test".into(),
-            verified: true,
-            verification_token: "tok".into(),
-            dkim_keys: vec![],
-        })
-        .await
-        .unwrap();
+    common::verified_domain(&store, &tenant.id, "acme.test").await;
     let allowed = vec![AllowedIp {
         tenant_id: tenant.id.clone(),
         cidr: "192.0.2.0/24".into(),

@@ -7,30 +7,11 @@
 mod common;
 
 use mailroom_model::TenantId;
-use mailroom_store::{
-    DmarcRow, DynStore, NewDomain, NewTenant, ReceivedReport, ReportKind, ReportRecorded, TlsRptRow,
-};
+use mailroom_store::{DmarcRow, DynStore, ReceivedReport, ReportKind, ReportRecorded, TlsRptRow};
 
 async fn tenant_with_domain(store: &DynStore, name: &str, domain: &str) -> TenantId {
-    let t = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-{name}"),
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .add_domain(NewDomain {
-            tenant_id: t.clone(),
-            name: domain.into(),
-            verified: true,
-            verification_token: "tok".into(),
-            dkim_keys: vec![],
-        })
-        .await
-        .unwrap();
+    let t = common::tenant(store, name).await;
+    common::verified_domain(store, &t, domain).await;
     t
 }
 

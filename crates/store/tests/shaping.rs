@@ -6,7 +6,7 @@
 mod common;
 
 use mailroom_model::TenantId;
-use mailroom_store::{EgressCount, NewTenant, ThrottleRecord};
+use mailroom_store::{EgressCount, ThrottleRecord};
 
 fn throttle(site: &str, tenant: Option<&str>, action: &str, expires_at: i64) -> ThrottleRecord {
     ThrottleRecord {
@@ -107,19 +107,12 @@ conformance_db!(egress_counts_add_up_across_nodes, |db: TestDb| async move {
 });
 
 conformance!(tenant_pools_set_and_unset, |store: DynStore| async move {
-    let t = store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: "acme".into(),
-            api_key_hash: "h".into(),
-        })
-        .await
-        .unwrap();
-    assert!(store.set_tenant_pool(&t.id, Some("warm")).await.unwrap());
-    assert!(store.set_tenant_pool(&t.id, Some("cold")).await.unwrap());
+    let t = common::tenant(&store, "acme").await;
+    assert!(store.set_tenant_pool(&t, Some("warm")).await.unwrap());
+    assert!(store.set_tenant_pool(&t, Some("cold")).await.unwrap());
     assert_eq!(
         store.tenant_pools().await.unwrap(),
-        vec![(t.id.clone(), "cold".to_string())]
+        vec![(t.clone(), "cold".to_string())]
     );
     assert!(
         !store
@@ -127,21 +120,14 @@ conformance!(tenant_pools_set_and_unset, |store: DynStore| async move {
             .await
             .unwrap()
     );
-    assert!(store.set_tenant_pool(&t.id, None).await.unwrap());
+    assert!(store.set_tenant_pool(&t, None).await.unwrap());
     assert!(store.tenant_pools().await.unwrap().is_empty());
 });
 
 conformance!(
     shaping_events_are_tenant_level_or_operator_only,
     |store: DynStore| async move {
-        let t = store
-            .create_tenant(NewTenant {
-                id: TenantId::generate(),
-                name: "acme".into(),
-                api_key_hash: "h".into(),
-            })
-            .await
-            .unwrap();
+        let t = common::tenant(&store, "acme").await;
         store
             .record_shaping_event(
                 None,
@@ -151,7 +137,7 @@ conformance!(
             .unwrap();
         store
             .record_shaping_event(
-                Some(&t.id),
+                Some(&t),
                 serde_json::json!({ "site": "provider:yahoo", "action": "throttle" }),
             )
             .await
@@ -168,11 +154,7 @@ conformance!(
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].event.tenant_id, None);
         assert_eq!(all[0].event.detail["action"], "suspend");
-        let mine = store
-            .list_events(&q(Some(t.id.clone())))
-            .await
-            .unwrap()
-            .events;
+        let mine = store.list_events(&q(Some(t.clone()))).await.unwrap().events;
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].event.detail["site"], "provider:yahoo");
         assert_eq!(mine[0].event.kind.as_str(), "shaping.action");

@@ -5,20 +5,8 @@
 #[macro_use]
 mod common;
 
-use mailroom_model::{Signatures, TenantId};
-use mailroom_store::{DynStore, NewTenant};
-
-async fn tenant(store: &DynStore, name: &str) -> TenantId {
-    store
-        .create_tenant(NewTenant {
-            id: TenantId::generate(),
-            name: name.into(),
-            api_key_hash: format!("hash-{name}"),
-        })
-        .await
-        .unwrap()
-        .id
-}
+use common::tenant;
+use mailroom_model::Signatures;
 
 conformance!(signing_choices, |store: DynStore| async move {
     let a = tenant(&store, "a").await;

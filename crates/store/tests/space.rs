@@ -6,22 +6,9 @@
 #[macro_use]
 mod common;
 
-use mailroom_model::{EventType, RecipientState, TenantId, now_millis};
-use mailroom_store::{DynStore, Lease, NewMessage, NewTenant, Outcome};
-use serde_json::json;
-
-async fn tenant(store: &DynStore) -> TenantId {
-    let id = TenantId::generate();
-    store
-        .create_tenant(NewTenant {
-            id: id.clone(),
-            name: format!("space-{}", id.as_str()),
-            api_key_hash: format!("hash-{}", id.as_str()),
-        })
-        .await
-        .expect("tenant");
-    id
-}
+use common::{outcome, tenant};
+use mailroom_model::{RecipientState, TenantId, now_millis};
+use mailroom_store::{DynStore, Lease, NewMessage};
 
 fn message(tenant: &TenantId, body: Vec<u8>, rcpts: usize) -> NewMessage {
     NewMessage {
@@ -50,33 +37,10 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn outcome(m: &NewMessage, idx: i64, state: RecipientState, token: i64) -> Outcome {
-    Outcome {
-        message_id: m.id.clone(),
-        idx,
-        recipient: m.recipients[idx as usize].address.clone(),
-        tenant_id: m.tenant_id.clone(),
-        state,
-        attempted: true,
-        next_attempt_at: (state == RecipientState::Deferred).then(|| now_millis() + 60_000),
-        last_reply: Some("reply".into()),
-        last_mx: None,
-        event: match state {
-            RecipientState::Delivered => EventType::Delivered,
-            RecipientState::Deferred => EventType::Deferred,
-            _ => EventType::Bounced,
-        },
-        detail: json!({}),
-        at: now_millis(),
-        suppress: false,
-        lease_token: token,
-    }
-}
-
 conformance!(
     bodies_round_trip_whatever_their_codec,
     |store: DynStore| async move {
-        let t = tenant(&store).await;
+        let t = tenant(&store, "acme").await;
         for body in [
             text_body(200),
             noise(3000),
@@ -100,7 +64,7 @@ conformance!(
 conformance!(
     a_body_is_emptied_once_every_recipient_is_final,
     |store: DynStore| async move {
-        let t = tenant(&store).await;
+        let t = tenant(&store, "acme").await;
         let body = text_body(100);
         let m = message(&t, body.clone(), 3);
         let other = message(&t, body.clone(), 1);
@@ -178,7 +142,7 @@ async fn sqlite_file_shrinks_after_the_queue_drains() {
         .expect("pragma");
     assert_eq!(auto_vacuum, 2, "incremental auto-vacuum on a new file");
     let store: DynStore = std::sync::Arc::new(store);
-    let t = tenant(&store).await;
+    let t = tenant(&store, "acme").await;
     let mut all = Vec::new();
     for _ in 0..1500 {
         // Incompressible, as large as a signed 1 KiB message.

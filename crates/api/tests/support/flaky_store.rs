@@ -321,6 +321,9 @@ impl SendPolicyStore for FlakyStore {
         self.check().await?;
         <SqliteStore as SendPolicyStore>::suppressed_among(&self.inner, tenant, addresses).await
     }
+    fn suppression_noted(&self, tenant: &TenantId) -> bool {
+        <SqliteStore as SendPolicyStore>::suppression_noted(&self.inner, tenant)
+    }
     async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
         self.check().await?;
         <SqliteStore as SendPolicyStore>::add_suppression(&self.inner, s).await

@@ -47,6 +47,7 @@ async fn lock_recipient(
 }
 
 /// Suppresses the address unless it already is (a manual or earlier entry is kept).
+/// The caller notes the tenant in the store's suppression hint first.
 async fn suppress(
     conn: &mut PgConnection,
     tenant: &TenantId,
@@ -56,7 +57,6 @@ async fn suppress(
     message: &MessageId,
     at: i64,
 ) -> Result<(), StoreError> {
-    crate::suppression_hint::note(tenant.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, address) DO NOTHING",
@@ -79,7 +79,11 @@ async fn message_event(conn: &mut PgConnection, e: &NewEvent) -> Result<(), Stor
     super::events::insert_event(&mut *conn, e).await
 }
 
-async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecorded, StoreError> {
+async fn bounce(
+    conn: &mut PgConnection,
+    b: &AsyncBounce,
+    hint: &crate::SuppressionHint,
+) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = lock_recipient(conn, &b.message_id, b.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
     };
@@ -105,6 +109,7 @@ async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecord
         return Ok(IntakeRecorded::Duplicate);
     }
     if b.hard {
+        hint.note(tenant.as_str());
         suppress(
             conn,
             &tenant,
@@ -131,7 +136,11 @@ async fn bounce(conn: &mut PgConnection, b: &AsyncBounce) -> Result<IntakeRecord
     })
 }
 
-async fn complaint(conn: &mut PgConnection, c: &Complaint) -> Result<IntakeRecorded, StoreError> {
+async fn complaint(
+    conn: &mut PgConnection,
+    c: &Complaint,
+    hint: &crate::SuppressionHint,
+) -> Result<IntakeRecorded, StoreError> {
     // The recipient's row lock makes a concurrent second complaint wait, then see
     // this one's event.
     let Some((address, tenant)) = lock_recipient(conn, &c.message_id, c.idx).await? else {
@@ -149,6 +158,7 @@ async fn complaint(conn: &mut PgConnection, c: &Complaint) -> Result<IntakeRecor
     if seen.is_some() {
         return Ok(IntakeRecorded::Duplicate);
     }
+    hint.note(tenant.as_str());
     suppress(
         conn,
         &tenant,
@@ -285,12 +295,14 @@ impl IntakeStore for PgStore {
     }
 
     async fn record_async_bounce(&self, b: AsyncBounce) -> Result<IntakeRecorded, StoreError> {
-        self.intake_tx(|conn| Box::pin(async move { bounce(conn, &b).await }))
+        let hint = self.hint.clone();
+        self.intake_tx(|conn| Box::pin(async move { bounce(conn, &b, &hint).await }))
             .await
     }
 
     async fn record_complaint(&self, c: Complaint) -> Result<IntakeRecorded, StoreError> {
-        self.intake_tx(|conn| Box::pin(async move { complaint(conn, &c).await }))
+        let hint = self.hint.clone();
+        self.intake_tx(|conn| Box::pin(async move { complaint(conn, &c, &hint).await }))
             .await
     }
 

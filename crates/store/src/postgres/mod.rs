@@ -75,6 +75,9 @@ pub struct PgStore {
     /// Outcome, claim and enqueue writes the database refused (read-only, full), for
     /// `ping`.
     pub(super) health: std::sync::Arc<crate::health::WriteHealth>,
+    /// The tenants this instance (and its clones) wrote a suppression for
+    /// (`suppression_hint`).
+    pub(super) hint: std::sync::Arc<crate::SuppressionHint>,
 }
 
 /// How long a caller waits for a connection before failing (server unreachable: the
@@ -127,6 +130,7 @@ impl PgStore {
             writer: tx,
             base,
             health: Default::default(),
+            hint: Default::default(),
         })
     }
 

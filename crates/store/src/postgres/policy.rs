@@ -55,12 +55,16 @@ impl SendPolicyStore for PgStore {
         Ok(pairs.into_iter().collect())
     }
 
+    fn suppression_noted(&self, tenant: &TenantId) -> bool {
+        self.hint.noted(tenant)
+    }
+
     async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
         let address = s.address.to_lowercase();
         // `xmax = 0` only on a row this statement inserted: whether it was new comes
         // from the same statement, so two nodes adding the same address at once
         // report "new" once.
-        crate::suppression_hint::note(s.tenant_id.as_str());
+        self.hint.note(s.tenant_id.as_str());
         let row = sqlx::query(
             "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \

@@ -183,7 +183,7 @@ impl QueueStore for PgStore {
         }
         let result = async {
             let mut tx = self.pool.begin().await.map_err(err)?;
-            let lost = record(&mut tx, &outcomes).await?;
+            let lost = record(&mut tx, &outcomes, &self.hint).await?;
             drop_finished_bodies(&mut tx, &outcomes).await?;
             tx.commit().await.map_err(err)?;
             Ok(lost)
@@ -362,6 +362,7 @@ pub(super) async fn notify_queue(pool: &sqlx::PgPool) -> Result<(), StoreError> 
 async fn record(
     conn: &mut PgConnection,
     outcomes: &[Outcome],
+    hint: &crate::SuppressionHint,
 ) -> Result<Vec<(MessageId, i64)>, StoreError> {
     let ord: Vec<i64> = (0..outcomes.len() as i64).collect();
     let ids: Vec<&str> = outcomes.iter().map(|o| o.message_id.as_str()).collect();
@@ -445,7 +446,7 @@ async fn record(
     {
         // A hard bounce: the address goes on the tenant's suppression list, in the
         // same transaction as the outcome. A manual or earlier entry is kept.
-        crate::suppression_hint::note(o.tenant_id.as_str());
+        hint.note(o.tenant_id.as_str());
         sqlx::query(
             "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
              VALUES ($1, $2, 'bounce', $3, $4, $5) ON CONFLICT DO NOTHING",

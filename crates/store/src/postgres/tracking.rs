@@ -24,7 +24,7 @@ impl TrackingStore for PgStore {
 
     async fn unsubscribe(&self, s: Suppression, event: NewEvent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(err)?;
-        crate::suppression_hint::note(s.tenant_id.as_str());
+        self.hint.note(s.tenant_id.as_str());
         sqlx::query(
             "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \

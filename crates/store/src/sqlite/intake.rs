@@ -115,10 +115,11 @@ pub(super) async fn get_sender_health(
 pub(crate) async fn execute(
     conn: &mut SqliteConnection,
     op: &IntakeOp,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeDone, StoreError> {
     match op {
-        IntakeOp::Bounce(b) => bounce(conn, b).await.map(IntakeDone::Recorded),
-        IntakeOp::Complaint(c) => complaint(conn, c).await.map(IntakeDone::Recorded),
+        IntakeOp::Bounce(b) => bounce(conn, b, hint).await.map(IntakeDone::Recorded),
+        IntakeOp::Complaint(c) => complaint(conn, c, hint).await.map(IntakeDone::Recorded),
         IntakeOp::Health(h) => health(conn, h).await.map(IntakeDone::Paused),
     }
 }
@@ -171,6 +172,7 @@ async fn insert_event(
     Ok(())
 }
 
+/// The caller notes the tenant in the store's suppression hint first.
 async fn suppress(
     conn: &mut SqliteConnection,
     tenant: &TenantId,
@@ -181,7 +183,6 @@ async fn suppress(
     at: i64,
 ) -> Result<(), StoreError> {
     // A manual or earlier entry is kept.
-    crate::suppression_hint::note(tenant.as_str());
     sqlx::query(
         "INSERT OR IGNORE INTO suppressions \
          (tenant_id, address, reason, detail, message_id, created_at) \
@@ -202,6 +203,7 @@ async fn suppress(
 async fn bounce(
     conn: &mut SqliteConnection,
     b: &AsyncBounce,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = recipient(conn, &b.message_id, b.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
@@ -234,6 +236,7 @@ async fn bounce(
     )
     .await?;
     if b.hard {
+        hint.note(tenant.as_str());
         suppress(
             conn,
             &tenant,
@@ -254,6 +257,7 @@ async fn bounce(
 async fn complaint(
     conn: &mut SqliteConnection,
     c: &Complaint,
+    hint: &crate::SuppressionHint,
 ) -> Result<IntakeRecorded, StoreError> {
     let Some((address, tenant)) = recipient(conn, &c.message_id, c.idx).await? else {
         return Ok(IntakeRecorded::NotFound);
@@ -280,6 +284,7 @@ async fn complaint(
         &c.detail,
     )
     .await?;
+    hint.note(tenant.as_str());
     suppress(
         conn,
         &tenant,

@@ -45,6 +45,9 @@ pub struct SqliteStore {
     ops: mpsc::Sender<ops::Op>,
     /// Writes (enqueue and ops) the writer task refused (full, read-only), for `ping`.
     health: std::sync::Arc<crate::health::WriteHealth>,
+    /// The tenants this instance wrote a suppression for (`suppression_hint`), shared
+    /// with the writer task, which does most of those writes.
+    hint: std::sync::Arc<SuppressionHint>,
 }
 
 /// How many enqueue requests may wait for the writer. When full, callers wait (their
@@ -106,12 +109,14 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
         let health = std::sync::Arc::new(crate::health::WriteHealth::default());
-        tokio::spawn(writer::run(conn, rx, ops_rx));
+        let hint = std::sync::Arc::new(SuppressionHint::default());
+        tokio::spawn(writer::run(conn, rx, ops_rx, hint.clone()));
         Ok(Self {
             pool,
             writer: tx,
             ops: ops_tx,
             health,
+            hint,
         })
     }
 

@@ -2,7 +2,7 @@
 //! writers: claiming due recipients under a lease, recording outcomes with their events,
 //! and the operator's retry/cancel. Each batch of ops is one transaction (one fsync).
 
-use crate::{DueRecipient, Outcome, StoreError};
+use crate::{DueRecipient, Outcome, StoreError, SuppressionHint};
 use mailroom_model::{EventId, EventType, MessageId, RecipientState, TenantId};
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::oneshot;
@@ -80,12 +80,20 @@ fn err(e: sqlx::Error) -> StoreError {
     StoreError::from_sqlx(e, "recipient")
 }
 
-pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done, StoreError> {
+/// Runs one op inside the caller's transaction. `hint` is noted before any insert
+/// into `suppressions` (hard bounces, unsubscribes, complaints).
+pub(crate) async fn execute(
+    conn: &mut SqliteConnection,
+    op: &Op,
+    hint: &SuppressionHint,
+) -> Result<Done, StoreError> {
     match op {
         Op::Claim {
             lease, now, limit, ..
         } => claim(conn, lease, *now, *limit).await.map(Done::Claimed),
-        Op::Record { outcomes, .. } => super::record::record(conn, outcomes).await.map(Done::Lost),
+        Op::Record { outcomes, .. } => super::record::record(conn, outcomes, hint)
+            .await
+            .map(Done::Lost),
         Op::Release { owner, keys, .. } => {
             for (id, idx) in keys {
                 sqlx::query(
@@ -155,8 +163,12 @@ pub(crate) async fn execute(conn: &mut SqliteConnection, op: &Op) -> Result<Done
             Ok(Done::Count(r.rows_affected()))
         }
         Op::Cancel { id, now, .. } => cancel(conn, id, *now).await.map(Done::Count),
-        Op::Content { op, .. } => super::tracking::execute(conn, op).await.map(Done::Count),
-        Op::Intake { op, .. } => super::intake::execute(conn, op).await.map(Done::Intake),
+        Op::Content { op, .. } => super::tracking::execute(conn, op, hint)
+            .await
+            .map(Done::Count),
+        Op::Intake { op, .. } => super::intake::execute(conn, op, hint)
+            .await
+            .map(Done::Intake),
         Op::Deletion { op, .. } => super::deletion::execute(conn, op)
             .await
             .map(|d| Done::Deletion(Box::new(d))),
@@ -297,6 +309,7 @@ async fn claim(
 pub(super) async fn record_each(
     conn: &mut SqliteConnection,
     outcomes: &[Outcome],
+    hint: &SuppressionHint,
 ) -> Result<Vec<(MessageId, i64)>, StoreError> {
     let mut lost = Vec::new();
     for o in outcomes {
@@ -339,7 +352,7 @@ pub(super) async fn record_each(
         )
         .await?;
         if o.suppress && o.state == RecipientState::Bounced {
-            suppress_bounced(conn, o).await?;
+            suppress_bounced(conn, o, hint).await?;
         }
     }
     super::space::drop_finished_bodies(conn, outcomes).await?;
@@ -351,8 +364,9 @@ pub(super) async fn record_each(
 pub(super) async fn suppress_bounced(
     conn: &mut SqliteConnection,
     o: &Outcome,
+    hint: &SuppressionHint,
 ) -> Result<(), StoreError> {
-    crate::suppression_hint::note(o.tenant_id.as_str());
+    hint.note(o.tenant_id.as_str());
     sqlx::query(
         "INSERT OR IGNORE INTO suppressions \
          (tenant_id, address, reason, detail, message_id, created_at) \

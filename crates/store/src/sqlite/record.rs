@@ -30,6 +30,7 @@ fn err(e: sqlx::Error) -> StoreError {
 pub(super) async fn record(
     conn: &mut SqliteConnection,
     outcomes: &[Outcome],
+    hint: &crate::SuppressionHint,
 ) -> Result<Vec<(MessageId, i64)>, StoreError> {
     let mut keys = HashSet::with_capacity(outcomes.len());
     if outcomes.len() < 2
@@ -37,7 +38,7 @@ pub(super) async fn record(
             .iter()
             .all(|o| keys.insert((o.message_id.as_str(), o.idx)))
     {
-        return record_each(conn, outcomes).await;
+        return record_each(conn, outcomes, hint).await;
     }
     let mut updated: HashSet<(String, i64)> = HashSet::with_capacity(outcomes.len());
     for chunk in outcomes.chunks(UPDATE_CHUNK) {
@@ -108,7 +109,7 @@ pub(super) async fn record(
     }
     for o in &took {
         if o.suppress && o.state == RecipientState::Bounced {
-            super::ops::suppress_bounced(conn, o).await?;
+            super::ops::suppress_bounced(conn, o, hint).await?;
         }
     }
     super::space::drop_finished_bodies(conn, outcomes).await?;

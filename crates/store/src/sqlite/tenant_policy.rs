@@ -4,7 +4,7 @@
 //! message. Also the backend's `SendPolicyStore` implementation.
 
 use super::{SqliteStore, db};
-use crate::{IdempotencyRecord, SendPolicyStore, StoreError, Suppression};
+use crate::{IdempotencyRecord, SendPolicyStore, StoreError, Suppression, SuppressionHint};
 use mailroom_model::{MessageId, TenantId, now_millis};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use std::collections::HashMap;
@@ -53,6 +53,7 @@ pub(super) async fn suppressed_among(
 
 pub(super) async fn add_suppression(
     pool: &SqlitePool,
+    hint: &SuppressionHint,
     s: Suppression,
 ) -> Result<(Suppression, bool), StoreError> {
     let address = s.address.to_lowercase();
@@ -69,7 +70,7 @@ pub(super) async fn add_suppression(
         .await
         .map_err(db("suppression"))?
         .is_some();
-    crate::suppression_hint::note(s.tenant_id.as_str());
+    hint.note(s.tenant_id.as_str());
     sqlx::query(
         "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) \
@@ -245,8 +246,12 @@ impl SendPolicyStore for SqliteStore {
         suppressed_among(&self.pool, tenant, addresses).await
     }
 
+    fn suppression_noted(&self, tenant: &TenantId) -> bool {
+        self.hint.noted(tenant)
+    }
+
     async fn add_suppression(&self, s: Suppression) -> Result<(Suppression, bool), StoreError> {
-        add_suppression(&self.pool, s).await
+        add_suppression(&self.pool, &self.hint, s).await
     }
 
     async fn get_suppression(

@@ -51,11 +51,12 @@ async fn insert(conn: &mut SqliteConnection, e: &NewEvent) -> Result<(), StoreEr
 pub(crate) async fn execute(
     conn: &mut SqliteConnection,
     op: &ContentOp,
+    hint: &crate::SuppressionHint,
 ) -> Result<u64, StoreError> {
     match op {
         ContentOp::Event(e) => insert(conn, e).await.map(|_| 1),
         ContentOp::Unsubscribe(s, e) => {
-            crate::suppression_hint::note(s.tenant_id.as_str());
+            hint.note(s.tenant_id.as_str());
             sqlx::query(
                 "INSERT INTO suppressions (tenant_id, address, reason, detail, message_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \

@@ -26,6 +26,7 @@ pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
     mut ops: mpsc::Receiver<super::ops::Op>,
+    hint: std::sync::Arc<crate::SuppressionHint>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut ops_open = true;
@@ -38,7 +39,7 @@ pub(crate) async fn run(
             },
             op = ops.recv(), if ops_open => {
                 match op {
-                    Some(op) => run_ops(&mut conn, op, &mut ops).await,
+                    Some(op) => run_ops(&mut conn, op, &mut ops, &hint).await,
                     None => ops_open = false,
                 }
                 continue;
@@ -83,6 +84,7 @@ async fn run_ops(
     conn: &mut SqliteConnection,
     first: super::ops::Op,
     rx: &mut mpsc::Receiver<super::ops::Op>,
+    hint: &crate::SuppressionHint,
 ) {
     use super::ops::{Done, answer, execute};
     let mut ops = vec![first];
@@ -99,7 +101,7 @@ async fn run_ops(
             .map_err(|e| StoreError::from_sqlx(e, "recipient"))?;
         let mut results: Vec<Done> = Vec::with_capacity(ops.len());
         for op in &ops {
-            match execute(conn, op).await {
+            match execute(conn, op, hint).await {
                 Ok(d) => results.push(d),
                 Err(e) => {
                     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -128,7 +130,7 @@ async fn run_ops(
                         .execute(&mut *conn)
                         .await
                         .map_err(|e| StoreError::from_sqlx(e, "recipient"))?;
-                    match execute(conn, &op).await {
+                    match execute(conn, &op, hint).await {
                         Ok(d) => match sqlx::query("COMMIT").execute(&mut *conn).await {
                             Ok(_) => Ok(d),
                             Err(e) => {

@@ -11,10 +11,12 @@
 //! it never skips.
 #![allow(dead_code)]
 
-mod messages;
-// Not every test file builds messages.
+// The builders every crate's tests share (`mailroom_testkit`); not every test file
+// builds messages or tenants.
 #[allow(unused_imports)]
-pub use messages::*;
+pub use mailroom_testkit::messages::*;
+#[allow(unused_imports)]
+pub use mailroom_testkit::stores::{tenant, verified_domain};
 
 use mailroom_store::DynStore;
 use mailroom_store::postgres::{PgSettings, PgStore};
