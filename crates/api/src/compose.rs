@@ -180,6 +180,20 @@ pub fn compose(
             ));
         }
         let content = decode_base64(&format!("{base}.content"), &a.content)?;
+        // A text/* part leaves as 7bit or quoted-printable, chosen by mail-builder, which
+        // passes NUL bytes through unencoded (found by the `compose` fuzz target): refuse
+        // them here rather than send a message no receiver has to accept.
+        if content_type
+            .get(..5)
+            .is_some_and(|t| t.eq_ignore_ascii_case("text/"))
+            && content.contains(&0)
+        {
+            return Err(ApiError::invalid(
+                &format!("{base}.content"),
+                "a text/* attachment cannot carry NUL bytes (UTF-16 text, for instance); \
+                 send it as application/octet-stream, which is base64-encoded",
+            ));
+        }
         match &a.content_id {
             Some(cid) => {
                 if cid.is_empty()

@@ -176,3 +176,26 @@ fn raw_needs_an_envelope_and_is_normalised() {
 fn crlf_normalisation() {
     assert_eq!(to_crlf(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd");
 }
+
+/// Found by the `compose` fuzz target (a 30-minute run): a text/* attachment whose
+/// content holds a NUL went out as 7bit with the NUL in it. Refused, naming the field;
+/// the same bytes as application/octet-stream are base64-encoded and accepted.
+#[test]
+fn a_text_attachment_with_a_nul_is_refused_and_binary_is_encoded() {
+    let with = |content_type: &str| {
+        req(serde_json::json!({
+            "from": "a@acme.test", "to": ["b@example.net"], "subject": "s", "text": "t",
+            "attachments": [{"filename": "a.txt", "content": "AGVsbG8=", "content_type": content_type}]
+        }))
+    };
+    for t in ["text/img1", "TEXT/plain"] {
+        assert_eq!(
+            field_of(compose(&with(t), 50, "m")),
+            "attachments[0].content",
+            "{t}"
+        );
+    }
+    let c = compose(&with("application/octet-stream"), 50, "m").expect("binary attachment");
+    assert!(!c.body.contains(&0), "NUL in the composed message");
+    assert!(String::from_utf8_lossy(&c.body).contains("AGVsbG8="));
+}
