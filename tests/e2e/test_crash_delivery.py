@@ -57,6 +57,13 @@ MIN_HTTP_PER_ROUND = 5
 # loses recorded outcomes (a message delivered rounds earlier comes again) or lets
 # outcomes sit uncommitted fails; the largest window seen is printed.
 OUTCOME_WINDOW_S = 5.0
+# The sink stamps a message (and answers 250) after it has read the whole DATA, in a
+# Python thread that shares the GIL with six senders: a message whose final dot left the
+# server before a kill can be stamped just after it, its 250 never read, and so be sent
+# again. It belongs to that kill, not to the next one a whole round later (CI on
+# PostgreSQL: two such copies stamped at a kill were counted against the next kill,
+# 6.3 s on). A first copy stamped up to SINK_LAG_S after a kill counts as in flight at it.
+SINK_LAG_S = 1.0
 MAX_TEMPORARY_PER_ROUND = 5
 # A guard against a hang, not a speed check: every round may take its LOAD_TIMEOUT_S
 # plus a restart. (150 s failed in CI on PostgreSQL with both e2e passes side by side:
@@ -272,9 +279,11 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
         for t, ats in got.items():
             if t in want and len(ats) > 1:
                 first = ats[0]
-                after = [k for k in kills if k >= first]
-                windows.append((after[0] - first) if after else float("inf"))
-        widest = max(windows, default=0.0)
+                after = [k for k in kills if k >= first - SINK_LAG_S]
+                windows.append((max(0.0, after[0] - first), t, ats) if after
+                               else (float("inf"), t, ats))
+        windows.sort(key=lambda w: w[0])
+        widest = windows[-1][0] if windows else 0.0
         print(f"crash+delivery seed {seed}: {ROUNDS} kills, {len(want)} accepted, "
               f"all delivered, {duplicates} duplicate deliveries "
               f"({duplicates / ROUNDS:.1f} per kill, {duplicates / len(want):.1%} of accepted); "
@@ -282,10 +291,22 @@ def test_kill9_in_mid_delivery_loses_nothing_accepted(tmp_path, request, sink):
         # In flight at a kill: the messages on the open delivery connections plus the
         # outcomes the recorder had not committed yet (it batches them, so connections
         # never wait for the disk; crates/delivery/src/recorder.rs).
-        late = sorted(w for w in windows if w > OUTCOME_WINDOW_S)
+        late = [w for w in windows if w[0] > OUTCOME_WINDOW_S]
+
+        def timeline(ats: list[float]) -> str:
+            """Each copy's arrival relative to the kills around it."""
+            out = []
+            for at in ats:
+                before = [k for k in kills if k <= at]
+                after = [k for k in kills if k > at]
+                out.append(f"{at - before[-1]:+.2f}s after kill {len(before)}" if before
+                           else f"{at - after[0]:+.2f}s before kill 1")
+            return "; ".join(out)
+
         assert not late, (
             f"{len(late)} of {duplicates} duplicates were first delivered more than "
             f"{OUTCOME_WINDOW_S}s before the kill that ended their server (widest "
-            f"{late[-1]:.2f}s): their outcomes were lost or recorded late (seed {seed})")
+            f"{late[-1][0]:.2f}s): their outcomes were lost or recorded late (seed {seed}); "
+            f"copies: " + " | ".join(f"{t}: {timeline(ats)}" for _, t, ats in late[-5:]))
     finally:
         server.kill()
