@@ -18,9 +18,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailroom_content::html::is_web_url;
 use mailroom_content::{Key, Kind, Token, machine};
-use mailroom_model::{EventType, MessageId, now_millis};
+use mailroom_model::{
+    EventDetail, EventType, MessageId, TrackingDetail, UnsubscribeDetail, now_millis,
+};
 use mailroom_store::{MessageView, NewEvent, Suppression};
-use serde_json::json;
 
 /// What the API needs to check tracking tokens.
 #[derive(Clone, Debug)]
@@ -70,14 +71,12 @@ async fn record(
 ) -> Result<(), ApiError> {
     let Some(m) = message else { return Ok(()) };
     let ua = user_agent(headers);
-    let mut detail = json!({
-        "user_agent": ua,
-        "ip": ip.map(|i| i.to_string()),
-        "machine": machine::classify(ua.as_deref(), ip),
-    });
-    if let Some(url) = &token.url {
-        detail["url"] = json!(url);
-    }
+    let detail = TrackingDetail {
+        ip: ip.map(|i| i.to_string()),
+        machine: machine::classify(ua.as_deref(), ip).map(str::to_string),
+        url: token.url.clone(),
+        user_agent: ua,
+    };
     state
         .store
         .record_event(NewEvent {
@@ -86,7 +85,7 @@ async fn record(
             message_id: m.id.clone(),
             tenant_id: m.tenant_id.clone(),
             recipient: recipient_of(token, m),
-            detail,
+            detail: detail.into(),
         })
         .await?;
     Ok(())
@@ -170,8 +169,11 @@ pub async fn unsubscribe(
     let address = recipient_of(&token, &m).ok_or_else(not_found)?;
     let now = now_millis();
     let ua = user_agent(&headers);
-    let detail =
-        json!({ "user_agent": ua, "ip": ip.map(|i| i.to_string()), "method": "one-click" });
+    let detail = EventDetail::from(UnsubscribeDetail {
+        ip: ip.map(|i| i.to_string()),
+        method: "one-click".into(),
+        user_agent: ua,
+    });
     state
         .store
         .unsubscribe(
@@ -179,7 +181,7 @@ pub async fn unsubscribe(
                 tenant_id: m.tenant_id.clone(),
                 address: address.to_lowercase(),
                 reason: "unsubscribe".into(),
-                detail: detail.clone(),
+                detail: detail.to_value(),
                 message_id: Some(m.id.clone()),
                 created_at: now,
             },

@@ -88,7 +88,12 @@ impl Api {
                 id: id.clone(),
                 rfc_message_id: Some(format!("<{id}@acme.test>")),
                 source: "api",
-                accepted_detail: json!({ "source": "api", "tags": ["t1"] }),
+                accepted_detail: mailroom_model::AcceptedDetail {
+                    source: "api".into(),
+                    tags: Some(json!(["t1"])),
+                    ..Default::default()
+                }
+                .into(),
                 ..messages::new_message(
                     &TenantId::parse(tenant).unwrap(),
                     "s@acme.test",

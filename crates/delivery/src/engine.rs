@@ -2,7 +2,7 @@
 //! destination into work items, and hands each to its destination's bounded queue,
 //! starting connection workers up to the per-destination and global limits. A full
 //! queue gives the claim back: the work stays in storage (backpressure, never an
-//! unbounded buffer).
+//! unbounded buffer). The queues and the connection slots are `queues`'s.
 //!
 //! Every lease taken here (or by ingest for a hand-off) is kept alive by the lease
 //! keeper (`lease`) while its work waits or is sent, so a slow destination does not
@@ -18,16 +18,18 @@ use crate::config::DeliveryConfig;
 use crate::lease::{Held, LeaseKeeper};
 use crate::route::destination_key;
 use crate::store::DeliveryStore;
-use crate::worker;
 use mailroom_dns::Resolver;
 use mailroom_model::{MessageId, now_millis};
 use mailroom_store::DueRecipient;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+mod queues;
+pub(crate) use queues::Destination;
 
 /// The recipients of one message bound for one destination. With VERP (a
 /// return-path domain) they go as one transaction each, pipelined on one
@@ -54,14 +56,6 @@ impl Work {
             .map(|r| (r.message_id.clone(), r.idx))
             .collect()
     }
-}
-
-pub(crate) struct Destination {
-    pub key: String,
-    pub tx: mpsc::Sender<Work>,
-    pub rx: Mutex<mpsc::Receiver<Work>>,
-    /// Connection workers running for this destination.
-    pub active: AtomicUsize,
 }
 
 pub struct Engine {
@@ -205,17 +199,6 @@ impl Engine {
         *self.live_nodes.lock().expect("live nodes lock") = nodes;
     }
 
-    /// This node's share of a cluster-wide connection limit: at least one.
-    fn share(&self, limit: usize) -> usize {
-        let nodes = self
-            .live_nodes
-            .lock()
-            .expect("live nodes lock")
-            .load(Ordering::Relaxed)
-            .max(1);
-        (limit / nodes).max(1)
-    }
-
     /// Runs the scheduler until shutdown, then waits for workers to finish the
     /// message they are sending and gives queued work back to storage.
     pub async fn run(self: Arc<Self>) {
@@ -345,123 +328,9 @@ impl Engine {
         dispatched
     }
 
-    /// Queues one work item; gives it back when its destination's queue is full.
-    fn dispatch(self: &Arc<Self>, work: Work) -> Result<(), Work> {
-        let dest = self.destination(&self.destination_of(&work.domain));
-        match dest.tx.try_send(work) {
-            Ok(()) => {
-                self.maybe_spawn(&dest);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w)) => {
-                Err(w)
-            }
-        }
-    }
-
     /// Wakes the scheduler (new work in storage, e.g. a bounce report).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    fn destination(&self, key: &str) -> Arc<Destination> {
-        let mut map = self.destinations.lock().expect("destinations lock");
-        map.entry(key.to_string())
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(self.cfg.destination_queue);
-                Arc::new(Destination {
-                    key: key.to_string(),
-                    tx,
-                    rx: Mutex::new(rx),
-                    active: AtomicUsize::new(0),
-                })
-            })
-            .clone()
-    }
-
-    /// Starts another connection worker if work is waiting and this node's shares of
-    /// the per-destination and global limits allow.
-    fn maybe_spawn(self: &Arc<Self>, dest: &Arc<Destination>) {
-        let waiting = dest.tx.max_capacity() - dest.tx.capacity();
-        let active = dest.active.load(Ordering::Acquire);
-        if active > 0 && waiting <= active {
-            return;
-        }
-        if !take_slot(
-            &dest.active,
-            self.share(self.cfg.per_destination_connections),
-        ) {
-            return;
-        }
-        if !take_slot(&self.connections, self.share(self.cfg.max_connections)) {
-            dest.active.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-        // The site's share (all domains at one provider together), once it is known.
-        let site = match self.shaper.get().and_then(|s| s.take_connection(&dest.key)) {
-            Some((_, false)) => {
-                dest.active.fetch_sub(1, Ordering::AcqRel);
-                self.connections.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-            Some((site, true)) => Some(site),
-            None => None,
-        };
-        let engine = self.clone();
-        let dest = dest.clone();
-        self.tracker.spawn(async move {
-            worker::run(&engine, &dest).await;
-            if let Some(site) = site {
-                site.active.fetch_sub(1, Ordering::AcqRel);
-            }
-            dest.active.fetch_sub(1, Ordering::AcqRel);
-            engine.connections.fetch_sub(1, Ordering::AcqRel);
-            // Its connection slot is free now: work waiting anywhere (here, or at a
-            // destination that found no free slot) may start.
-            if !engine.shutdown.is_cancelled() {
-                engine.spawn_waiting();
-            }
-        });
-    }
-
-    /// Starts workers for every destination that has work waiting.
-    fn spawn_waiting(self: &Arc<Self>) {
-        let dests: Vec<Arc<Destination>> = self
-            .destinations
-            .lock()
-            .expect("destinations lock")
-            .values()
-            .cloned()
-            .collect();
-        for d in dests {
-            if d.tx.max_capacity() > d.tx.capacity() {
-                self.maybe_spawn(&d);
-            }
-        }
-    }
-
-    async fn release_queued(&self) {
-        let dests: Vec<Arc<Destination>> = self
-            .destinations
-            .lock()
-            .expect("destinations lock")
-            .values()
-            .cloned()
-            .collect();
-        let mut keys = Vec::new();
-        for d in dests {
-            let mut rx = d.rx.lock().await;
-            while let Ok(w) = rx.try_recv() {
-                keys.extend(w.keys());
-            }
-        }
-        if !keys.is_empty() {
-            tracing::info!(
-                count = keys.len(),
-                "releasing queued deliveries for the next start"
-            );
-            let _ = self.store.release(&self.cfg.node_id, keys).await;
-        }
     }
 }
 
@@ -514,13 +383,4 @@ impl mailroom_store::Handoff for EngineHandoff {
         self.0.leases.issued(lease.token);
         lease
     }
-}
-
-/// Takes one of `limit` slots counted by `count`; false when all are taken.
-fn take_slot(count: &AtomicUsize, limit: usize) -> bool {
-    count
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < limit).then_some(n + 1)
-        })
-        .is_ok()
 }

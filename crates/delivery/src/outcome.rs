@@ -6,11 +6,11 @@
 use crate::classify::{BounceClass, Verdict, classify};
 use crate::dsn::{Action, DsnRecipient};
 use crate::engine::{Engine, Work};
+use crate::tls_policy::TlsDecision;
 use crate::worker::{Remote, reply_text};
-use mailroom_model::{EventType, RecipientState, now_millis};
+use mailroom_model::{AttemptDetail, EventType, RecipientState, ReplyDetail, now_millis};
 use mailroom_proto::Reply;
 use mailroom_store::{DueRecipient, Outcome};
-use serde_json::json;
 use std::sync::Arc;
 
 /// What one attempt produced.
@@ -122,30 +122,36 @@ pub(crate) async fn record(
         let one = per_recipient(attempt, i);
         let attempts = r.attempts + 1;
         let (a, b, c) = one.enhanced;
-        let mut detail = json!({
-            "attempt": attempts,
-            "reply": { "code": one.code, "enhanced": format!("{a}.{b}.{c}"), "text": one.text },
-            "remote_mx": one.remote.as_ref().map(|x| x.host.clone()),
-            "remote_ip": one.remote.as_ref().map(|x| x.ip.clone()),
-            "tls": one.remote.as_ref().and_then(|x| x.tls.clone()),
-        });
-        if let Some(ms) = duration_ms {
-            detail["duration_ms"] = json!(ms);
-        }
-        if let Some(d) = one.remote.as_ref().and_then(|x| x.decision.as_ref()) {
-            detail["tls_decision"] = json!(d);
-        }
-        if let Some(why) = one.remote.as_ref().and_then(|x| x.tls_fallback.as_ref()) {
+        let mut detail = AttemptDetail {
+            attempt: attempts,
+            bounce_category: None,
+            bounce_class: None,
+            duration_ms,
+            next_attempt_at: None,
+            remote_ip: one.remote.as_ref().map(|x| x.ip.clone()),
+            remote_mx: one.remote.as_ref().map(|x| x.host.clone()),
+            reply: ReplyDetail {
+                code: Some(one.code),
+                enhanced: Some(format!("{a}.{b}.{c}")),
+                text: one.text.clone(),
+            },
+            tls: one.remote.as_ref().and_then(|x| x.tls.clone()),
+            tls_decision: one
+                .remote
+                .as_ref()
+                .and_then(|x| x.decision.as_ref())
+                .map(TlsDecision::detail),
             // Opportunistic TLS failed and the attempt went in plain text: on record.
-            detail["tls_fallback"] = json!(why);
-        }
+            tls_fallback: one.remote.as_ref().and_then(|x| x.tls_fallback.clone()),
+        };
         // Hard bounces put the address on the tenant's suppression list.
         let suppress = matches!(one.verdict, Verdict::Bounced(BounceClass::Hard, _));
         let (state, event, next) = match one.verdict {
             Verdict::Delivered => (RecipientState::Delivered, EventType::Delivered, None),
             Verdict::Bounced(class, category) => {
-                detail["bounce_class"] = json!(class);
-                detail["bounce_category"] = json!(category);
+                let (class, category) = bounce_kind(class, category);
+                detail.bounce_class = Some(class);
+                detail.bounce_category = Some(category);
                 (RecipientState::Bounced, EventType::Bounced, None)
             }
             Verdict::Deferred => {
@@ -156,7 +162,7 @@ pub(crate) async fn record(
                     .next_attempt(r.received_at, now, attempts as u32, unit)
                 {
                     Some(at) => {
-                        detail["next_attempt_at"] = json!(at);
+                        detail.next_attempt_at = Some(at);
                         (RecipientState::Deferred, EventType::Deferred, Some(at))
                     }
                     None => (RecipientState::Expired, EventType::Expired, None),
@@ -307,4 +313,28 @@ pub(crate) async fn bounce(
             tracing::error!(error = %e, original = %first.message_id, "queueing bounce report failed")
         }
     }
+}
+
+/// The reply's classification in the event's vocabulary (`mailroom_model`'s copy of
+/// the two enums, which sits below `proto`): an exhaustive match, so a new class or
+/// category does not compile until it is named here.
+pub fn bounce_kind(
+    class: crate::classify::BounceClass,
+    category: crate::classify::BounceCategory,
+) -> (mailroom_model::BounceClass, mailroom_model::BounceCategory) {
+    use crate::classify::BounceCategory as C;
+    use mailroom_model::BounceCategory as M;
+    let class = match class {
+        BounceClass::Hard => mailroom_model::BounceClass::Hard,
+        BounceClass::Soft => mailroom_model::BounceClass::Soft,
+    };
+    let category = match category {
+        C::BadMailbox => M::BadMailbox,
+        C::BadDomain => M::BadDomain,
+        C::MailboxFull => M::MailboxFull,
+        C::MessageTooLarge => M::MessageTooLarge,
+        C::PolicyBlock => M::PolicyBlock,
+        C::Other => M::Other,
+    };
+    (class, category)
 }

@@ -8,7 +8,6 @@
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
 use mailroom_model::{MessageId, RecipientState, TenantId};
 use mailroom_store::{DueRecipient, NewMessage, NewRecipient};
-use serde_json::json;
 use std::time::Duration;
 
 /// The report this outcome calls for, if any, before NOTIFY is consulted (see
@@ -139,7 +138,11 @@ pub(crate) fn message(
             dsn_orcpt: None,
             suppressed: None,
         }],
-        accepted_detail: json!({ "source": "dsn", "original_message_id": o.message_id }),
+        accepted_detail: mailroom_model::ReportAcceptedDetail {
+            original_message_id: o.message_id.clone(),
+            source: "dsn".into(),
+        }
+        .into(),
         lease: None,
         idempotency: None,
         meta: None,

@@ -6,12 +6,12 @@
 //! Writing the event must not stop delivery: a failure is logged and dropped.
 
 use crate::shaper::{Shaper, SiteState};
-use mailroom_model::TenantId;
+use mailroom_model::{ShapingDetail, ShapingWarmupDetail, ShapingWindowDetail, TenantId};
 use std::sync::Arc;
 
 impl Shaper {
     /// Records one automatic action as an event (the caller logs it).
-    pub(crate) async fn announce(&self, tenant: Option<&str>, detail: serde_json::Value) {
+    pub(crate) async fn announce(&self, tenant: Option<&str>, detail: ShapingDetail) {
         let tenant = tenant.and_then(TenantId::parse);
         if let Err(e) = self
             .store
@@ -51,14 +51,14 @@ impl Shaper {
         );
         self.announce(
             None,
-            serde_json::json!({
-                "kind": "concurrency_drop",
-                "site": state.site.key,
-                "provider": state.site.provider,
-                "action": "concurrency_drop",
-                "value": after,
-                "previous": before,
-                "cause": cause,
+            ShapingDetail::Window(ShapingWindowDetail {
+                action: "concurrency_drop".into(),
+                cause: cause.to_string(),
+                kind: "concurrency_drop".into(),
+                previous: before as u64,
+                provider: state.site.provider.clone(),
+                site: state.site.key.clone(),
+                value: after as u64,
             }),
         )
         .await;
@@ -103,13 +103,13 @@ impl Shaper {
         );
         self.announce(
             tenant,
-            serde_json::json!({
-                "kind": kind,
-                "action": kind,
-                "pool": pool,
-                "address": address,
-                "provider": provider,
-                "day": day,
+            ShapingDetail::Warmup(ShapingWarmupDetail {
+                action: kind.into(),
+                address: address.into(),
+                day,
+                kind: kind.into(),
+                pool: pool.into(),
+                provider: provider.into(),
             }),
         )
         .await;

@@ -97,17 +97,17 @@ impl Shaper {
             let scope_tenant = throttle_tenant(rule.scope, tenant);
             self.announce(
                 scope_tenant.as_deref(),
-                serde_json::json!({
-                    "kind": "rule",
-                    "site": state.site.key,
-                    "provider": provider,
-                    "tenant": scope_tenant,
-                    "rule": rule.name,
-                    "action": rule.action.name(),
-                    "value": rule.action.value(),
-                    "cause": line,
-                    "expires_at": (rule.action != RuleAction::Bounce)
+                mailroom_model::ShapingDetail::Rule(mailroom_model::ShapingRuleDetail {
+                    action: rule.action.name().into(),
+                    cause: line.to_string(),
+                    expires_at: (rule.action != RuleAction::Bounce)
                         .then_some(now + rule.duration_ms),
+                    kind: "rule".into(),
+                    provider: provider.clone(),
+                    rule: rule.name.to_string(),
+                    site: state.site.key.clone(),
+                    tenant: scope_tenant.clone(),
+                    value: rule.action.value(),
                 }),
             )
             .await;

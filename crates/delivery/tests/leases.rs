@@ -429,7 +429,10 @@ async fn a_dead_nodes_work_is_taken_over_and_its_late_outcome_is_lost() {
         last_reply: Some("550 5.1.1 late answer from the dead node".into()),
         last_mx: None,
         event: EventType::Bounced,
-        detail: serde_json::json!({ "late": true }),
+        detail: mailroom_model::AttemptDetail {
+            attempt: 1,
+            ..Default::default()
+        },
         at: now_millis(),
         suppress: true,
         lease_token: a_claim.token,

@@ -13,7 +13,7 @@ use mailroom_auth::{
 };
 use mailroom_dns::Resolver;
 use mailroom_ingest::Signer;
-use mailroom_model::{EventType, TenantId};
+use mailroom_model::{DomainDnsErrorDetail, EventType, TenantId};
 use mailroom_policy::{Policy, secrets};
 use mailroom_secrets::{Keyring, dkim_context};
 use mailroom_store::{
@@ -292,7 +292,11 @@ impl DomainServices {
                 .insert_tenant_event(
                     &d.tenant_id,
                     EventType::DomainDnsError,
-                    json!({"domain": d.name, "check": result}),
+                    DomainDnsErrorDetail {
+                        check: result,
+                        domain: d.name.clone(),
+                    }
+                    .into(),
                 )
                 .await?;
         }

@@ -133,7 +133,11 @@ async fn retries_sign_and_isolate_slow_endpoints() {
     let m = NewMessage {
         rfc_message_id: Some("<m1@acme.test>".into()),
         source: "api",
-        accepted_detail: serde_json::json!({ "source": "api" }),
+        accepted_detail: mailroom_model::AcceptedDetail {
+            source: "api".into(),
+            ..Default::default()
+        }
+        .into(),
         ..messages::new_message(
             &tenant,
             "s@acme.test",

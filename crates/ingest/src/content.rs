@@ -20,7 +20,7 @@ use crate::IngestError;
 use mailroom_content::clamd::{Clamd, Scan};
 use mailroom_content::tracking::{self, Plan};
 use mailroom_content::{Key, RuleSet, rules};
-use mailroom_model::MessageId;
+use mailroom_model::{FilteredDetail, MessageId, RuleFinding};
 use mailroom_store::TenantRecord;
 use serde_json::{Value, json};
 
@@ -95,8 +95,8 @@ pub struct ContentConfig {
 pub(crate) struct Outcome {
     pub body: Vec<u8>,
     /// Set when the message is held: the `filtered` event detail.
-    pub quarantine: Option<Value>,
-    /// For the `accepted` event.
+    pub quarantine: Option<FilteredDetail>,
+    /// For the `accepted` event (`AcceptedDetail::content`).
     pub detail: Value,
 }
 
@@ -231,13 +231,17 @@ pub(crate) async fn apply(
         }
     }
     let verdict = fired.iter().map(|(_, a, _)| *a).max();
-    let summary = json!(fired
+    let summary: Vec<RuleFinding> = fired
         .iter()
-        .map(|(rule, action, hits)| json!({ "rule": rule, "action": action.as_str(), "findings": hits }))
-        .collect::<Vec<_>>());
+        .map(|(rule, action, hits)| RuleFinding {
+            action: action.as_str().into(),
+            findings: hits.clone(),
+            rule: rule.to_string(),
+        })
+        .collect();
     if !fired.is_empty() {
         detail.insert("verdict".into(), json!(verdict.map(Action::as_str)));
-        detail.insert("rules".into(), summary.clone());
+        detail.insert("rules".into(), json!(summary));
     }
     let mut quarantine = None;
     match verdict {
@@ -255,7 +259,10 @@ pub(crate) async fn apply(
             });
         }
         Some(Action::Quarantine) => {
-            quarantine = Some(json!({ "reason": "content", "rules": summary }));
+            quarantine = Some(FilteredDetail {
+                reason: "content".into(),
+                rules: summary,
+            });
         }
         Some(Action::Tag) => {
             let names: Vec<&str> = fired.iter().map(|(r, _, _)| *r).collect();

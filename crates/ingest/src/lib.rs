@@ -216,21 +216,27 @@ impl Ingest {
             Origin::Api { client_ip } => (*client_ip, "api"),
         };
         let recipients: Vec<String> = s.recipients.iter().map(|r| r.address.to_string()).collect();
-        let detail = serde_json::json!({
-            "source": source,
-            "client_ip": client_ip.map(|ip| ip.to_string()),
-            "auth": auth_label(&s.tenant),
-            "size": body.len(),
-            "rfc_message_id": rfc_message_id,
-            "subject": parsed.subject,
-            "helo": match &s.origin { Origin::Smtp { helo, .. } => Some(helo.clone()), Origin::Api { .. } => None },
-            "tls": match &s.origin { Origin::Smtp { tls, .. } => tls.clone(), Origin::Api { .. } => None },
-            "tags": s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
-            "metadata": s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
-            "dkim_selectors": signed.selectors,
-            "arc_sealed": signed.arc_sealed,
-            "content": content.detail,
-        });
+        let detail = mailroom_model::AcceptedDetail {
+            arc_sealed: signed.arc_sealed,
+            auth: auth_label(&s.tenant),
+            client_ip: client_ip.map(|ip| ip.to_string()),
+            content: content.detail,
+            dkim_selectors: signed.selectors,
+            helo: match &s.origin {
+                Origin::Smtp { helo, .. } => Some(helo.clone()),
+                Origin::Api { .. } => None,
+            },
+            metadata: s.meta.as_ref().and_then(|m| m.get("metadata")).cloned(),
+            rfc_message_id: rfc_message_id.clone(),
+            size: body.len() as u64,
+            source: source.into(),
+            subject: parsed.subject.clone(),
+            tags: s.meta.as_ref().and_then(|m| m.get("tags")).cloned(),
+            tls: match &s.origin {
+                Origin::Smtp { tls, .. } => tls.clone(),
+                Origin::Api { .. } => None,
+            },
+        };
         let size = body.len();
         let lease = self.handoff.as_ref().map(|h| h.new_lease());
         let message = NewMessage {
@@ -259,7 +265,7 @@ impl Ingest {
                         .cloned(),
                 })
                 .collect(),
-            accepted_detail: detail,
+            accepted_detail: detail.into(),
             lease,
             idempotency: None,
             meta: s.meta.clone(),

@@ -10,13 +10,15 @@
 //! tenant that is active but recorded as paused, and restarts its window at that
 //! moment, so the old sample does not pause it again at once.
 
-use mailroom_model::{EventType, TenantId, TenantStatus, now_millis};
+use mailroom_model::{
+    EventType, HealthCountsDetail, HealthThresholdsDetail, SenderHealthDetail, TenantId,
+    TenantStatus, now_millis,
+};
 use mailroom_policy::Policy;
 use mailroom_policy::health::{HealthReader, HealthThresholds, HealthView, assess, stored, view};
 use mailroom_store::{
     DirectoryStore, HealthChange, HealthLevel, IntakeStore, StoreError, TenantRecord,
 };
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,14 +127,24 @@ impl HealthMonitor {
         }
         let t = self.thresholds();
         let a = assess(self.store.as_ref(), t, tenant, health.window_start, now).await?;
-        let detail = || {
-            json!({
-                "bounce_rate": a.bounce_rate,
-                "complaint_rate": a.complaint_rate,
-                "counts": a.counts,
-                "sent": a.counts.sent(),
-                "thresholds": t,
-            })
+        let detail = || SenderHealthDetail {
+            bounce_rate: a.bounce_rate,
+            complaint_rate: a.complaint_rate,
+            counts: HealthCountsDetail {
+                bounced_at_delivery: a.counts.bounced_at_delivery,
+                complaints: a.counts.complaints,
+                delivered: a.counts.delivered,
+                hard_bounces: a.counts.hard_bounces,
+            },
+            sent: a.counts.sent(),
+            thresholds: HealthThresholdsDetail {
+                bounce_pause: t.bounce_pause,
+                bounce_warn: t.bounce_warn,
+                complaint_pause: t.complaint_pause,
+                complaint_warn: t.complaint_warn,
+                min_sample: t.min_sample,
+                window_secs: t.window_secs,
+            },
         };
         let next = match (health.level, a.level) {
             (HealthLevel::Paused, _) => return Ok(HealthLevel::Paused),
@@ -212,7 +224,7 @@ fn change(
     window_start: i64,
     at: i64,
     pause: bool,
-    event: Option<(EventType, serde_json::Value)>,
+    event: Option<(EventType, SenderHealthDetail)>,
 ) -> HealthChange {
     HealthChange {
         tenant_id: tenant.clone(),

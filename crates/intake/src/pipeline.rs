@@ -8,12 +8,13 @@ use crate::health::HealthMonitor;
 use crate::parse::{ParseError, parse};
 use crate::report::{Action, BounceReport, ComplaintReport, Report, ReportedRecipient};
 use mailroom_model::verp::parse_verp;
-use mailroom_model::{MessageId, TenantId, now_millis};
+use mailroom_model::{
+    AsyncBounceDetail, ComplaintDetail, MessageId, ReplyDetail, TenantId, now_millis,
+};
 use mailroom_proto::classify::{BounceCategory, BounceClass, Verdict, classify};
 use mailroom_store::{
     AsyncBounce, BounceTarget, Complaint, IntakeRecorded, IntakeStore, StoreError,
 };
-use serde_json::json;
 use std::sync::Arc;
 
 /// A return-path address the listener accepted: the message and recipient it names.
@@ -303,19 +304,46 @@ fn verdict(r: &ReportedRecipient) -> (BounceClass, BounceCategory) {
     }
 }
 
+/// The classification in the event's vocabulary (`mailroom_model` has its own copy of
+/// the two enums, below `proto`): exhaustive, so a new variant must be named here.
+fn typed(
+    class: BounceClass,
+    category: BounceCategory,
+) -> (mailroom_model::BounceClass, mailroom_model::BounceCategory) {
+    use mailroom_model::BounceCategory as M;
+    let class = match class {
+        BounceClass::Hard => mailroom_model::BounceClass::Hard,
+        BounceClass::Soft => mailroom_model::BounceClass::Soft,
+    };
+    let category = match category {
+        BounceCategory::BadMailbox => M::BadMailbox,
+        BounceCategory::BadDomain => M::BadDomain,
+        BounceCategory::MailboxFull => M::MailboxFull,
+        BounceCategory::MessageTooLarge => M::MessageTooLarge,
+        BounceCategory::PolicyBlock => M::PolicyBlock,
+        BounceCategory::Other => M::Other,
+    };
+    (class, category)
+}
+
 fn bounce(b: &BounceReport, r: &ReportedRecipient, target: &BounceAddress) -> AsyncBounce {
     let (class, category) = verdict(r);
     let enhanced = r.status.map(|(c, s, d)| format!("{c}.{s}.{d}"));
-    let detail = json!({
-        "async": true,
-        "format": b.format,
-        "reply": { "code": r.code, "enhanced": enhanced, "text": r.diagnostic },
-        "bounce_class": class,
-        "bounce_category": category,
-        "reported_recipient": r.address,
-        "reporting_mta": b.reporting_mta,
-        "remote_mta": r.remote_mta,
-    });
+    let (bounce_class, bounce_category) = typed(class, category);
+    let detail = AsyncBounceDetail {
+        is_async: true,
+        bounce_category,
+        bounce_class,
+        format: b.format.as_str().into(),
+        remote_mta: r.remote_mta.clone(),
+        reply: ReplyDetail {
+            code: r.code,
+            enhanced,
+            text: r.diagnostic.clone(),
+        },
+        reported_recipient: r.address.clone(),
+        reporting_mta: b.reporting_mta.clone(),
+    };
     AsyncBounce {
         message_id: target.message_id.clone(),
         idx: target.idx,
@@ -331,13 +359,13 @@ fn complaint(c: &ComplaintReport, target: &BounceAddress) -> Complaint {
         message_id: target.message_id.clone(),
         idx: target.idx,
         at: now_millis(),
-        detail: json!({
-            "feedback_type": c.feedback_type,
-            "user_agent": c.user_agent,
-            "reporting_mta": c.reporting_mta,
-            "source_ip": c.source_ip,
-            "arrival_date": c.arrival_date,
-            "reported_recipient": c.original_rcpt_to,
-        }),
+        detail: ComplaintDetail {
+            arrival_date: c.arrival_date.clone(),
+            feedback_type: c.feedback_type.clone(),
+            reported_recipient: c.original_rcpt_to.clone(),
+            reporting_mta: c.reporting_mta.clone(),
+            source_ip: c.source_ip.clone(),
+            user_agent: c.user_agent.clone(),
+        },
     }
 }

@@ -23,6 +23,18 @@ pub enum BounceFormat {
     Sendmail,
 }
 
+impl BounceFormat {
+    /// As the `bounced` event records it (`detail.format`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dsn => "dsn",
+            Self::Qmail => "qmail",
+            Self::Exim => "exim",
+            Self::Sendmail => "sendmail",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BounceReport {
     pub format: BounceFormat,

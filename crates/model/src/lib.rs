@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod event;
+pub mod event_detail;
 pub mod id;
 pub mod signatures;
 pub mod state;
@@ -11,6 +12,14 @@ pub mod verp;
 
 pub use address::{Address, AddressError, Domain, parse_domain};
 pub use event::{Event, EventType};
+pub use event_detail::{
+    AcceptedDetail, AddressErasedDetail, AsyncBounceDetail, AttemptDetail, BounceCategory,
+    BounceClass, ComplaintDetail, DomainDeletedDetail, DomainDnsErrorDetail, EventDetail,
+    FilteredDetail, HealthCountsDetail, HealthThresholdsDetail, RemovedCounts, ReplyDetail,
+    ReportAcceptedDetail, RuleFinding, SenderHealthDetail, ShapingDetail, ShapingRuleDetail,
+    ShapingWarmupDetail, ShapingWindowDetail, StateChangeDetail, SuppressedDetail,
+    TenantDeletedDetail, TlsDecisionDetail, TrackingDetail, UnsubscribeDetail,
+};
 pub use id::{ApiKeyId, CredentialId, EventId, MessageId, TenantId, WebhookId, now_millis};
 pub use signatures::Signatures;
 pub use state::RecipientState;

@@ -38,7 +38,12 @@ fn message(tenant: &TenantId, n: usize, at: i64) -> NewMessage {
         received_at: at,
         source: "api",
         body,
-        accepted_detail: serde_json::json!({ "source": "api", "subject": format!("Order {n}") }),
+        accepted_detail: mailroom_model::AcceptedDetail {
+            source: "api".into(),
+            subject: Some(format!("Order {n}")),
+            ..Default::default()
+        }
+        .into(),
         lease: Some(Lease {
             owner: "fill".into(),
             token: 1,
@@ -54,22 +59,28 @@ fn outcome(m: &NewMessage, idx: usize, n: usize, at: i64) -> Outcome {
         0 => (
             RecipientState::Deferred,
             EventType::Deferred,
-            serde_json::json!({}),
+            mailroom_model::AttemptDetail::default(),
         ),
         1 => (
             RecipientState::Bounced,
             EventType::Bounced,
-            serde_json::json!({"bounce_class": "hard"}),
+            mailroom_model::AttemptDetail {
+                bounce_class: Some(mailroom_model::BounceClass::Hard),
+                ..Default::default()
+            },
         ),
         2 => (
             RecipientState::Bounced,
             EventType::Bounced,
-            serde_json::json!({"bounce_class": "soft"}),
+            mailroom_model::AttemptDetail {
+                bounce_class: Some(mailroom_model::BounceClass::Soft),
+                ..Default::default()
+            },
         ),
         _ => (
             RecipientState::Delivered,
             EventType::Delivered,
-            serde_json::json!({}),
+            mailroom_model::AttemptDetail::default(),
         ),
     };
     Outcome {
@@ -120,7 +131,13 @@ async fn fill(store: DynStore, tenants: Arc<Vec<TenantId>>, caller: usize, count
                             message_id: m.id.clone(),
                             tenant_id: m.tenant_id.clone(),
                             recipient: Some(m.recipients[0].address.clone()),
-                            detail: serde_json::json!({}),
+                            detail: mailroom_model::TrackingDetail {
+                                ip: None,
+                                machine: None,
+                                url: None,
+                                user_agent: None,
+                            }
+                            .into(),
                         })
                         .await
                         .expect("open");

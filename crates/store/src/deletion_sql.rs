@@ -107,7 +107,7 @@ async fn tenant_rows(
                 message_id: Some(MessageId::from_stored(r.get("message_id"))),
                 tenant_id: Some(tenant.clone()),
                 recipient: Some(r.get("address")),
-                detail: serde_json::json!({ "state": "cancelled", "reason": "tenant_deleted" }),
+                detail: crate::cancelled_detail(Some("tenant_deleted")).to_value(),
             });
         }
     }
@@ -209,7 +209,7 @@ async fn erase_rows(
                 message_id: Some(MessageId::from_stored(id.clone())),
                 tenant_id: Some(TenantId::from_stored(r.get("tenant_id"))),
                 recipient: Some(redacted.clone()),
-                detail: serde_json::json!({ "state": "cancelled", "reason": "address_erased" }),
+                detail: crate::cancelled_detail(Some("address_erased")).to_value(),
             });
         }
         touched.push(id);
@@ -399,7 +399,12 @@ fn tenant_deleted_event(tenant: &TenantId, name: &str, purge: bool, n: &TenantRe
         message_id: None,
         tenant_id: Some(tenant.clone()),
         recipient: None,
-        detail: serde_json::json!({ "tenant_name": name, "purged": purge, "removed": n }),
+        detail: mailroom_model::EventDetail::from(mailroom_model::TenantDeletedDetail {
+            purged: purge,
+            removed: crate::removed_counts(n),
+            tenant_name: name.to_string(),
+        })
+        .to_value(),
     }
 }
 
@@ -412,11 +417,12 @@ fn erased_event(address: &str, tenant: Option<&TenantId>, n: &ErasureCounts, now
         message_id: None,
         tenant_id: tenant.cloned(),
         recipient: None,
-        detail: serde_json::json!({
-            "address_sha256": crate::address_sha256(address),
-            "redacted": crate::redacted_address(address),
-            "counts": n,
-        }),
+        detail: mailroom_model::EventDetail::from(mailroom_model::AddressErasedDetail {
+            address_sha256: crate::address_sha256(address),
+            counts: crate::removed_counts(n),
+            redacted: crate::redacted_address(address),
+        })
+        .to_value(),
     }
 }
 

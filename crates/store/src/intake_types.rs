@@ -36,7 +36,7 @@ pub struct AsyncBounce {
     /// A hard bounce: the address is suppressed (reason `bounce`) in the same
     /// transaction.
     pub hard: bool,
-    pub detail: serde_json::Value,
+    pub detail: mailroom_model::AsyncBounceDetail,
 }
 
 /// A feedback-loop complaint: a `complained` event and a suppression (reason
@@ -46,7 +46,7 @@ pub struct Complaint {
     pub message_id: MessageId,
     pub idx: i64,
     pub at: i64,
-    pub detail: serde_json::Value,
+    pub detail: mailroom_model::ComplaintDetail,
 }
 
 /// What recording a bounce or complaint did.
@@ -130,5 +130,5 @@ pub struct HealthChange {
     /// Set the tenant's status to `paused`, if it is `active` now.
     pub pause: bool,
     /// A tenant-level event to record with the change.
-    pub event: Option<(EventType, serde_json::Value)>,
+    pub event: Option<(EventType, mailroom_model::SenderHealthDetail)>,
 }

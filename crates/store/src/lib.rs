@@ -31,6 +31,7 @@ mod deletion_types;
 #[macro_use]
 mod deletion_sql;
 mod error;
+mod event_details;
 mod event_types;
 mod health;
 mod intake_types;
@@ -61,6 +62,9 @@ pub use deletion_types::{
     redacted_address,
 };
 pub use error::StoreError;
+pub(crate) use event_details::{
+    bounce_columns, cancelled_detail, removed_counts, suppressed_detail,
+};
 pub use event_types::*;
 pub use health::REFUSAL_SHOWN_FOR;
 pub use intake_types::*;

@@ -288,7 +288,7 @@ pub trait DomainStore: Send + Sync + 'static {
         &self,
         tenant: &TenantId,
         kind: mailroom_model::EventType,
-        detail: serde_json::Value,
+        detail: mailroom_model::EventDetail,
     ) -> Result<mailroom_model::Event, StoreError>;
 
     /// The tenant's tenant-level events (those without a message), newest first.

@@ -265,7 +265,7 @@ impl ShapingStore for $store {
     async fn record_shaping_event(
         &self,
         tenant: Option<&TenantId>,
-        detail: serde_json::Value,
+        detail: mailroom_model::ShapingDetail,
     ) -> Result<(), StoreError> {
         // The insert itself is the backend's (the stream's seq order is commit order).
         self.insert_shaping_event(mailroom_model::Event {
@@ -275,7 +275,7 @@ impl ShapingStore for $store {
             message_id: None,
             tenant_id: tenant.cloned(),
             recipient: None,
-            detail,
+            detail: mailroom_model::EventDetail::from(detail).to_value(),
         })
         .await
     }

@@ -240,7 +240,7 @@ pub trait ShapingStore: Send + Sync + 'static {
     async fn record_shaping_event(
         &self,
         tenant: Option<&TenantId>,
-        detail: serde_json::Value,
+        detail: mailroom_model::ShapingDetail,
     ) -> Result<(), StoreError>;
 }
 

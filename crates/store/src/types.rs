@@ -24,8 +24,9 @@ pub struct NewMessage {
     /// The complete message as it will be delivered (trace headers included).
     pub body: Vec<u8>,
     pub recipients: Vec<NewRecipient>,
-    /// Detail recorded on each `accepted` event.
-    pub accepted_detail: serde_json::Value,
+    /// Detail recorded on each `accepted` event ([`mailroom_model::AcceptedDetail`],
+    /// or [`mailroom_model::ReportAcceptedDetail`] for a report Mailroom sends).
+    pub accepted_detail: mailroom_model::EventDetail,
     /// When set, the recipients are stored already claimed under this lease, because
     /// they are handed straight to this node's delivery (see `Handoff`) instead of
     /// being claimed.
@@ -42,7 +43,7 @@ pub struct NewMessage {
     /// Held by content protection: recipients that are not suppressed are stored in
     /// state `quarantined` with a `filtered` event carrying this detail, and are never
     /// claimed until released.
-    pub quarantine: Option<serde_json::Value>,
+    pub quarantine: Option<mailroom_model::FilteredDetail>,
 }
 
 /// The first answer to a request carrying an `Idempotency-Key`.
@@ -146,7 +147,7 @@ pub struct NewEvent {
     pub tenant_id: TenantId,
     /// Set only when it is known (a message with one recipient).
     pub recipient: Option<String>,
-    pub detail: serde_json::Value,
+    pub detail: mailroom_model::EventDetail,
 }
 
 /// A message with recipients held in quarantine, for `GET /v1/quarantine`.
@@ -426,7 +427,8 @@ pub struct Outcome {
     pub last_reply: Option<String>,
     pub last_mx: Option<String>,
     pub event: mailroom_model::EventType,
-    pub detail: serde_json::Value,
+    /// The attempt; its bounce class is also written to the event's columns.
+    pub detail: mailroom_model::AttemptDetail,
     pub at: i64,
     /// A hard bounce: add the recipient to the tenant's suppression list (reason
     /// `bounce`, with this outcome's detail) in the same transaction.

@@ -8,7 +8,9 @@
 mod common;
 
 use common::tenant;
-use mailroom_model::{ApiKeyId, EventType, KeyScope, MessageId, RecipientState, TenantId};
+use mailroom_model::{
+    ApiKeyId, AttemptDetail, EventType, KeyScope, MessageId, RecipientState, TenantId,
+};
 use mailroom_store::{
     DynStore, EventQuery, Granularity, Lease, MessageSearch, NewApiKey, NewEvent, NewMessage,
     Outcome, SessionRecord, StatsQuery, StatsSplit,
@@ -29,7 +31,12 @@ fn message(tenant: &TenantId, n: usize, at: i64) -> NewMessage {
         received_at: at,
         source: "api",
         body: format!("From: app@acme.test\r\nSubject: Invoice {n}\r\n\r\nhi\r\n").into_bytes(),
-        accepted_detail: json!({ "source": "api", "subject": format!("Invoice {n} 100%_off") }),
+        accepted_detail: mailroom_model::AcceptedDetail {
+            source: "api".into(),
+            subject: Some(format!("Invoice {n} 100%_off")),
+            ..Default::default()
+        }
+        .into(),
         lease: Some(Lease {
             owner: "test".into(),
             token: TOKEN,
@@ -50,19 +57,37 @@ async fn outcomes(store: &DynStore, m: &NewMessage, n: usize, at: i64) {
         .enumerate()
         .map(|(idx, r)| {
             let (state, event, detail) = match (idx, n % 4) {
-                (0, 0 | 1) => (RecipientState::Delivered, EventType::Delivered, json!({})),
-                (0, _) => (RecipientState::Deferred, EventType::Deferred, json!({})),
+                (0, 0 | 1) => (
+                    RecipientState::Delivered,
+                    EventType::Delivered,
+                    AttemptDetail::default(),
+                ),
+                (0, _) => (
+                    RecipientState::Deferred,
+                    EventType::Deferred,
+                    AttemptDetail::default(),
+                ),
                 (_, 0) => (
                     RecipientState::Bounced,
                     EventType::Bounced,
-                    json!({ "bounce_class": "hard" }),
+                    AttemptDetail {
+                        bounce_class: Some(mailroom_model::BounceClass::Hard),
+                        ..Default::default()
+                    },
                 ),
                 (_, 1) => (
                     RecipientState::Bounced,
                     EventType::Bounced,
-                    json!({ "bounce_class": "soft" }),
+                    AttemptDetail {
+                        bounce_class: Some(mailroom_model::BounceClass::Soft),
+                        ..Default::default()
+                    },
                 ),
-                _ => (RecipientState::Delivered, EventType::Delivered, json!({})),
+                _ => (
+                    RecipientState::Delivered,
+                    EventType::Delivered,
+                    AttemptDetail::default(),
+                ),
             };
             Outcome {
                 message_id: m.id.clone(),
@@ -91,7 +116,13 @@ async fn outcomes(store: &DynStore, m: &NewMessage, n: usize, at: i64) {
                 message_id: m.id.clone(),
                 tenant_id: m.tenant_id.clone(),
                 recipient: Some(m.recipients[0].address.clone()),
-                detail: json!({}),
+                detail: mailroom_model::TrackingDetail {
+                    ip: None,
+                    machine: None,
+                    url: None,
+                    user_agent: None,
+                }
+                .into(),
             })
             .await
             .expect("open");

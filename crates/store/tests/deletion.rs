@@ -392,7 +392,11 @@ fn addressed(tenant: &TenantId, from: &str, to: &[&str]) -> NewMessage {
         to[0]
     )
     .into_bytes();
-    m.accepted_detail = serde_json::json!({ "subject": format!("hello {}", to[0]) });
+    m.accepted_detail = mailroom_model::AcceptedDetail {
+        subject: Some(format!("hello {}", to[0])),
+        ..Default::default()
+    }
+    .into();
     m
 }
 
@@ -432,7 +436,13 @@ conformance!(
                 message_id: to_alice.id.clone(),
                 tenant_id: a.clone(),
                 recipient: Some(alice.into()),
-                detail: serde_json::json!({ "url": "https://shop.test/?e=ALICE.SMITH@example.net" }),
+                detail: mailroom_model::TrackingDetail {
+                    ip: None,
+                    machine: None,
+                    url: Some("https://shop.test/?e=ALICE.SMITH@example.net".into()),
+                    user_agent: None,
+                }
+                .into(),
             })
             .await
             .unwrap();

@@ -568,7 +568,15 @@ conformance!(
         stays!(
             "insert_tenant_event",
             store
-                .insert_tenant_event(&t, EventType::DomainDnsError, json!({}))
+                .insert_tenant_event(
+                    &t,
+                    EventType::DomainDnsError,
+                    mailroom_model::DomainDnsErrorDetail {
+                        check: json!({}),
+                        domain: "acme.test".into(),
+                    }
+                    .into(),
+                )
                 .await
                 .unwrap()
         );

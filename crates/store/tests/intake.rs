@@ -11,7 +11,6 @@ use mailroom_store::{
     AsyncBounce, Complaint, DynStore, HealthChange, HealthLevel, IntakeRecorded, NewMessage,
     Outcome,
 };
-use serde_json::json;
 
 async fn setup(store: &DynStore) -> TenantId {
     common::tenant(store, "acme").await
@@ -51,7 +50,7 @@ conformance!(
             at: now_millis(),
             reply: Some("550 5.1.1 user unknown".into()),
             hard: true,
-            detail: json!({ "async": true, "bounce_class": "hard" }),
+            detail: hard_async(),
         };
         let r = store.record_async_bounce(bounce.clone()).await.unwrap();
         assert_eq!(
@@ -108,7 +107,7 @@ conformance!(
             message_id: id.clone(),
             idx: 0,
             at: now_millis(),
-            detail: json!({ "feedback_type": "abuse" }),
+            detail: abuse(),
         };
         assert!(matches!(
             store.record_complaint(c.clone()).await.unwrap(),
@@ -153,7 +152,7 @@ conformance!(
                 window_start: 0,
                 at,
                 pause: true,
-                event: Some((EventType::SenderHealthPaused, json!({ "bounce_rate": 0.2 }))),
+                event: Some((EventType::SenderHealthPaused, paused_detail())),
             })
             .await
             .unwrap();
@@ -194,7 +193,7 @@ conformance_db!(
                 message_id: id.clone(),
                 idx: 0,
                 at: now_millis(),
-                detail: json!({ "feedback_type": "abuse", "round": round }),
+                detail: abuse(),
             };
             let bounce = AsyncBounce {
                 message_id: id.clone(),
@@ -202,7 +201,7 @@ conformance_db!(
                 at: now_millis(),
                 reply: Some("550 5.1.1 gone".into()),
                 hard: true,
-                detail: json!({ "async": true, "bounce_class": "hard" }),
+                detail: hard_async(),
             };
             let (ca, cb, ba, bb) = tokio::join!(
                 a.record_complaint(c.clone()),
@@ -302,7 +301,7 @@ async fn a_bounce_fences_the_attempt_in_flight() {
             at: now_millis(),
             reply: Some("550 5.1.1 gone".into()),
             hard: true,
-            detail: json!({ "async": true, "bounce_class": "hard" }),
+            detail: hard_async(),
         })
         .await
         .unwrap();
@@ -319,7 +318,7 @@ async fn a_bounce_fences_the_attempt_in_flight() {
             last_reply: Some("250 ok".into()),
             last_mx: None,
             event: EventType::Delivered,
-            detail: json!({}),
+            detail: Default::default(),
             at: now_millis(),
             suppress: false,
             lease_token: 99,
@@ -331,4 +330,41 @@ async fn a_bounce_fences_the_attempt_in_flight() {
     assert_eq!(view.recipients[0].state, RecipientState::Bounced);
     let kinds: Vec<EventType> = view.recipients[0].events.iter().map(|e| e.kind).collect();
     assert_eq!(kinds, [EventType::Accepted, EventType::Bounced]);
+}
+
+/// A hard bounce report's detail.
+fn hard_async() -> mailroom_model::AsyncBounceDetail {
+    mailroom_model::AsyncBounceDetail {
+        is_async: true,
+        bounce_category: mailroom_model::BounceCategory::BadMailbox,
+        bounce_class: mailroom_model::BounceClass::Hard,
+        format: "dsn".into(),
+        remote_mta: None,
+        reply: Default::default(),
+        reported_recipient: None,
+        reporting_mta: None,
+    }
+}
+
+/// An abuse complaint's detail.
+fn abuse() -> mailroom_model::ComplaintDetail {
+    mailroom_model::ComplaintDetail {
+        arrival_date: None,
+        feedback_type: "abuse".into(),
+        reported_recipient: None,
+        reporting_mta: None,
+        source_ip: None,
+        user_agent: None,
+    }
+}
+
+/// A pause's detail.
+fn paused_detail() -> mailroom_model::SenderHealthDetail {
+    mailroom_model::SenderHealthDetail {
+        bounce_rate: 0.2,
+        complaint_rate: 0.0,
+        counts: Default::default(),
+        sent: 10,
+        thresholds: Default::default(),
+    }
 }

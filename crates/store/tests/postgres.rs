@@ -31,7 +31,7 @@ fn delivered(r: &mailroom_store::DueRecipient) -> Outcome {
         last_reply: Some("250 ok".into()),
         last_mx: None,
         event: EventType::Delivered,
-        detail: serde_json::json!({}),
+        detail: Default::default(),
         at: now_millis(),
         suppress: false,
         lease_token: r.lease_token,
@@ -287,7 +287,13 @@ async fn event_cursor_follows_commit_order_across_nodes() {
                             message_id: id,
                             tenant_id: tenant.clone(),
                             recipient: Some("r0@example.net".into()),
-                            detail: serde_json::json!({}),
+                            detail: mailroom_model::TrackingDetail {
+                                ip: None,
+                                machine: None,
+                                url: None,
+                                user_agent: None,
+                            }
+                            .into(),
                         })
                         .await
                         .unwrap(),

@@ -37,7 +37,11 @@ fn new_message(tenant: &TenantId, n: usize) -> NewMessage {
         dsn_envid: Some(format!("env{n}")),
         body: format!("From: sender{n}@acme.test\r\nSubject: {n}\r\n\r\nmessage {n}\r\n")
             .into_bytes(),
-        accepted_detail: serde_json::json!({ "n": n }),
+        accepted_detail: mailroom_model::AcceptedDetail {
+            size: n as u64,
+            ..Default::default()
+        }
+        .into(),
         ..common::new_message(tenant, &format!("sender{n}@acme.test"), recipients)
     }
 }
@@ -69,7 +73,7 @@ async fn assert_stored(store: &DynStore, m: &NewMessage) {
         assert_eq!(e.kind, EventType::Accepted);
         assert_eq!(e.message_id.as_ref(), Some(&m.id));
         assert_eq!(e.tenant_id.as_ref(), Some(&m.tenant_id));
-        assert_eq!(e.detail, m.accepted_detail);
+        assert_eq!(e.detail, m.accepted_detail.to_value());
     }
     let body = store.load_body(&m.id).await.expect("read body");
     assert_eq!(body.as_deref(), Some(m.body.as_slice()));
@@ -425,7 +429,11 @@ conformance_db!(
             .insert_tenant_event(
                 &t.id,
                 EventType::DomainDnsError,
-                serde_json::json!({"domain": "keys.test"}),
+                mailroom_model::DomainDnsErrorDetail {
+                    check: serde_json::json!({}),
+                    domain: "keys.test".into(),
+                }
+                .into(),
             )
             .await
             .unwrap();
@@ -460,7 +468,10 @@ conformance!(
         store.enqueue(listed.clone()).await.unwrap();
         // Held by content protection.
         let mut held = new_message(&tenant, 0);
-        held.quarantine = Some(serde_json::json!({ "score": 9 }));
+        held.quarantine = Some(mailroom_model::FilteredDetail {
+            reason: "content".into(),
+            rules: Vec::new(),
+        });
         store.enqueue(held.clone()).await.unwrap();
         assert_eq!(
             kinds(&store, &listed.id, 1).await,
@@ -474,7 +485,10 @@ conformance!(
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].id, held.id);
         assert_eq!(q[0].recipients, [held.recipients[0].address.clone()]);
-        assert_eq!(q[0].filter, serde_json::json!({ "score": 9 }));
+        assert_eq!(
+            q[0].filter,
+            serde_json::json!({ "reason": "content", "rules": [] })
+        );
         assert!(
             store
                 .list_quarantined(Some(&TenantId::generate()), 10)
@@ -528,7 +542,15 @@ conformance!(
             last_reply: Some("550 no such user".into()),
             last_mx: Some("mx.example0.net".into()),
             event: EventType::Bounced,
-            detail: serde_json::json!({ "reply": "550" }),
+            detail: mailroom_model::AttemptDetail {
+                reply: mailroom_model::ReplyDetail {
+                    code: Some(550),
+                    enhanced: None,
+                    text: "550".into(),
+                },
+                bounce_class: Some(mailroom_model::BounceClass::Hard),
+                ..Default::default()
+            },
             at: now + 2,
             suppress: true,
             lease_token: due[0].lease_token,
@@ -631,7 +653,13 @@ conformance!(
             message_id: m.id.clone(),
             tenant_id: tenant.clone(),
             recipient: Some(address.clone()),
-            detail: serde_json::json!({ "via": "test" }),
+            detail: mailroom_model::TrackingDetail {
+                ip: None,
+                machine: None,
+                url: None,
+                user_agent: None,
+            }
+            .into(),
         };
         store.record_event(event(EventType::Opened)).await.unwrap();
         let s = Suppression {
@@ -734,7 +762,10 @@ conformance!(
                 last_reply: Some(format!("reply for {idx}")),
                 last_mx: Some("mx.example.net".into()),
                 event,
-                detail: serde_json::json!({ "idx": idx }),
+                detail: mailroom_model::AttemptDetail {
+                    attempt: idx,
+                    ..Default::default()
+                },
                 at: now + 1,
                 suppress: state == RecipientState::Bounced,
                 lease_token: d.lease_token,

@@ -129,17 +129,11 @@ conformance!(
     |store: DynStore| async move {
         let t = common::tenant(&store, "acme").await;
         store
-            .record_shaping_event(
-                None,
-                serde_json::json!({ "site": "provider:google", "action": "suspend" }),
-            )
+            .record_shaping_event(None, rule_event("provider:google", "suspend"))
             .await
             .unwrap();
         store
-            .record_shaping_event(
-                Some(&t),
-                serde_json::json!({ "site": "provider:yahoo", "action": "throttle" }),
-            )
+            .record_shaping_event(Some(&t), rule_event("provider:yahoo", "throttle"))
             .await
             .unwrap();
         let q = |tenant: Option<TenantId>| mailroom_store::EventQuery {
@@ -160,3 +154,18 @@ conformance!(
         assert_eq!(mine[0].event.kind.as_str(), "shaping.action");
     }
 );
+
+/// A response rule's `shaping.action` detail.
+fn rule_event(site: &str, action: &str) -> mailroom_model::ShapingDetail {
+    mailroom_model::ShapingDetail::Rule(mailroom_model::ShapingRuleDetail {
+        action: action.into(),
+        cause: "421 try later".into(),
+        expires_at: None,
+        kind: "rule".into(),
+        provider: None,
+        rule: "r".into(),
+        site: site.into(),
+        tenant: None,
+        value: None,
+    })
+}

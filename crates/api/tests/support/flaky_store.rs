@@ -447,7 +447,7 @@ impl DomainStore for FlakyStore {
         &self,
         tenant: &TenantId,
         kind: mailroom_model::EventType,
-        detail: serde_json::Value,
+        detail: mailroom_model::EventDetail,
     ) -> Result<mailroom_model::Event, StoreError> {
         self.check().await?;
         <SqliteStore as DomainStore>::insert_tenant_event(&self.inner, tenant, kind, detail).await
@@ -756,7 +756,7 @@ impl ShapingStore for FlakyStore {
     async fn record_shaping_event(
         &self,
         tenant: Option<&TenantId>,
-        detail: serde_json::Value,
+        detail: mailroom_model::ShapingDetail,
     ) -> Result<(), StoreError> {
         self.check().await?;
         <SqliteStore as ShapingStore>::record_shaping_event(&self.inner, tenant, detail).await

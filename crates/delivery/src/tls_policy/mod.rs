@@ -61,6 +61,20 @@ pub struct TlsDecision {
     pub reason: Option<String>,
 }
 
+impl TlsDecision {
+    /// As the attempt's event records it (`detail.tls_decision`).
+    pub fn detail(&self) -> mailroom_model::TlsDecisionDetail {
+        mailroom_model::TlsDecisionDetail {
+            certificate_verified: self.certificate_verified,
+            cipher: self.cipher.clone(),
+            mode: self.mode.map(str::to_string),
+            policy: self.policy.to_string(),
+            reason: self.reason.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
 /// The route's targets and TLS after the policy had its say, and what to report.
 pub(crate) struct Prepared {
     pub targets: Vec<Target>,

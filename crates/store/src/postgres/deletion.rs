@@ -68,11 +68,12 @@ impl DeletionStore for PgStore {
             message_id: None,
             tenant_id: Some(tenant_id.clone()),
             recipient: None,
-            detail: serde_json::json!({
-                "domain": name,
-                "dkim_keys": keys,
-                "queued_recipients": queued,
-            }),
+            detail: mailroom_model::EventDetail::from(mailroom_model::DomainDeletedDetail {
+                dkim_keys: i64::try_from(keys).unwrap_or(i64::MAX),
+                domain: name.clone(),
+                queued_recipients: queued,
+            })
+            .to_value(),
         };
         super::domains::insert_tenant_event(&mut tx, &event).await?;
         tx.commit().await.map_err(&on)?;

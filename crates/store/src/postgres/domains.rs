@@ -276,7 +276,7 @@ impl DomainStore for PgStore {
         &self,
         tenant: &TenantId,
         kind: EventType,
-        detail: serde_json::Value,
+        detail: mailroom_model::EventDetail,
     ) -> Result<Event, StoreError> {
         let on = StoreError::on("event");
         let event = Event {
@@ -286,7 +286,7 @@ impl DomainStore for PgStore {
             message_id: None,
             tenant_id: Some(tenant.clone()),
             recipient: None,
-            detail,
+            detail: detail.to_value(),
         };
         let mut tx = self.pool().begin().await.map_err(&on)?;
         insert_tenant_event(&mut tx, &event).await?;

@@ -43,6 +43,9 @@ pub(super) struct EventColumns {
     tenant_id: Vec<String>,
     recipient: Vec<String>,
     detail: Vec<String>,
+    /// The bounce columns (`crate::bounce_columns`), written beside the detail.
+    bounce_class: Vec<Option<String>>,
+    bounce_async: Vec<bool>,
 }
 
 impl EventColumns {
@@ -55,6 +58,23 @@ impl EventColumns {
         recipient: &str,
         detail: String,
     ) {
+        self.push_bounce(kind, at, message, tenant, recipient, detail, (None, false));
+    }
+
+    /// [`Self::push`] with the event's bounce columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn push_bounce(
+        &mut self,
+        kind: EventType,
+        at: i64,
+        message: &MessageId,
+        tenant: &TenantId,
+        recipient: &str,
+        detail: String,
+        (bounce_class, bounce_async): (Option<&'static str>, bool),
+    ) {
+        self.bounce_class.push(bounce_class.map(str::to_string));
+        self.bounce_async.push(bounce_async);
         self.id.push(EventId::generate().as_str().to_string());
         self.kind.push(kind.as_str());
         self.at.push(at);
@@ -72,6 +92,8 @@ impl EventColumns {
         self.tenant_id.append(&mut other.tenant_id);
         self.recipient.append(&mut other.recipient);
         self.detail.append(&mut other.detail);
+        self.bounce_class.append(&mut other.bounce_class);
+        self.bounce_async.append(&mut other.bounce_async);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -100,9 +122,10 @@ pub(super) async fn insert_events_in_order(
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+           bounce_class, bounce_async) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-           $6::text[], $7::text[])",
+           $6::text[], $7::text[], $8::text[], $9::bool[])",
     )
     .bind(&events.id)
     .bind(&events.kind)
@@ -111,6 +134,8 @@ pub(super) async fn insert_events_in_order(
     .bind(&events.tenant_id)
     .bind(&events.recipient)
     .bind(&events.detail)
+    .bind(&events.bounce_class)
+    .bind(&events.bounce_async)
     .execute(&mut *conn)
     .await
     .map_err(db("event"))?;
@@ -119,9 +144,10 @@ pub(super) async fn insert_events_in_order(
 
 /// Inserts one event (the caller holds the event-order lock).
 pub(super) async fn insert_event(conn: &mut PgConnection, e: &NewEvent) -> Result<(), StoreError> {
+    let (bounce_class, bounce_async) = crate::bounce_columns(&e.detail);
     sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+           bounce_class, bounce_async) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(EventId::generate().as_str())
     .bind(e.kind.as_str())
@@ -129,7 +155,9 @@ pub(super) async fn insert_event(conn: &mut PgConnection, e: &NewEvent) -> Resul
     .bind(e.message_id.as_str())
     .bind(e.tenant_id.as_str())
     .bind(e.recipient.as_deref())
-    .bind(e.detail.to_string())
+    .bind(e.detail.to_json())
+    .bind(bounce_class)
+    .bind(bounce_async)
     .execute(&mut *conn)
     .await
     .map_err(db("event"))?;

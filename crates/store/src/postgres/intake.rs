@@ -6,14 +6,14 @@
 
 use super::PgStore;
 use super::domains::insert_tenant_event;
-use super::rows::{all, json_param};
+use super::rows::all;
 use crate::{
     AsyncBounce, BounceTarget, Complaint, HealthChange, HealthCounts, HealthLevel, IntakeRecorded,
     IntakeStore, NewEvent, SenderHealth, StoreError, TargetRecipient,
 };
 use mailroom_model::now_millis;
 use mailroom_model::{
-    Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
+    Event, EventDetail, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
 };
 use sqlx::{PgConnection, Row};
 
@@ -53,7 +53,7 @@ async fn suppress(
     tenant: &TenantId,
     address: &str,
     reason: &str,
-    detail: &serde_json::Value,
+    detail: &EventDetail,
     message: &MessageId,
     at: i64,
 ) -> Result<(), StoreError> {
@@ -64,7 +64,7 @@ async fn suppress(
     .bind(tenant.as_str())
     .bind(address.to_lowercase())
     .bind(reason)
-    .bind(json_param(detail))
+    .bind(detail.to_json())
     .bind(message.as_str())
     .bind(at)
     .execute(&mut *conn)
@@ -108,6 +108,7 @@ async fn bounce(
     if updated.rows_affected() == 0 {
         return Ok(IntakeRecorded::Duplicate);
     }
+    let detail = EventDetail::from(b.detail.clone());
     if b.hard {
         hint.note(tenant.as_str());
         suppress(
@@ -115,7 +116,7 @@ async fn bounce(
             &tenant,
             &address,
             "bounce",
-            &b.detail,
+            &detail,
             &b.message_id,
             b.at,
         )
@@ -127,7 +128,7 @@ async fn bounce(
         message_id: b.message_id.clone(),
         tenant_id: tenant.clone(),
         recipient: Some(address.clone()),
-        detail: b.detail.clone(),
+        detail,
     };
     message_event(conn, &event).await?;
     Ok(IntakeRecorded::Recorded {
@@ -159,12 +160,13 @@ async fn complaint(
         return Ok(IntakeRecorded::Duplicate);
     }
     hint.note(tenant.as_str());
+    let detail = EventDetail::from(c.detail.clone());
     suppress(
         conn,
         &tenant,
         &address,
         "complaint",
-        &c.detail,
+        &detail,
         &c.message_id,
         c.at,
     )
@@ -175,7 +177,7 @@ async fn complaint(
         message_id: c.message_id.clone(),
         tenant_id: tenant.clone(),
         recipient: Some(address.clone()),
-        detail: c.detail.clone(),
+        detail,
     };
     message_event(conn, &event).await?;
     Ok(IntakeRecorded::Recorded {
@@ -218,7 +220,7 @@ async fn health(conn: &mut PgConnection, h: &HealthChange) -> Result<bool, Store
             message_id: None,
             tenant_id: Some(h.tenant_id.clone()),
             recipient: None,
-            detail: detail.clone(),
+            detail: EventDetail::from(*detail).to_value(),
         };
         insert_tenant_event(conn, &event).await?;
     }
@@ -311,17 +313,16 @@ impl IntakeStore for PgStore {
         tenant: &TenantId,
         since: i64,
     ) -> Result<HealthCounts, StoreError> {
-        // `async` is JSON true (or 1, as SQLite's `json_extract` reads it) only on
-        // bounces recorded by intake.
+        // Bounces are told apart by the columns their writers set (`bounce_async`:
+        // recorded by intake after delivery; `bounce_class`), not by their detail's JSON.
         let on = StoreError::on("event");
         let r = sqlx::query(
             "SELECT \
                COUNT(*) FILTER (WHERE type = 'delivered') AS delivered, \
-               COUNT(*) FILTER (WHERE type = 'bounced' AND NOT COALESCE( \
-                 (detail::jsonb -> 'async') IN ('true'::jsonb, '1'::jsonb), FALSE)) \
+               COUNT(*) FILTER (WHERE type = 'bounced' AND NOT bounce_async) \
                  AS bounced_at_delivery, \
-               COUNT(*) FILTER (WHERE type = 'bounced' \
-                 AND detail::jsonb ->> 'bounce_class' = 'hard') AS hard_bounces, \
+               COUNT(*) FILTER (WHERE type = 'bounced' AND bounce_class = 'hard') \
+                 AS hard_bounces, \
                COUNT(*) FILTER (WHERE type = 'complained') AS complaints \
              FROM events WHERE tenant_id = $1 AND type IN ('delivered', 'bounced', 'complained') \
                AND at >= $2",

@@ -299,7 +299,7 @@ impl QueueStore for PgStore {
                 message_id: id.clone(),
                 tenant_id: tenant.clone(),
                 recipient: Some(r.get("address")),
-                detail: serde_json::json!({ "state": RecipientState::Cancelled.as_str() }),
+                detail: crate::cancelled_detail(None),
             };
             insert_event(&mut tx, &e).await?;
         }
@@ -453,7 +453,7 @@ async fn record(
         )
         .bind(o.tenant_id.as_str())
         .bind(o.recipient.to_lowercase())
-        .bind(o.detail.to_string())
+        .bind(mailroom_model::EventDetail::from(o.detail.clone()).to_json())
         .bind(o.message_id.as_str())
         .bind(o.at)
         .execute(&mut *conn)
@@ -463,13 +463,15 @@ async fn record(
     if !recorded.is_empty() {
         let mut events = EventColumns::default();
         for o in &recorded {
-            events.push(
+            let detail = mailroom_model::EventDetail::from(o.detail.clone());
+            events.push_bounce(
                 o.event,
                 o.at,
                 &o.message_id,
                 &o.tenant_id,
                 &o.recipient,
-                o.detail.to_string(),
+                detail.to_json(),
+                crate::bounce_columns(&detail),
             );
         }
         insert_events_in_order(&mut *conn, &events, None).await?;

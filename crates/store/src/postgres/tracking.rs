@@ -85,7 +85,11 @@ impl PgStore {
                 message_id: id.clone(),
                 tenant_id: TenantId::from_stored(tenant.clone()),
                 recipient: Some(r.get("address")),
-                detail: serde_json::json!({ "state": RecipientState::Queued.as_str() }),
+                detail: mailroom_model::StateChangeDetail {
+                    reason: None,
+                    state: RecipientState::Queued,
+                }
+                .into(),
             };
             insert_event(&mut tx, &e).await?;
         }

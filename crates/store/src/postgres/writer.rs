@@ -282,7 +282,7 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
     let mut events = EventColumns::default();
     let mut after = EventColumns::default();
     for m in messages {
-        let accepted = m.accepted_detail.to_string();
+        let accepted = m.accepted_detail.to_json();
         for (idx, rcpt) in m.recipients.iter().enumerate() {
             let address = m.recipients[idx].address.as_str();
             events.push(
@@ -294,14 +294,14 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
                 accepted.clone(),
             );
             if let Some(reason) = &rcpt.suppressed {
-                let detail = serde_json::json!({ "reason": reason, "suppression": "listed" });
+                let detail = crate::suppressed_detail(reason);
                 after.push(
                     EventType::Suppressed,
                     m.received_at,
                     &m.id,
                     &m.tenant_id,
                     address,
-                    detail.to_string(),
+                    detail.to_json(),
                 );
             } else if let Some(filter) = &m.quarantine {
                 after.push(
@@ -310,7 +310,7 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
                     &m.id,
                     &m.tenant_id,
                     address,
-                    filter.to_string(),
+                    mailroom_model::EventDetail::from(filter.clone()).to_json(),
                 );
             }
         }

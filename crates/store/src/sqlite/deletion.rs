@@ -166,11 +166,12 @@ impl DeletionStore for SqliteStore {
             message_id: None,
             tenant_id: Some(domain.tenant_id.clone()),
             recipient: None,
-            detail: serde_json::json!({
-                "domain": name,
-                "dkim_keys": keys,
-                "queued_recipients": queued,
-            }),
+            detail: mailroom_model::EventDetail::from(mailroom_model::DomainDeletedDetail {
+                dkim_keys: keys,
+                domain: name.clone(),
+                queued_recipients: queued,
+            })
+            .to_value(),
         };
         let deleted = self
             .content_op(ContentOp::DeleteDomain {

@@ -314,7 +314,7 @@ impl DomainStore for SqliteStore {
         &self,
         tenant: &TenantId,
         kind: EventType,
-        detail: serde_json::Value,
+        detail: mailroom_model::EventDetail,
     ) -> Result<Event, StoreError> {
         // Through the writer task like every other event, so the stream's seq order
         // stays commit order (see sqlite/events.rs).
@@ -325,7 +325,7 @@ impl DomainStore for SqliteStore {
             message_id: None,
             tenant_id: Some(tenant.clone()),
             recipient: None,
-            detail,
+            detail: detail.to_value(),
         };
         self.content_op(super::tracking::ContentOp::TenantEvent(event.clone()))
             .await?;

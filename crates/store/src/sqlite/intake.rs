@@ -9,7 +9,7 @@ use crate::{
     SenderHealth, StoreError, TargetRecipient,
 };
 use mailroom_model::{
-    EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis,
+    EventDetail, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus, now_millis,
 };
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -69,15 +69,15 @@ pub(super) async fn health_counts(
     tenant: &TenantId,
     since: i64,
 ) -> Result<HealthCounts, StoreError> {
-    // `async` is JSON true (1) only on bounces recorded by intake.
     // Deliveries and complaints are counted from the `events_tenant` index alone; only
-    // the (few) bounces are read for their detail.
+    // the (few) bounces are read, for the columns their writers set (`bounce_async`:
+    // recorded by intake after delivery; `bounce_class`), not their detail's JSON.
     let r = sqlx::query(
         "SELECT \
            (SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND type = 'delivered' \
               AND at >= $2) AS delivered, \
-           COALESCE(SUM(json_extract(detail, '$.async') IS NOT 1), 0) AS bounced_at_delivery, \
-           COALESCE(SUM(json_extract(detail, '$.bounce_class') = 'hard'), 0) AS hard_bounces, \
+           COALESCE(SUM(bounce_async = 0), 0) AS bounced_at_delivery, \
+           COALESCE(SUM(bounce_class IS 'hard'), 0) AS hard_bounces, \
            (SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND type = 'complained' \
               AND at >= $2) AS complaints \
          FROM events WHERE tenant_id = $1 AND type = 'bounced' AND at >= $2",
@@ -153,11 +153,12 @@ async fn insert_event(
     message: Option<&MessageId>,
     tenant: &TenantId,
     recipient: Option<&str>,
-    detail: &serde_json::Value,
+    detail: &EventDetail,
 ) -> Result<(), StoreError> {
+    let (bounce_class, bounce_async) = crate::bounce_columns(detail);
     sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+         bounce_class, bounce_async) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(EventId::generate().as_str())
     .bind(kind.as_str())
@@ -165,7 +166,9 @@ async fn insert_event(
     .bind(message.map(|m| m.as_str()))
     .bind(tenant.as_str())
     .bind(recipient)
-    .bind(detail.to_string())
+    .bind(detail.to_json())
+    .bind(bounce_class)
+    .bind(bounce_async)
     .execute(&mut *conn)
     .await
     .map_err(err("event"))?;
@@ -178,7 +181,7 @@ async fn suppress(
     tenant: &TenantId,
     address: &str,
     reason: &str,
-    detail: &serde_json::Value,
+    detail: &EventDetail,
     message: &MessageId,
     at: i64,
 ) -> Result<(), StoreError> {
@@ -191,7 +194,7 @@ async fn suppress(
     .bind(tenant.as_str())
     .bind(address.to_lowercase())
     .bind(reason)
-    .bind(detail.to_string())
+    .bind(detail.to_json())
     .bind(message.as_str())
     .bind(at)
     .execute(&mut *conn)
@@ -225,6 +228,7 @@ async fn bounce(
     if updated.rows_affected() == 0 {
         return Ok(IntakeRecorded::Duplicate);
     }
+    let detail = EventDetail::from(b.detail.clone());
     insert_event(
         conn,
         EventType::Bounced,
@@ -232,7 +236,7 @@ async fn bounce(
         Some(&b.message_id),
         &tenant,
         Some(&address),
-        &b.detail,
+        &detail,
     )
     .await?;
     if b.hard {
@@ -242,7 +246,7 @@ async fn bounce(
             &tenant,
             &address,
             "bounce",
-            &b.detail,
+            &detail,
             &b.message_id,
             b.at,
         )
@@ -274,6 +278,7 @@ async fn complaint(
     if seen.is_some() {
         return Ok(IntakeRecorded::Duplicate);
     }
+    let detail = EventDetail::from(c.detail.clone());
     insert_event(
         conn,
         EventType::Complained,
@@ -281,7 +286,7 @@ async fn complaint(
         Some(&c.message_id),
         &tenant,
         Some(&address),
-        &c.detail,
+        &detail,
     )
     .await?;
     hint.note(tenant.as_str());
@@ -290,7 +295,7 @@ async fn complaint(
         &tenant,
         &address,
         "complaint",
-        &c.detail,
+        &detail,
         &c.message_id,
         c.at,
     )
@@ -329,7 +334,8 @@ async fn health(conn: &mut SqliteConnection, h: &HealthChange) -> Result<bool, S
     }
     if let Some((kind, detail)) = &h.event {
         let at = if h.at > 0 { h.at } else { now_millis() };
-        insert_event(conn, *kind, at, None, &h.tenant_id, None, detail).await?;
+        let detail = EventDetail::from(*detail);
+        insert_event(conn, *kind, at, None, &h.tenant_id, None, &detail).await?;
     }
     Ok(paused)
 }

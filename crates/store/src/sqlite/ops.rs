@@ -3,7 +3,7 @@
 //! and the operator's retry/cancel. Each batch of ops is one transaction (one fsync).
 
 use crate::{DueRecipient, Outcome, StoreError, SuppressionHint};
-use mailroom_model::{EventId, EventType, MessageId, RecipientState, TenantId};
+use mailroom_model::{EventDetail, EventId, EventType, MessageId, RecipientState, TenantId};
 use sqlx::{Row, SqliteConnection};
 use tokio::sync::oneshot;
 
@@ -348,7 +348,7 @@ pub(super) async fn record_each(
             &o.message_id,
             &o.tenant_id,
             &o.recipient,
-            &o.detail,
+            &EventDetail::from(o.detail.clone()),
         )
         .await?;
         if o.suppress && o.state == RecipientState::Bounced {
@@ -374,7 +374,7 @@ pub(super) async fn suppress_bounced(
     )
     .bind(o.tenant_id.as_str())
     .bind(o.recipient.to_lowercase())
-    .bind(o.detail.to_string())
+    .bind(EventDetail::from(o.detail.clone()).to_json())
     .bind(o.message_id.as_str())
     .bind(o.at)
     .execute(&mut *conn)
@@ -406,10 +406,12 @@ pub(super) async fn insert_event(
     message_id: &MessageId,
     tenant_id: &TenantId,
     recipient: &str,
-    detail: &serde_json::Value,
+    detail: &EventDetail,
 ) -> Result<(), StoreError> {
+    let (bounce_class, bounce_async) = crate::bounce_columns(detail);
     sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+         bounce_class, bounce_async) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(EventId::generate().as_str())
     .bind(kind.as_str())
@@ -417,7 +419,9 @@ pub(super) async fn insert_event(
     .bind(message_id.as_str())
     .bind(tenant_id.as_str())
     .bind(recipient)
-    .bind(detail.to_string())
+    .bind(detail.to_json())
+    .bind(bounce_class)
+    .bind(bounce_async)
     .execute(&mut *conn)
     .await
     .map_err(err)?;
@@ -447,7 +451,7 @@ async fn cancel(conn: &mut SqliteConnection, id: &MessageId, now: i64) -> Result
     let tenant = TenantId::from_stored(tenant);
     for r in &rows {
         let address: String = r.get("address");
-        let detail = serde_json::json!({ "state": RecipientState::Cancelled.as_str() });
+        let detail = crate::cancelled_detail(None);
         insert_event(
             conn,
             EventType::Cancelled,

@@ -12,7 +12,7 @@
 
 use super::ops::{lease_lost, record_each};
 use crate::{Outcome, StoreError};
-use mailroom_model::{EventId, MessageId, RecipientState};
+use mailroom_model::{EventDetail, EventId, MessageId, RecipientState};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use std::collections::HashSet;
 
@@ -94,16 +94,21 @@ pub(super) async fn record(
     }
     for chunk in took.chunks(INSERT_CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
+            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+             bounce_class, bounce_async) ",
         );
         qb.push_values(chunk, |mut b, o| {
+            let detail = EventDetail::from(o.detail.clone());
+            let (bounce_class, bounce_async) = crate::bounce_columns(&detail);
             b.push_bind(EventId::generate().as_str().to_string())
                 .push_bind(o.event.as_str())
                 .push_bind(o.at)
                 .push_bind(o.message_id.as_str())
                 .push_bind(o.tenant_id.as_str())
                 .push_bind(o.recipient.as_str())
-                .push_bind(o.detail.to_string());
+                .push_bind(detail.to_json())
+                .push_bind(bounce_class)
+                .push_bind(bounce_async);
         });
         qb.build().execute(&mut *conn).await.map_err(err)?;
     }

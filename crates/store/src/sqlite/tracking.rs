@@ -31,9 +31,10 @@ fn err(e: sqlx::Error) -> StoreError {
 }
 
 async fn insert(conn: &mut SqliteConnection, e: &NewEvent) -> Result<(), StoreError> {
+    let (bounce_class, bounce_async) = crate::bounce_columns(&e.detail);
     sqlx::query(
-        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail, \
+         bounce_class, bounce_async) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(EventId::generate().as_str())
     .bind(e.kind.as_str())
@@ -41,7 +42,9 @@ async fn insert(conn: &mut SqliteConnection, e: &NewEvent) -> Result<(), StoreEr
     .bind(e.message_id.as_str())
     .bind(e.tenant_id.as_str())
     .bind(e.recipient.as_deref())
-    .bind(e.detail.to_string())
+    .bind(e.detail.to_json())
+    .bind(bounce_class)
+    .bind(bounce_async)
     .execute(&mut *conn)
     .await
     .map_err(err)?;
@@ -154,7 +157,11 @@ async fn release(conn: &mut SqliteConnection, id: &MessageId, now: i64) -> Resul
             message_id: id.clone(),
             tenant_id: TenantId::from_stored(tenant.clone()),
             recipient: Some(r.get("address")),
-            detail: serde_json::json!({ "state": RecipientState::Queued.as_str() }),
+            detail: mailroom_model::StateChangeDetail {
+                reason: None,
+                state: RecipientState::Queued,
+            }
+            .into(),
         };
         insert(conn, &e).await?;
     }

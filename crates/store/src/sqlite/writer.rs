@@ -228,7 +228,7 @@ async fn insert_all(
     // (message, idx, type, event id, detail).
     let mut suppressed = Vec::new();
     for m in messages {
-        let detail = m.accepted_detail.to_string();
+        let detail = m.accepted_detail.to_json();
         for (idx, rcpt) in m.recipients.iter().enumerate() {
             rows.push(Row {
                 m,
@@ -242,7 +242,7 @@ async fn insert_all(
                     idx,
                     EventType::Suppressed,
                     EventId::generate(),
-                    serde_json::json!({ "reason": reason, "suppression": "listed" }).to_string(),
+                    crate::suppressed_detail(reason).to_json(),
                 ));
             } else if let Some(filter) = &m.quarantine {
                 // Held by content protection: a `filtered` event after `accepted`.
@@ -251,7 +251,7 @@ async fn insert_all(
                     idx,
                     EventType::Filtered,
                     EventId::generate(),
-                    filter.to_string(),
+                    mailroom_model::EventDetail::from(filter.clone()).to_json(),
                 ));
             }
         }
