@@ -12,32 +12,27 @@ pub const DATA_END: &[u8] = b".\r\n";
 /// added in front of every line that starts with `.`, and a final CRLF if the
 /// body does not end with a line break. An empty body stays empty.
 pub fn prepare_body(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 32 + 2);
-    let mut line_start = true;
-    let mut bytes = body.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\r' => {
-                bytes.next_if_eq(&b'\n');
+    // (Room for the doubled dots of a typical body, the final CRLF and DATA_END.)
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32 + 5);
+    // Each round starts at the beginning of a line and copies that line whole.
+    let mut rest = body;
+    while let Some(&first) = rest.first() {
+        if first == b'.' {
+            out.push(b'.');
+        }
+        match memchr::memchr2(b'\r', b'\n', rest) {
+            Some(i) => {
+                out.extend_from_slice(&rest[..i]);
                 out.extend_from_slice(b"\r\n");
-                line_start = true;
+                let crlf = rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n');
+                rest = &rest[i + if crlf { 2 } else { 1 }..];
             }
-            b'\n' => {
+            None => {
+                out.extend_from_slice(rest);
                 out.extend_from_slice(b"\r\n");
-                line_start = true;
-            }
-            b'.' if line_start => {
-                out.extend_from_slice(b"..");
-                line_start = false;
-            }
-            _ => {
-                out.push(b);
-                line_start = false;
+                rest = &[];
             }
         }
-    }
-    if !line_start {
-        out.extend_from_slice(b"\r\n");
     }
     out
 }
@@ -45,6 +40,59 @@ pub fn prepare_body(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte definition the run-copying version must match.
+    fn reference(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut line_start = true;
+        let mut bytes = body.iter().copied().peekable();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'\r' => {
+                    bytes.next_if_eq(&b'\n');
+                    out.extend_from_slice(b"\r\n");
+                    line_start = true;
+                }
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    line_start = true;
+                }
+                b'.' if line_start => {
+                    out.extend_from_slice(b"..");
+                    line_start = false;
+                }
+                _ => {
+                    out.push(b);
+                    line_start = false;
+                }
+            }
+        }
+        if !line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_byte_wise_definition_on_every_short_body_over_a_small_alphabet() {
+        // Every body of up to 7 bytes over the bytes that matter, plus a long mixed one.
+        let alphabet = [b'\r', b'\n', b'.', b'a'];
+        for len in 0..=7u32 {
+            for n in 0..alphabet.len().pow(len) {
+                let mut k = n;
+                let body: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[k % alphabet.len()];
+                        k /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                assert_eq!(prepare_body(&body), reference(&body), "{body:?}");
+            }
+        }
+        let long = b"Subject: x\r\n\r\n.a\nb\r.\r\n..\n\r\rend".repeat(50);
+        assert_eq!(prepare_body(&long), reference(&long));
+    }
 
     #[test]
     fn vectors() {
