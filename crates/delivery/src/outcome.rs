@@ -149,7 +149,6 @@ pub(crate) async fn record(
         let (state, event, next) = match one.verdict {
             Verdict::Delivered => (RecipientState::Delivered, EventType::Delivered, None),
             Verdict::Bounced(class, category) => {
-                let (class, category) = bounce_kind(class, category);
                 detail.bounce_class = Some(class);
                 detail.bounce_category = Some(category);
                 (RecipientState::Bounced, EventType::Bounced, None)
@@ -313,28 +312,4 @@ pub(crate) async fn bounce(
             tracing::error!(error = %e, original = %first.message_id, "queueing bounce report failed")
         }
     }
-}
-
-/// The reply's classification in the event's vocabulary (`mailroom_model`'s copy of
-/// the two enums, which sits below `proto`): an exhaustive match, so a new class or
-/// category does not compile until it is named here.
-pub fn bounce_kind(
-    class: crate::classify::BounceClass,
-    category: crate::classify::BounceCategory,
-) -> (mailroom_model::BounceClass, mailroom_model::BounceCategory) {
-    use crate::classify::BounceCategory as C;
-    use mailroom_model::BounceCategory as M;
-    let class = match class {
-        BounceClass::Hard => mailroom_model::BounceClass::Hard,
-        BounceClass::Soft => mailroom_model::BounceClass::Soft,
-    };
-    let category = match category {
-        C::BadMailbox => M::BadMailbox,
-        C::BadDomain => M::BadDomain,
-        C::MailboxFull => M::MailboxFull,
-        C::MessageTooLarge => M::MessageTooLarge,
-        C::PolicyBlock => M::PolicyBlock,
-        C::Other => M::Other,
-    };
-    (class, category)
 }

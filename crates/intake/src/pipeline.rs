@@ -304,32 +304,9 @@ fn verdict(r: &ReportedRecipient) -> (BounceClass, BounceCategory) {
     }
 }
 
-/// The classification in the event's vocabulary (`mailroom_model` has its own copy of
-/// the two enums, below `proto`): exhaustive, so a new variant must be named here.
-fn typed(
-    class: BounceClass,
-    category: BounceCategory,
-) -> (mailroom_model::BounceClass, mailroom_model::BounceCategory) {
-    use mailroom_model::BounceCategory as M;
-    let class = match class {
-        BounceClass::Hard => mailroom_model::BounceClass::Hard,
-        BounceClass::Soft => mailroom_model::BounceClass::Soft,
-    };
-    let category = match category {
-        BounceCategory::BadMailbox => M::BadMailbox,
-        BounceCategory::BadDomain => M::BadDomain,
-        BounceCategory::MailboxFull => M::MailboxFull,
-        BounceCategory::MessageTooLarge => M::MessageTooLarge,
-        BounceCategory::PolicyBlock => M::PolicyBlock,
-        BounceCategory::Other => M::Other,
-    };
-    (class, category)
-}
-
 fn bounce(b: &BounceReport, r: &ReportedRecipient, target: &BounceAddress) -> AsyncBounce {
-    let (class, category) = verdict(r);
+    let (bounce_class, bounce_category) = verdict(r);
     let enhanced = r.status.map(|(c, s, d)| format!("{c}.{s}.{d}"));
-    let (bounce_class, bounce_category) = typed(class, category);
     let detail = AsyncBounceDetail {
         is_async: true,
         bounce_category,
@@ -349,7 +326,7 @@ fn bounce(b: &BounceReport, r: &ReportedRecipient, target: &BounceAddress) -> As
         idx: target.idx,
         at: now_millis(),
         reply: (!r.diagnostic.is_empty()).then(|| r.diagnostic.clone()),
-        hard: class == BounceClass::Hard,
+        hard: bounce_class == BounceClass::Hard,
         detail,
     }
 }

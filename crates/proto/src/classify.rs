@@ -2,27 +2,9 @@
 //! deferred, or bounced with a class (hard/soft) and a category. RFC 3463 enhanced
 //! codes decide the category when present; the basic code and the text otherwise.
 
-use serde::Serialize;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BounceClass {
-    /// The address will not work later either: suppress it.
-    Hard,
-    /// Permanent for this message, not necessarily for the address.
-    Soft,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BounceCategory {
-    BadMailbox,
-    BadDomain,
-    MailboxFull,
-    MessageTooLarge,
-    PolicyBlock,
-    Other,
-}
+// The classes and categories are the events' vocabulary (`mailroom_model`, below this
+// crate): a bounce event records exactly what this returns.
+pub use mailroom_model::{BounceCategory, BounceClass};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
