@@ -108,15 +108,19 @@ impl Engine {
         });
     }
 
-    /// Starts workers for every destination that has work waiting.
-    fn spawn_waiting(self: &Arc<Self>) {
-        let dests: Vec<Arc<Destination>> = self
-            .destinations
+    /// The destinations known now (the lock is not held while they are worked on).
+    fn destination_list(&self) -> Vec<Arc<Destination>> {
+        self.destinations
             .lock()
             .expect("destinations lock")
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Starts workers for every destination that has work waiting.
+    fn spawn_waiting(self: &Arc<Self>) {
+        let dests = self.destination_list();
         for d in dests {
             if d.tx.max_capacity() > d.tx.capacity() {
                 self.maybe_spawn(&d);
@@ -125,13 +129,7 @@ impl Engine {
     }
 
     pub(super) async fn release_queued(&self) {
-        let dests: Vec<Arc<Destination>> = self
-            .destinations
-            .lock()
-            .expect("destinations lock")
-            .values()
-            .cloned()
-            .collect();
+        let dests = self.destination_list();
         let mut keys = Vec::new();
         for d in dests {
             let mut rx = d.rx.lock().await;
