@@ -197,7 +197,7 @@ pub struct StateChangeDetail {
 }
 
 /// `opened` and `clicked`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackingDetail {
     pub ip: Option<String>,
     /// What kind of machine fetched it (`apple-privacy-proxy`, …), if one did.

@@ -131,13 +131,7 @@ async fn fill(store: DynStore, tenants: Arc<Vec<TenantId>>, caller: usize, count
                             message_id: m.id.clone(),
                             tenant_id: m.tenant_id.clone(),
                             recipient: Some(m.recipients[0].address.clone()),
-                            detail: mailroom_model::TrackingDetail {
-                                ip: None,
-                                machine: None,
-                                url: None,
-                                user_agent: None,
-                            }
-                            .into(),
+                            detail: mailroom_model::TrackingDetail::default().into(),
                         })
                         .await
                         .expect("open");

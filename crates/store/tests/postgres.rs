@@ -287,13 +287,7 @@ async fn event_cursor_follows_commit_order_across_nodes() {
                             message_id: id,
                             tenant_id: tenant.clone(),
                             recipient: Some("r0@example.net".into()),
-                            detail: mailroom_model::TrackingDetail {
-                                ip: None,
-                                machine: None,
-                                url: None,
-                                user_agent: None,
-                            }
-                            .into(),
+                            detail: mailroom_model::TrackingDetail::default().into(),
                         })
                         .await
                         .unwrap(),

@@ -653,13 +653,7 @@ conformance!(
             message_id: m.id.clone(),
             tenant_id: tenant.clone(),
             recipient: Some(address.clone()),
-            detail: mailroom_model::TrackingDetail {
-                ip: None,
-                machine: None,
-                url: None,
-                user_agent: None,
-            }
-            .into(),
+            detail: mailroom_model::TrackingDetail::default().into(),
         };
         store.record_event(event(EventType::Opened)).await.unwrap();
         let s = Suppression {
