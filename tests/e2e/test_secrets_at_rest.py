@@ -27,6 +27,7 @@ import sqlite3
 import stat
 import subprocess
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import dkim
@@ -46,6 +47,21 @@ from test_delivery import delivery_config
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+@contextmanager
+def db_conn(path: Path):
+    """The test's own connection to the SQLite file, committed and *closed* on leaving.
+    (`with db_conn(...)` only commits: the connection closed whenever the garbage
+    collector got to it, and its close, the last one, deletes `mailroom.db-wal`; once
+    that happened in the middle of `modes()`, between listing the file and reading its
+    mode.)"""
+    c = sqlite3.connect(path)
+    try:
+        with c:
+            yield c
+    finally:
+        c.close()
 
 
 def modes(data_dir: Path) -> dict[str, int]:
@@ -93,7 +109,7 @@ def open_envelope(text: str, key: bytes, context: str) -> bytes:
 
 
 def stored_rows(db: Path) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    with sqlite3.connect(db) as c:
+    with db_conn(db) as c:
         keys = c.execute("SELECT domain, selector, private_key_pem FROM dkim_keys").fetchall()
         hooks = c.execute("SELECT id, secret FROM webhooks").fetchall()
     return keys, hooks
@@ -211,7 +227,7 @@ def test_fresh_dir_is_private_secrets_are_sealed_and_open_after_restart(tmp_path
         # Before a checkpoint the rows are (also) in the WAL; after it, in the main file.
         assert (srv.data_dir / "mailroom.db-wal").stat().st_size > 0
         assert_no_secret_text(srv.data_dir, needles, "before checkpoint")
-        with sqlite3.connect(srv.data_dir / "mailroom.db") as c:
+        with db_conn(srv.data_dir / "mailroom.db") as c:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         assert_no_secret_text(srv.data_dir, needles, "after checkpoint")
         assert_private(srv.data_dir)
@@ -238,7 +254,7 @@ def test_open_dir_is_tightened_plaintext_is_sealed_and_a_wrong_key_stops_the_sta
         # An older version's database: plaintext rows, no key file, everything 0755/0644.
         keys, hooks = stored_rows(db)
         pems = {}
-        with sqlite3.connect(db) as c:
+        with db_conn(db) as c:
             for d, selector, stored in keys:
                 pem = open_envelope(stored, key, f"dkim:{d}:{selector}").decode()
                 pems[(d, selector)] = pem
