@@ -1,6 +1,7 @@
 //! How a message body is kept in `message_bodies`, on both backends: raw (codec 0,
 //! every body moved there by migration SQLite 0015 / PostgreSQL 0004) or deflated
-//! (codec 1, fast level) when that saves at least an eighth. A signed 2 KB message
+//! (codec 1, libdeflate's fastest level, inflated by flate2) when that saves at least
+//! an eighth. A signed 2 KB message
 //! deflates to about half, which lets SQLite pack two or three per 4 KiB page
 //! instead of one. `messages.size` keeps the original length (and `messages.body` is
 //! left empty). Once every recipient of a message has a final state its body row is
@@ -9,7 +10,7 @@
 
 use crate::StoreError;
 use flate2::read::DeflateDecoder;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use libdeflater::{CompressionLvl, Compressor};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Read;
@@ -28,25 +29,47 @@ pub(crate) fn encode(body: &[u8]) -> (Cow<'_, [u8]>, i64) {
         return (Cow::Borrowed(body), RAW);
     }
     // Worth keeping only if it saves an eighth: the output never needs more room.
+    // libdeflate says so (an error, not a panic) when the output does not fit.
     let limit = body.len() - body.len() / 8;
-    let mut packed = Vec::with_capacity(limit);
-    let done = COMPRESSOR.with_borrow_mut(|c| {
-        c.reset();
-        let status = c.compress_vec(body, &mut packed, FlushCompress::Finish);
-        matches!(status, Ok(Status::StreamEnd)) && c.total_in() == body.len() as u64
-    });
-    if done {
-        (Cow::Owned(packed), DEFLATE)
-    } else {
-        (Cow::Borrowed(body), RAW)
+    let mut packed = vec![0; limit];
+    match COMPRESSOR.with_borrow_mut(|c| c.deflate_compress(body, &mut packed)) {
+        Ok(len) => {
+            packed.truncate(len);
+            (Cow::Owned(packed), DEFLATE)
+        }
+        Err(_) => (Cow::Borrowed(body), RAW),
+    }
+}
+
+/// A body encoded for storage before it reaches the writer: the session that enqueues
+/// it deflates it on its own worker thread, so the one writer does not deflate a whole
+/// batch serially while every caller in it waits.
+pub(crate) struct Packed(Option<Vec<u8>>);
+
+impl Packed {
+    pub(crate) fn of(body: &[u8]) -> Self {
+        match encode(body) {
+            (Cow::Owned(packed), DEFLATE) => Self(Some(packed)),
+            _ => Self(None),
+        }
+    }
+
+    /// The bytes to store for `body` (the body this was made `of`) and their codec.
+    pub(crate) fn stored<'a>(&'a self, body: &'a [u8]) -> (&'a [u8], i64) {
+        match &self.0 {
+            Some(packed) => (packed, DEFLATE),
+            None => (body, RAW),
+        }
     }
 }
 
 thread_local! {
-    /// One raw-DEFLATE compressor per thread, reset for each body: a fresh one
-    /// allocates and zeroes its tables (a few hundred KiB) every time, which was
-    /// ~5 % of the server's CPU under the delivery benchmark.
-    static COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    /// One raw-DEFLATE compressor per thread (libdeflate, level 1): a fresh one
+    /// allocates its tables every time.
+    /// (`CompressionLvl::fastest()` is level 0, which stores without compressing.)
+    static COMPRESSOR: RefCell<Compressor> = RefCell::new(Compressor::new(
+        CompressionLvl::new(1).unwrap_or_default(),
+    ));
 }
 
 /// The body as received, from what `encode` stored. `size` (the original length)
@@ -95,10 +118,9 @@ mod tests {
     /// panic, and the body must come back whole either way. (zlib-rs 0.6.8 at level 2
     /// panicked on such a body, "buf.len() must fit in remaining()", in
     /// `tests/space.rs::sqlite_file_shrinks_after_the_queue_drains`, 1,500 bodies of
-    /// 2,100 bytes of noise through the writer; this test did not reproduce it, which is
-    /// one more reason the workspace stays on miniz_oxide.) Sizes from the smallest
-    /// compressed one up to 70 KiB, noise and half-noise, on fresh and reused
-    /// compressors.
+    /// 2,100 bytes of noise through the writer; this test did not reproduce it.
+    /// libdeflate returns an error instead.) Sizes from the smallest compressed one up
+    /// to 70 KiB, noise and half-noise, on fresh and reused compressors.
     #[test]
     fn incompressible_bodies_of_any_size_encode_without_a_panic() {
         // First on a fresh thread, whose compressor has never been used.

@@ -20,6 +20,8 @@ pub const QUEUE_CHANNEL: &str = "mailroom_queue";
 
 pub(super) struct Job {
     pub message: NewMessage,
+    /// The body as it will be stored, encoded by the caller (`Packed`).
+    pub packed: crate::body_codec::Packed,
     pub done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -47,7 +49,8 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
-        match write_batch(&pool, &messages).await {
+        let packed: Vec<_> = batch.iter().map(|j| &j.packed).collect();
+        match write_batch(&pool, &messages, &packed).await {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -70,7 +73,7 @@ pub(super) async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>) {
                 // stop trying once the database is unreachable).
                 while !batch.is_empty() {
                     let job = batch.remove(0);
-                    match write_batch(&pool, &[&job.message]).await {
+                    match write_batch(&pool, &[&job.message], &[&job.packed]).await {
                         Ok(()) => {
                             let _ = job.done.send(Ok(()));
                         }
@@ -103,11 +106,15 @@ fn fail_all(batch: &mut Vec<Job>, e: &StoreError) {
 }
 
 /// One transaction for the batch; rolled back (by dropping it) on any failure.
-async fn write_batch(pool: &PgPool, messages: &[&NewMessage]) -> Result<(), Failure> {
+async fn write_batch(
+    pool: &PgPool,
+    messages: &[&NewMessage],
+    packed: &[&crate::body_codec::Packed],
+) -> Result<(), Failure> {
     let mut tx = pool.begin().await.map_err(|e| {
         Failure::Unavailable(StoreError::Database(format!("PostgreSQL unavailable: {e}")))
     })?;
-    insert_all(&mut tx, messages)
+    insert_all(&mut tx, messages, packed)
         .await
         .map_err(Failure::Failed)?;
     tx.commit().await.map_err(|e| Failure::Failed(err(e)))
@@ -136,7 +143,11 @@ struct RecipientColumns<'a> {
     lease_token: Vec<Option<i64>>,
 }
 
-async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result<(), StoreError> {
+async fn insert_all(
+    conn: &mut PgConnection,
+    messages: &[&NewMessage],
+    packed: &[&crate::body_codec::Packed],
+) -> Result<(), StoreError> {
     // Messages and recipients in one statement, each column bound as one array: the
     // SQL text is the same whatever the batch size, so it is prepared once per
     // connection (a VALUES list would be a new statement for every batch size).
@@ -154,9 +165,10 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
     let mut m_requiretls = Vec::with_capacity(messages.len());
     let bodies: Vec<_> = messages
         .iter()
-        .map(|m| crate::body_codec::encode(&m.body))
+        .zip(packed)
+        .map(|(m, p)| p.stored(&m.body))
         .collect();
-    let mut m_body = Vec::with_capacity(messages.len());
+    let mut m_body: Vec<&[u8]> = Vec::with_capacity(messages.len());
     let mut m_codec = Vec::with_capacity(messages.len());
     let mut m_meta = Vec::with_capacity(messages.len());
     let mut m_rp = Vec::with_capacity(messages.len());
@@ -174,7 +186,7 @@ async fn insert_all(conn: &mut PgConnection, messages: &[&NewMessage]) -> Result
         m_envid.push(m.dsn_envid.as_deref());
         m_utf8.push(m.smtputf8);
         m_requiretls.push(m.require_tls);
-        m_body.push(body.as_ref());
+        m_body.push(*body);
         // 0 or 1: fits the SMALLINT column.
         m_codec.push(*codec as i16);
         m_meta.push(m.meta.as_ref().map(|v| v.to_string()));

@@ -8,8 +8,13 @@ use super::*;
 impl MessageStore for SqliteStore {
     async fn enqueue(&self, message: NewMessage) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        let packed = crate::body_codec::Packed::of(&message.body);
         self.writer
-            .send(writer::Job { message, done })
+            .send(writer::Job {
+                message,
+                packed,
+                done,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         let result = wait.await.map_err(|_| StoreError::Closed)?;

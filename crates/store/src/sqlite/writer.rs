@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) struct Job {
     pub message: NewMessage,
+    /// The body as it will be stored, encoded by the caller (`Packed`).
+    pub packed: crate::body_codec::Packed,
     pub done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -56,8 +58,8 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.message).collect();
-        match write_batch(&mut conn, &messages).await {
+        let jobs: Vec<&Job> = batch.iter().collect();
+        match write_batch(&mut conn, &jobs).await {
             Ok(()) => {
                 for job in batch.drain(..) {
                     let _ = job.done.send(Ok(()));
@@ -70,7 +72,7 @@ pub(crate) async fn run(
             Err(_) => {
                 // One bad message must not fail its neighbours: retry each alone.
                 for job in batch.drain(..) {
-                    let result = write_batch(&mut conn, &[&job.message]).await;
+                    let result = write_batch(&mut conn, &[&job]).await;
                     let _ = job.done.send(result);
                 }
             }
@@ -151,23 +153,35 @@ async fn run_ops(
     }
 }
 
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    messages: &[&NewMessage],
-) -> Result<(), StoreError> {
+/// Writes `jobs` in one transaction. Without idempotency keys (SMTP) the whole
+/// transaction, `BEGIN` to `COMMIT`, is one multi-statement query: sqlx runs it as one
+/// command on its SQLite worker thread, where one query per statement cost two thread
+/// switches each (a dozen per batch, most of the writer's wall time at low load).
+async fn write_batch(conn: &mut SqliteConnection, jobs: &[&Job]) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx(e, "message");
-    sqlx::query("BEGIN IMMEDIATE")
+    let keyed = jobs.iter().any(|j| j.message.idempotency.is_some());
+    let rows = BatchRows::of(jobs);
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+    rows.push_inserts(&mut qb);
+    if !keyed {
+        qb.push("COMMIT");
+    }
+    let mut result = qb
+        .build()
         .execute(&mut *conn)
         .await
-        .map_err(err)?;
-    let result = match insert_all(conn, messages).await {
-        Ok(()) => sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(err),
-        Err(e) => Err(e),
-    };
+        .map(|_| ())
+        .map_err(err);
+    if keyed && result.is_ok() {
+        result = match insert_idempotency_keys(conn, jobs).await {
+            Ok(()) => sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(err),
+            Err(e) => Err(e),
+        };
+    }
     if result.is_err() {
         // After a failed statement or a failed COMMIT (SQLITE_FULL may leave the
         // transaction open) make sure nothing of the batch remains.
@@ -176,147 +190,159 @@ async fn write_batch(
     result
 }
 
-async fn insert_all(
-    conn: &mut SqliteConnection,
-    messages: &[&NewMessage],
-) -> Result<(), StoreError> {
-    let err = |e| StoreError::from_sqlx(e, "message");
-    let bodies: Vec<_> = messages
-        .iter()
-        .map(|m| crate::body_codec::encode(&m.body))
-        .collect();
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
-         source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path, require_tls) ",
-    );
-    qb.push_values(messages, |mut b, m| {
-        b.push_bind(m.id.as_str())
-            .push_bind(m.tenant_id.as_str())
-            .push_bind(m.mail_from.as_str())
-            .push_bind(m.rfc_message_id.as_deref())
-            .push_bind(m.body.len() as i64)
-            .push_bind(m.received_at)
-            .push_bind(m.source)
-            .push_bind(m.client_ip.as_deref())
-            .push_bind(m.dsn_ret.as_deref())
-            .push_bind(m.dsn_envid.as_deref())
-            .push_bind(m.smtputf8)
-            // The body itself lives in `message_bodies` (see `body_codec`).
-            .push_bind(&b""[..])
-            .push_bind(m.meta.as_ref().map(|v| v.to_string()))
-            .push_bind(m.return_path.as_deref())
-            .push_bind(m.require_tls);
-    });
-    qb.build().execute(&mut *conn).await.map_err(err)?;
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO message_bodies (message_id, codec, body) ");
-    qb.push_values(messages.iter().zip(&bodies), |mut b, (m, (body, codec))| {
-        b.push_bind(m.id.as_str())
-            .push_bind(*codec)
-            .push_bind(body.as_ref());
-    });
-    qb.build().execute(&mut *conn).await.map_err(err)?;
+/// One recipient's `recipients` row and `accepted` event.
+struct Row<'a> {
+    m: &'a NewMessage,
+    idx: usize,
+    detail: String,
+    event_id: EventId,
+}
 
-    struct Row<'a> {
-        m: &'a NewMessage,
-        idx: usize,
-        detail: String,
-        event_id: EventId,
-    }
-    let mut rows = Vec::new();
-    // `suppressed` and `filtered` events follow their `accepted` event:
-    // (message, idx, type, event id, detail).
-    let mut suppressed = Vec::new();
-    for m in messages {
-        let detail = m.accepted_detail.to_json();
-        for (idx, rcpt) in m.recipients.iter().enumerate() {
-            rows.push(Row {
-                m,
-                idx,
-                detail: detail.clone(),
-                event_id: EventId::generate(),
-            });
-            if let Some(reason) = &rcpt.suppressed {
-                suppressed.push((
-                    *m,
+/// What a batch writes, owned here so the query can borrow it.
+struct BatchRows<'a> {
+    jobs: &'a [&'a Job],
+    rows: Vec<Row<'a>>,
+    /// `suppressed` and `filtered` events, which follow their `accepted` event:
+    /// (message, idx, type, event id, detail).
+    later: Vec<(&'a NewMessage, usize, EventType, EventId, String)>,
+}
+
+impl<'a> BatchRows<'a> {
+    fn of(jobs: &'a [&'a Job]) -> Self {
+        let mut rows = Vec::new();
+        let mut later = Vec::new();
+        for job in jobs {
+            let m = &job.message;
+            let detail = m.accepted_detail.to_json();
+            for (idx, rcpt) in m.recipients.iter().enumerate() {
+                rows.push(Row {
+                    m,
                     idx,
-                    EventType::Suppressed,
-                    EventId::generate(),
-                    crate::suppressed_detail(reason).to_json(),
-                ));
-            } else if let Some(filter) = &m.quarantine {
-                // Held by content protection: a `filtered` event after `accepted`.
-                suppressed.push((
-                    *m,
-                    idx,
-                    EventType::Filtered,
-                    EventId::generate(),
-                    mailroom_model::EventDetail::from(filter.clone()).to_json(),
-                ));
+                    detail: detail.clone(),
+                    event_id: EventId::generate(),
+                });
+                if let Some(reason) = &rcpt.suppressed {
+                    later.push((
+                        m,
+                        idx,
+                        EventType::Suppressed,
+                        EventId::generate(),
+                        crate::suppressed_detail(reason).to_json(),
+                    ));
+                } else if let Some(filter) = &m.quarantine {
+                    // Held by content protection: a `filtered` event after `accepted`.
+                    later.push((
+                        m,
+                        idx,
+                        EventType::Filtered,
+                        EventId::generate(),
+                        mailroom_model::EventDetail::from(filter.clone()).to_json(),
+                    ));
+                }
             }
         }
+        Self { jobs, rows, later }
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO recipients (message_id, idx, address, domain, state, next_attempt_at, \
-             dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, lease_token) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            let rcpt = &r.m.recipients[r.idx];
-            let (state, next, lease) = match rcpt.suppressed {
-                Some(_) => (RecipientState::Suppressed, None, None),
-                None if r.m.quarantine.is_some() => (RecipientState::Quarantined, None, None),
-                None => (
-                    RecipientState::Queued,
-                    Some(r.m.lease.as_ref().map_or(r.m.received_at, |l| l.until)),
-                    r.m.lease.as_ref(),
-                ),
-            };
-            b.push_bind(r.m.id.as_str())
-                .push_bind(r.idx as i64)
-                .push_bind(rcpt.address.as_str())
-                .push_bind(rcpt.domain.as_str())
-                .push_bind(state.as_str())
-                .push_bind(next)
-                .push_bind(rcpt.dsn_notify.as_deref())
-                .push_bind(rcpt.dsn_orcpt.as_deref())
-                .push_bind(r.m.received_at)
-                .push_bind(lease.map(|l| l.until))
-                .push_bind(lease.map(|l| l.owner.as_str()))
-                .push_bind(lease.map(|l| l.token));
-        });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
 
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
+    /// The batch's INSERTs, each ended by `; `.
+    fn push_inserts(&self, qb: &mut QueryBuilder<Sqlite>) {
+        qb.push(
+            "INSERT INTO messages (id, tenant_id, mail_from, rfc_message_id, size, received_at, \
+             source, client_ip, dsn_ret, dsn_envid, smtputf8, body, meta, return_path, require_tls) ",
         );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.event_id.as_str())
-                .push_bind(EventType::Accepted.as_str())
-                .push_bind(r.m.received_at)
-                .push_bind(r.m.id.as_str())
-                .push_bind(r.m.tenant_id.as_str())
-                .push_bind(r.m.recipients[r.idx].address.as_str())
-                .push_bind(r.detail.as_str());
-        });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
-    }
-    for chunk in suppressed.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
-        );
-        qb.push_values(chunk, |mut b, (m, idx, kind, event_id, detail)| {
-            b.push_bind(event_id.as_str())
-                .push_bind(kind.as_str())
-                .push_bind(m.received_at)
-                .push_bind(m.id.as_str())
+        qb.push_values(self.jobs, |mut b, j| {
+            let m = &j.message;
+            b.push_bind(m.id.as_str())
                 .push_bind(m.tenant_id.as_str())
-                .push_bind(m.recipients[*idx].address.as_str())
-                .push_bind(detail.as_str());
+                .push_bind(m.mail_from.as_str())
+                .push_bind(m.rfc_message_id.as_deref())
+                .push_bind(m.body.len() as i64)
+                .push_bind(m.received_at)
+                .push_bind(m.source)
+                .push_bind(m.client_ip.as_deref())
+                .push_bind(m.dsn_ret.as_deref())
+                .push_bind(m.dsn_envid.as_deref())
+                .push_bind(m.smtputf8)
+                // The body itself lives in `message_bodies` (see `body_codec`).
+                .push_bind(&b""[..])
+                .push_bind(m.meta.as_ref().map(|v| v.to_string()))
+                .push_bind(m.return_path.as_deref())
+                .push_bind(m.require_tls);
         });
-        qb.build().execute(&mut *conn).await.map_err(err)?;
+        qb.push("; INSERT INTO message_bodies (message_id, codec, body) ");
+        qb.push_values(self.jobs, |mut b, j| {
+            let (body, codec) = j.packed.stored(&j.message.body);
+            b.push_bind(j.message.id.as_str())
+                .push_bind(codec)
+                .push_bind(body);
+        });
+        qb.push("; ");
+        for chunk in self.rows.chunks(ROWS_PER_INSERT) {
+            qb.push(
+                "INSERT INTO recipients (message_id, idx, address, domain, state, \
+                 next_attempt_at, dsn_notify, dsn_orcpt, updated_at, lease_until, lease_owner, \
+                 lease_token) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                let rcpt = &r.m.recipients[r.idx];
+                let (state, next, lease) = match rcpt.suppressed {
+                    Some(_) => (RecipientState::Suppressed, None, None),
+                    None if r.m.quarantine.is_some() => (RecipientState::Quarantined, None, None),
+                    None => (
+                        RecipientState::Queued,
+                        Some(r.m.lease.as_ref().map_or(r.m.received_at, |l| l.until)),
+                        r.m.lease.as_ref(),
+                    ),
+                };
+                b.push_bind(r.m.id.as_str())
+                    .push_bind(r.idx as i64)
+                    .push_bind(rcpt.address.as_str())
+                    .push_bind(rcpt.domain.as_str())
+                    .push_bind(state.as_str())
+                    .push_bind(next)
+                    .push_bind(rcpt.dsn_notify.as_deref())
+                    .push_bind(rcpt.dsn_orcpt.as_deref())
+                    .push_bind(r.m.received_at)
+                    .push_bind(lease.map(|l| l.until))
+                    .push_bind(lease.map(|l| l.owner.as_str()))
+                    .push_bind(lease.map(|l| l.token));
+            });
+            qb.push(
+                "; INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.event_id.as_str())
+                    .push_bind(EventType::Accepted.as_str())
+                    .push_bind(r.m.received_at)
+                    .push_bind(r.m.id.as_str())
+                    .push_bind(r.m.tenant_id.as_str())
+                    .push_bind(r.m.recipients[r.idx].address.as_str())
+                    .push_bind(r.detail.as_str());
+            });
+            qb.push("; ");
+        }
+        for chunk in self.later.chunks(ROWS_PER_INSERT) {
+            qb.push("INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ");
+            qb.push_values(chunk, |mut b, (m, idx, kind, event_id, detail)| {
+                b.push_bind(event_id.as_str())
+                    .push_bind(kind.as_str())
+                    .push_bind(m.received_at)
+                    .push_bind(m.id.as_str())
+                    .push_bind(m.tenant_id.as_str())
+                    .push_bind(m.recipients[*idx].address.as_str())
+                    .push_bind(detail.as_str());
+            });
+            qb.push("; ");
+        }
     }
-    for m in messages {
+}
+
+async fn insert_idempotency_keys(
+    conn: &mut SqliteConnection,
+    jobs: &[&Job],
+) -> Result<(), StoreError> {
+    let err = |e| StoreError::from_sqlx(e, "message");
+    for m in jobs.iter().map(|j| &j.message) {
         if let Some(k) = &m.idempotency {
             // Another request (through another process on the same file, or a race the
             // API layer did not serialise) that already stored this key wins: this batch
