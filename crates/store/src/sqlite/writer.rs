@@ -1,9 +1,10 @@
 //! The group-commit writer. Every `enqueue` from every session goes through one
 //! bounded channel to one task that owns one connection. The task takes whatever has
 //! queued up while the previous commit was being fsynced, writes it all in one
-//! transaction with multi-row INSERTs, commits (one fsync for the batch) and only then
-//! answers each caller. Under load batches grow by themselves; at rest a lone message
-//! is committed at once.
+//! transaction with multi-row INSERTs sent to SQLite as one multi-statement query,
+//! commits (one fsync for the batch) and only then answers each caller. Under load
+//! batches grow by themselves; at rest a lone message is committed at once. Bodies
+//! arrive already deflated (`body_codec::Packed`, by the enqueuing session).
 
 use crate::{NewMessage, StoreError};
 use mailroom_model::{EventId, EventType, RecipientState};
