@@ -1,12 +1,12 @@
 //! How a message body is kept in `message_bodies`, on both backends: raw (codec 0,
 //! every body moved there by migration SQLite 0015 / PostgreSQL 0004) or deflated
-//! (codec 1, libdeflate's fastest level, inflated by flate2) when that saves at least
-//! an eighth. A signed 2 KB message
-//! deflates to about half, which lets SQLite pack two or three per 4 KiB page
-//! instead of one. `messages.size` keeps the original length (and `messages.body` is
-//! left empty). Once every recipient of a message has a final state its body row is
-//! deleted (nothing reads it any more; `load_body` then gives an empty body), which
-//! is what lets the store shrink back as the queue drains.
+//! (codec 1: raw DEFLATE, deflated by libdeflate at level 1 and inflated by flate2)
+//! when that saves at least an eighth. A signed 2 KB message deflates to about half,
+//! which lets SQLite pack two or three per 4 KiB page instead of one. `messages.size`
+//! keeps the original length (and `messages.body` is left empty). Once every recipient
+//! of a message has a final state its body row is deleted (nothing reads it any more;
+//! `load_body` then gives an empty body), which is what lets the store shrink back as
+//! the queue drains.
 
 use crate::StoreError;
 use flate2::read::DeflateDecoder;
@@ -159,6 +159,21 @@ mod tests {
                 body
             );
         }
+    }
+
+    /// What the writer stores for a body deflated ahead of it is what `encode` gives.
+    #[test]
+    fn packed_ahead_stores_what_encode_gives() {
+        let text = b"hello world, again and again\r\n".repeat(40);
+        let packed = Packed::of(&text);
+        let (stored, codec) = packed.stored(&text);
+        assert_eq!((stored, codec), (encode(&text).0.as_ref(), DEFLATE));
+        assert_eq!(
+            decode(stored.to_vec(), codec, text.len() as i64).unwrap(),
+            text
+        );
+        let small = b"Subject: x\r\n\r\nhi\r\n";
+        assert_eq!(Packed::of(small).stored(small), (&small[..], RAW));
     }
 
     #[test]
