@@ -192,16 +192,8 @@ mod tests {
         let small = b"Subject: x\r\n\r\nhi\r\n";
         assert_eq!(encode(small), (Cow::Borrowed(&small[..]), RAW));
 
-        // xorshift64: bytes deflate cannot shrink.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        // Bytes deflate cannot shrink.
+        let noise = noise(4096, 32);
         let (stored, codec) = encode(&noise);
         assert_eq!(codec, RAW);
         assert_eq!(decode(stored.into_owned(), codec, 4096).unwrap(), noise);
