@@ -86,7 +86,9 @@ pub struct AcceptedDetail {
     pub client_ip: Option<String>,
     /// The content pipeline's report (tracking rewrite, rules that fired, score,
     /// malware scan), `null` when there is nothing to say. Untyped here: its findings
-    /// are the `content` crate's, which `model` sits below.
+    /// are the `content` crate's, which `model` sits below. Absent reads as `null`
+    /// (the store records details without their `null` fields).
+    #[serde(default)]
     pub content: serde_json::Value,
     pub dkim_selectors: Vec<String>,
     pub helo: Option<String>,
@@ -263,7 +265,8 @@ pub struct SenderHealthDetail {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DomainDnsErrorDetail {
     /// The check's result, the same value as the domain's `last_check` in the domains
-    /// API (whose shape belongs to that API; untyped here).
+    /// API (whose shape belongs to that API; untyped here). Absent reads as `null`.
+    #[serde(default)]
     pub check: serde_json::Value,
     pub domain: String,
 }
@@ -374,6 +377,38 @@ impl EventDetail {
     pub fn to_json(&self) -> String {
         // Serializing plain data (strings, numbers, maps with string keys) cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| "null".into())
+    }
+
+    /// The JSON text the store records: [`Self::to_json`] without its top-level fields
+    /// that are `null` (on an `accepted` event, ≈ 50 of its ≈ 300 bytes), which
+    /// [`Self::with_nulls`] puts back when the event is read, so what the API shows
+    /// does not change. Nested objects keep theirs.
+    pub fn to_stored_json(&self) -> String {
+        match self.to_value() {
+            serde_json::Value::Object(mut fields) => {
+                fields.retain(|_, v| !v.is_null());
+                serde_json::Value::Object(fields).to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// A recorded detail as [`Self::to_json`] wrote it: the top-level `null` fields
+    /// of `kind`'s detail that [`Self::to_stored_json`] left out are added back. Every
+    /// stored field stays as it is; a detail that is not of `kind`'s shape (an older
+    /// row, one redacted by erasure) comes back unchanged.
+    pub fn with_nulls(kind: EventType, mut stored: serde_json::Value) -> serde_json::Value {
+        if let Ok(typed) = Self::parse(kind, &stored)
+            && let (serde_json::Value::Object(full), serde_json::Value::Object(have)) =
+                (typed.to_value(), &mut stored)
+        {
+            for (key, value) in full {
+                if value.is_null() {
+                    have.entry(key).or_insert(value);
+                }
+            }
+        }
+        stored
     }
 
     /// The same as a `serde_json::Value`, for an [`crate::Event`] built in memory.

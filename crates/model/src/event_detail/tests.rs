@@ -316,3 +316,32 @@ fn bounce_columns_come_from_the_typed_value() {
 fn rejected_has_no_detail_to_read() {
     assert!(EventDetail::parse(EventType::Rejected, &json!({})).is_err());
 }
+
+/// What the store records leaves the `null` fields out, and reading it back gives
+/// exactly what `to_json` gave: the API's output does not change.
+#[test]
+fn stored_details_drop_nulls_and_read_back_whole() {
+    let mut dropped = 0;
+    for (kind, d) in samples() {
+        let stored: serde_json::Value = serde_json::from_str(&d.to_stored_json()).unwrap();
+        let nulls = |v: &serde_json::Value| {
+            v.as_object()
+                .map_or(0, |o| o.values().filter(|x| x.is_null()).count())
+        };
+        assert_eq!(nulls(&stored), 0, "{kind}");
+        dropped += nulls(&d.to_value());
+        assert_eq!(
+            EventDetail::with_nulls(kind, stored),
+            d.to_value(),
+            "{kind}"
+        );
+    }
+    // The samples do have `null` fields to drop (an accepted event's `content`, …).
+    assert!(dropped >= 3, "{dropped}");
+    // A detail of another shape (redacted, older) comes back as it was stored.
+    let odd = json!({"redacted": true});
+    assert_eq!(
+        EventDetail::with_nulls(EventType::Accepted, odd.clone()),
+        odd
+    );
+}

@@ -155,7 +155,7 @@ pub(super) async fn insert_event(conn: &mut PgConnection, e: &NewEvent) -> Resul
     .bind(e.message_id.as_str())
     .bind(e.tenant_id.as_str())
     .bind(e.recipient.as_deref())
-    .bind(e.detail.to_json())
+    .bind(e.detail.to_stored_json())
     .bind(bounce_class)
     .bind(bounce_async)
     .execute(&mut *conn)

@@ -64,7 +64,7 @@ async fn suppress(
     .bind(tenant.as_str())
     .bind(address.to_lowercase())
     .bind(reason)
-    .bind(detail.to_json())
+    .bind(detail.to_stored_json())
     .bind(message.as_str())
     .bind(at)
     .execute(&mut *conn)

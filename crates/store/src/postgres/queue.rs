@@ -458,7 +458,7 @@ async fn record(
         )
         .bind(o.tenant_id.as_str())
         .bind(o.recipient.to_lowercase())
-        .bind(mailroom_model::EventDetail::from(o.detail.clone()).to_json())
+        .bind(mailroom_model::EventDetail::from(o.detail.clone()).to_stored_json())
         .bind(o.message_id.as_str())
         .bind(o.at)
         .execute(&mut *conn)
@@ -475,7 +475,7 @@ async fn record(
                 &o.message_id,
                 &o.tenant_id,
                 &o.recipient,
-                detail.to_json(),
+                detail.to_stored_json(),
                 crate::bounce_columns(&detail),
             );
         }

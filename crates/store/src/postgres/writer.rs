@@ -294,7 +294,7 @@ async fn insert_all(
     let mut events = EventColumns::default();
     let mut after = EventColumns::default();
     for m in messages {
-        let accepted = m.accepted_detail.to_json();
+        let accepted = m.accepted_detail.to_stored_json();
         for (idx, rcpt) in m.recipients.iter().enumerate() {
             let address = m.recipients[idx].address.as_str();
             events.push(
@@ -313,7 +313,7 @@ async fn insert_all(
                     &m.id,
                     &m.tenant_id,
                     address,
-                    detail.to_json(),
+                    detail.to_stored_json(),
                 );
             } else if let Some(filter) = &m.quarantine {
                 after.push(
@@ -322,7 +322,7 @@ async fn insert_all(
                     &m.id,
                     &m.tenant_id,
                     address,
-                    mailroom_model::EventDetail::from(filter.clone()).to_json(),
+                    mailroom_model::EventDetail::from(filter.clone()).to_stored_json(),
                 );
             }
         }

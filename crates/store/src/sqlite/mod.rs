@@ -218,7 +218,10 @@ fn event_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<Event> {
             .get::<Option<String>, _>("tenant_id")
             .map(TenantId::from_stored),
         recipient: r.get("recipient"),
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        detail: mailroom_model::EventDetail::with_nulls(
+            kind,
+            serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        ),
     })
 }
 

@@ -106,7 +106,7 @@ pub(super) async fn record(
                 .push_bind(o.message_id.as_str())
                 .push_bind(o.tenant_id.as_str())
                 .push_bind(o.recipient.as_str())
-                .push_bind(detail.to_json())
+                .push_bind(detail.to_stored_json())
                 .push_bind(bounce_class)
                 .push_bind(bounce_async);
         });

@@ -42,7 +42,7 @@ async fn insert(conn: &mut SqliteConnection, e: &NewEvent) -> Result<(), StoreEr
     .bind(e.message_id.as_str())
     .bind(e.tenant_id.as_str())
     .bind(e.recipient.as_deref())
-    .bind(e.detail.to_json())
+    .bind(e.detail.to_stored_json())
     .bind(bounce_class)
     .bind(bounce_async)
     .execute(&mut *conn)

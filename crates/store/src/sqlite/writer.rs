@@ -214,7 +214,7 @@ impl<'a> BatchRows<'a> {
         let mut later = Vec::new();
         for job in jobs {
             let m = &job.message;
-            let detail = m.accepted_detail.to_json();
+            let detail = m.accepted_detail.to_stored_json();
             for (idx, rcpt) in m.recipients.iter().enumerate() {
                 rows.push(Row {
                     m,
@@ -228,7 +228,7 @@ impl<'a> BatchRows<'a> {
                         idx,
                         EventType::Suppressed,
                         EventId::generate(),
-                        crate::suppressed_detail(reason).to_json(),
+                        crate::suppressed_detail(reason).to_stored_json(),
                     ));
                 } else if let Some(filter) = &m.quarantine {
                     // Held by content protection: a `filtered` event after `accepted`.
@@ -237,7 +237,7 @@ impl<'a> BatchRows<'a> {
                         idx,
                         EventType::Filtered,
                         EventId::generate(),
-                        mailroom_model::EventDetail::from(filter.clone()).to_json(),
+                        mailroom_model::EventDetail::from(filter.clone()).to_stored_json(),
                     ));
                 }
             }
