@@ -13,6 +13,7 @@ mod choice;
 mod content;
 mod headers;
 mod sign;
+mod sign_pool;
 mod store;
 mod submission;
 

@@ -12,10 +12,12 @@
 //!
 //! Which keys sign follows the tenant's or domain's choice of signatures (`choice.rs`):
 //! keys of the other algorithm are skipped, `none` signs and seals nothing. The
-//! signature itself is computed on tokio's blocking pool, so an RSA-2048 operation
-//! (about a millisecond) never holds up the sessions sharing a reactor thread.
+//! signature itself is computed on the signer threads (`sign_pool.rs`), so an RSA-2048
+//! operation (a quarter of a millisecond) never holds up the sessions sharing a
+//! reactor thread.
 
 use crate::choice::Choices;
+use crate::sign_pool::SignPool;
 use crate::store::KeySource;
 use mailroom_auth::{ArcSealKey, Authenticator, DkimKey, KeyAlgorithm, SmtpContext};
 use mailroom_model::{Signatures, TenantId};
@@ -52,6 +54,8 @@ pub struct Signer {
     /// Opens the stored (sealed) private keys; shared with the domain lifecycle,
     /// which seals new keys with it.
     keyring: Arc<Keyring>,
+    /// Where signatures are computed.
+    pool: SignPool,
 }
 
 impl Default for Signer {
@@ -86,6 +90,7 @@ impl Signer {
             return_path_label,
             arc,
             keyring,
+            pool: SignPool::default(),
         }
     }
 
@@ -253,7 +258,7 @@ impl Signer {
                 mailroom_auth::signature_headers(&body, &domain, &refs)
             }
         };
-        let headers = tokio::task::spawn_blocking(job).await;
+        let headers = self.pool.run(job).await;
         // The job has ended and dropped its reference: the body comes back uncopied.
         let body = Arc::try_unwrap(body).unwrap_or_else(|shared| (*shared).clone());
         match headers {
