@@ -379,10 +379,8 @@ impl EventDetail {
         serde_json::to_string(self).unwrap_or_else(|_| "null".into())
     }
 
-    /// The JSON text the store records: [`Self::to_json`] without its top-level fields
-    /// that are `null` (on an `accepted` event, ≈ 50 of its ≈ 300 bytes), which
-    /// [`Self::with_nulls`] puts back when the event is read, so what the API shows
-    /// does not change. Nested objects keep theirs.
+    /// What the store records: [`Self::to_json`] without its top-level `null` fields,
+    /// which [`Self::with_nulls`] puts back on reading (nested objects keep theirs).
     pub fn to_stored_json(&self) -> String {
         match self.to_value() {
             serde_json::Value::Object(mut fields) => {
@@ -393,10 +391,8 @@ impl EventDetail {
         }
     }
 
-    /// A recorded detail as [`Self::to_json`] wrote it: the top-level `null` fields
-    /// of `kind`'s detail that [`Self::to_stored_json`] left out are added back. Every
-    /// stored field stays as it is; a detail that is not of `kind`'s shape (an older
-    /// row, one redacted by erasure) comes back unchanged.
+    /// A stored detail as [`Self::to_json`] wrote it: `kind`'s top-level `null` fields
+    /// are added back; stored fields, and a detail not of `kind`'s shape, stay as stored.
     pub fn with_nulls(kind: EventType, mut stored: serde_json::Value) -> serde_json::Value {
         if let Ok(typed) = Self::parse(kind, &stored)
             && let (serde_json::Value::Object(full), serde_json::Value::Object(have)) =
