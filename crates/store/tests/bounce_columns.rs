@@ -9,9 +9,6 @@ use common::PgTestDb;
 use mailroom_model::TenantId;
 use mailroom_store::DynStore;
 use mailroom_store::sqlite::SqliteStore;
-use sqlx::ConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
-use std::path::{Path, PathBuf};
 
 /// Rows as the writers recorded them before the columns: (type, detail).
 const OLD_ROWS: [(&str, &str); 5] = [
@@ -31,23 +28,6 @@ const OLD_ROWS: [(&str, &str); 5] = [
     ("complained", r#"{"feedback_type":"abuse"}"#),
 ];
 
-/// The migrations of `backend` numbered below `before`, copied into `dir`.
-fn migrations_before(dir: &Path, backend: &str, before: &str) -> PathBuf {
-    let old = dir.join(format!("old-{backend}"));
-    std::fs::create_dir(&old).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("migrations")
-        .join(backend);
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.as_str() < before {
-            std::fs::copy(&path, old.join(&name)).unwrap();
-        }
-    }
-    old
-}
-
 async fn check(store: &DynStore, tenant: &TenantId) {
     let c = store.health_counts(tenant, 0).await.unwrap();
     assert_eq!(c.delivered, 1);
@@ -61,20 +41,8 @@ async fn check(store: &DynStore, tenant: &TenantId) {
 async fn sqlite_bounces_recorded_before_the_columns_are_filled_from_their_detail() {
     let dir = tempfile::tempdir().unwrap();
     let tenant = TenantId::generate();
-    let old = migrations_before(dir.path(), "sqlite", "0028");
     let db = dir.path().join("mailroom.db");
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = common::sqlite_before(dir.path(), "0028").await;
     for (i, (kind, detail)) in OLD_ROWS.iter().enumerate() {
         sqlx::query(
             "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \
@@ -98,7 +66,7 @@ async fn postgres_bounces_recorded_before_the_columns_are_filled_from_their_deta
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let tenant = TenantId::generate();
-    let old = migrations_before(dir.path(), "postgres", "0017");
+    let old = common::migrations_before(dir.path(), "postgres", "0017");
     let db = PgTestDb::create_empty().await;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::migrate::Migrator::new(old.as_path())

@@ -9,19 +9,13 @@ mod common;
 use common::TestDb;
 use mailroom_model::{AcceptedDetail, EventType, TenantId};
 use mailroom_store::{DynStore, EventQuery};
-use sqlx::ConnectOptions;
-use sqlx::sqlite::SqliteConnectOptions;
 
 /// The `detail` column of every `accepted` event, as stored.
 async fn stored_details(db: &TestDb) -> Vec<String> {
     let sql = "SELECT detail FROM events WHERE type = 'accepted'";
     match db {
         TestDb::Sqlite(dir) => {
-            let mut conn = SqliteConnectOptions::new()
-                .filename(dir.path().join("mailroom.db"))
-                .connect()
-                .await
-                .unwrap();
+            let mut conn = common::sqlite_connection(&dir.path().join("mailroom.db")).await;
             sqlx::query_scalar(sql).fetch_all(&mut conn).await.unwrap()
         }
         TestDb::Postgres(pg) => {
@@ -80,34 +74,14 @@ conformance_db!(
     }
 );
 
-/// A subject recorded under the positional index of 0024 is found by the message
-/// search after 0029 rebuilt the index without positions, and so is a new one.
+/// A subject recorded under the positional index of 0024 is found through the index
+/// (with the LIKE check the message search adds) after 0029 rebuilt it without
+/// positions, and so is a new one.
 #[tokio::test]
 async fn sqlite_subjects_recorded_before_the_rebuild_are_still_found() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mailroom.db");
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    let old = dir.path().join("old");
-    std::fs::create_dir(&old).unwrap();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if name.as_str() < "0029" {
-            std::fs::copy(&p, old.join(&name)).unwrap();
-        }
-    }
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = common::sqlite_before(dir.path(), "0029").await;
     sqlx::query("INSERT INTO message_subjects (message_id, subject) VALUES ('m1', 'Password reset for Ada')")
         .execute(&mut conn)
         .await
@@ -118,11 +92,7 @@ async fn sqlite_subjects_recorded_before_the_rebuild_are_still_found() {
         .await
         .unwrap();
     drop(store);
-    let mut conn = SqliteConnectOptions::new()
-        .filename(&path)
-        .connect()
-        .await
-        .unwrap();
+    let mut conn = common::sqlite_connection(&path).await;
     sqlx::query("INSERT INTO message_subjects (message_id, subject) VALUES ('m2', 'Receipt: your order reset')")
         .execute(&mut conn)
         .await

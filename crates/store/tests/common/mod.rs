@@ -238,3 +238,47 @@ macro_rules! conformance_db {
         }
     };
 }
+
+/// The migrations of `backend` numbered below `before`, copied into `dir` (tests of
+/// what a migration does to rows written before it).
+pub fn migrations_before(dir: &std::path::Path, backend: &str, before: &str) -> std::path::PathBuf {
+    let old = dir.join(format!("old-{backend}"));
+    std::fs::create_dir(&old).unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.as_str() < before {
+            std::fs::copy(&path, old.join(&name)).unwrap();
+        }
+    }
+    old
+}
+
+/// A connection to the SQLite file `path` (created if missing).
+pub async fn sqlite_connection(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A new SQLite store file `dir/mailroom.db` migrated only up to the migration
+/// numbered below `before`, and a connection to it (the test writes its old rows, drops
+/// the connection, and opens the store, which runs the rest).
+pub async fn sqlite_before(dir: &std::path::Path, before: &str) -> sqlx::SqliteConnection {
+    let old = migrations_before(dir, "sqlite", before);
+    let mut conn = sqlite_connection(&dir.join("mailroom.db")).await;
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
