@@ -3,6 +3,7 @@
 //! reads and administrative writes, and the group-commit writer for messages.
 
 mod acme;
+mod checkpoint;
 mod cluster;
 mod console;
 mod deletion;
@@ -71,6 +72,11 @@ impl SqliteStore {
             .auto_vacuum(SqliteAutoVacuum::Incremental)
             // The WAL shrinks back to 64 MiB after a checkpoint.
             .pragma("journal_size_limit", "67108864")
+            // Checkpoints run on a task of their own, not in a commit (`checkpoint`).
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::AUTOCHECKPOINT_PAGES.to_string(),
+            )
             // Deleted or rewritten rows are zeroed in their page where that costs no
             // extra I/O, so an erased address does not linger in a page's free space
             // (an erasure itself runs with `secure_delete = ON`, see `deletion.rs`).
@@ -102,6 +108,7 @@ impl SqliteStore {
             pool
         };
         space::spawn_reclaimer(pool.clone());
+        checkpoint::spawn_checkpointer(pool.clone());
         let conn = options
             .connect()
             .await
