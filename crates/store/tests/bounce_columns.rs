@@ -66,15 +66,9 @@ async fn postgres_bounces_recorded_before_the_columns_are_filled_from_their_deta
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let tenant = TenantId::generate();
-    let old = common::migrations_before(dir.path(), "postgres", "0017");
     let db = PgTestDb::create_empty().await;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    common::migrate_before(dir.path(), "postgres", "0017", &mut conn).await;
     for (i, (kind, detail)) in OLD_ROWS.iter().enumerate() {
         sqlx::query(
             "INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) \

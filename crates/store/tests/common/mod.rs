@@ -268,17 +268,27 @@ pub async fn sqlite_connection(path: &std::path::Path) -> sqlx::SqliteConnection
         .unwrap()
 }
 
+/// Runs on `conn` the migrations of `backend` numbered below `before` (copied into
+/// `dir`), so the test can write rows as they were before the next one.
+pub async fn migrate_before<'a, A>(dir: &std::path::Path, backend: &str, before: &str, conn: A)
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let old = migrations_before(dir, backend, before);
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(conn)
+        .await
+        .unwrap();
+}
+
 /// A new SQLite store file `dir/mailroom.db` migrated only up to the migration
 /// numbered below `before`, and a connection to it (the test writes its old rows, drops
 /// the connection, and opens the store, which runs the rest).
 pub async fn sqlite_before(dir: &std::path::Path, before: &str) -> sqlx::SqliteConnection {
-    let old = migrations_before(dir, "sqlite", before);
     let mut conn = sqlite_connection(&dir.join("mailroom.db")).await;
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    migrate_before(dir, "sqlite", before, &mut conn).await;
     conn
 }
