@@ -1,8 +1,8 @@
 //! WAL checkpoints off the writer's path. By default SQLite checkpoints inside the
 //! commit that takes the WAL past 1,000 pages: that commit, and every message of its
 //! batch, then waits while about a thousand pages are read back from the WAL, written
-//! into the database file and fsynced — a step of several milliseconds every few
-//! hundred messages under load, which showed in the acceptance latency's tail.
+//! into the database file and fsynced — every ≈ 150 messages under load (≈ 7 pages a
+//! message), which showed in the slowest acceptances (BENCHMARKS.md).
 //!
 //! Here each connection checkpoints by itself only beyond [`AUTOCHECKPOINT_PAGES`] (a
 //! backstop, should this task stall), and a background task runs a `PASSIVE`
