@@ -4,7 +4,9 @@
 //! transaction with multi-row INSERTs sent to SQLite as one multi-statement query,
 //! commits (one fsync for the batch) and only then answers each caller. Under load
 //! batches grow by themselves; at rest a lone message is committed at once. Bodies
-//! arrive already deflated (`body_codec::Packed`, by the enqueuing session).
+//! arrive already deflated (`body_codec::Packed`, by the enqueuing session). The
+//! delivery side's ops (`ops.rs`) that queued up meanwhile go into the same
+//! transaction: one commit a round, not one for the messages and one for the outcomes.
 
 use crate::{NewMessage, StoreError};
 use mailroom_model::{EventId, EventType, RecipientState};
@@ -32,24 +34,24 @@ pub(crate) async fn run(
     hint: std::sync::Arc<crate::SuppressionHint>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    let mut waiting: Vec<super::ops::Op> = Vec::with_capacity(MAX_BATCH_OPS);
     let mut ops_open = true;
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             job = rx.recv() => match job {
-                Some(job) => job,
+                Some(job) => batch.push(job),
                 None => break,
             },
-            op = ops.recv(), if ops_open => {
-                match op {
-                    Some(op) => run_ops(&mut conn, op, &mut ops, &hint).await,
-                    None => ops_open = false,
+            op = ops.recv(), if ops_open => match op {
+                Some(op) => waiting.push(op),
+                None => {
+                    ops_open = false;
+                    continue;
                 }
-                continue;
-            }
-        };
-        let mut bytes = first.message.body.len();
-        batch.push(first);
+            },
+        }
+        let mut bytes: usize = batch.iter().map(|j| j.message.body.len()).sum();
         while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(job) => {
@@ -59,44 +61,114 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let jobs: Vec<&Job> = batch.iter().collect();
-        match write_batch(&mut conn, &jobs).await {
-            Ok(()) => {
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Ok(()));
-                }
+        while ops_open && waiting.len() < MAX_BATCH_OPS {
+            match ops.try_recv() {
+                Ok(op) => waiting.push(op),
+                Err(_) => break,
             }
-            Err(err) if batch.len() == 1 => {
-                let job = batch.pop().expect("one job");
-                let _ = job.done.send(Err(err));
+        }
+        let round = std::mem::take(&mut waiting);
+        match (batch.is_empty(), round.is_empty()) {
+            (false, true) => commit_jobs(&mut conn, &mut batch).await,
+            (true, false) => run_ops(&mut conn, round, &hint).await,
+            (false, false) => commit_together(&mut conn, &mut batch, round, &hint).await,
+            (true, true) => {}
+        }
+    }
+}
+
+/// Ops taken into one transaction at most.
+const MAX_BATCH_OPS: usize = 64;
+
+/// Writes the batch and answers each caller; a failed batch is retried message by
+/// message, so one bad message cannot fail its neighbours.
+async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+    let jobs: Vec<&Job> = batch.iter().collect();
+    match write_batch(conn, &jobs).await {
+        Ok(()) => {
+            for job in batch.drain(..) {
+                let _ = job.done.send(Ok(()));
             }
-            Err(_) => {
-                // One bad message must not fail its neighbours: retry each alone.
-                for job in batch.drain(..) {
-                    let result = write_batch(&mut conn, &[&job]).await;
-                    let _ = job.done.send(result);
-                }
+        }
+        Err(err) if batch.len() == 1 => {
+            let job = batch.pop().expect("one job");
+            let _ = job.done.send(Err(err));
+        }
+        Err(_) => {
+            for job in batch.drain(..) {
+                let result = write_batch(conn, &[&job]).await;
+                let _ = job.done.send(result);
             }
         }
     }
 }
 
-/// Runs `first` and whatever other ops are waiting in one transaction; if that fails,
-/// each op alone, so one bad op cannot fail the others.
+/// New messages and the delivery side's ops that queued up meanwhile (outcomes, for
+/// the most part), in one transaction: one commit and one fsync for both, and the
+/// B-trees both write (events and their indexes, recipients, the counters) written
+/// once. If it fails, each part is written on its own as it would have been alone.
+async fn commit_together(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<Job>,
+    ops: Vec<super::ops::Op>,
+    hint: &crate::SuppressionHint,
+) {
+    // Idempotency keys need their own statements between the inserts and the commit.
+    if batch.iter().all(|j| j.message.idempotency.is_none()) {
+        let jobs: Vec<&Job> = batch.iter().collect();
+        if let Ok(results) = write_together(conn, &jobs, &ops, hint).await {
+            for job in batch.drain(..) {
+                let _ = job.done.send(Ok(()));
+            }
+            for (op, done) in ops.into_iter().zip(results) {
+                super::ops::answer(op, Ok(done));
+            }
+            return;
+        }
+    }
+    commit_jobs(conn, batch).await;
+    run_ops(conn, ops, hint).await;
+}
+
+async fn write_together(
+    conn: &mut SqliteConnection,
+    jobs: &[&Job],
+    ops: &[super::ops::Op],
+    hint: &crate::SuppressionHint,
+) -> Result<Vec<super::ops::Done>, StoreError> {
+    let rows = BatchRows::of(jobs);
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+    rows.push_inserts(&mut qb);
+    let result = async {
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "message"))?;
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(super::ops::execute(conn, op, hint).await?);
+        }
+        sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| StoreError::from_sqlx(e, "message"))?;
+        Ok(results)
+    }
+    .await;
+    if result.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    result
+}
+
+/// Runs `ops` in one transaction; if that fails, each op alone, so one bad op cannot
+/// fail the others.
 async fn run_ops(
     conn: &mut SqliteConnection,
-    first: super::ops::Op,
-    rx: &mut mpsc::Receiver<super::ops::Op>,
+    mut ops: Vec<super::ops::Op>,
     hint: &crate::SuppressionHint,
 ) {
     use super::ops::{Done, answer, execute};
-    let mut ops = vec![first];
-    while ops.len() < 64 {
-        match rx.try_recv() {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
     let together = async {
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
@@ -372,3 +444,7 @@ async fn insert_idempotency_keys(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
