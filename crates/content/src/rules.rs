@@ -347,7 +347,10 @@ fn heuristics(
     out: &mut Inspection,
 ) {
     let (section, _) = mime::split_entity(message);
-    let parsed = mail_parser::MessageParser::default().parse_headers(section);
+    // Only `From` and `Subject` are read: the trace fields above them (every message
+    // has our own `Received:`) need not go through their grammar.
+    let wanted = fields_named(section, &["from", "subject"]);
+    let parsed = mail_parser::MessageParser::default().parse_headers(&wanted[..]);
     let subject = parsed
         .as_ref()
         .and_then(|m| m.subject())
@@ -407,8 +410,15 @@ fn heuristics(
         .map(|t| t.to_lowercase())
         .collect::<Vec<_>>()
         .join(" ");
-    for phrase in SUSPICIOUS_PHRASES {
-        if phrase_score < 6 && (subject.contains(phrase) || all_text.contains(phrase)) {
+    // One pass over the subject and one over the text find every phrase present.
+    let mut present = [false; SUSPICIOUS_PHRASES.len()];
+    for haystack in [&subject, &all_text] {
+        for m in phrase_finder().find_overlapping_iter(haystack.as_str()) {
+            present[m.pattern().as_usize()] = true;
+        }
+    }
+    for (phrase, _) in SUSPICIOUS_PHRASES.iter().zip(present).filter(|(_, p)| *p) {
+        if phrase_score < 6 {
             phrase_score += 2;
             heuristic(
                 out,
@@ -418,6 +428,36 @@ fn heuristics(
             );
         }
     }
+}
+
+/// Finds every [`SUSPICIOUS_PHRASES`] entry in a text (overlapping matches, so a
+/// phrase inside another is found too).
+fn phrase_finder() -> &'static aho_corasick::AhoCorasick {
+    static FINDER: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+        std::sync::LazyLock::new(|| {
+            aho_corasick::AhoCorasick::new(SUSPICIOUS_PHRASES).expect("fixed phrases")
+        });
+    &FINDER
+}
+
+/// The fields of a header section whose names are among `names` (lowercase), with
+/// their continuation lines, in their order: a smaller section to parse.
+fn fields_named(section: &[u8], names: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in section.split_inclusive(|&b| b == b'\n') {
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            keep = line.contains(&b':')
+                && names
+                    .iter()
+                    .any(|n| name.trim_ascii().eq_ignore_ascii_case(n.as_bytes()));
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

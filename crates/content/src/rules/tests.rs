@@ -190,3 +190,36 @@ fn heuristic_ip_address_link_and_phrases() {
     );
     assert_eq!(i.score, 7);
 }
+
+#[test]
+fn heuristics_read_folded_from_and_subject_below_trace_fields() {
+    let m = b"Received: from client.example (client.example [192.0.2.1])\r\n\tby relay.example with ESMTPS id 01ABC; Mon, 7 Dec 2026 18:00:00 +0000\r\nReceived: from x\r\n by y\r\nfrom: \"paypal.com\r\n Support\" <help@evil-mailer.example>\r\nX-Subject-Note: verify your account\r\nSUBJECT: Notice:\r\n urgent action required\r\n\r\nhello\r\n";
+    let i = inspect(m, &rules(), &none);
+    let found: Vec<String> = i.heuristics().map(|f| f.detail.clone()).collect();
+    assert_eq!(
+        found,
+        [
+            "display name shows paypal.com, address is at evil-mailer.example",
+            "contains \"urgent action required\"",
+        ]
+    );
+}
+
+#[test]
+fn at_most_three_phrases_count_in_the_list_s_order() {
+    let text = SUSPICIOUS_PHRASES
+        .iter()
+        .rev()
+        .map(|p| p.to_uppercase())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    let m = format!("From: a@shop.example\r\nSubject: hi\r\n\r\n{text}\r\n");
+    let i = inspect(m.as_bytes(), &rules(), &none);
+    let found: Vec<String> = i.heuristics().map(|f| f.detail.clone()).collect();
+    let expected: Vec<String> = SUSPICIOUS_PHRASES[..3]
+        .iter()
+        .map(|p| format!("contains \"{p}\""))
+        .collect();
+    assert_eq!(found, expected);
+    assert_eq!(i.score, 6);
+}
