@@ -25,12 +25,14 @@ pub(crate) enum Recording {
 /// Outcomes per batch, beyond which the recorder stops taking more before writing.
 const MAX_BATCH_OUTCOMES: usize = 2000;
 /// After the first outcome of a batch the recorder waits this long for more before
-/// writing, unless [`LINGER_UNTIL`] have come or a flush is asked for. Nothing waits
+/// writing, unless [`LINGER_UNTIL`] have come or a flush is asked for (under load that
+/// many come within a few milliseconds, and the store's writer carries them in its
+/// next round with new messages). Nothing waits
 /// on an outcome's commit (connections go on at once; the lease is kept meanwhile), so
 /// at a few hundred deliveries a second outcomes are written a dozen at a time rather
 /// than each in a commit of its own of some twenty pages and an fsync.
 const LINGER: Duration = Duration::from_millis(20);
-const LINGER_UNTIL: usize = 256;
+const LINGER_UNTIL: usize = 32;
 /// The pause before trying again a batch the storage refused (full, read-only):
 /// doubling from the first to the last, so a long fault costs a write every few
 /// seconds, not a busy loop.

@@ -117,7 +117,13 @@ impl SqliteStore {
         let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
         let health = std::sync::Arc::new(crate::health::WriteHealth::default());
         let hint = std::sync::Arc::new(SuppressionHint::default());
-        tokio::spawn(writer::run(conn, rx, ops_rx, hint.clone()));
+        tokio::spawn(writer::run(
+            conn,
+            rx,
+            ops_rx,
+            hint.clone(),
+            writer::OUTCOMES_WAIT,
+        ));
         Ok(Self {
             pool,
             writer: tx,

@@ -65,6 +65,14 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// Whether the op may wait a few milliseconds to share a commit: recorded outcomes,
+    /// whose callers do not wait on the commit. Everything else is answered at once.
+    pub(crate) fn may_wait(&self) -> bool {
+        matches!(self, Op::Record { .. })
+    }
+}
+
 /// What an op produced, kept until the transaction commits.
 pub(crate) enum Done {
     Claimed(Vec<DueRecipient>),

@@ -32,6 +32,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Job>,
     mut ops: mpsc::Receiver<super::ops::Op>,
     hint: std::sync::Arc<crate::SuppressionHint>,
+    outcomes_wait: std::time::Duration,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut waiting: Vec<super::ops::Op> = Vec::with_capacity(MAX_BATCH_OPS);
@@ -50,6 +51,16 @@ pub(crate) async fn run(
                     continue;
                 }
             },
+        }
+        let mut closed = false;
+        if batch.is_empty() && waiting.iter().all(super::ops::Op::may_wait) {
+            // Only outcomes: no one waits on their commit, so they wait a little for the
+            // next messages' round and share its commit rather than pay for their own.
+            match tokio::time::timeout(outcomes_wait, rx.recv()).await {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) => closed = true,
+                Err(_) => {}
+            }
         }
         let mut bytes: usize = batch.iter().map(|j| j.message.body.len()).sum();
         while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
@@ -74,11 +85,16 @@ pub(crate) async fn run(
             (false, false) => commit_together(&mut conn, &mut batch, round, &hint).await,
             (true, true) => {}
         }
+        if closed {
+            break;
+        }
     }
 }
 
 /// Ops taken into one transaction at most.
 const MAX_BATCH_OPS: usize = 64;
+/// How long outcomes alone wait for new messages to commit with (see `run`).
+pub(crate) const OUTCOMES_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Writes the batch and answers each caller; a failed batch is retried message by
 /// message, so one bad message cannot fail its neighbours.

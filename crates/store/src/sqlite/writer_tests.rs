@@ -54,15 +54,48 @@ fn job(message: NewMessage) -> (Job, Answer) {
     (job, wait)
 }
 
-/// Runs one writer task over `jobs` and `ops` (all queued before it starts) on its own
-/// connection to `path`, until both are done.
-async fn run_writer(path: &Path, jobs: Vec<Job>, ops: Vec<Op>) {
-    let conn = sqlx::sqlite::SqliteConnectOptions::new()
+async fn connect(path: &Path) -> SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .busy_timeout(Duration::from_secs(10))
         .connect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// An outcome for `m`'s first recipient, which holds no lease: the store reports it
+/// lost, and writes nothing.
+type Lost = oneshot::Receiver<Result<Vec<(MessageId, i64)>, StoreError>>;
+
+fn record(m: &NewMessage) -> (Op, Lost) {
+    let (done, wait) = oneshot::channel();
+    let outcome = crate::Outcome {
+        message_id: m.id.clone(),
+        idx: 0,
+        recipient: m.recipients[0].address.clone(),
+        tenant_id: m.tenant_id.clone(),
+        state: mailroom_model::RecipientState::Delivered,
+        attempted: true,
+        next_attempt_at: None,
+        last_reply: None,
+        last_mx: None,
+        event: mailroom_model::EventType::Delivered,
+        detail: Default::default(),
+        at: now_millis(),
+        suppress: false,
+        lease_token: 7,
+    };
+    let op = Op::Record {
+        outcomes: vec![outcome],
+        done,
+    };
+    (op, wait)
+}
+
+/// Runs one writer task over `jobs` and `ops` (all queued before it starts) on its own
+/// connection to `path`, until both are done.
+async fn run_writer(path: &Path, jobs: Vec<Job>, ops: Vec<Op>) {
+    let conn = connect(path).await;
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let (ops_tx, ops_rx) = mpsc::channel(16);
     for j in jobs {
@@ -73,7 +106,7 @@ async fn run_writer(path: &Path, jobs: Vec<Job>, ops: Vec<Op>) {
     }
     // With both senders gone the task ends once it has taken everything.
     drop((jobs_tx, ops_tx));
-    run(conn, jobs_rx, ops_rx, Default::default()).await;
+    run(conn, jobs_rx, ops_rx, Default::default(), OUTCOMES_WAIT).await;
 }
 
 fn cancel(id: &MessageId) -> (Op, oneshot::Receiver<Result<u64, StoreError>>) {
@@ -174,4 +207,66 @@ async fn a_failing_op_in_the_round_fails_alone_and_the_messages_still_commit() {
     for m in [&b, &c] {
         assert_eq!(states(&store, &m.id).await, ["queued"]);
     }
+}
+
+#[tokio::test]
+async fn outcomes_alone_wait_for_the_next_messages_and_commit_with_them() {
+    let (_dir, path, store, first) = setup().await;
+    let (jobs_tx, jobs_rx) = mpsc::channel(16);
+    let (ops_tx, ops_rx) = mpsc::channel(16);
+    let wait = Duration::from_secs(5);
+    let writer = tokio::spawn(run(
+        connect(&path).await,
+        jobs_rx,
+        ops_rx,
+        Default::default(),
+        wait,
+    ));
+    let (op, mut answered) = record(&first);
+    ops_tx.send(op).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        answered.try_recv().is_err(),
+        "outcomes alone wait for messages to share a commit with"
+    );
+    let b = message(1);
+    let (jb, wb) = job(b.clone());
+    jobs_tx.send(jb).await.unwrap();
+    wb.await.unwrap().unwrap();
+    let lost = answered.await.unwrap().unwrap();
+    assert_eq!(lost, [(first.id.clone(), 0)]);
+    assert_eq!(states(&store, &b.id).await, ["queued"]);
+    drop((jobs_tx, ops_tx));
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn outcomes_alone_are_written_when_no_message_comes_and_other_ops_do_not_wait() {
+    let (_dir, path, _store, first) = setup().await;
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(16);
+    let (ops_tx, ops_rx) = mpsc::channel(16);
+    let wait = Duration::from_millis(300);
+    let writer = tokio::spawn(run(
+        connect(&path).await,
+        jobs_rx,
+        ops_rx,
+        Default::default(),
+        wait,
+    ));
+    let started = std::time::Instant::now();
+    let (op, answered) = record(&first);
+    ops_tx.send(op).await.unwrap();
+    answered.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() >= wait,
+        "written after the wait, not before"
+    );
+    // A cancel (an operator waits for it) is not held back.
+    let started = std::time::Instant::now();
+    let (op, answered) = cancel(&first.id);
+    ops_tx.send(op).await.unwrap();
+    assert_eq!(answered.await.unwrap().unwrap(), 1);
+    assert!(started.elapsed() < wait, "a cancel is written at once");
+    drop((jobs_tx, ops_tx));
+    writer.await.unwrap();
 }
