@@ -349,8 +349,12 @@ fn heuristics(
     let (section, _) = mime::split_entity(message);
     // Only `From` and `Subject` are read: the trace fields above them (every message
     // has our own `Received:`) need not go through their grammar.
-    let wanted = fields_named(section, &["from", "subject"]);
-    let parsed = mail_parser::MessageParser::default().parse_headers(&wanted[..]);
+    let wanted: String = mime::header_fields(section)
+        .into_iter()
+        .filter(|(name, _)| name == "from" || name == "subject")
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let parsed = mail_parser::MessageParser::default().parse_headers(wanted.as_bytes());
     let subject = parsed
         .as_ref()
         .and_then(|m| m.subject())
@@ -438,26 +442,6 @@ fn phrase_finder() -> &'static aho_corasick::AhoCorasick {
             aho_corasick::AhoCorasick::new(SUSPICIOUS_PHRASES).expect("fixed phrases")
         });
     &FINDER
-}
-
-/// The fields of a header section whose names are among `names` (lowercase), with
-/// their continuation lines, in their order: a smaller section to parse.
-fn fields_named(section: &[u8], names: &[&str]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut keep = false;
-    for line in section.split_inclusive(|&b| b == b'\n') {
-        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-            let name = line.split(|&b| b == b':').next().unwrap_or_default();
-            keep = line.contains(&b':')
-                && names
-                    .iter()
-                    .any(|n| name.trim_ascii().eq_ignore_ascii_case(n.as_bytes()));
-        }
-        if keep {
-            out.extend_from_slice(line);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
