@@ -3,32 +3,21 @@
 
 use super::*;
 use crate::lease::LeaseKeeper;
+use mailroom_model::RecipientState::Delivered;
+use mailroom_model::TenantId;
+use mailroom_testkit::messages::{new_message, outcome, recipient};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-fn outcome() -> Outcome {
-    Outcome {
-        message_id: mailroom_model::MessageId::generate(),
-        idx: 0,
-        recipient: "r@example.net".into(),
-        tenant_id: mailroom_model::TenantId::from_stored("t".into()),
-        state: mailroom_model::RecipientState::Delivered,
-        attempted: true,
-        next_attempt_at: None,
-        last_reply: None,
-        last_mx: None,
-        event: mailroom_model::EventType::Delivered,
-        detail: Default::default(),
-        at: 0,
-        suppress: false,
-        lease_token: 1,
-    }
-}
-
 fn outcomes(keeper: &LeaseKeeper, n: usize) -> Recording {
+    let message = new_message(
+        &TenantId::from_stored("t".into()),
+        "s@acme.test",
+        vec![recipient("r@example.net")],
+    );
     Recording::Outcomes {
-        outcomes: (0..n).map(|_| outcome()).collect(),
+        outcomes: (0..n).map(|_| outcome(&message, 0, Delivered, 1)).collect(),
         bounce: None,
         lease: keeper.hold(1, mailroom_model::now_millis() + 60_000),
     }

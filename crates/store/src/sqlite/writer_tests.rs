@@ -10,6 +10,8 @@ use sqlx::ConnectOptions;
 use std::path::Path;
 use std::time::Duration;
 
+/// A message to one recipient. (Not `mailroom_testkit`'s builder: that crate depends on
+/// this one, and its `NewMessage` would be another type in these unit tests.)
 fn message(n: usize) -> NewMessage {
     let address = format!("r{n}@example.net");
     NewMessage {
@@ -61,6 +63,23 @@ async fn connect(path: &Path) -> SqliteConnection {
         .connect()
         .await
         .unwrap()
+}
+
+/// A writer task on its own connection, whose outcomes alone wait up to `wait`; it ends
+/// once both senders are dropped.
+async fn spawn_writer(
+    path: &Path,
+    wait: Duration,
+) -> (
+    mpsc::Sender<Job>,
+    mpsc::Sender<Op>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (jobs_tx, jobs_rx) = mpsc::channel(16);
+    let (ops_tx, ops_rx) = mpsc::channel(16);
+    let conn = connect(path).await;
+    let writer = tokio::spawn(run(conn, jobs_rx, ops_rx, Default::default(), wait));
+    (jobs_tx, ops_tx, writer)
 }
 
 /// An outcome for `m`'s first recipient, which holds no lease: the store reports it
@@ -212,16 +231,8 @@ async fn a_failing_op_in_the_round_fails_alone_and_the_messages_still_commit() {
 #[tokio::test]
 async fn outcomes_alone_wait_for_the_next_messages_and_commit_with_them() {
     let (_dir, path, store, first) = setup().await;
-    let (jobs_tx, jobs_rx) = mpsc::channel(16);
-    let (ops_tx, ops_rx) = mpsc::channel(16);
     let wait = Duration::from_secs(5);
-    let writer = tokio::spawn(run(
-        connect(&path).await,
-        jobs_rx,
-        ops_rx,
-        Default::default(),
-        wait,
-    ));
+    let (jobs_tx, ops_tx, writer) = spawn_writer(&path, wait).await;
     let (op, mut answered) = record(&first);
     ops_tx.send(op).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -243,16 +254,8 @@ async fn outcomes_alone_wait_for_the_next_messages_and_commit_with_them() {
 #[tokio::test]
 async fn outcomes_alone_are_written_when_no_message_comes_and_other_ops_do_not_wait() {
     let (_dir, path, _store, first) = setup().await;
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(16);
-    let (ops_tx, ops_rx) = mpsc::channel(16);
     let wait = Duration::from_millis(300);
-    let writer = tokio::spawn(run(
-        connect(&path).await,
-        jobs_rx,
-        ops_rx,
-        Default::default(),
-        wait,
-    ));
+    let (jobs_tx, ops_tx, writer) = spawn_writer(&path, wait).await;
     let started = std::time::Instant::now();
     let (op, answered) = record(&first);
     ops_tx.send(op).await.unwrap();
