@@ -6,6 +6,7 @@ mod acme;
 mod checkpoint;
 mod cluster;
 mod console;
+mod counting;
 mod deletion;
 mod directory;
 mod domains;

@@ -7,7 +7,10 @@
 //! arrive already deflated (`body_codec::Packed`, by the enqueuing session). The
 //! delivery side's ops (`ops.rs`) that queued up meanwhile go into the same
 //! transaction: one commit a round, not one for the messages and one for the outcomes.
+//! Every transaction here counts the events it added just before its `COMMIT`
+//! (`counting.rs`).
 
+use super::counting::{COUNT_AND_COMMIT, COUNT_NEW_EVENTS};
 use crate::{NewMessage, StoreError};
 use mailroom_model::{EventId, EventType, RecipientState};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -164,7 +167,7 @@ async fn write_together(
         for op in ops {
             results.push(super::ops::execute(conn, op, hint).await?);
         }
-        sqlx::query("COMMIT")
+        sqlx::query(COUNT_AND_COMMIT)
             .execute(&mut *conn)
             .await
             .map_err(|e| StoreError::from_sqlx(e, "message"))?;
@@ -200,7 +203,7 @@ async fn run_ops(
                 }
             }
         }
-        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        if let Err(e) = sqlx::query(COUNT_AND_COMMIT).execute(&mut *conn).await {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
             return Err(StoreError::from_sqlx(e, "recipient"));
         }
@@ -222,7 +225,7 @@ async fn run_ops(
                         .await
                         .map_err(|e| StoreError::from_sqlx(e, "recipient"))?;
                     match execute(conn, &op, hint).await {
-                        Ok(d) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                        Ok(d) => match sqlx::query(COUNT_AND_COMMIT).execute(&mut *conn).await {
                             Ok(_) => Ok(d),
                             Err(e) => {
                                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -252,6 +255,7 @@ async fn write_batch(conn: &mut SqliteConnection, jobs: &[&Job]) -> Result<(), S
     let rows = BatchRows::of(jobs);
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
     rows.push_inserts(&mut qb);
+    qb.push(COUNT_NEW_EVENTS);
     if !keyed {
         qb.push("COMMIT");
     }
