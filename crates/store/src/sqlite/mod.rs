@@ -12,6 +12,7 @@ mod directory;
 mod domains;
 mod events;
 mod file;
+mod idempotency;
 mod intake;
 mod keys;
 mod ops;
@@ -22,6 +23,7 @@ mod secrets;
 mod shaping;
 mod signing;
 mod space;
+pub mod staging;
 mod tenant_policy;
 mod tls_policy;
 mod tracking;
@@ -32,9 +34,7 @@ use mailroom_model::{
     CredentialId, Event, EventId, EventType, MessageId, RecipientState, TenantId, TenantStatus,
     WebhookId, now_millis,
 };
-use sqlx::sqlite::{
-    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::path::Path;
 use std::time::Duration;
@@ -61,6 +61,14 @@ impl SqliteStore {
     /// file is created here with mode 0600 before SQLite opens it, whatever the umask:
     /// SQLite gives the `-wal` and `-shm` files it creates the main file's mode.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_stage_wait(path, staging::STAGE_WAIT).await
+    }
+
+    /// [`Self::open`] with staged messages moved into the full schema after `wait` at
+    /// the latest instead of [`staging::STAGE_WAIT`]: for tests that look at the staged
+    /// rows themselves.
+    #[doc(hidden)]
+    pub async fn open_with_stage_wait(path: &Path, wait: Duration) -> Result<Self, StoreError> {
         file::create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -83,8 +91,10 @@ impl SqliteStore {
             // (an erasure itself runs with `secure_delete = ON`, see `deletion.rs`).
             .pragma("secure_delete", "FAST")
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
+        let staged = staging::Staging::waiting(wait);
+        let pool = staging::pool_options(&ops_tx, &staged)
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::from_sqlx(e, "database"))?;
@@ -100,8 +110,7 @@ impl SqliteStore {
                 .map_err(|e| StoreError::from_sqlx(e, "database"))?;
             space::convert(&mut conn).await?;
             drop(conn);
-            SqlitePoolOptions::new()
-                .max_connections(4)
+            staging::pool_options(&ops_tx, &staged)
                 .connect_with(options.clone())
                 .await
                 .map_err(|e| StoreError::from_sqlx(e, "database"))?
@@ -110,12 +119,11 @@ impl SqliteStore {
         };
         space::spawn_reclaimer(pool.clone());
         checkpoint::spawn_checkpointer(pool.clone());
-        let conn = options
+        let mut conn = options
             .connect()
             .await
             .map_err(|e| StoreError::from_sqlx(e, "database"))?;
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
-        let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
+        staging::recover(&mut conn).await?;
         let health = std::sync::Arc::new(crate::health::WriteHealth::default());
         let hint = std::sync::Arc::new(SuppressionHint::default());
         tokio::spawn(writer::run(
@@ -124,6 +132,7 @@ impl SqliteStore {
             ops_rx,
             hint.clone(),
             writer::OUTCOMES_WAIT,
+            staged,
         ));
         Ok(Self {
             pool,

@@ -58,6 +58,11 @@ pub(crate) enum Op {
         uses: Vec<(mailroom_model::ApiKeyId, i64)>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Nothing of its own: its round moves the staged messages into the full schema,
+    /// so that a reader sees them (`staging.rs`).
+    Flush {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Bounce and complaint intake, sender health (`intake.rs`).
     Intake {
         op: super::intake::IntakeOp,
@@ -96,6 +101,7 @@ pub(crate) async fn execute(
     hint: &SuppressionHint,
 ) -> Result<Done, StoreError> {
     match op {
+        Op::Flush { .. } => Ok(Done::Unit),
         Op::Claim {
             lease, now, limit, ..
         } => claim(conn, lease, *now, *limit).await.map(Done::Claimed),
@@ -209,7 +215,7 @@ pub(crate) fn answer(op: Op, result: Result<Done, StoreError>) {
                 | Done::Deletion(_) => Vec::new(),
             }));
         }
-        Op::Release { done, .. } | Op::KeyUse { done, .. } => {
+        Op::Release { done, .. } | Op::KeyUse { done, .. } | Op::Flush { done } => {
             let _ = done.send(result.map(|_| ()));
         }
         Op::RetryNow { done, .. }

@@ -14,6 +14,7 @@ impl MessageStore for SqliteStore {
                 message,
                 packed,
                 done,
+                staged: None,
             })
             .await
             .map_err(|_| StoreError::Closed)?;

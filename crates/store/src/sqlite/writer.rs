@@ -8,9 +8,11 @@
 //! delivery side's ops (`ops.rs`) that queued up meanwhile go into the same
 //! transaction: one commit a round, not one for the messages and one for the outcomes.
 //! Every transaction here counts the events it added just before its `COMMIT`
-//! (`counting.rs`).
+//! (`counting.rs`). A small round of messages already handed to delivery is staged
+//! instead, one row each, and written here with a later round (`staging.rs`).
 
 use super::counting::{COUNT_AND_COMMIT, COUNT_NEW_EVENTS};
+use super::staging::{self, Staging};
 use crate::{NewMessage, StoreError};
 use mailroom_model::{EventId, EventType, RecipientState};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -21,6 +23,9 @@ pub(crate) struct Job {
     /// The body as it will be stored, encoded by the caller (`Packed`).
     pub packed: crate::body_codec::Packed,
     pub done: oneshot::Sender<Result<(), StoreError>>,
+    /// Its row in `staged_messages` once it is staged (its caller is answered then),
+    /// deleted in the transaction that writes it to the full schema (`staging.rs`).
+    pub staged: Option<i64>,
 }
 
 /// Bounds on one batch: enough to amortise the fsync, small enough to keep latency
@@ -36,11 +41,25 @@ pub(crate) async fn run(
     mut ops: mpsc::Receiver<super::ops::Op>,
     hint: std::sync::Arc<crate::SuppressionHint>,
     outcomes_wait: std::time::Duration,
+    staging: Staging,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut waiting: Vec<super::ops::Op> = Vec::with_capacity(MAX_BATCH_OPS);
     let mut ops_open = true;
+    // Staged messages not yet in the full schema, and since when (`staging.rs`).
+    let mut held: Vec<Job> = Vec::new();
+    let mut held_since: Option<tokio::time::Instant> = None;
+    // If the staged rows cannot be counted, staging fails on its first insert and
+    // every round is written the ordinary way.
+    let mut next_seq = staging::next_seq(&mut conn).await.unwrap_or(1);
     loop {
+        let due = async {
+            match held_since {
+                Some(t) => tokio::time::sleep_until(t + staging.wait).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut timed_out = false;
         tokio::select! {
             biased;
             job = rx.recv() => match job {
@@ -54,9 +73,10 @@ pub(crate) async fn run(
                     continue;
                 }
             },
+            () = due => timed_out = true,
         }
         let mut closed = false;
-        if batch.is_empty() && waiting.iter().all(super::ops::Op::may_wait) {
+        if !timed_out && batch.is_empty() && waiting.iter().all(super::ops::Op::may_wait) {
             // Only outcomes: no one waits on their commit, so they wait a little for the
             // next messages' round and share its commit rather than pay for their own.
             match tokio::time::timeout(outcomes_wait, rx.recv()).await {
@@ -82,16 +102,36 @@ pub(crate) async fn run(
             }
         }
         let round = std::mem::take(&mut waiting);
+        if !closed
+            && round.is_empty()
+            && staging::stageable(&batch, held.len())
+            && staging::stage(&mut conn, &mut batch, &mut held, &mut next_seq).await
+        {
+            held_since.get_or_insert_with(tokio::time::Instant::now);
+            staging.set(held.len());
+            continue;
+        }
+        // What is held is moved with this round, in front of it.
+        if !held.is_empty() {
+            held.append(&mut batch);
+            batch = std::mem::take(&mut held);
+            held_since = None;
+        }
         match (batch.is_empty(), round.is_empty()) {
             (false, true) => commit_jobs(&mut conn, &mut batch).await,
             (true, false) => run_ops(&mut conn, round, &hint).await,
             (false, false) => commit_together(&mut conn, &mut batch, round, &hint).await,
             (true, true) => {}
         }
+        staging.set(0);
         if closed {
             break;
         }
     }
+    // Shutting down: what is held goes to the full schema now (a crash would leave it
+    // for `recover`).
+    commit_jobs(&mut conn, &mut held).await;
+    staging.set(0);
 }
 
 /// Ops taken into one transaction at most.
@@ -102,6 +142,9 @@ pub(crate) const OUTCOMES_WAIT: std::time::Duration = std::time::Duration::from_
 /// Writes the batch and answers each caller; a failed batch is retried message by
 /// message, so one bad message cannot fail its neighbours.
 async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+    if batch.is_empty() {
+        return;
+    }
     let jobs: Vec<&Job> = batch.iter().collect();
     match write_batch(conn, &jobs).await {
         Ok(()) => {
@@ -249,7 +292,10 @@ async fn run_ops(
 /// transaction, `BEGIN` to `COMMIT`, is one multi-statement query: sqlx runs it as one
 /// command on its SQLite worker thread, where one query per statement cost two thread
 /// switches each (a dozen per batch, most of the writer's wall time at low load).
-async fn write_batch(conn: &mut SqliteConnection, jobs: &[&Job]) -> Result<(), StoreError> {
+pub(super) async fn write_batch(
+    conn: &mut SqliteConnection,
+    jobs: &[&Job],
+) -> Result<(), StoreError> {
     let err = |e| StoreError::from_sqlx(e, "message");
     let keyed = jobs.iter().any(|j| j.message.idempotency.is_some());
     let rows = BatchRows::of(jobs);
@@ -266,7 +312,8 @@ async fn write_batch(conn: &mut SqliteConnection, jobs: &[&Job]) -> Result<(), S
         .map(|_| ())
         .map_err(err);
     if keyed && result.is_ok() {
-        result = match insert_idempotency_keys(conn, jobs).await {
+        result = match super::idempotency::insert_keys(conn, jobs.iter().map(|j| &j.message)).await
+        {
             Ok(()) => sqlx::query("COMMIT")
                 .execute(&mut *conn)
                 .await
@@ -414,6 +461,15 @@ impl<'a> BatchRows<'a> {
             });
             qb.push("; ");
         }
+        let staged: Vec<i64> = self.jobs.iter().filter_map(|j| j.staged).collect();
+        if !staged.is_empty() {
+            qb.push("DELETE FROM staged_messages WHERE seq IN (");
+            let mut list = qb.separated(", ");
+            for seq in staged {
+                list.push_bind(seq);
+            }
+            qb.push("); ");
+        }
         for chunk in self.later.chunks(ROWS_PER_INSERT) {
             qb.push("INSERT INTO events (id, type, at, message_id, tenant_id, recipient, detail) ");
             qb.push_values(chunk, |mut b, (m, idx, kind, event_id, detail)| {
@@ -428,41 +484,6 @@ impl<'a> BatchRows<'a> {
             qb.push("; ");
         }
     }
-}
-
-async fn insert_idempotency_keys(
-    conn: &mut SqliteConnection,
-    jobs: &[&Job],
-) -> Result<(), StoreError> {
-    let err = |e| StoreError::from_sqlx(e, "message");
-    for m in jobs.iter().map(|j| &j.message) {
-        if let Some(k) = &m.idempotency {
-            // Another request (through another process on the same file, or a race the
-            // API layer did not serialise) that already stored this key wins: this batch
-            // member fails alone with a conflict, and its caller replays the stored
-            // response. A key older than the idempotency window is replaced.
-            let written = sqlx::query(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, response, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
-                 response = excluded.response, created_at = excluded.created_at \
-                 WHERE idempotency_keys.created_at < excluded.created_at - $6",
-            )
-            .bind(m.tenant_id.as_str())
-            .bind(&k.key)
-            .bind(&k.request_hash)
-            .bind(k.response.to_string())
-            .bind(k.created_at)
-            .bind(crate::IDEMPOTENCY_WINDOW_MS)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-            if written.rows_affected() == 0 {
-                return Err(StoreError::Conflict("idempotency key"));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

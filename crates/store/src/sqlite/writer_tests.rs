@@ -52,6 +52,7 @@ fn job(message: NewMessage) -> (Job, Answer) {
         message,
         packed,
         done,
+        staged: None,
     };
     (job, wait)
 }
@@ -78,7 +79,14 @@ async fn spawn_writer(
     let (jobs_tx, jobs_rx) = mpsc::channel(16);
     let (ops_tx, ops_rx) = mpsc::channel(16);
     let conn = connect(path).await;
-    let writer = tokio::spawn(run(conn, jobs_rx, ops_rx, Default::default(), wait));
+    let writer = tokio::spawn(run(
+        conn,
+        jobs_rx,
+        ops_rx,
+        Default::default(),
+        wait,
+        Default::default(),
+    ));
     (jobs_tx, ops_tx, writer)
 }
 
@@ -125,7 +133,15 @@ async fn run_writer(path: &Path, jobs: Vec<Job>, ops: Vec<Op>) {
     }
     // With both senders gone the task ends once it has taken everything.
     drop((jobs_tx, ops_tx));
-    run(conn, jobs_rx, ops_rx, Default::default(), OUTCOMES_WAIT).await;
+    run(
+        conn,
+        jobs_rx,
+        ops_rx,
+        Default::default(),
+        OUTCOMES_WAIT,
+        Default::default(),
+    )
+    .await;
 }
 
 fn cancel(id: &MessageId) -> (Op, oneshot::Receiver<Result<u64, StoreError>>) {
