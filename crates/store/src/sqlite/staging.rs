@@ -130,6 +130,7 @@ pub(super) async fn stage(
     batch: &mut Vec<Job>,
     held: &mut Vec<Job>,
     next_seq: &mut i64,
+    staging: &Staging,
 ) -> bool {
     let rows: Vec<(i64, String)> = batch
         .iter()
@@ -152,6 +153,8 @@ pub(super) async fn stage(
         return false;
     }
     *next_seq += rows.len() as i64;
+    // Counted before anyone is answered, so that a caller's next read finds them held.
+    staging.set(held.len() + batch.len());
     for (mut job, (seq, _)) in batch.drain(..).zip(rows) {
         // The caller is answered now; the later write answers no one.
         let (unheard, _) = oneshot::channel();

@@ -105,10 +105,9 @@ pub(crate) async fn run(
         if !closed
             && round.is_empty()
             && staging::stageable(&batch, held.len())
-            && staging::stage(&mut conn, &mut batch, &mut held, &mut next_seq).await
+            && staging::stage(&mut conn, &mut batch, &mut held, &mut next_seq, &staging).await
         {
             held_since.get_or_insert_with(tokio::time::Instant::now);
-            staging.set(held.len());
             continue;
         }
         // What is held is moved with this round, in front of it.
