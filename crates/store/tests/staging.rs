@@ -137,3 +137,28 @@ fn staged_rows_a_crash_leaves_are_moved_when_the_store_opens() {
         assert_eq!((owner.as_str(), token), ("node-a", 41));
     });
 }
+
+#[tokio::test]
+async fn a_staged_message_that_cannot_be_moved_stays_staged_and_is_moved_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mailroom.db");
+    let store = open(&db, AN_HOUR).await;
+    let tenant = common::tenant(&store, "acme").await;
+    let mut conn = common::sqlite_connection(&db).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages WHEN NEW.mail_from = 'app@acme.test' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let m = leased(&tenant);
+    store.enqueue(m.clone()).await.unwrap();
+    // The move fails: the message stays staged, and is not lost.
+    assert!(store.get_message(&m.id).await.unwrap().is_none());
+    assert_eq!(staged_rows(&db).await, 1);
+    sqlx::query("DROP TRIGGER refuse").execute(&mut conn).await.unwrap();
+    // The next read has the writer try again.
+    check_stored(&store, &m.id).await;
+    assert_eq!(staged_rows(&db).await, 0);
+}

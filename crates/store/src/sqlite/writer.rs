@@ -122,7 +122,12 @@ pub(crate) async fn run(
             (false, false) => commit_together(&mut conn, &mut batch, round, &hint).await,
             (true, true) => {}
         }
-        staging.set(0);
+        if !batch.is_empty() {
+            // Staged messages that could not be moved: held again, tried again later.
+            held = std::mem::take(&mut batch);
+            held_since = Some(tokio::time::Instant::now());
+        }
+        staging.set(held.len());
         if closed {
             break;
         }
@@ -130,7 +135,7 @@ pub(crate) async fn run(
     // Shutting down: what is held goes to the full schema now (a crash would leave it
     // for `recover`).
     commit_jobs(&mut conn, &mut held).await;
-    staging.set(0);
+    staging.set(held.len());
 }
 
 /// Ops taken into one transaction at most.
@@ -139,7 +144,9 @@ const MAX_BATCH_OPS: usize = 64;
 pub(crate) const OUTCOMES_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Writes the batch and answers each caller; a failed batch is retried message by
-/// message, so one bad message cannot fail its neighbours.
+/// message, so one bad message cannot fail its neighbours. A staged message that still
+/// fails is left in `batch`: it is still staged (its caller was answered), so the
+/// writer holds it again and moves it with a later round.
 async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
     if batch.is_empty() {
         return;
@@ -151,15 +158,21 @@ async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
                 let _ = job.done.send(Ok(()));
             }
         }
-        Err(err) if batch.len() == 1 => {
+        Err(err) if batch.len() == 1 && batch[0].staged.is_none() => {
             let job = batch.pop().expect("one job");
             let _ = job.done.send(Err(err));
         }
         Err(_) => {
-            for job in batch.drain(..) {
+            let mut still_staged = Vec::new();
+            for job in std::mem::take(batch) {
                 let result = write_batch(conn, &[&job]).await;
-                let _ = job.done.send(result);
+                if result.is_err() && job.staged.is_some() {
+                    still_staged.push(job);
+                } else {
+                    let _ = job.done.send(result);
+                }
             }
+            *batch = still_staged;
         }
     }
 }
