@@ -157,7 +157,10 @@ async fn a_staged_message_that_cannot_be_moved_stays_staged_and_is_moved_later()
     // The move fails: the message stays staged, and is not lost.
     assert!(store.get_message(&m.id).await.unwrap().is_none());
     assert_eq!(staged_rows(&db).await, 1);
-    sqlx::query("DROP TRIGGER refuse").execute(&mut conn).await.unwrap();
+    sqlx::query("DROP TRIGGER refuse")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     // The next read has the writer try again.
     check_stored(&store, &m.id).await;
     assert_eq!(staged_rows(&db).await, 0);

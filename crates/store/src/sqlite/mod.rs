@@ -93,7 +93,8 @@ impl SqliteStore {
             .disable_statement_logging();
         let (tx, rx) = mpsc::channel(WRITER_QUEUE);
         let (ops_tx, ops_rx) = mpsc::channel(WRITER_QUEUE);
-        let staged = staging::Staging::waiting(wait);
+        let health = std::sync::Arc::new(crate::health::WriteHealth::default());
+        let staged = staging::Staging::new(wait, health.clone());
         let pool = staging::pool_options(&ops_tx, &staged)
             .connect_with(options.clone())
             .await
@@ -124,7 +125,6 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::from_sqlx(e, "database"))?;
         staging::recover(&mut conn).await?;
-        let health = std::sync::Arc::new(crate::health::WriteHealth::default());
         let hint = std::sync::Arc::new(SuppressionHint::default());
         tokio::spawn(writer::run(
             conn,

@@ -42,23 +42,28 @@ pub const STAGE_WAIT: std::time::Duration = std::time::Duration::from_millis(25)
 /// it) and the pool's connections (which ask for a move when it is not zero); and how
 /// long a staged message waits at most (`STAGE_WAIT`, longer in tests that look at
 /// the staged rows).
+/// It also carries the store's write health: while a write has been refused lately
+/// (a full disk, say), nothing is staged, so submissions are refused as before rather
+/// than accepted into the few pages a staged row needs.
 #[derive(Clone)]
 pub(crate) struct Staging {
     held: Arc<AtomicUsize>,
     pub(super) wait: std::time::Duration,
+    pub(super) health: Arc<crate::health::WriteHealth>,
 }
 
 impl Default for Staging {
     fn default() -> Self {
-        Self::waiting(STAGE_WAIT)
+        Self::new(STAGE_WAIT, Arc::default())
     }
 }
 
 impl Staging {
-    pub(crate) fn waiting(wait: std::time::Duration) -> Self {
+    pub(crate) fn new(wait: std::time::Duration, health: Arc<crate::health::WriteHealth>) -> Self {
         Self {
             held: Arc::default(),
             wait,
+            health,
         }
     }
     pub(crate) fn held(&self) -> usize {
@@ -111,9 +116,11 @@ async fn settle(ops: &mpsc::Sender<super::ops::Op>, staging: &Staging) {
 
 /// Whether a round of jobs may be staged: few, none answered only after a write of
 /// its own (an idempotency key), none held back from delivery (quarantine), every one
-/// already leased to this node's delivery, which will record outcomes for it soon.
-pub(super) fn stageable(batch: &[Job], held: usize) -> bool {
+/// already leased to this node's delivery, which will record outcomes for it soon; and
+/// no write refused lately.
+pub(super) fn stageable(batch: &[Job], held: usize, staging: &Staging) -> bool {
     !batch.is_empty()
+        && staging.health.check().is_ok()
         && batch.len() <= STAGE_MAX_ROUND
         && held + batch.len() <= STAGE_MAX_HELD
         && batch.iter().all(|j| {

@@ -104,7 +104,7 @@ pub(crate) async fn run(
         let round = std::mem::take(&mut waiting);
         if !closed
             && round.is_empty()
-            && staging::stageable(&batch, held.len())
+            && staging::stageable(&batch, held.len(), &staging)
             && staging::stage(&mut conn, &mut batch, &mut held, &mut next_seq, &staging).await
         {
             held_since.get_or_insert_with(tokio::time::Instant::now);
@@ -117,9 +117,11 @@ pub(crate) async fn run(
             held_since = None;
         }
         match (batch.is_empty(), round.is_empty()) {
-            (false, true) => commit_jobs(&mut conn, &mut batch).await,
+            (false, true) => commit_jobs(&mut conn, &mut batch, &staging.health).await,
             (true, false) => run_ops(&mut conn, round, &hint).await,
-            (false, false) => commit_together(&mut conn, &mut batch, round, &hint).await,
+            (false, false) => {
+                commit_together(&mut conn, &mut batch, round, &hint, &staging.health).await
+            }
             (true, true) => {}
         }
         if !batch.is_empty() {
@@ -134,7 +136,7 @@ pub(crate) async fn run(
     }
     // Shutting down: what is held goes to the full schema now (a crash would leave it
     // for `recover`).
-    commit_jobs(&mut conn, &mut held).await;
+    commit_jobs(&mut conn, &mut held, &staging.health).await;
     staging.set(held.len());
 }
 
@@ -147,7 +149,11 @@ pub(crate) const OUTCOMES_WAIT: std::time::Duration = std::time::Duration::from_
 /// message, so one bad message cannot fail its neighbours. A staged message that still
 /// fails is left in `batch`: it is still staged (its caller was answered), so the
 /// writer holds it again and moves it with a later round.
-async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
+async fn commit_jobs(
+    conn: &mut SqliteConnection,
+    batch: &mut Vec<Job>,
+    health: &crate::health::WriteHealth,
+) {
     if batch.is_empty() {
         return;
     }
@@ -167,6 +173,8 @@ async fn commit_jobs(conn: &mut SqliteConnection, batch: &mut Vec<Job>) {
             for job in std::mem::take(batch) {
                 let result = write_batch(conn, &[&job]).await;
                 if result.is_err() && job.staged.is_some() {
+                    // Its caller heard long ago; readiness hears it here.
+                    health.note(&result);
                     still_staged.push(job);
                 } else {
                     let _ = job.done.send(result);
@@ -186,6 +194,7 @@ async fn commit_together(
     batch: &mut Vec<Job>,
     ops: Vec<super::ops::Op>,
     hint: &crate::SuppressionHint,
+    health: &crate::health::WriteHealth,
 ) {
     // Idempotency keys need their own statements between the inserts and the commit.
     if batch.iter().all(|j| j.message.idempotency.is_none()) {
@@ -200,7 +209,7 @@ async fn commit_together(
             return;
         }
     }
-    commit_jobs(conn, batch).await;
+    commit_jobs(conn, batch, health).await;
     run_ops(conn, ops, hint).await;
 }
 
