@@ -28,6 +28,22 @@ async fn day_counts(store: &DynStore, tenant: &TenantId) -> Vec<(String, i64)> {
     rows
 }
 
+/// An `opened` event at `at` for a message of `tenant` (through the writer, as tracking
+/// records it).
+async fn opened(store: &DynStore, tenant: &TenantId, at: i64) {
+    store
+        .record_event(NewEvent {
+            kind: EventType::Opened,
+            at,
+            message_id: MessageId::generate(),
+            tenant_id: tenant.clone(),
+            recipient: Some("r@example.net".into()),
+            detail: mailroom_model::TrackingDetail::default().into(),
+        })
+        .await
+        .expect("event");
+}
+
 #[tokio::test]
 async fn events_counted_by_the_trigger_are_not_counted_again_and_later_ones_are_counted() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,17 +68,7 @@ async fn events_counted_by_the_trigger_are_not_counted_again_and_later_ones_are_
         vec![("example.net delivered".to_string(), 3)]
     );
     for _ in 0..2 {
-        store
-            .record_event(NewEvent {
-                kind: EventType::Opened,
-                at: 2000,
-                message_id: MessageId::generate(),
-                tenant_id: tenant.clone(),
-                recipient: Some("r@example.net".into()),
-                detail: mailroom_model::TrackingDetail::default().into(),
-            })
-            .await
-            .expect("event");
+        opened(&store, &tenant, 2000).await;
     }
     assert_eq!(
         day_counts(&store, &tenant).await,
@@ -74,17 +80,7 @@ async fn events_counted_by_the_trigger_are_not_counted_again_and_later_ones_are_
     // A restart reads the cursor back: nothing is counted again.
     drop(store);
     let store: DynStore = std::sync::Arc::new(SqliteStore::open(&db).await.expect("reopens"));
-    store
-        .record_event(NewEvent {
-            kind: EventType::Opened,
-            at: 3000,
-            message_id: MessageId::generate(),
-            tenant_id: tenant.clone(),
-            recipient: Some("r@example.net".into()),
-            detail: mailroom_model::TrackingDetail::default().into(),
-        })
-        .await
-        .expect("event");
+    opened(&store, &tenant, 3000).await;
     assert_eq!(
         day_counts(&store, &tenant).await,
         vec![
