@@ -1,6 +1,7 @@
 -- Issue 14 (the store's share of a message's CPU): `event_counters` is no longer kept
 -- by a trigger run for every event row. That trigger made three upserts per event, two
--- events a delivered message, and was about 15 % of the writer's SQLite work. The
+-- events a delivered message (about 15 % of the SQLite work in scripts/store-wal-model;
+-- in the server's benchmark the difference is within its noise). The
 -- writer task, the only connection that inserts events on this backend
 -- (src/sqlite/events.rs), now counts the events its transaction added right before it
 -- commits (src/sqlite/counting.rs): one grouped upsert a transaction, over the seqs
