@@ -49,7 +49,7 @@ pub(crate) async fn run(
     // Staged messages not yet in the full schema, and since when (`staging.rs`).
     let mut held: Vec<Job> = Vec::new();
     let mut held_since: Option<tokio::time::Instant> = None;
-    // If the staged rows cannot be counted, staging fails on its first insert and
+    // If the staged rows cannot be read, staging fails on its first insert and
     // every round is written the ordinary way.
     let mut next_seq = staging::next_seq(&mut conn).await.unwrap_or(1);
     loop {
